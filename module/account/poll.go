@@ -1,0 +1,384 @@
+// Package account runs one fetched account: it polls the upstream, hands
+// every new message to maddy, records the outcome in the ledger, and only
+// then removes upstream copies that are not to be kept.
+//
+// The order of those steps is the whole guarantee:
+//
+//  1. A message is fetched only if the ledger has no entry for it.
+//  2. maddy commits it (or refuses it for good, or fails temporarily).
+//  3. The ledger records a commit or a refusal; a temporary failure records
+//     nothing and ends the poll, so the message is fetched again next time.
+//  4. Once per batch the ledger is synced to disk, and only then are the
+//     batch's delivered messages removed upstream (keep no).
+//
+// A crash between 2 and 3 is the one case that can deliver a message twice.
+// A crash between 3 and 4 leaves delivered messages upstream; the next poll
+// sees them in the ledger and removes them without delivering them again.
+package account
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/foxcpp/maddy/framework/log"
+
+	"remote_pull/module/delivery"
+	"remote_pull/module/ledger"
+	"remote_pull/module/source"
+)
+
+// Settings is one account's configuration, as parsed by module/config.
+type Settings struct {
+	Name         string
+	Upstream     source.Upstream
+	Folders      []string
+	Keep         bool
+	PollInterval time.Duration
+	Target       *delivery.Target
+	Ledger       *ledger.Ledger
+	Log          log.Logger
+	// Slots bounds how many accounts poll at once (max_parallel): a poll
+	// takes a slot for its duration. Nil means no bound.
+	Slots chan struct{}
+}
+
+// batchSize is how many messages are fetched between two ledger syncs and
+// upstream removals.
+const batchSize = 200
+
+// deliveryTimeout bounds one message's trip through maddy. It does not
+// follow the poll's cancellation: at shutdown the message in flight is
+// finished and recorded rather than cut off after Commit.
+const deliveryTimeout = 30 * time.Second
+
+// PollResult counts what one poll did.
+type PollResult struct {
+	Fetched, Delivered, Refused, Removed int
+}
+
+func (r *PollResult) add(o PollResult) {
+	r.Fetched += o.Fetched
+	r.Delivered += o.Delivered
+	r.Refused += o.Refused
+	r.Removed += o.Removed
+}
+
+// Poll connects once and processes every folder of the account.
+func (a *Account) Poll(ctx context.Context) (PollResult, error) {
+	var total PollResult
+	sess, err := a.s.Upstream.Connect(ctx)
+	if err != nil {
+		return total, fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := sess.Close(closeCtx); err != nil {
+			a.s.Log.DebugMsg("closing upstream session", "account", a.s.Name, "reason", err.Error())
+		}
+	}()
+
+	var errs []error
+	for _, folder := range a.s.Folders {
+		res, err := a.pollFolder(ctx, sess, folder)
+		total.add(res)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("folder %q: %w", folder, err))
+			var fatal *fatalError
+			if errors.As(err, &fatal) || ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// fatalError ends the whole poll, not just one folder: the ledger failed, or
+// the connection is gone.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder string) (PollResult, error) {
+	var res PollResult
+	mb, err := sess.Open(ctx, folder)
+	if err != nil {
+		return res, err
+	}
+	key := ledger.MailboxKey{Account: a.s.Name, Mailbox: folder, UIDValidity: mb.UIDValidity()}
+
+	prev, seen, err := a.s.Ledger.Mailbox(ctx, a.s.Name, folder)
+	if err != nil {
+		return res, &fatalError{err}
+	}
+	floor := uint32(1)
+	if seen && prev.UIDValidity == key.UIDValidity {
+		floor = prev.UIDFloor
+	}
+	msgs, err := mb.List(ctx, floor)
+	if err != nil {
+		return res, &fatalError{err}
+	}
+	if seen && prev.UIDValidity != key.UIDValidity {
+		if err := a.adoptAfterRenumbering(ctx, mb, ledger.MailboxKey{Account: a.s.Name, Mailbox: folder, UIDValidity: prev.UIDValidity}, key, msgs); err != nil {
+			return res, err
+		}
+	}
+
+	states, err := a.s.Ledger.States(ctx, key, floorFilter(mb, floor))
+	if err != nil {
+		return res, &fatalError{err}
+	}
+	if mb.Complete() {
+		if err := a.forgetVanished(ctx, key, msgs, states); err != nil {
+			return res, &fatalError{err}
+		}
+	}
+
+	var toFetch, toRemove []string
+	for _, m := range msgs {
+		state := states[m.UID]
+		switch {
+		case state == ledger.Delivered && !a.s.Keep && !m.Deleted:
+			// Delivered earlier, removal interrupted: finish it.
+			toRemove = append(toRemove, m.UID)
+		case state != "" || m.Deleted:
+			// Recorded, or flagged \Deleted by another client: not ours.
+		default:
+			toFetch = append(toFetch, m.UID)
+		}
+	}
+
+	if !a.s.Keep && len(toRemove) > 0 {
+		n, err := a.remove(ctx, mb, toRemove, states)
+		res.Removed += n
+		if err != nil {
+			return res, &fatalError{err}
+		}
+	}
+
+	sizes := make(map[string]int64, len(toFetch))
+	for _, m := range msgs {
+		sizes[m.UID] = m.Size
+	}
+	for batch := range slices.Chunk(toFetch, batchSize) {
+		delivered, br, err := a.fetchBatch(ctx, sess, mb, key, batch, sizes, states)
+		res.add(br)
+		if err != nil {
+			return res, &fatalError{err}
+		}
+		if !a.s.Keep && len(delivered) > 0 {
+			n, err := a.remove(ctx, mb, delivered, states)
+			res.Removed += n
+			if err != nil {
+				return res, &fatalError{err}
+			}
+		}
+	}
+
+	if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, folder, ledger.MailboxState{
+		UIDValidity: key.UIDValidity,
+		UIDFloor:    nextFloor(mb, floor, msgs, states, a.s.Keep),
+	}); err != nil {
+		return res, &fatalError{err}
+	}
+	return res, nil
+}
+
+// fetchBatch streams one batch into maddy and records each outcome. It
+// returns the UIDs delivered and recorded.
+func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source.Mailbox, key ledger.MailboxKey,
+	uids []string, sizes map[string]int64, states map[string]ledger.State) ([]string, PollResult, error) {
+	var (
+		res       PollResult
+		delivered []string
+		wanted    = make(map[string]bool, len(uids))
+	)
+	for _, uid := range uids {
+		wanted[uid] = true
+	}
+	spool := func(body io.Reader) (source.Spooled, error) {
+		return a.s.Target.Spool(body)
+	}
+	deliver := func(uid string, sp source.Spooled) error {
+		defer sp.Discard()
+		if !wanted[uid] {
+			return nil // the server sent a message we did not ask for
+		}
+		delete(wanted, uid)
+		res.Fetched++
+		state, err := a.deliverOne(ctx, sess, key, uid, sizes[uid], sp.(*delivery.Spooled))
+		if err != nil {
+			return err
+		}
+		states[uid] = state
+		switch state {
+		case ledger.Delivered:
+			res.Delivered++
+			delivered = append(delivered, uid)
+		case ledger.Refused:
+			res.Refused++
+		}
+		return nil
+	}
+	err := mb.Fetch(ctx, uids, spool, deliver)
+	return delivered, res, err
+}
+
+// deliverOne hands one spooled message to maddy and records the outcome.
+// A temporary failure records nothing and is returned, ending the poll.
+func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledger.MailboxKey,
+	uid string, size int64, sp *delivery.Spooled) (ledger.State, error) {
+	origin := delivery.Origin{
+		Protocol:    a.s.Upstream.Protocol(),
+		Host:        a.s.Upstream.Host(),
+		Addr:        sess.RemoteAddr(),
+		Account:     a.s.Name,
+		Folder:      key.Mailbox,
+		UIDValidity: key.UIDValidity,
+		UID:         uid,
+	}
+	// Neither the delivery nor the record after it follows the poll's
+	// cancellation: a message committed must be recorded.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deliveryTimeout)
+	defer cancel()
+
+	entry := ledger.Entry{UID: uid, Size: size, Fingerprint: source.Fingerprint(sp.Header, size)}
+	msgID, err := a.s.Target.Deliver(dctx, sp, origin)
+	entry.MsgID = msgID
+	switch {
+	case err == nil:
+		entry.State = ledger.Delivered
+	case delivery.IsPermanent(err):
+		entry.State = ledger.Refused
+		entry.Reason = delivery.Reason(err)
+		a.s.Log.Msg("message refused, left upstream", "account", a.s.Name, "folder", key.Mailbox,
+			"uid", uid, "msg_id", msgID, "reason", entry.Reason)
+	default:
+		return "", fmt.Errorf("delivery of UID %s failed temporarily, will retry: %w", uid, err)
+	}
+	if err := a.s.Ledger.Record(dctx, key, entry); err != nil {
+		return "", err
+	}
+	return entry.State, nil
+}
+
+// removedState marks, for this poll only, a message removed upstream.
+const removedState ledger.State = "removed"
+
+// remove syncs the ledger, then removes delivered messages upstream.
+func (a *Account) remove(ctx context.Context, mb source.Mailbox, uids []string, states map[string]ledger.State) (int, error) {
+	if err := a.s.Ledger.Sync(ctx); err != nil {
+		return 0, err
+	}
+	removed, err := mb.Remove(ctx, uids)
+	for _, uid := range removed {
+		// Gone upstream: nothing is left to do for it.
+		states[uid] = removedState
+	}
+	return len(removed), err
+}
+
+// forgetVanished drops ledger entries of messages the upstream no longer
+// lists (POP3, whose UIDLs may in principle be reused by a later message).
+func (a *Account) forgetVanished(ctx context.Context, key ledger.MailboxKey, msgs []source.Message, states map[string]ledger.State) error {
+	present := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		present[m.UID] = true
+	}
+	var gone []string
+	for uid := range states {
+		if !present[uid] {
+			gone = append(gone, uid)
+			delete(states, uid)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	return a.s.Ledger.Forget(ctx, key, gone)
+}
+
+// adoptAfterRenumbering handles a UIDVALIDITY change: the upstream renumbered
+// the mailbox, so the recorded UIDs mean nothing any more. Messages are
+// matched to old entries by fingerprint (a few header fields and the size,
+// fetched without bodies) and the entries move to the new UIDs; only what
+// matches nothing is fetched as new.
+func (a *Account) adoptAfterRenumbering(ctx context.Context, mb source.Mailbox, old, cur ledger.MailboxKey, msgs []source.Message) error {
+	entries, err := a.s.Ledger.Entries(ctx, old)
+	if err != nil {
+		return &fatalError{err}
+	}
+	byPrint := make(map[string][]string)
+	for _, e := range entries {
+		if e.Fingerprint != "" {
+			byPrint[e.Fingerprint] = append(byPrint[e.Fingerprint], e.UID)
+		}
+	}
+	uids := make([]string, len(msgs))
+	for i, m := range msgs {
+		uids[i] = m.UID
+	}
+	prints, err := mb.Fingerprints(ctx, uids)
+	if err != nil {
+		return &fatalError{err}
+	}
+	moves := make(map[string]string)
+	for _, uid := range uids {
+		olds := byPrint[prints[uid]]
+		if len(olds) == 0 {
+			continue
+		}
+		moves[olds[0]] = uid
+		byPrint[prints[uid]] = olds[1:]
+	}
+	a.s.Log.Msg("UIDVALIDITY changed upstream, matched known messages by fingerprint",
+		"account", a.s.Name, "folder", cur.Mailbox, "old_uidvalidity", old.UIDValidity,
+		"new_uidvalidity", cur.UIDValidity, "known", len(entries), "matched", len(moves))
+	if err := a.s.Ledger.Rekey(ctx, old, cur.UIDValidity, moves); err != nil {
+		return &fatalError{err}
+	}
+	return nil
+}
+
+// floorFilter: IMAP ledger lookups start at the floor; POP3 has no floor.
+func floorFilter(mb source.Mailbox, floor uint32) uint32 {
+	if mb.Complete() {
+		return 0
+	}
+	return floor
+}
+
+// nextFloor is the smallest UID that still needs work, or one past the
+// highest UID seen when none does. Messages flagged \Deleted by someone else
+// hold the floor down, in case they are undeleted.
+func nextFloor(mb source.Mailbox, floor uint32, msgs []source.Message, states map[string]ledger.State, keep bool) uint32 {
+	if mb.Complete() {
+		return 0
+	}
+	next := floor
+	pending := uint32(0)
+	for _, m := range msgs {
+		n64, err := strconv.ParseUint(m.UID, 10, 32)
+		if err != nil {
+			continue
+		}
+		n := uint32(n64)
+		if n >= next {
+			next = n + 1
+		}
+		if st := states[m.UID]; st != removedState && !st.Final(keep) && (pending == 0 || n < pending) {
+			pending = n
+		}
+	}
+	if pending != 0 {
+		return pending
+	}
+	return next
+}

@@ -1,0 +1,176 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"remote_pull/module/source"
+)
+
+// Account is one fetched account and its poll loop.
+type Account struct {
+	s    Settings
+	wake chan struct{}
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is what the account is doing, for logs and the status command.
+type Status struct {
+	State       string // "starting", "polling", "ok", "backing off", "auth failed"
+	LastSuccess time.Time
+	LastError   string
+	NextPoll    time.Time
+	Delivered   int
+	Refused     int
+}
+
+// New returns an account; Run starts it.
+func New(s Settings) *Account {
+	return &Account{s: s, wake: make(chan struct{}, 1), status: Status{State: "starting"}}
+}
+
+// Name is the account's configured name.
+func (a *Account) Name() string { return a.s.Name }
+
+// Status returns a snapshot of the account's status.
+func (a *Account) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+// Wake asks for a poll now (new mail announced, reload, admin request).
+func (a *Account) Wake() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+const (
+	backoffMin     = 5 * time.Second
+	authBackoffMin = time.Minute
+	backoffCap     = time.Hour
+)
+
+// Run polls until ctx ends: at start, then every poll interval, and sooner
+// when woken. Failures back off with jitter, doubling from a few seconds
+// (a minute after a refused login, so that a wrong password cannot lock
+// the upstream account) to the larger of the poll interval and an hour.
+func (a *Account) Run(ctx context.Context) {
+	var failures int
+	for {
+		res, err := a.pollSafely(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := a.s.PollInterval
+		if err != nil {
+			failures++
+			wait = a.backoff(err, failures)
+		} else {
+			failures = 0
+		}
+		a.report(res, err, wait)
+
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-a.wake:
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+}
+
+// pollSafely runs one poll and turns a panic into an error: a bug must not
+// take maddy down, and the aborted poll has removed nothing upstream that
+// was not already recorded.
+func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			a.s.Log.Printf("panic during poll of account %s: %v\n%s", a.s.Name, p, debug.Stack())
+			err = fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	if a.s.Slots != nil {
+		select {
+		case a.s.Slots <- struct{}{}:
+			defer func() { <-a.s.Slots }()
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	a.setState("polling", "")
+	start := time.Now()
+	res, err = a.Poll(ctx)
+	if res != (PollResult{}) {
+		a.s.Log.Msg("poll done", "account", a.s.Name, "fetched", res.Fetched, "delivered", res.Delivered,
+			"refused", res.Refused, "removed", res.Removed, "duration", time.Since(start).Round(time.Millisecond).String())
+	}
+	return res, err
+}
+
+func (a *Account) backoff(err error, failures int) time.Duration {
+	lo := backoffMin
+	var authErr *source.AuthError
+	if errors.As(err, &authErr) {
+		lo = authBackoffMin
+	}
+	hi := max(a.s.PollInterval, backoffCap)
+	d := lo << min(failures-1, 20)
+	if d > hi || d <= 0 {
+		d = hi
+	}
+	// ±20% jitter, so that accounts on one provider do not retry in step.
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// report updates the status and logs state changes once, not every retry.
+func (a *Account) report(res PollResult, err error, wait time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prevState, prevErr := a.status.State, a.status.LastError
+	a.status.Delivered += res.Delivered
+	a.status.Refused += res.Refused
+	a.status.NextPoll = time.Now().Add(wait)
+	if err == nil {
+		a.status.State = "ok"
+		a.status.LastSuccess = time.Now()
+		a.status.LastError = ""
+		if prevState == "backing off" || prevState == "auth failed" {
+			a.s.Log.Msg("account recovered", "account", a.s.Name)
+		}
+		return
+	}
+	a.status.State = "backing off"
+	var authErr *source.AuthError
+	if errors.As(err, &authErr) {
+		a.status.State = "auth failed"
+	}
+	a.status.LastError = err.Error()
+	if a.status.State != prevState || a.status.LastError != prevErr {
+		a.s.Log.Error("poll failed", err, "account", a.s.Name, "state", a.status.State,
+			"retry_in", wait.Round(time.Second).String())
+	}
+}
+
+func (a *Account) setState(state, lastErr string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.status.State == "ok" || a.status.State == "starting" {
+		a.status.State = state
+	}
+	if lastErr != "" {
+		a.status.LastError = lastErr
+	}
+}

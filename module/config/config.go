@@ -1,0 +1,369 @@
+// Package config reads remote_pull blocks of maddy.conf into account
+// settings. Every mistake stops maddy's start with the file and line of the
+// directive at fault.
+//
+// Grammar (see docs/reference.md for every directive):
+//
+//	remote_pull {
+//	    # any account directive here is the default for all accounts
+//	    account NAME {
+//	        imap tls://HOST:PORT | imap tcp://HOST:PORT
+//	        username ...; password ... | password_file PATH
+//	        rcpt_to ADDR...
+//	        deliver_to TARGET | smtp-style pipeline directives
+//	        ...
+//	    }
+//	}
+//
+// An account's own directive wins over the block's default. Pipeline
+// directives (deliver_to, check, modify, destination, ...) form one group:
+// an account with any of them inherits none from the block.
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/foxcpp/maddy/framework/address"
+	maddycfg "github.com/foxcpp/maddy/framework/config"
+	modconfig "github.com/foxcpp/maddy/framework/config/module"
+	tlscfg "github.com/foxcpp/maddy/framework/config/tls"
+	"github.com/foxcpp/maddy/framework/module"
+)
+
+// Node is a maddy config node.
+type Node = maddycfg.Node
+
+// Block is one parsed remote_pull block.
+type Block struct {
+	MaxParallel int
+	Accounts    []*Account
+}
+
+// Account is one parsed account block.
+type Account struct {
+	Name     string
+	Protocol string // "imap" or "pop3"
+	Host     string
+	Port     string
+	// ImplicitTLS is tls://; tcp:// means STARTTLS/STLS, which is then
+	// mandatory.
+	ImplicitTLS  bool
+	TLS          *tls.Config
+	Username     string
+	Password     Secret
+	RcptTo       []string
+	Keep         bool
+	PollInterval time.Duration
+	Folders      []string
+	Debug        bool
+	Pipeline     module.DeliveryTarget
+	Hostname     string // maddy's hostname, for trace fields
+	Node         Node   // for error messages
+}
+
+// Secret is a password given inline or read from a file. Its String never
+// shows the value, so that it cannot end up in a log by accident.
+type Secret struct {
+	value string
+	file  string // absolute path, "" when given inline
+}
+
+func (s Secret) String() string { return "<secret>" }
+
+// Value returns the secret.
+func (s Secret) Value() string { return s.value }
+
+// Reload re-reads a password file (maddy's reload signal); inline
+// passwords stay as they are.
+func (s *Secret) Reload() error {
+	if s.file == "" {
+		return nil
+	}
+	v, err := readSecretFile(s.file)
+	if err != nil {
+		return err
+	}
+	s.value = v
+	return nil
+}
+
+// accountDirectives are the directives an account block takes besides the
+// pipeline ones; they may also stand in the remote_pull block as defaults.
+var accountDirectives = map[string]bool{
+	"imap": true, "pop3": true, "username": true, "password": true, "password_file": true,
+	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
+	"debug": true,
+}
+
+// pipelineDirectives are what an smtp endpoint block accepts as its message
+// pipeline (maddy's msgpipeline).
+var pipelineDirectives = map[string]bool{
+	"deliver_to": true, "check": true, "modify": true, "source_in": true, "source": true,
+	"default_source": true, "dmarc": true, "reroute": true, "destination_in": true,
+	"destination": true, "default_destination": true, "reject": true,
+}
+
+// blockDirectives stand only in the remote_pull block itself.
+var blockDirectives = map[string]bool{"account": true, "max_parallel": true}
+
+// Parse reads one remote_pull block. seen holds the account names of blocks
+// parsed before, since names must be unique across all of them.
+func Parse(block Node, globals map[string]interface{}, seen map[string]Node) (*Block, error) {
+	b := &Block{}
+	var defaults []Node
+	var accounts []Node
+	for _, n := range block.Children {
+		switch {
+		case n.Name == "account":
+			accounts = append(accounts, n)
+		case n.Name == "max_parallel":
+			if len(n.Args) != 1 {
+				return nil, maddycfg.NodeErr(n, "max_parallel takes one number")
+			}
+			if _, err := fmt.Sscanf(n.Args[0], "%d", &b.MaxParallel); err != nil || b.MaxParallel < 1 {
+				return nil, maddycfg.NodeErr(n, "max_parallel must be a positive number, not %q", n.Args[0])
+			}
+		case accountDirectives[n.Name] || pipelineDirectives[n.Name]:
+			defaults = append(defaults, n)
+		default:
+			return nil, unknownDirective(n)
+		}
+	}
+	if len(accounts) == 0 {
+		return nil, maddycfg.NodeErr(block, "remote_pull needs at least one 'account NAME { ... }' block")
+	}
+	for _, n := range accounts {
+		if len(n.Args) != 1 || n.Args[0] == "" {
+			return nil, maddycfg.NodeErr(n, "account takes exactly one name: account NAME { ... }")
+		}
+		name := n.Args[0]
+		if strings.ContainsAny(name, "/ \t") {
+			return nil, maddycfg.NodeErr(n, "account name %q must not contain '/' or spaces", name)
+		}
+		if prev, dup := seen[name]; dup {
+			return nil, maddycfg.NodeErr(n, "duplicate account name %q (first defined at %s:%d)", name, prev.File, prev.Line)
+		}
+		seen[name] = n
+		acc, err := parseAccount(name, n, defaults, globals)
+		if err != nil {
+			return nil, err
+		}
+		b.Accounts = append(b.Accounts, acc)
+	}
+	return b, nil
+}
+
+func unknownDirective(n Node) error {
+	return maddycfg.NodeErr(n, "unknown directive %q in remote_pull (see docs/reference.md)", n.Name)
+}
+
+// merge gives an account the block's defaults it does not set itself.
+func merge(own []Node, defaults []Node) []Node {
+	has := make(map[string]bool)
+	hasPipeline := false
+	for _, n := range own {
+		has[n.Name] = true
+		hasPipeline = hasPipeline || pipelineDirectives[n.Name]
+	}
+	merged := append([]Node(nil), own...)
+	for _, d := range defaults {
+		if has[d.Name] || (pipelineDirectives[d.Name] && hasPipeline) {
+			continue
+		}
+		merged = append(merged, d)
+	}
+	return merged
+}
+
+func parseAccount(name string, n Node, defaults []Node, globals map[string]interface{}) (*Account, error) {
+	acc := &Account{Name: name, Node: n}
+	var own []Node
+	for _, c := range n.Children {
+		if !accountDirectives[c.Name] && !pipelineDirectives[c.Name] {
+			return nil, unknownDirective(c)
+		}
+		own = append(own, c)
+	}
+	merged := merge(own, defaults)
+
+	var pipeline, settings []Node
+	for _, c := range merged {
+		if pipelineDirectives[c.Name] {
+			pipeline = append(pipeline, c)
+		} else {
+			settings = append(settings, c)
+		}
+	}
+
+	var (
+		imapAddr, pop3Addr     string
+		password, passwordFile string
+		keep                   = true
+	)
+	m := maddycfg.NewMap(globals, Node{Name: n.Name, Args: n.Args, Children: settings, File: n.File, Line: n.Line})
+	m.String("imap", false, false, "", &imapAddr)
+	m.String("pop3", false, false, "", &pop3Addr)
+	m.String("username", false, false, "", &acc.Username)
+	m.String("password", false, false, "", &password)
+	m.String("password_file", false, false, "", &passwordFile)
+	m.StringList("rcpt_to", false, false, nil, &acc.RcptTo)
+	m.Bool("keep", false, true, &keep)
+	m.Duration("poll_interval", false, false, 5*time.Minute, &acc.PollInterval)
+	m.Custom("tls_client", true, false, func() (interface{}, error) { return &tls.Config{}, nil },
+		tlscfg.TLSClientBlock, &acc.TLS)
+	m.StringList("folders", false, false, []string{"INBOX"}, &acc.Folders)
+	m.Bool("debug", true, false, &acc.Debug)
+	m.String("hostname", true, false, "", &acc.Hostname)
+	if _, err := m.Process(); err != nil {
+		return nil, err
+	}
+	acc.Keep = keep
+	if acc.PollInterval < time.Second {
+		return nil, errAt(n, merged, "poll_interval", "poll_interval must be at least 1s")
+	}
+
+	switch {
+	case imapAddr != "" && pop3Addr != "":
+		return nil, maddycfg.NodeErr(n, "account %s: use either imap or pop3, not both", name)
+	case imapAddr != "":
+		acc.Protocol = "imap"
+	case pop3Addr != "":
+		acc.Protocol = "pop3"
+	default:
+		return nil, maddycfg.NodeErr(n, "account %s: no upstream: add 'imap tls://HOST:PORT' or 'pop3 tls://HOST:PORT'", name)
+	}
+	if err := acc.parseEndpoint(imapAddr + pop3Addr); err != nil {
+		return nil, errAt(n, merged, acc.Protocol, "%v", err)
+	}
+
+	if acc.Username == "" {
+		return nil, maddycfg.NodeErr(n, "account %s: username is required", name)
+	}
+	switch {
+	case password != "" && passwordFile != "":
+		return nil, errAt(n, merged, "password_file", "account %s: use either password or password_file, not both", name)
+	case passwordFile != "":
+		path := passwordFile
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(maddycfg.StateDirectory, path)
+		}
+		v, err := readSecretFile(path)
+		if err != nil {
+			return nil, errAt(n, merged, "password_file", "account %s: %v", name, err)
+		}
+		acc.Password = Secret{value: v, file: path}
+	case password != "":
+		acc.Password = Secret{value: password}
+	default:
+		return nil, maddycfg.NodeErr(n, "account %s: password or password_file is required", name)
+	}
+
+	if len(acc.RcptTo) == 0 {
+		return nil, maddycfg.NodeErr(n, "account %s: rcpt_to is required: the local address(es) that receive this account's mail", name)
+	}
+	for i, rcpt := range acc.RcptTo {
+		clean, err := address.CleanDomain(rcpt)
+		if err != nil || !address.Valid(clean) {
+			return nil, errAt(n, merged, "rcpt_to", "account %s: rcpt_to: invalid address %q", name, rcpt)
+		}
+		acc.RcptTo[i] = clean
+	}
+
+	if len(pipeline) == 0 {
+		return nil, maddycfg.NodeErr(n, "account %s: no delivery target: add 'deliver_to &local_routing' or pipeline directives as in an smtp block", name)
+	}
+	target, err := buildPipeline(n, pipeline, globals, acc.Hostname)
+	if err != nil {
+		return nil, err
+	}
+	acc.Pipeline = target
+	return acc, nil
+}
+
+// parseEndpoint reads tls://HOST:PORT or tcp://HOST:PORT.
+func (acc *Account) parseEndpoint(s string) error {
+	ep, err := maddycfg.ParseEndpoint(s)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: %v", s, err)
+	}
+	switch ep.Scheme {
+	case "tls":
+		acc.ImplicitTLS = true
+	case "tcp":
+	default:
+		return fmt.Errorf("address %q: use tls:// (implicit TLS) or tcp:// (STARTTLS)", s)
+	}
+	if ep.Host == "" {
+		return fmt.Errorf("address %q has no host", s)
+	}
+	acc.Host, acc.Port = ep.Host, ep.Port
+	if acc.Port == "" {
+		acc.Port = defaultPorts[acc.Protocol][acc.ImplicitTLS]
+	}
+	return nil
+}
+
+var defaultPorts = map[string]map[bool]string{
+	"imap": {true: "993", false: "143"},
+	"pop3": {true: "995", false: "110"},
+}
+
+// errAt reports an error at the directive that caused it (the account's own
+// or the inherited default), else at the account.
+func errAt(acc Node, merged []Node, directive string, format string, args ...interface{}) error {
+	for _, n := range merged {
+		if n.Name == directive {
+			return maddycfg.NodeErr(n, format, args...)
+		}
+	}
+	return maddycfg.NodeErr(acc, format, args...)
+}
+
+func readSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read password file: %v", err)
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("password file %s is empty", path)
+	}
+	return v, nil
+}
+
+// buildPipeline turns the account's pipeline directives into an inline
+// maddy msgpipeline, exactly as an smtp block's directives become one.
+func buildPipeline(acc Node, nodes []Node, globals map[string]interface{}, hostname string) (module.DeliveryTarget, error) {
+	inline := Node{Name: "msgpipeline", Args: []string{"msgpipeline"}, Children: nodes, File: acc.File, Line: acc.Line}
+	var target module.DeliveryTarget
+	if err := modconfig.ModuleFromNode("target", inline.Args, inline, globals, &target); err != nil {
+		return nil, err
+	}
+	fixPipelineHostname(target, hostname)
+	return target, nil
+}
+
+// fixPipelineHostname works around maddy's msgpipeline module, which reads
+// the hostname directive but never stores it (0.8.2 and 0.9), leaving its
+// Authentication-Results fields with an empty authserv-id. The field is
+// exported and promoted from the embedded *MsgPipeline.
+func fixPipelineHostname(target module.DeliveryTarget, hostname string) {
+	v := reflect.ValueOf(target)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return
+	}
+	sf, ok := v.Elem().Type().FieldByName("Hostname")
+	if !ok {
+		return
+	}
+	f, err := v.Elem().FieldByIndexErr(sf.Index)
+	if err == nil && f.CanSet() && f.Kind() == reflect.String && f.String() == "" {
+		f.SetString(hostname)
+	}
+}

@@ -1,0 +1,230 @@
+package remotepull
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	maddycfg "github.com/foxcpp/maddy/framework/config"
+	"github.com/foxcpp/maddy/framework/log"
+	"github.com/foxcpp/maddy/framework/module"
+
+	"remote_pull/module/account"
+	"remote_pull/module/config"
+	"remote_pull/module/delivery"
+	"remote_pull/module/ledger"
+	"remote_pull/module/source"
+	"remote_pull/module/source/imapsrc"
+)
+
+// This file and module/config are where remote_pull meets maddy's module
+// API (registration, Init, Close); delivery/ holds the delivery API.
+
+func init() {
+	module.RegisterEndpoint("remote_pull", New)
+}
+
+// Endpoint is one remote_pull block.
+type Endpoint struct {
+	args     []string
+	log      log.Logger
+	accounts []*account.Account
+	ledger   *ledger.Ledger
+
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+// New is called by maddy for every remote_pull block.
+func New(_ string, args []string) (module.Module, error) {
+	return &Endpoint{args: args, log: log.Logger{Name: "remote_pull"}}, nil
+}
+
+func (e *Endpoint) Name() string         { return "remote_pull" }
+func (e *Endpoint) InstanceName() string { return "remote_pull" }
+
+// Account names must be unique across all remote_pull blocks: they key the
+// ledger.
+var (
+	namesMu sync.Mutex
+	names   = map[string]maddycfg.Node{}
+)
+
+// Init parses the block and, unless maddy runs a management command, starts
+// every account.
+func (e *Endpoint) Init(cfg *maddycfg.Map) error {
+	var blockDebug bool
+	for _, n := range cfg.Block.Children {
+		if n.Name == "debug" && len(n.Args) == 1 {
+			blockDebug, _ = maddycfg.ParseBool(n.Args[0])
+		}
+	}
+	e.log.Debug = blockDebug || log.DefaultLogger.Debug
+
+	namesMu.Lock()
+	block, err := config.Parse(cfg.Block, cfg.Globals, names)
+	namesMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if module.NoRun {
+		return nil
+	}
+
+	stateDir := filepath.Join(maddycfg.StateDirectory, "remote_pull")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("remote_pull: %w", err)
+	}
+	spoolDir := filepath.Join(stateDir, "spool")
+	if err := delivery.CleanSpool(spoolDir); err != nil {
+		return fmt.Errorf("remote_pull: cleaning %s: %w", spoolDir, err)
+	}
+	e.ledger, err = openLedger(filepath.Join(stateDir, "ledger.db"))
+	if err != nil {
+		return fmt.Errorf("remote_pull: %w", err)
+	}
+
+	maxParallel := block.MaxParallel
+	if maxParallel == 0 {
+		maxParallel = defaultMaxParallel
+	}
+	slots := make(chan struct{}, maxParallel)
+	for _, acc := range block.Accounts {
+		settings, err := e.accountSettings(acc, spoolDir)
+		if err != nil {
+			return err
+		}
+		settings.Slots = slots
+		e.accounts = append(e.accounts, account.New(settings))
+	}
+	e.start()
+	return nil
+}
+
+func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (account.Settings, error) {
+	l := log.Logger{Name: "remote_pull/" + acc.Name, Debug: acc.Debug || e.log.Debug}
+	var up source.Upstream
+	switch acc.Protocol {
+	case "imap":
+		password := acc.Password
+		up = imapsrc.New(imapsrc.Config{
+			Host:        acc.Host,
+			Port:        acc.Port,
+			ImplicitTLS: acc.ImplicitTLS,
+			TLS:         cloneTLS(acc.TLS),
+			Username:    acc.Username,
+			Password:    func() (string, error) { return password.Value(), nil },
+			Warn:        func(msg string) { l.Msg(msg, "account", acc.Name) },
+		})
+	default:
+		return account.Settings{}, maddycfg.NodeErr(acc.Node, "account %s: %s upstreams are not supported yet", acc.Name, acc.Protocol)
+	}
+	return account.Settings{
+		Name:         acc.Name,
+		Upstream:     up,
+		Folders:      acc.Folders,
+		Keep:         acc.Keep,
+		PollInterval: acc.PollInterval,
+		Ledger:       e.ledger,
+		Log:          l,
+		Target: &delivery.Target{
+			Pipeline: acc.Pipeline,
+			Rcpts:    acc.RcptTo,
+			Hostname: acc.Hostname,
+			SpoolDir: spoolDir,
+			Log:      l,
+		},
+	}, nil
+}
+
+func cloneTLS(c *tls.Config) *tls.Config {
+	if c == nil {
+		return &tls.Config{}
+	}
+	return c.Clone()
+}
+
+// defaultMaxParallel: enough that a few slow upstreams do not hold up the
+// rest, few enough not to flood maddy's storage with concurrent writers.
+const defaultMaxParallel = 8
+
+// start runs every account's loop.
+func (e *Endpoint) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	for _, acc := range e.accounts {
+		e.done.Add(1)
+		go func() {
+			defer e.done.Done()
+			defer func() {
+				if p := recover(); p != nil {
+					e.log.Printf("panic in account %s: %v\n%s", acc.Name(), p, debug.Stack())
+				}
+			}()
+			acc.Run(ctx)
+		}()
+	}
+}
+
+// closeTimeout bounds Close: maddy's second SIGTERM exits hard anyway.
+const closeTimeout = 20 * time.Second
+
+// Close stops every account. A message in the middle of delivery is finished
+// and recorded; fetching stops; connections are closed.
+func (e *Endpoint) Close() error {
+	if e.cancel == nil {
+		return nil
+	}
+	e.cancel()
+	finished := make(chan struct{})
+	go func() { e.done.Wait(); close(finished) }()
+	var err error
+	select {
+	case <-finished:
+	case <-time.After(closeTimeout):
+		err = errors.New("remote_pull: accounts did not stop in time")
+	}
+	if cerr := closeLedger(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// All remote_pull blocks share one ledger database.
+var (
+	ledgerMu   sync.Mutex
+	ledgerRefs int
+	sharedLdg  *ledger.Ledger
+)
+
+func openLedger(path string) (*ledger.Ledger, error) {
+	ledgerMu.Lock()
+	defer ledgerMu.Unlock()
+	if sharedLdg == nil {
+		l, err := ledger.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		sharedLdg = l
+	}
+	ledgerRefs++
+	return sharedLdg, nil
+}
+
+func closeLedger() error {
+	ledgerMu.Lock()
+	defer ledgerMu.Unlock()
+	ledgerRefs--
+	if ledgerRefs > 0 || sharedLdg == nil {
+		return nil
+	}
+	err := sharedLdg.Close()
+	sharedLdg = nil
+	return err
+}

@@ -1,0 +1,316 @@
+// Package ledger records what became of every upstream message remote_pull
+// has seen: delivered, refused (with the reason) or left upstream for being
+// too large.
+//
+// The ledger is what makes "nothing lost, nothing twice" hold across
+// restarts and crashes. The account loop records a message right after
+// maddy's Commit returns and before the upstream copy is touched; a message
+// recorded once is never fetched again. Recording is one small SQLite
+// transaction in WAL mode, which survives a crash of the process; Sync makes
+// everything recorded so far survive a power loss too, and is called once per
+// batch before any upstream copy is flagged or deleted.
+//
+// Keys: an account, a mailbox (the IMAP folder; POP3 uses "INBOX"), the
+// mailbox's UIDVALIDITY (0 for POP3) and the message's UID (IMAP) or UIDL
+// (POP3), both kept as text.
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// State is what became of a message.
+type State string
+
+const (
+	// Delivered: maddy committed the message.
+	Delivered State = "delivered"
+	// Refused: maddy's pipeline refused the message for good; it stays
+	// upstream and is not fetched again unless retried.
+	Refused State = "refused"
+	// TooLarge: the message exceeds max_message_size; it stays upstream.
+	TooLarge State = "too_large"
+	// Adopted: present upstream when the account was first seen with
+	// first_sync new, or taken over after a UIDVALIDITY change; never
+	// delivered by remote_pull.
+	Adopted State = "adopted"
+)
+
+// Final reports whether a message in this state needs no more work, given
+// whether upstream copies are kept. A delivered message that is not kept
+// still waits for its upstream deletion.
+func (s State) Final(keep bool) bool {
+	if s == Delivered {
+		return keep
+	}
+	return s != ""
+}
+
+// MailboxKey names one mailbox of one account at one UIDVALIDITY.
+type MailboxKey struct {
+	Account     string
+	Mailbox     string
+	UIDValidity uint32
+}
+
+func (k MailboxKey) String() string {
+	return fmt.Sprintf("%s/%s/%d", k.Account, k.Mailbox, k.UIDValidity)
+}
+
+// Entry is one recorded message.
+type Entry struct {
+	UID         string
+	State       State
+	Reason      string // for Refused and TooLarge: the SMTP-style reason
+	Fingerprint string // identifies the message across a UIDVALIDITY change
+	Size        int64
+	MsgID       string // maddy's message ID, to find the delivery in maddy's log
+	At          time.Time
+}
+
+// Ledger is the SQLite-backed record. It is safe for concurrent use.
+type Ledger struct {
+	db *sql.DB
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS messages (
+	account     TEXT    NOT NULL,
+	mailbox     TEXT    NOT NULL,
+	uidvalidity INTEGER NOT NULL,
+	uid         TEXT    NOT NULL,
+	state       TEXT    NOT NULL,
+	reason      TEXT    NOT NULL DEFAULT '',
+	fingerprint TEXT    NOT NULL DEFAULT '',
+	size        INTEGER NOT NULL DEFAULT 0,
+	msg_id      TEXT    NOT NULL DEFAULT '',
+	at          INTEGER NOT NULL,
+	PRIMARY KEY (account, mailbox, uidvalidity, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mailboxes (
+	account     TEXT    NOT NULL,
+	mailbox     TEXT    NOT NULL,
+	uidvalidity INTEGER NOT NULL,
+	uid_floor   INTEGER NOT NULL DEFAULT 1,
+	PRIMARY KEY (account, mailbox)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accounts (
+	account     TEXT    NOT NULL PRIMARY KEY,
+	config_hash TEXT    NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+`
+
+// Open opens (creating if needed) the ledger database at path.
+func Open(path string) (*Ledger, error) {
+	dsn := "file:" + path + "?_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL"
+	if driverName == "sqlite" {
+		dsn = "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	}
+	db, err := sql.Open(driverName, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	// One connection: writes are serialised anyway, and it keeps the
+	// per-connection pragmas in force for every statement.
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger: init %s: %w", path, err)
+	}
+	return &Ledger{db: db}, nil
+}
+
+// OpenReadOnly opens an existing ledger for reading while maddy may be
+// writing it (the status command). It never creates the file.
+func OpenReadOnly(path string) (*Ledger, error) {
+	dsn := "file:" + path + "?mode=ro&_busy_timeout=10000"
+	if driverName == "sqlite" {
+		dsn = "file:" + path + "?mode=ro&_pragma=busy_timeout(10000)"
+	}
+	db, err := sql.Open(driverName, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	return &Ledger{db: db}, nil
+}
+
+// Close closes the database.
+func (l *Ledger) Close() error { return l.db.Close() }
+
+// Record stores what became of one message. It returns once the entry
+// survives a crash of the process.
+func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
+	if e.At.IsZero() {
+		e.At = time.Now()
+	}
+	_, err := l.db.ExecContext(ctx, `INSERT OR REPLACE INTO messages
+		(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State), e.Reason,
+		e.Fingerprint, e.Size, e.MsgID, e.At.Unix())
+	if err != nil {
+		return fmt.Errorf("ledger: record %s/%s: %w", key, e.UID, err)
+	}
+	return nil
+}
+
+// Sync makes everything recorded so far durable against a power loss: the
+// WAL is fsynced and checkpointed. Called before upstream copies are touched.
+func (l *Ledger) Sync(ctx context.Context) error {
+	if _, err := l.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+		return fmt.Errorf("ledger: sync: %w", err)
+	}
+	return nil
+}
+
+// States returns the state of every recorded message of the mailbox, by UID.
+// For IMAP mailboxes only UIDs at or above minUID are returned (0: all).
+func (l *Ledger) States(ctx context.Context, key MailboxKey, minUID uint32) (map[string]State, error) {
+	query := `SELECT uid, state FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`
+	args := []any{key.Account, key.Mailbox, key.UIDValidity}
+	if minUID > 0 {
+		query += ` AND CAST(uid AS INTEGER) >= ?`
+		args = append(args, minUID)
+	}
+	rows, err := l.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+	}
+	defer rows.Close()
+	states := make(map[string]State)
+	for rows.Next() {
+		var uid, state string
+		if err := rows.Scan(&uid, &state); err != nil {
+			return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+		}
+		states[uid] = State(state)
+	}
+	return states, rows.Err()
+}
+
+// Entries returns the recorded messages of the mailbox.
+func (l *Ledger) Entries(ctx context.Context, key MailboxKey) ([]Entry, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, at
+		FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
+		key.Account, key.Mailbox, key.UIDValidity)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+	}
+	defer rows.Close()
+	var entries []Entry
+	for rows.Next() {
+		var e Entry
+		var state string
+		var at int64
+		if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &at); err != nil {
+			return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+		}
+		e.State = State(state)
+		e.At = time.Unix(at, 0)
+		entries = append(entries, e)
+	}
+	return entries, rows.Err()
+}
+
+// Forget removes the entries of messages the upstream no longer has.
+func (l *Ledger) Forget(ctx context.Context, key MailboxKey, uids []string) error {
+	return l.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `DELETE FROM messages
+			WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, uid := range uids {
+			if _, err := stmt.ExecContext(ctx, key.Account, key.Mailbox, key.UIDValidity, uid); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// MailboxState is what the ledger knows of an IMAP mailbox between polls.
+type MailboxState struct {
+	UIDValidity uint32
+	// UIDFloor: every message with a smaller UID is final (recorded, and
+	// deleted upstream where it is not kept), so a poll searches from here.
+	UIDFloor uint32
+}
+
+// Mailbox returns the stored state of a mailbox; ok is false for a mailbox
+// never polled.
+func (l *Ledger) Mailbox(ctx context.Context, account, mailbox string) (st MailboxState, ok bool, err error) {
+	err = l.db.QueryRowContext(ctx, `SELECT uidvalidity, uid_floor FROM mailboxes WHERE account = ? AND mailbox = ?`,
+		account, mailbox).Scan(&st.UIDValidity, &st.UIDFloor)
+	if errors.Is(err, sql.ErrNoRows) {
+		return MailboxState{}, false, nil
+	}
+	if err != nil {
+		return MailboxState{}, false, fmt.Errorf("ledger: read mailbox %s/%s: %w", account, mailbox, err)
+	}
+	return st, true, nil
+}
+
+// SetMailbox stores the state of a mailbox.
+func (l *Ledger) SetMailbox(ctx context.Context, account, mailbox string, st MailboxState) error {
+	if st.UIDFloor == 0 {
+		st.UIDFloor = 1
+	}
+	_, err := l.db.ExecContext(ctx, `INSERT OR REPLACE INTO mailboxes (account, mailbox, uidvalidity, uid_floor)
+		VALUES (?, ?, ?, ?)`, account, mailbox, st.UIDValidity, st.UIDFloor)
+	if err != nil {
+		return fmt.Errorf("ledger: write mailbox %s/%s: %w", account, mailbox, err)
+	}
+	return nil
+}
+
+// Rekey moves entries of an old UIDVALIDITY to the new one after the
+// upstream renumbered a mailbox, using moves (old UID → new UID) found by
+// matching fingerprints. Entries of the old UIDVALIDITY that did not match are
+// dropped: those messages are gone upstream.
+func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, moves map[string]string) error {
+	return l.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE OR REPLACE messages SET uidvalidity = ?, uid = ?
+			WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for oldUID, newUID := range moves {
+			if _, err := stmt.ExecContext(ctx, toValidity, newUID, from.Account, from.Mailbox, from.UIDValidity, oldUID); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
+			from.Account, from.Mailbox, from.UIDValidity)
+		return err
+	})
+}
+
+func (l *Ledger) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
+// FormatUID renders an IMAP UID as ledger text.
+func FormatUID(uid uint32) string { return strconv.FormatUint(uint64(uid), 10) }

@@ -1,0 +1,425 @@
+// Package imapsrc is the IMAP upstream: a go-imap v2 client that lists a
+// mailbox with one UID FETCH, streams bodies with BODY.PEEK[] (upstream
+// flags stay as they were) and removes only the messages it is told to, by
+// UID.
+//
+// go-imap v2 takes no context, so every command runs under a watchdog that
+// closes the connection when the context ends or the server stops making
+// progress; the blocked call then returns.
+package imapsrc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
+
+	"remote_pull/module/source"
+)
+
+// Config says how to reach and log in to one IMAP account.
+type Config struct {
+	Host        string // for TLS verification and the trace field
+	Port        string
+	ImplicitTLS bool        // tls://; otherwise STARTTLS is mandatory
+	TLS         *tls.Config // verification settings; ServerName is set here
+	Username    string
+	// Password is asked for at every login, so that a reload of a
+	// password file takes effect at the next connection.
+	Password func() (string, error)
+	// Timeout bounds each command, and each stretch without progress while
+	// streaming messages. Default 2 minutes.
+	Timeout time.Duration
+	// BatchSize is how many messages one UID FETCH asks for. Default 100.
+	BatchSize int
+	// Warn reports things an admin should know, such as a server without
+	// UIDPLUS; it is called at most once per session per kind.
+	Warn func(msg string)
+}
+
+// Upstream is an IMAP account.
+type Upstream struct{ cfg Config }
+
+// New returns an IMAP upstream.
+func New(cfg Config) *Upstream {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 100
+	}
+	if cfg.Warn == nil {
+		cfg.Warn = func(string) {}
+	}
+	return &Upstream{cfg: cfg}
+}
+
+func (u *Upstream) Protocol() string { return "IMAP" }
+func (u *Upstream) Host() string     { return u.cfg.Host }
+
+// Connect dials, secures the connection (implicit TLS or mandatory
+// STARTTLS, certificate always verified) and logs in.
+func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+
+	addr := net.JoinHostPort(u.cfg.Host, u.cfg.Port)
+	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg := u.tlsConfig()
+	s := &Session{cfg: &u.cfg, raw: raw}
+
+	err = s.guard(ctx, func() error {
+		if u.cfg.ImplicitTLS {
+			tc := tls.Client(raw, tlsCfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return err
+			}
+			s.c = imapclient.New(tc, nil)
+		} else {
+			// NewStartTLS sends STARTTLS right after the greeting and fails
+			// if the server refuses it: no credentials ever cross a plain
+			// connection.
+			c, err := imapclient.NewStartTLS(raw, &imapclient.Options{TLSConfig: tlsCfg})
+			if err != nil {
+				return fmt.Errorf("STARTTLS: %w", err)
+			}
+			s.c = c
+		}
+		if err := s.c.WaitGreeting(); err != nil {
+			return err
+		}
+		return s.login()
+	})
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (u *Upstream) tlsConfig() *tls.Config {
+	cfg := &tls.Config{}
+	if u.cfg.TLS != nil {
+		cfg = u.cfg.TLS.Clone()
+	}
+	cfg.ServerName = u.cfg.Host
+	cfg.InsecureSkipVerify = false
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	return cfg
+}
+
+func (s *Session) login() error {
+	pass, err := s.cfg.Password()
+	if err != nil {
+		return err
+	}
+	caps := s.c.Caps()
+	if caps.Has(imap.Cap("AUTH=PLAIN")) {
+		err = s.c.Authenticate(sasl.NewPlainClient("", s.cfg.Username, pass))
+	} else if caps.Has(imap.CapLoginDisabled) {
+		return &source.AuthError{Err: errors.New("server offers neither AUTH=PLAIN nor LOGIN")}
+	} else {
+		err = s.c.Login(s.cfg.Username, pass).Wait()
+	}
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		return &source.AuthError{Err: imapErr}
+	}
+	return err
+}
+
+// Session is a logged-in IMAP connection.
+type Session struct {
+	cfg *Config
+	raw net.Conn
+	c   *imapclient.Client
+
+	warnedNoUIDPlus bool
+}
+
+// guard runs fn, closing the connection if ctx ends first, so that fn
+// returns. It returns ctx's error in that case.
+func (s *Session) guard(ctx context.Context, fn func() error) error {
+	stop := context.AfterFunc(ctx, func() { s.raw.Close() })
+	err := fn()
+	if !stop() {
+		return fmt.Errorf("%w (connection closed)", context.Cause(ctx))
+	}
+	return err
+}
+
+// command runs one short command under the per-command timeout.
+func (s *Session) command(ctx context.Context, fn func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	return s.guard(ctx, fn)
+}
+
+func (s *Session) RemoteAddr() string {
+	if a, ok := s.raw.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
+// Close logs out, bounded by ctx and the command timeout.
+func (s *Session) Close(ctx context.Context) error {
+	err := s.command(ctx, func() error { return s.c.Logout().Wait() })
+	s.c.Close()
+	s.raw.Close()
+	return err
+}
+
+// Abort drops the connection.
+func (s *Session) Abort() { s.raw.Close() }
+
+// Open selects a mailbox.
+func (s *Session) Open(ctx context.Context, name string) (source.Mailbox, error) {
+	var sel *imap.SelectData
+	err := s.command(ctx, func() error {
+		var err error
+		sel, err = s.c.Select(name, nil).Wait()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("SELECT %q: %w", name, err)
+	}
+	return &Mailbox{s: s, name: name, sel: sel}, nil
+}
+
+// List returns the messages with UID >= floor in one round trip, with the
+// size (to skip oversized ones unfetched) and the flags (to leave alone what
+// another client marked \Deleted).
+func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, error) {
+	floor = max(floor, 1)
+	if m.sel.NumMessages == 0 || (m.sel.UIDNext != 0 && uint32(m.sel.UIDNext) <= floor) {
+		return nil, nil
+	}
+	var msgs []source.Message
+	err := m.s.command(ctx, func() error {
+		cmd := m.s.c.Fetch(imap.UIDSet{{Start: imap.UID(floor), Stop: 0}},
+			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true})
+		for {
+			msg := cmd.Next()
+			if msg == nil {
+				break
+			}
+			buf, err := msg.Collect()
+			if err != nil {
+				cmd.Close()
+				return err
+			}
+			// "floor:*" includes the last message even below the floor.
+			if uint32(buf.UID) < floor {
+				continue
+			}
+			msgs = append(msgs, source.Message{
+				UID:     strconv.FormatUint(uint64(buf.UID), 10),
+				Size:    buf.RFC822Size,
+				Deleted: slices.Contains(buf.Flags, imap.FlagDeleted),
+			})
+		}
+		return cmd.Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %q: %w", m.name, err)
+	}
+	return msgs, nil
+}
+
+// Mailbox is a selected IMAP mailbox.
+type Mailbox struct {
+	s    *Session
+	name string
+	sel  *imap.SelectData
+}
+
+func (m *Mailbox) UIDValidity() uint32 { return m.sel.UIDValidity }
+func (m *Mailbox) Complete() bool      { return false }
+
+// Fetch streams the messages in batches of BatchSize UIDs, one UID FETCH
+// each. Bodies are read from the connection as they arrive; nothing holds a
+// whole message but the spool.
+func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
+	for len(uids) > 0 {
+		n := min(len(uids), m.s.cfg.BatchSize)
+		if err := m.fetchBatch(ctx, uids[:n], spool, deliver); err != nil {
+			return err
+		}
+		uids = uids[n:]
+	}
+	return nil
+}
+
+func (m *Mailbox) fetchBatch(ctx context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
+	set, err := uidSet(uids)
+	if err != nil {
+		return err
+	}
+	// The batch may take long; what must not take long is a stretch without
+	// progress. The watchdog is pushed back after every message.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	dog := time.AfterFunc(m.s.cfg.Timeout, func() { cancel(errors.New("upstream stalled")) })
+	defer dog.Stop()
+
+	return m.s.guard(ctx, func() error {
+		cmd := m.s.c.Fetch(set, &imap.FetchOptions{
+			UID:         true,
+			BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+		})
+		for {
+			msg := cmd.Next()
+			if msg == nil {
+				break
+			}
+			if err := m.fetchOne(msg, spool, deliver); err != nil {
+				cmd.Close()
+				return err
+			}
+			dog.Reset(m.s.cfg.Timeout)
+		}
+		return cmd.Close()
+	})
+}
+
+func (m *Mailbox) fetchOne(msg *imapclient.FetchMessageData, spool source.SpoolFunc, deliver source.DeliverFunc) error {
+	var (
+		uid     imap.UID
+		spooled source.Spooled
+	)
+	for {
+		item := msg.Next()
+		if item == nil {
+			break
+		}
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			uid = item.UID
+		case imapclient.FetchItemDataBodySection:
+			if item.Literal == nil || spooled != nil {
+				continue
+			}
+			sp, err := spool(item.Literal)
+			if err != nil {
+				return err
+			}
+			spooled = sp
+		}
+	}
+	if spooled == nil {
+		// A flag update or a message expunged meanwhile: nothing to deliver.
+		return nil
+	}
+	if uid == 0 {
+		spooled.Discard()
+		return errors.New("server sent a message body without its UID")
+	}
+	return deliver(strconv.FormatUint(uint64(uid), 10), spooled)
+}
+
+// Fingerprints fetches only the fingerprint header fields.
+func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]string, error) {
+	out := make(map[string]string, len(uids))
+	section := &imap.FetchItemBodySection{
+		Specifier:    imap.PartSpecifierHeader,
+		HeaderFields: source.FingerprintFields,
+		Peek:         true,
+	}
+	for len(uids) > 0 {
+		n := min(len(uids), 1000)
+		set, err := uidSet(uids[:n])
+		if err != nil {
+			return nil, err
+		}
+		uids = uids[n:]
+		err = m.s.command(ctx, func() error {
+			cmd := m.s.c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
+			for {
+				msg := cmd.Next()
+				if msg == nil {
+					break
+				}
+				buf, err := msg.Collect()
+				if err != nil {
+					cmd.Close()
+					return err
+				}
+				raw := buf.FindBodySection(section)
+				h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+				if err != nil {
+					continue // unrecognisable: it will be fetched like a new message
+				}
+				out[strconv.FormatUint(uint64(buf.UID), 10)] = source.Fingerprint(h, buf.RFC822Size)
+			}
+			return cmd.Close()
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Remove flags the messages \Deleted and expunges exactly them with UID
+// EXPUNGE. Without UIDPLUS a plain EXPUNGE could take messages another
+// client flagged, so the flag stays and nothing is expunged.
+func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	set, err := uidSet(uids)
+	if err != nil {
+		return nil, err
+	}
+	err = m.s.command(ctx, func() error {
+		return m.s.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flagging \\Deleted: %w", err)
+	}
+	caps := m.s.c.Caps()
+	if !caps.Has(imap.CapUIDPlus) && !caps.Has(imap.CapIMAP4rev2) {
+		if !m.s.warnedNoUIDPlus {
+			m.s.warnedNoUIDPlus = true
+			m.s.cfg.Warn("server lacks UIDPLUS: delivered messages are flagged \\Deleted but not expunged, so that other clients' flagged messages are never expunged by remote_pull")
+		}
+		return nil, nil
+	}
+	err = m.s.command(ctx, func() error {
+		_, err := m.s.c.UIDExpunge(set).Collect()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("UID EXPUNGE: %w", err)
+	}
+	return uids, nil
+}
+
+func uidSet(uids []string) (imap.UIDSet, error) {
+	var set imap.UIDSet
+	for _, s := range uids {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("invalid IMAP UID %q", s)
+		}
+		set.AddNum(imap.UID(n))
+	}
+	return set, nil
+}

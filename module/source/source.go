@@ -1,0 +1,113 @@
+// Package source defines what the account loop needs from an upstream
+// mailbox, whatever the protocol: list what is there, stream the messages it
+// asks for, and remove the ones it has finished with. The IMAP
+// implementation is in imapsrc, the POP3 one in pop3src.
+//
+// A source knows nothing of maddy or the ledger. It never removes or flags
+// a message on its own: Remove is called by the account loop, and only for
+// messages that maddy committed and the ledger recorded.
+package source
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// Upstream is a configured upstream server and account.
+type Upstream interface {
+	// Connect dials, secures and authenticates a session.
+	Connect(ctx context.Context) (Session, error)
+	// Protocol is "IMAP" or "POP3", for trace fields and logs.
+	Protocol() string
+	// Host is the configured host name.
+	Host() string
+}
+
+// Session is one authenticated connection.
+type Session interface {
+	// Open selects a mailbox.
+	Open(ctx context.Context, mailbox string) (Mailbox, error)
+	// RemoteAddr is the upstream IP address, for the trace field.
+	RemoteAddr() string
+	// Close ends the session politely (LOGOUT, QUIT). For POP3, QUIT is
+	// what makes deletions take effect; a Close that fails leaves them
+	// undone, which is safe.
+	Close(ctx context.Context) error
+	// Abort drops the connection at once, without a goodbye.
+	Abort()
+}
+
+// Message is one upstream message as listed.
+type Message struct {
+	UID     string // IMAP UID in decimal, or POP3 UIDL
+	Size    int64  // as the server reports it: RFC822.SIZE or LIST
+	Deleted bool   // flagged \Deleted by some client: not ours to fetch
+}
+
+// Mailbox is an opened upstream mailbox.
+type Mailbox interface {
+	// UIDValidity of the mailbox; 0 for POP3.
+	UIDValidity() uint32
+	// List returns the messages at or above floor, the ledger's "everything
+	// below is final" mark (IMAP UIDs; POP3 ignores it and lists all).
+	List(ctx context.Context, floor uint32) ([]Message, error)
+	// Complete reports whether List returns the whole mailbox, so that
+	// ledger entries of messages not in it may be forgotten (POP3). IMAP
+	// lists from the floor up and never needs to forget: UIDs are not
+	// reused.
+	Complete() bool
+	// Fetch streams the given messages. spool is called with each message's
+	// body and must read it to its end; deliver is then called with the
+	// message and spool's result. The split exists because an IMAP server may
+	// send a message's UID after its body. An error from spool or deliver
+	// stops the fetch and is returned.
+	Fetch(ctx context.Context, uids []string, spool SpoolFunc, deliver DeliverFunc) error
+	// Fingerprints returns the fingerprint of each listed message, by UID,
+	// computed as Fingerprint does from the header. Used to recognise
+	// messages after a UIDVALIDITY change without downloading them.
+	Fingerprints(ctx context.Context, uids []string) (map[string]string, error)
+	// Remove deletes the given messages upstream, and only them. It reports
+	// which were removed for certain; a server that cannot do that safely
+	// (IMAP without UIDPLUS) flags them and removes none.
+	Remove(ctx context.Context, uids []string) (removed []string, err error)
+}
+
+// Spooled is what a SpoolFunc made of a message body; Discard frees it.
+type Spooled interface{ Discard() }
+
+// SpoolFunc reads a message body to its end.
+type SpoolFunc func(body io.Reader) (Spooled, error)
+
+// DeliverFunc takes a spooled message; it owns s from then on.
+type DeliverFunc func(uid string, s Spooled) error
+
+// FingerprintFields are the header fields a fingerprint is made of.
+var FingerprintFields = []string{"Message-Id", "Date", "From", "Subject"}
+
+// Fingerprint identifies a message by a few header fields and its size, so
+// that the same message can be recognised under a new UID without
+// downloading it again.
+func Fingerprint(h textproto.Header, size int64) string {
+	sum := sha256.New()
+	for _, k := range FingerprintFields {
+		io.WriteString(sum, k)
+		io.WriteString(sum, ":")
+		io.WriteString(sum, strings.TrimSpace(h.Get(k)))
+		io.WriteString(sum, "\n")
+	}
+	io.WriteString(sum, strconv.FormatInt(size, 10))
+	return hex.EncodeToString(sum.Sum(nil)[:16])
+}
+
+// AuthError is a login the server refused. Retrying soon will not help and
+// may get the upstream account locked, so the account loop backs off longer.
+type AuthError struct{ Err error }
+
+func (e *AuthError) Error() string { return "authentication failed: " + e.Err.Error() }
+func (e *AuthError) Unwrap() error { return e.Err }
