@@ -290,6 +290,16 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 func (acc *Account) parseEndpoint(s string) error {
 	ep, err := maddycfg.ParseEndpoint(s)
 	if err != nil {
+		// maddy's parser wants a port; ours defaults to the protocol's.
+		for _, port := range defaultPorts[acc.Protocol] {
+			if withPort, err2 := maddycfg.ParseEndpoint(s + ":" + port); err2 == nil {
+				ep, err = withPort, nil
+				ep.Port = ""
+				break
+			}
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("invalid address %q: %v", s, err)
 	}
 	switch ep.Scheme {

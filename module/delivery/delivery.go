@@ -73,6 +73,7 @@ func (o Origin) ID() string {
 type Spooled struct {
 	Header textproto.Header
 	Body   buffer.Buffer
+	Size   int64 // bytes read from the upstream, header included
 	// refusal is set when the message itself is unacceptable (malformed or
 	// oversized header). The stream was still read to its end, so the
 	// upstream connection stays usable; Deliver returns this error.
@@ -121,7 +122,7 @@ func (t *Target) Spool(r io.Reader) (*Spooled, error) {
 		if _, err := io.Copy(io.Discard, br); err != nil {
 			return nil, upstreamErr(err)
 		}
-		return &Spooled{refusal: refusal}, nil
+		return &Spooled{Size: src.n, refusal: refusal}, nil
 	}
 	limited.left = -1
 
@@ -133,7 +134,7 @@ func (t *Target) Spool(r io.Reader) (*Spooled, error) {
 		// The spool directory failed us (disk full...): temporary too.
 		return nil, exterrors.WithTemporary(fmt.Errorf("spool: %w", err), true)
 	}
-	return &Spooled{Header: header, Body: body}, nil
+	return &Spooled{Header: header, Body: body, Size: src.n}, nil
 }
 
 // buffer keeps small bodies in memory and spills large ones to a file.
@@ -207,7 +208,7 @@ func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID strin
 		// need one (SPF, DNSBL, rDNS) then skip instead of judging 127.0.0.1.
 	}
 	t.Log.Msg("incoming message", "msg_id", msgID, "account", o.Account, "folder", o.Folder,
-		"uid", o.UID, "sender", mailFrom, "size", s.Body.Len())
+		"uid", o.UID, "sender", mailFrom, "size", s.Size)
 
 	d, err := t.Pipeline.Start(ctx, meta, mailFrom)
 	if err != nil {
@@ -326,11 +327,13 @@ func upstreamErr(err error) error {
 // connection is never mistaken for a malformed message.
 type errReader struct {
 	r   io.Reader
+	n   int64
 	err error
 }
 
 func (e *errReader) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
+	e.n += int64(n)
 	if err != nil && err != io.EOF && e.err == nil {
 		e.err = err
 	}

@@ -1,0 +1,211 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/foxcpp/maddy" // registers msgpipeline and the other stock modules
+	parser "github.com/foxcpp/maddy/framework/cfgparser"
+	maddycfg "github.com/foxcpp/maddy/framework/config"
+)
+
+var globals = map[string]interface{}{"hostname": "mx.example.org"}
+
+// parse reads text as maddy.conf and parses its first remote_pull block.
+func parse(t *testing.T, text string) (*Block, error) {
+	t.Helper()
+	nodes, err := parser.Read(strings.NewReader(text), "test.conf")
+	if err != nil {
+		t.Fatalf("cfgparser: %v", err)
+	}
+	seen := map[string]Node{}
+	var last *Block
+	for _, n := range nodes {
+		if n.Name != "remote_pull" {
+			continue
+		}
+		b, err := Parse(n, globals, seen)
+		if err != nil {
+			return nil, err
+		}
+		last = b
+	}
+	return last, nil
+}
+
+func TestParseAccount(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := parse(t, `
+remote_pull {
+    poll_interval 1m
+    keep no
+    reject 550 5.7.1 "default pipeline"
+    max_parallel 3
+    account gmail {
+        imap tls://imap.gmail.com:993
+        username alice@gmail.com
+        password_file `+pwFile+`
+        rcpt_to alice@EXAMPLE.org bob@example.org
+        keep yes
+        folders INBOX "Archive 2024"
+    }
+    account isp {
+        imap tcp://mail.isp.example
+        username bob
+        password inline-secret
+        rcpt_to bob@example.org
+    }
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.MaxParallel != 3 || len(b.Accounts) != 2 {
+		t.Fatalf("block = %+v", b)
+	}
+	g := b.Accounts[0]
+	if g.Name != "gmail" || g.Protocol != "imap" || g.Host != "imap.gmail.com" || g.Port != "993" || !g.ImplicitTLS {
+		t.Errorf("gmail endpoint = %+v", g)
+	}
+	if g.Password.Value() != "s3cret" {
+		t.Errorf("password from file = %q, want trailing newline stripped", g.Password.Value())
+	}
+	if !g.Keep {
+		t.Error("account's own keep yes must win over the block default")
+	}
+	if g.PollInterval != time.Minute {
+		t.Errorf("poll_interval = %v, want the block default 1m", g.PollInterval)
+	}
+	if strings.Join(g.RcptTo, ",") != "alice@example.org,bob@example.org" {
+		t.Errorf("rcpt_to = %v", g.RcptTo)
+	}
+	if strings.Join(g.Folders, "|") != "INBOX|Archive 2024" {
+		t.Errorf("folders = %q", g.Folders)
+	}
+	if g.Pipeline == nil || g.Hostname != "mx.example.org" {
+		t.Errorf("pipeline %v, hostname %q", g.Pipeline, g.Hostname)
+	}
+
+	i := b.Accounts[1]
+	if i.ImplicitTLS || i.Port != "143" {
+		t.Errorf("tcp:// without port: implicit TLS %v, port %q; want STARTTLS on 143", i.ImplicitTLS, i.Port)
+	}
+	if i.Keep {
+		t.Error("keep no from the block default not inherited")
+	}
+	if i.Password.Value() != "inline-secret" || strings.Contains(i.Password.String(), "inline") {
+		t.Error("inline password: wrong value, or String shows it")
+	}
+	if strings.Join(i.Folders, ",") != "INBOX" {
+		t.Errorf("default folders = %v", i.Folders)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	b, err := parse(t, `
+remote_pull {
+    account a {
+        imap tls://h:993
+        username u
+        password p
+        rcpt_to a@example.org
+        reject
+    }
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := b.Accounts[0]
+	if !a.Keep || a.PollInterval != 5*time.Minute || a.Debug {
+		t.Errorf("defaults: keep %v, poll_interval %v, debug %v", a.Keep, a.PollInterval, a.Debug)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	account := func(body string) string {
+		return "remote_pull {\n    account a {\n" + body + "\n    }\n}\n"
+	}
+	const base = `        imap tls://h:993
+        username u
+        password p
+        rcpt_to a@example.org
+        reject
+`
+	tests := []struct {
+		name, conf, want string
+	}{
+		{"unknown directive in account", account(base + "        usernmae x"), `test.conf:8: unknown directive "usernmae"`},
+		{"unknown directive in block", "remote_pull {\n    frobnicate yes\n    account a {\n" + base + "    }\n}", `test.conf:2: unknown directive "frobnicate"`},
+		{"no accounts", "remote_pull {\n    keep yes\n}", "test.conf:1: remote_pull needs at least one"},
+		{"missing protocol", account("        username u\n        password p\n        rcpt_to a@example.org\n        reject"), "test.conf:2: account a: no upstream"},
+		{"both protocols", account(base + "        pop3 tls://h:995"), "either imap or pop3"},
+		{"bad scheme", account("        imap imaps://h:993\n        username u\n        password p\n        rcpt_to a@example.org\n        reject"), "test.conf:3:"},
+		{"missing rcpt_to", account("        imap tls://h:993\n        username u\n        password p\n        reject"), "test.conf:2: account a: rcpt_to is required"},
+		{"invalid rcpt_to", account("        imap tls://h:993\n        username u\n        password p\n        rcpt_to not-an-address\n        reject"), "test.conf:6: account a: rcpt_to: invalid address"},
+		{"missing username", account("        imap tls://h:993\n        password p\n        rcpt_to a@example.org\n        reject"), "username is required"},
+		{"missing password", account("        imap tls://h:993\n        username u\n        rcpt_to a@example.org\n        reject"), "password or password_file is required"},
+		{"unreadable password file", account("        imap tls://h:993\n        username u\n        password_file /nonexistent/pw\n        rcpt_to a@example.org\n        reject"), "test.conf:5: account a: cannot read password file"},
+		{"no delivery target", account("        imap tls://h:993\n        username u\n        password p\n        rcpt_to a@example.org"), "test.conf:2: account a: no delivery target"},
+		{"bad pipeline", account(base + "        destination {\n        }"), "test.conf:"},
+		{"bad keep", account(base + "        keep maybe"), "test.conf:8:"},
+		{"bad poll_interval", account(base + "        poll_interval soon"), "test.conf:8:"},
+		{"tiny poll_interval", account(base + "        poll_interval 10ms"), "test.conf:8: poll_interval must be at least 1s"},
+		{"duplicate account", "remote_pull {\n    account a {\n" + base + "    }\n    account a {\n" + base + "    }\n}", `test.conf:9: duplicate account name "a" (first defined at test.conf:2)`},
+		{"duplicate across blocks", "remote_pull {\n    account a {\n" + base + "    }\n}\nremote_pull {\n    account a {\n" + base + "    }\n}", `test.conf:11: duplicate account name "a"`},
+		{"account without name", "remote_pull {\n    account {\n" + base + "    }\n}", "test.conf:2: account takes exactly one name"},
+		{"bad max_parallel", "remote_pull {\n    max_parallel 0\n    account a {\n" + base + "    }\n}", "test.conf:2: max_parallel must be a positive number"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, tc.conf)
+			if err == nil {
+				t.Fatalf("no error; want %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPasswordFileRelativeToStateDir(t *testing.T) {
+	dir := t.TempDir()
+	old := maddycfg.StateDirectory
+	maddycfg.StateDirectory = dir
+	t.Cleanup(func() { maddycfg.StateDirectory = old })
+	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "secrets", "isp")
+	if err := os.WriteFile(path, []byte("first\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := parse(t, `remote_pull {
+    account a {
+        imap tls://h:993
+        username u
+        password_file secrets/isp
+        rcpt_to a@example.org
+        reject
+    }
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := &b.Accounts[0].Password
+	if pw.Value() != "first" {
+		t.Fatalf("password = %q", pw.Value())
+	}
+	if err := os.WriteFile(path, []byte("second\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Reload(); err != nil || pw.Value() != "second" {
+		t.Fatalf("after Reload: %q, %v", pw.Value(), err)
+	}
+}

@@ -1,0 +1,318 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-smtp"
+	"github.com/foxcpp/maddy/framework/buffer"
+	"github.com/foxcpp/maddy/framework/exterrors"
+	"github.com/foxcpp/maddy/framework/log"
+	"github.com/foxcpp/maddy/framework/module"
+)
+
+// pipeline is a module.DeliveryTarget that keeps what was committed.
+type pipeline struct {
+	rcptErr, bodyErr error
+	committed        [][]byte
+	from             []string
+	metas            []*module.MsgMetadata
+	aborted          int
+}
+
+type pipelineDelivery struct {
+	p      *pipeline
+	meta   *module.MsgMetadata
+	from   string
+	header textproto.Header
+	body   []byte
+}
+
+func (p *pipeline) Start(_ context.Context, meta *module.MsgMetadata, from string) (module.Delivery, error) {
+	return &pipelineDelivery{p: p, meta: meta, from: from}, nil
+}
+
+func (d *pipelineDelivery) AddRcpt(context.Context, string, smtp.RcptOptions) error {
+	return d.p.rcptErr
+}
+
+func (d *pipelineDelivery) Body(_ context.Context, h textproto.Header, b buffer.Buffer) error {
+	if d.p.bodyErr != nil {
+		return d.p.bodyErr
+	}
+	r, err := b.Open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	d.header = h
+	d.body, err = io.ReadAll(r)
+	return err
+}
+
+func (d *pipelineDelivery) Abort(context.Context) error { d.p.aborted++; return nil }
+
+func (d *pipelineDelivery) Commit(context.Context) error {
+	var out bytes.Buffer
+	textproto.WriteHeader(&out, d.header)
+	out.Write(d.body)
+	d.p.committed = append(d.p.committed, out.Bytes())
+	d.p.from = append(d.p.from, d.from)
+	d.p.metas = append(d.p.metas, d.meta)
+	return nil
+}
+
+func newTarget(t *testing.T, p *pipeline) *Target {
+	return &Target{
+		Pipeline: p,
+		Rcpts:    []string{"alice@example.org"},
+		Hostname: "mx.example.org",
+		SpoolDir: t.TempDir(),
+		// Not log.WriterOutput: maddy 0.8.2's ignores its writer.
+		Log: log.Logger{Name: "test", Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })},
+	}
+}
+
+var origin = Origin{Protocol: "IMAP", Host: "imap.example.com", Addr: "192.0.2.1", Account: "acct",
+	Folder: "[Gmail]/All Mail", UIDValidity: 7, UID: "42"}
+
+func deliver(t *testing.T, tg *Target, raw []byte) (string, error) {
+	t.Helper()
+	sp, err := tg.Spool(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("Spool: %v", err)
+	}
+	defer sp.Discard()
+	if sp.Size != int64(len(raw)) {
+		t.Errorf("Spooled.Size = %d, want %d", sp.Size, len(raw))
+	}
+	return tg.Deliver(context.Background(), sp, origin)
+}
+
+// splitReceived returns the first header field and the rest.
+func splitReceived(t *testing.T, got []byte) (string, []byte) {
+	t.Helper()
+	if !bytes.HasPrefix(got, []byte("Received: ")) {
+		t.Fatalf("no Received field on top:\n%.200s", got)
+	}
+	// The field may be folded: continuation lines start with white space.
+	end := 0
+	for {
+		i := bytes.Index(got[end:], []byte("\r\n"))
+		end += i + 2
+		if end >= len(got) || (got[end] != ' ' && got[end] != '\t') {
+			break
+		}
+	}
+	return string(got[:end]), got[end:]
+}
+
+func TestBytesSurvive(t *testing.T) {
+	long := strings.Repeat("x", 4000)
+	cases := map[string]string{
+		"long line":        "Subject: long\r\n\r\n" + long + "\r\n",
+		"8-bit":            "Subject: =?utf-8?q?x?=\r\n\r\nGrüße, ça va? 日本語\r\n",
+		"no final newline": "Subject: nl\r\n\r\nlast line without newline",
+		"folded header":    "Subject: a folded\r\n\tsubject line\r\nX-Long: one\r\n two\r\n\r\nbody\r\n",
+		"dots":             "Subject: dots\r\n\r\n.\r\n..\r\n.leading\r\n",
+		"bare LF in body":  "Subject: lf\r\n\r\nbody with LF\nsecond\n",
+		"empty body":       "Subject: empty\r\n\r\n",
+		"header only":      "Subject: header only\r\n",
+		"large":            "Subject: large\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", 200000),
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := &pipeline{}
+			if _, err := deliver(t, newTarget(t, p), []byte(raw)); err != nil {
+				t.Fatalf("Deliver: %v", err)
+			}
+			received, rest := splitReceived(t, p.committed[0])
+			if !bytes.Equal(rest, []byte(raw)) && !(name == "header only" && string(rest) == raw+"\r\n") {
+				t.Fatalf("bytes changed:\n got %q\nwant %q", trim(rest), trim([]byte(raw)))
+			}
+			unfolded := strings.ReplaceAll(received, "\r\n ", " ")
+			if !strings.Contains(unfolded, "with IMAP id <acct/[Gmail]/All%20Mail/7/42>") {
+				t.Errorf("Received = %q", received)
+			}
+		})
+	}
+}
+
+func trim(b []byte) []byte {
+	if len(b) > 300 {
+		return b[:300]
+	}
+	return b
+}
+
+func TestLargeMessageSpillsToFile(t *testing.T) {
+	tg := newTarget(t, &pipeline{})
+	raw := "Subject: big\r\n\r\n" + strings.Repeat("y", 3<<20)
+	sp, err := tg.Spool(strings.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sp.Body.(buffer.FileBuffer); !ok {
+		t.Fatalf("a 3 MiB body is a %T, want a file buffer", sp.Body)
+	}
+	entries, _ := os.ReadDir(tg.SpoolDir)
+	if len(entries) != 1 {
+		t.Fatalf("spool dir holds %d files, want 1", len(entries))
+	}
+	sp.Discard()
+	entries, _ = os.ReadDir(tg.SpoolDir)
+	if len(entries) != 0 {
+		t.Fatalf("Discard left %d files", len(entries))
+	}
+}
+
+func TestReceivedField(t *testing.T) {
+	tg := newTarget(t, &pipeline{})
+	got := tg.received(origin, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	want := "from imap.example.com (imap.example.com [192.0.2.1]) by mx.example.org (maddy remote_pull) " +
+		"with IMAP id <acct/[Gmail]/All%20Mail/7/42> for <alice@example.org>; Fri, 02 Jan 2026 03:04:05 +0000"
+	if got != want {
+		t.Fatalf("Received:\n got %s\nwant %s", got, want)
+	}
+	tg.Rcpts = append(tg.Rcpts, "bob@example.org")
+	if strings.Contains(tg.received(origin, time.Now()), " for <") {
+		t.Error("with two recipients the field must not name one")
+	}
+}
+
+func TestEnvelopeSender(t *testing.T) {
+	cases := map[string]string{
+		"Return-Path: <bob@Example.COM>\r\n": "bob@example.com",
+		"Return-Path: <>\r\n":                "",
+		"Return-Path: bob@example.com\r\n":   "",
+		"Return-Path: <not an address>\r\n":  "",
+		"":                                   "",
+		"Return-Path: <a@b.example>\r\nReturn-Path: <c@d.example>\r\n": "a@b.example",
+	}
+	for hdr, want := range cases {
+		p := &pipeline{}
+		if _, err := deliver(t, newTarget(t, p), []byte(hdr+"Subject: s\r\n\r\nb\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if p.from[0] != want {
+			t.Errorf("%q: sender %q, want %q", hdr, p.from[0], want)
+		}
+		if p.metas[0].Conn != nil || p.metas[0].ID == "" || p.metas[0].OriginalFrom != want {
+			t.Errorf("%q: metadata %+v", hdr, p.metas[0])
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	t.Run("malformed header is a permanent refusal", func(t *testing.T) {
+		p := &pipeline{}
+		raw := "Subject ok\r\nno colon here\r\n\r\nbody\r\n"
+		r := strings.NewReader(raw)
+		tg := newTarget(t, p)
+		sp, err := tg.Spool(r)
+		if err != nil {
+			t.Fatalf("Spool: %v", err)
+		}
+		if r.Len() != 0 {
+			t.Errorf("the rest of the message was not read: %d bytes left", r.Len())
+		}
+		_, err = tg.Deliver(context.Background(), sp, origin)
+		if !IsPermanent(err) || !strings.HasPrefix(Reason(err), "554 5.6.0") {
+			t.Fatalf("err %v (%q), want a permanent 554 5.6.0", err, Reason(err))
+		}
+		if len(p.committed) != 0 {
+			t.Fatal("committed a malformed message")
+		}
+	})
+	t.Run("oversized header", func(t *testing.T) {
+		p := &pipeline{}
+		tg := newTarget(t, p)
+		tg.MaxHeaderBytes = 1024
+		raw := "X-Big: " + strings.Repeat("h", 5000) + "\r\n\r\nbody\r\n"
+		r := strings.NewReader(raw)
+		sp, err := tg.Spool(r)
+		if err != nil {
+			t.Fatalf("Spool: %v", err)
+		}
+		if r.Len() != 0 {
+			t.Errorf("stream not drained: %d bytes left", r.Len())
+		}
+		_, err = tg.Deliver(context.Background(), sp, origin)
+		if !IsPermanent(err) || !strings.HasPrefix(Reason(err), "552 5.3.4") {
+			t.Fatalf("err %v, want 552 5.3.4", err)
+		}
+	})
+	t.Run("routing loop", func(t *testing.T) {
+		p := &pipeline{}
+		raw := strings.Repeat("Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\r\n", 51) + "Subject: loop\r\n\r\nb\r\n"
+		_, err := deliver(t, newTarget(t, p), []byte(raw))
+		if !IsPermanent(err) || !strings.HasPrefix(Reason(err), "554 5.4.6") {
+			t.Fatalf("err %v, want 554 5.4.6", err)
+		}
+	})
+	t.Run("pipeline refusal is permanent and aborts", func(t *testing.T) {
+		p := &pipeline{rcptErr: &exterrors.SMTPError{Code: 550, EnhancedCode: exterrors.EnhancedCode{5, 1, 1}, Message: "User doesn't exist"}}
+		_, err := deliver(t, newTarget(t, p), []byte("Subject: s\r\n\r\nb\r\n"))
+		if !IsPermanent(err) || Reason(err) != "550 5.1.1 User doesn't exist" || p.aborted != 1 {
+			t.Fatalf("err %v, reason %q, aborted %d", err, Reason(err), p.aborted)
+		}
+	})
+	t.Run("pipeline temporary failure", func(t *testing.T) {
+		p := &pipeline{bodyErr: &exterrors.SMTPError{Code: 451, Message: "try later"}}
+		_, err := deliver(t, newTarget(t, p), []byte("Subject: s\r\n\r\nb\r\n"))
+		if err == nil || IsPermanent(err) || p.aborted != 1 {
+			t.Fatalf("err %v, aborted %d: want temporary and aborted", err, p.aborted)
+		}
+	})
+	t.Run("error without a code is temporary", func(t *testing.T) {
+		p := &pipeline{bodyErr: errors.New("database is locked")}
+		_, err := deliver(t, newTarget(t, p), []byte("Subject: s\r\n\r\nb\r\n"))
+		if err == nil || IsPermanent(err) {
+			t.Fatalf("err %v: want temporary", err)
+		}
+	})
+}
+
+// brokenReader yields data, then fails like a cut connection.
+type brokenReader struct {
+	data []byte
+	err  error
+}
+
+func (b *brokenReader) Read(p []byte) (int, error) {
+	if len(b.data) == 0 {
+		return 0, b.err
+	}
+	n := copy(p, b.data)
+	b.data = b.data[n:]
+	return n, nil
+}
+
+func TestCutConnectionIsTemporary(t *testing.T) {
+	for name, raw := range map[string]string{
+		"in the header":   "Subject: cut he",
+		"in a small body": "Subject: s\r\n\r\npartial bo",
+		"in a large body": "Subject: s\r\n\r\n" + strings.Repeat("z", 2<<20),
+		"in a bad header": "no colon\r\nmore",
+	} {
+		t.Run(name, func(t *testing.T) {
+			tg := newTarget(t, &pipeline{})
+			cut := errors.New("connection reset by peer")
+			sp, err := tg.Spool(&brokenReader{data: []byte(raw), err: cut})
+			if err == nil {
+				sp.Discard()
+				t.Fatal("Spool succeeded on a cut stream")
+			}
+			if IsPermanent(err) || !errors.Is(err, cut) {
+				t.Fatalf("err %v: want a temporary error wrapping the cut", err)
+			}
+		})
+	}
+}
