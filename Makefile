@@ -1,0 +1,46 @@
+# remote_pull: maddy with an in-process mail fetcher.
+#
+#   make build   the custom maddy binary, bin/maddy
+#   make test    everything, on a fresh machine (installs Dovecot when missing)
+#   make demo    a throw-away Dovecot with sample mail, pulled into maddy
+#   make bench   bulk-import and latency figures (docs/benchmarks.md)
+
+GO      ?= go
+BIN     := bin/maddy
+export REMOTE_PULL_MADDY := $(CURDIR)/$(BIN)
+
+.PHONY: all build deps test unit integration lint demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/maddy
+
+# deps installs what the end-to-end tests run against. In CI a missing
+# dependency fails the run; nothing is skipped silently.
+deps:
+	@scripts/ensure-deps
+
+lint:
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./module/... ./cmd/...
+
+integration: build
+	$(GO) test -count=1 -timeout 40m ./integration/...
+
+test: deps lint build
+	$(GO) test -count=1 -timeout 45m ./...
+
+demo: deps build
+	$(GO) run ./integration/cmd/demo
+
+bench: build
+	REMOTE_PULL_BENCH=1 scripts/ensure-deps
+	$(GO) run ./integration/cmd/bench $(BENCHFLAGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,87 @@
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+)
+
+// StripTopReceived removes the first header field of raw if it is a
+// Received: field, together with its folded continuation lines (lines
+// starting with space or tab), and returns the rest. Anything else is
+// returned unchanged. remote_pull prepends exactly one such field.
+func StripTopReceived(raw []byte) []byte {
+	const name = "received:"
+	if len(raw) < len(name) || !bytes.EqualFold(raw[:len(name)], []byte(name)) {
+		return raw
+	}
+	rest := raw
+	for first := true; ; first = false {
+		if !first && (len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t')) {
+			return rest
+		}
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			return nil // the field was all there was
+		}
+		rest = rest[i+1:]
+	}
+}
+
+// CRLF returns msg with every bare LF turned into CRLF: what Dovecot serves
+// for a file seeded with msg.
+func CRLF(msg []byte) []byte {
+	var b bytes.Buffer
+	b.Grow(len(msg) + bytes.Count(msg, []byte("\n")))
+	for i, c := range msg {
+		if c == '\n' && (i == 0 || msg[i-1] != '\r') {
+			b.WriteByte('\r')
+		}
+		b.WriteByte(c)
+	}
+	return b.Bytes()
+}
+
+// EqualReader compares got with everything want yields, streaming, and
+// returns nil if they are identical or an error naming the first
+// difference (offset and a few bytes of context).
+func EqualReader(got []byte, want io.Reader) error {
+	br := bufio.NewReaderSize(want, 64<<10)
+	var off int
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			if off+n > len(got) {
+				return fmt.Errorf("got %d bytes, want more (at least %d)", len(got), off+n)
+			}
+			if !bytes.Equal(got[off:off+n], buf[:n]) {
+				for k := 0; k < n; k++ {
+					if got[off+k] != buf[k] {
+						return fmt.Errorf("first difference at byte %d: got %q, want %q", off+k, snippet(got, off+k), snippet(buf[:n], k))
+					}
+				}
+			}
+			off += n
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if off != len(got) {
+		return fmt.Errorf("got %d bytes, want %d", len(got), off)
+	}
+	return nil
+}
+
+func snippet(b []byte, at int) []byte {
+	end := at + 20
+	if end > len(b) {
+		end = len(b)
+	}
+	return b[at:end]
+}

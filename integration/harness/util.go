@@ -1,0 +1,68 @@
+package harness
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// FreePort returns a loopback address "127.0.0.1:PORT" whose port was free a
+// moment ago (found by listening on 127.0.0.1:0 and closing). Another process
+// may take it before the caller binds, which is rare enough for tests.
+func FreePort(t T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("harness: free port: %v", err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatalf("harness: free port: %v", err)
+	}
+	return addr
+}
+
+// portOf returns the port part of "host:port".
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return port
+}
+
+// makeTraversable lets other users (Dovecot's unprivileged processes) walk
+// into dir: dir itself gets mode 0755 and its parent, the per-test directory
+// that the testing package creates with mode 0700, gets o+x. Nothing above
+// that is touched.
+func makeTraversable(t T, dir string) {
+	t.Helper()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	parent := filepath.Dir(dir)
+	st, err := os.Stat(parent)
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	if st.Mode().Perm()&0o001 == 0 {
+		if err := os.Chmod(parent, st.Mode().Perm()|0o011); err != nil {
+			t.Fatalf("harness: %v", err)
+		}
+	}
+}
+
+// tail returns at most the last n lines of the file at path, for failure
+// reports.
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "")
+}
