@@ -24,6 +24,12 @@ func seedTricky(t *testing.T, up *harness.Dovecot) map[string][]byte {
 		i++
 		// Dovecot serves stored LF line endings as CRLF.
 		want["tricky: "+name] = harness.CRLF(raw)
+		if name == "header-only" {
+			// maddy stores a message as header + body, and writes the empty
+			// line between them even when the upstream copy had none: the
+			// one byte-level change (docs/reference.md).
+			want["tricky: "+name] = append(harness.CRLF(raw), "\r\n"...)
+		}
 	}
 	return want
 }
@@ -140,7 +146,8 @@ func TestIMAPNewMailAndRestart(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, m := range got {
-		s := subject(harness.StripTopReceived(m.Raw))
+		_, raw, _ := harness.Delivered(m.Raw)
+		s := subject(raw)
 		if seen[s] {
 			t.Errorf("%q delivered twice", s)
 		}
@@ -154,7 +161,8 @@ func TestIMAPLargeMessage(t *testing.T) {
 	up.SeedReader(t, upUser, "INBOX", false, harness.Large(25))
 	r := startMaddy(t, up, accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), CAFile: up.CA.CAFile}.String())
 	got := r.local(t, 1)
-	if err := harness.EqualReader(harness.StripTopReceived(got[0].Raw), harness.Large(25)); err != nil {
+	_, raw, _ := harness.Delivered(got[0].Raw)
+	if err := harness.EqualReader(raw, harness.Large(25)); err != nil {
 		t.Fatal(err)
 	}
 	r.waitPolls(t, 1)
@@ -168,8 +176,7 @@ func TestIMAPStartTLS(t *testing.T) {
 	up := newUpstream(t)
 	up.Seed(t, upUser, "INBOX", harness.Message(1, 800))
 	r := startMaddy(t, up, accountConf{Addr: "tcp://localhost:" + port(up.IMAPAddr), Keep: true, CAFile: up.CA.CAFile}.String())
-	got := r.local(t, 1)
-	if !bytes.Equal(harness.StripTopReceived(got[0].Raw), harness.Message(1, 800)) {
+	if got := bodies(t, r.local(t, 1)); !bytes.Equal(got[subject(harness.Message(1, 800))], harness.Message(1, 800)) {
 		t.Fatal("message differs")
 	}
 }
@@ -222,8 +229,7 @@ func TestIMAPReceivedField(t *testing.T) {
 	up := newUpstream(t)
 	up.Seed(t, upUser, "INBOX", harness.Message(1, 800))
 	r := startMaddy(t, up, accountConf{Name: "mybox", Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile}.String())
-	got := r.local(t, 1)[0].Raw
-	field := string(bytes.TrimSuffix(got[:len(got)-len(harness.StripTopReceived(got))], []byte("\r\n")))
+	field, _, _ := harness.Delivered(r.local(t, 1)[0].Raw)
 	field = strings.Join(strings.Fields(field), " ")
 	uid := r.upstream(t, "INBOX")[0].UID
 	c := up.IMAPClient(t, upUser, upPass)

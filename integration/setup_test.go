@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -129,10 +128,10 @@ func bodies(t *testing.T, msgs []harness.MailboxMessage) map[string][]byte {
 	t.Helper()
 	out := make(map[string][]byte, len(msgs))
 	for _, m := range msgs {
-		if !bytes.HasPrefix(m.Raw, []byte("Received: from localhost")) {
-			t.Errorf("message UID %d lacks remote_pull's Received field on top:\n%.300s", m.UID, m.Raw)
+		received, raw, ok := harness.Delivered(m.Raw)
+		if !ok || !strings.HasPrefix(received, "Received: from localhost") {
+			t.Errorf("message UID %d lacks remote_pull's Received field under maddy's Delivered-To:\n%.300s", m.UID, m.Raw)
 		}
-		raw := harness.StripTopReceived(m.Raw)
 		out[subject(raw)] = raw
 	}
 	return out

@@ -414,3 +414,14 @@ func (m *Maddy) WaitMessages(t T, user, password, folder string, n int, timeout 
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// PID is the process ID of the running maddy, 0 if it is not running; the
+// benchmarks read its CPU time and peak memory from /proc.
+func (m *Maddy) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proc == nil || m.proc.exited() {
+		return 0
+	}
+	return m.proc.cmd.Process.Pid
+}

@@ -5,15 +5,21 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // StripTopReceived removes the first header field of raw if it is a
 // Received: field, together with its folded continuation lines (lines
 // starting with space or tab), and returns the rest. Anything else is
 // returned unchanged. remote_pull prepends exactly one such field.
-func StripTopReceived(raw []byte) []byte {
-	const name = "received:"
-	if len(raw) < len(name) || !bytes.EqualFold(raw[:len(name)], []byte(name)) {
+func StripTopReceived(raw []byte) []byte { return StripTopField(raw, "Received") }
+
+// StripTopField removes the first header field of raw, with its folded
+// continuation lines, if it is named name (case-insensitive); otherwise raw
+// is returned as it is.
+func StripTopField(raw []byte, name string) []byte {
+	prefix := []byte(strings.ToLower(name) + ":")
+	if len(raw) < len(prefix) || !bytes.EqualFold(raw[:len(prefix)], prefix) {
 		return raw
 	}
 	rest := raw
@@ -27,6 +33,27 @@ func StripTopReceived(raw []byte) []byte {
 		}
 		rest = rest[i+1:]
 	}
+}
+
+// Delivered returns a message as remote_pull received it from the upstream,
+// from the bytes maddy stored: without the Delivered-To and Return-Path
+// fields maddy's storage puts on top of every delivered message, and without
+// the Received field remote_pull adds. ok is false if a field is missing.
+func Delivered(stored []byte) (received string, upstream []byte, ok bool) {
+	afterDT := StripTopField(stored, "Delivered-To")
+	if len(afterDT) == len(stored) {
+		return "", stored, false
+	}
+	afterRP := StripTopField(afterDT, "Return-Path")
+	if len(afterRP) == len(afterDT) {
+		return "", afterDT, false
+	}
+	afterDT = afterRP
+	rest := StripTopReceived(afterDT)
+	if len(rest) == len(afterDT) {
+		return "", afterDT, false
+	}
+	return string(afterDT[:len(afterDT)-len(rest)]), rest, true
 }
 
 // CRLF returns msg with every bare LF turned into CRLF: what Dovecot serves
