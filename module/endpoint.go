@@ -130,6 +130,7 @@ func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (accoun
 		Upstream:     up,
 		Folders:      acc.Folders,
 		Keep:         acc.Keep,
+		Idle:         acc.Idle,
 		PollInterval: acc.PollInterval,
 		Ledger:       e.ledger,
 		Log:          l,

@@ -158,6 +158,7 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login cram-md5 apop
 auth_cache_size = 0
 auth_failure_delay = 0 # answer failed logins at once
+verbose_proctitle = yes # "imap: [user ip IDLE]": IdleSessions reads it
 first_valid_uid = {{.UID}}
 first_valid_gid = {{.GID}}
 default_login_user = {{.LoginUser}}

@@ -216,3 +216,25 @@ func (d *Dovecot) mkdirOwned(t T, dir string) {
 		}
 	}
 }
+
+// IdleSessions counts the user's IMAP sessions that are in IDLE right now,
+// from Dovecot's process titles (verbose_proctitle).
+func (d *Dovecot) IdleSessions(t T, user string) int {
+	t.Helper()
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	n := 0
+	for _, p := range procs {
+		cmdline, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		title := string(cmdline)
+		if strings.Contains(title, "/imap ["+user+" ") && strings.Contains(title, " IDLE]") {
+			n++
+		}
+	}
+	return n
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // FreePort returns a loopback address "127.0.0.1:PORT" whose port was free a
@@ -65,4 +66,17 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "")
+}
+
+// Eventually polls cond until it holds, failing after timeout. The timeout
+// guards against a hang; it is not a speed assertion.
+func Eventually(t T, timeout time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("harness: still waiting for %s after %v", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -34,10 +34,13 @@ import (
 
 // Settings is one account's configuration, as parsed by module/config.
 type Settings struct {
-	Name         string
-	Upstream     source.Upstream
-	Folders      []string
-	Keep         bool
+	Name     string
+	Upstream source.Upstream
+	Folders  []string
+	Keep     bool
+	// Idle: watch each folder for new mail (IMAP IDLE) where the server
+	// can, polling at once when it announces some.
+	Idle         bool
 	PollInterval time.Duration
 	Target       *delivery.Target
 	Ledger       *ledger.Ledger

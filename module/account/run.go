@@ -65,6 +65,11 @@ const (
 // (a minute after a refused login, so that a wrong password cannot lock
 // the upstream account) to the larger of the poll interval and an hour.
 func (a *Account) Run(ctx context.Context) {
+	if w, ok := a.s.Upstream.(source.Watcher); ok && a.s.Idle {
+		for _, folder := range a.s.Folders {
+			go a.watch(ctx, w, folder)
+		}
+	}
 	var failures int
 	for {
 		res, err := a.pollSafely(ctx)
@@ -123,7 +128,10 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 func (a *Account) backoff(err error, failures int) time.Duration {
 	lo := backoffMin
 	var authErr *source.AuthError
-	if errors.As(err, &authErr) {
+	var busyErr *source.BusyError
+	if errors.As(err, &authErr) || errors.As(err, &busyErr) {
+		// A refused login must not be retried until the upstream locks the
+		// account; a busy maildrop ([IN-USE], [LOGIN-DELAY]) wants time.
 		lo = authBackoffMin
 	}
 	hi := max(a.s.PollInterval, backoffCap)
@@ -147,15 +155,19 @@ func (a *Account) report(res PollResult, err error, wait time.Duration) {
 		a.status.State = "ok"
 		a.status.LastSuccess = time.Now()
 		a.status.LastError = ""
-		if prevState == "backing off" || prevState == "auth failed" {
+		if prevState != "ok" && prevState != "polling" && prevState != "starting" {
 			a.s.Log.Msg("account recovered", "account", a.s.Name)
 		}
 		return
 	}
 	a.status.State = "backing off"
 	var authErr *source.AuthError
-	if errors.As(err, &authErr) {
+	var busyErr *source.BusyError
+	switch {
+	case errors.As(err, &authErr):
 		a.status.State = "auth failed"
+	case errors.As(err, &busyErr):
+		a.status.State = "upstream busy"
 	}
 	a.status.LastError = err.Error()
 	if a.status.State != prevState || a.status.LastError != prevErr {
@@ -172,5 +184,48 @@ func (a *Account) setState(state, lastErr string) {
 	}
 	if lastErr != "" {
 		a.status.LastError = lastErr
+	}
+}
+
+// watch keeps one folder under IDLE for the account's lifetime, waking the
+// poll loop when new mail is announced. Connection failures back off like
+// polls; a server without IDLE ends the watch and leaves polling to Run.
+func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
+	defer func() {
+		if p := recover(); p != nil {
+			a.s.Log.Printf("panic watching %s/%s: %v\n%s", a.s.Name, folder, p, debug.Stack())
+		}
+	}()
+	failures := 0
+	var lastErr string
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := w.Watch(ctx, folder, a.Wake)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, source.ErrNoPush) {
+			a.s.Log.Msg("server offers no IDLE; polling every poll_interval", "account", a.s.Name, "folder", folder)
+			return
+		}
+		if time.Since(start) > 5*time.Minute {
+			failures = 0 // it worked for a while: start the back-off afresh
+		}
+		failures++
+		wait := a.backoff(err, failures)
+		if msg := fmt.Sprint(err); msg != lastErr {
+			lastErr = msg
+			a.s.Log.Error("IDLE connection lost", err, "account", a.s.Name, "folder", folder,
+				"retry_in", wait.Round(time.Second).String())
+		}
+		// New mail may have come while the watch was down.
+		a.Wake()
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
 	}
 }

@@ -61,6 +61,7 @@ type Account struct {
 	Keep         bool
 	PollInterval time.Duration
 	Folders      []string
+	Idle         bool
 	Debug        bool
 	Pipeline     module.DeliveryTarget
 	Hostname     string // maddy's hostname, for trace fields
@@ -98,7 +99,7 @@ func (s *Secret) Reload() error {
 var accountDirectives = map[string]bool{
 	"imap": true, "pop3": true, "username": true, "password": true, "password_file": true,
 	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
-	"debug": true,
+	"debug": true, "idle": true,
 }
 
 // pipelineDirectives are what an smtp endpoint block accepts as its message
@@ -218,6 +219,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.Custom("tls_client", true, false, func() (interface{}, error) { return &tls.Config{}, nil },
 		tlscfg.TLSClientBlock, &acc.TLS)
 	m.StringList("folders", false, false, []string{"INBOX"}, &acc.Folders)
+	m.Bool("idle", false, true, &acc.Idle)
 	m.Bool("debug", true, false, &acc.Debug)
 	m.String("hostname", true, false, "", &acc.Hostname)
 	if _, err := m.Process(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"strconv"
 	"strings"
@@ -104,6 +105,25 @@ func Fingerprint(h textproto.Header, size int64) string {
 	io.WriteString(sum, strconv.FormatInt(size, 10))
 	return hex.EncodeToString(sum.Sum(nil)[:16])
 }
+
+// Watcher is an upstream that can announce new mail as it arrives (IMAP
+// IDLE). Watch blocks until ctx ends (returning nil) or the connection fails
+// (returning an error, after which the caller reconnects); newMail must not
+// block. ErrNoPush means the server cannot do it: poll instead.
+type Watcher interface {
+	Watch(ctx context.Context, folder string, newMail func()) error
+}
+
+// ErrNoPush: the upstream offers no way to announce new mail.
+var ErrNoPush = errors.New("server offers no IDLE: polling only")
+
+// BusyError is an upstream asking to come back later (POP3 [IN-USE],
+// [LOGIN-DELAY], [SYS/TEMP]): the account waits without logging an error
+// at every try.
+type BusyError struct{ Err error }
+
+func (e *BusyError) Error() string { return "upstream busy: " + e.Err.Error() }
+func (e *BusyError) Unwrap() error { return e.Err }
 
 // AuthError is a login the server refused. Retrying soon will not help and
 // may get the upstream account locked, so the account loop backs off longer.

@@ -71,6 +71,10 @@ func (u *Upstream) Host() string     { return u.cfg.Host }
 // Connect dials, secures the connection (implicit TLS or mandatory
 // STARTTLS, certificate always verified) and logs in.
 func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
+	return u.dial(ctx, &imapclient.Options{})
+}
+
+func (u *Upstream) dial(ctx context.Context, opts *imapclient.Options) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
 
@@ -80,6 +84,7 @@ func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
 		return nil, err
 	}
 	tlsCfg := u.tlsConfig()
+	opts.TLSConfig = tlsCfg
 	s := &Session{cfg: &u.cfg, raw: raw}
 
 	err = s.guard(ctx, func() error {
@@ -88,12 +93,12 @@ func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return err
 			}
-			s.c = imapclient.New(tc, nil)
+			s.c = imapclient.New(tc, opts)
 		} else {
 			// NewStartTLS sends STARTTLS right after the greeting and fails
 			// if the server refuses it: no credentials ever cross a plain
 			// connection.
-			c, err := imapclient.NewStartTLS(raw, &imapclient.Options{TLSConfig: tlsCfg})
+			c, err := imapclient.NewStartTLS(raw, opts)
 			if err != nil {
 				return fmt.Errorf("STARTTLS: %w", err)
 			}
