@@ -9,8 +9,8 @@ package main
 
 import (
 	"flag"
-	"net/smtp"
 	"fmt"
+	"net/smtp"
 	"os"
 	"path/filepath"
 	"regexp"
