@@ -112,3 +112,16 @@ func snippet(b []byte, at int) []byte {
 	}
 	return b[at:end]
 }
+
+// AsDelivered is what remote_pull hands to maddy, and maddy stores under
+// its own trace fields, for a message seeded upstream as raw: Dovecot
+// serves LF line endings as CRLF, and maddy, which keeps every message as
+// header plus body, writes the empty line between them even for a
+// header-only message that had none.
+func AsDelivered(raw []byte) []byte {
+	out := CRLF(raw)
+	if !bytes.HasPrefix(out, []byte("\r\n")) && !bytes.Contains(out, []byte("\r\n\r\n")) {
+		out = append(out, "\r\n"...)
+	}
+	return out
+}
