@@ -62,7 +62,7 @@ const (
 
 // Run polls until ctx ends: at start, then every poll interval, and sooner
 // when woken. Failures back off with jitter, doubling from a few seconds
-// (a minute after a refused login, so that a wrong password cannot lock
+// (or the poll interval, if shorter; a minute after a refused login, so that a wrong password cannot lock
 // the upstream account) to the larger of the poll interval and an hour.
 func (a *Account) Run(ctx context.Context) {
 	if w, ok := a.s.Upstream.(source.Watcher); ok && a.s.Idle {
@@ -126,7 +126,7 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 }
 
 func (a *Account) backoff(err error, failures int) time.Duration {
-	lo := backoffMin
+	lo := min(backoffMin, a.s.PollInterval)
 	var authErr *source.AuthError
 	var busyErr *source.BusyError
 	if errors.As(err, &authErr) || errors.As(err, &busyErr) {
