@@ -21,6 +21,7 @@ import (
 	"remote_pull/module/ledger"
 	"remote_pull/module/source"
 	"remote_pull/module/source/imapsrc"
+	"remote_pull/module/source/pop3src"
 )
 
 // This file and module/config are where remote_pull meets maddy's module
@@ -122,8 +123,17 @@ func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (accoun
 			Password:    func() (string, error) { return password.Value(), nil },
 			Warn:        func(msg string) { l.Msg(msg, "account", acc.Name) },
 		})
-	default:
-		return account.Settings{}, maddycfg.NodeErr(acc.Node, "account %s: %s upstreams are not supported yet", acc.Name, acc.Protocol)
+	case "pop3":
+		password := acc.Password
+		up = pop3src.New(pop3src.Config{
+			Host:        acc.Host,
+			Port:        acc.Port,
+			ImplicitTLS: acc.ImplicitTLS,
+			TLS:         cloneTLS(acc.TLS),
+			Username:    acc.Username,
+			Password:    func() (string, error) { return password.Value(), nil },
+			Keep:        acc.Keep,
+		})
 	}
 	return account.Settings{
 		Name:         acc.Name,

@@ -243,6 +243,9 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	if err := acc.parseEndpoint(imapAddr + pop3Addr); err != nil {
 		return nil, errAt(n, merged, acc.Protocol, "%v", err)
 	}
+	if acc.Protocol == "pop3" && (len(acc.Folders) != 1 || acc.Folders[0] != "INBOX") {
+		return nil, errAt(n, merged, "folders", "account %s: POP3 has a single mailbox; 'folders' is for IMAP accounts", name)
+	}
 
 	if acc.Username == "" {
 		return nil, maddycfg.NodeErr(n, "account %s: username is required", name)

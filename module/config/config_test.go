@@ -159,6 +159,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate account", "remote_pull {\n    account a {\n" + base + "    }\n    account a {\n" + base + "    }\n}", `test.conf:9: duplicate account name "a" (first defined at test.conf:2)`},
 		{"duplicate across blocks", "remote_pull {\n    account a {\n" + base + "    }\n}\nremote_pull {\n    account a {\n" + base + "    }\n}", `test.conf:11: duplicate account name "a"`},
 		{"account without name", "remote_pull {\n    account {\n" + base + "    }\n}", "test.conf:2: account takes exactly one name"},
+		{"folders on POP3", account("        pop3 tls://h:995\n        username u\n        password p\n        rcpt_to a@example.org\n        reject\n        folders INBOX Archive"), "test.conf:8: account a: POP3 has a single mailbox"},
 		{"bad max_parallel", "remote_pull {\n    max_parallel 0\n    account a {\n" + base + "    }\n}", "test.conf:2: max_parallel must be a positive number"},
 	}
 	for _, tc := range tests {

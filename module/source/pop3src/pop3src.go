@@ -1,0 +1,290 @@
+// Package pop3src is the POP3 upstream, on the project's own pop3 client:
+// one session lists the maildrop (LIST and UIDL), streams the messages it is
+// asked for with pipelined RETRs, and marks delivered ones with DELE, which
+// the server applies only at a successful QUIT.
+//
+// Messages are known by UIDL. A server without UIDL can still be emptied
+// (keep no): its messages are then known by session-scoped numbers, so a
+// connection lost before QUIT, which rolls the deletions back, can deliver
+// them once more. Keep mode needs UIDL and says so.
+package pop3src
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+
+	"remote_pull/module/pop3"
+	"remote_pull/module/source"
+)
+
+// Config says how to reach and log in to one POP3 account.
+type Config struct {
+	Host        string
+	Port        string
+	ImplicitTLS bool // tls://; otherwise STLS is mandatory
+	TLS         *tls.Config
+	Username    string
+	Password    func() (string, error)
+	// Keep: messages stay upstream, which needs UIDL to track them.
+	Keep bool
+	// Timeout bounds each command and each stretch without progress.
+	Timeout time.Duration
+}
+
+// Upstream is a POP3 account.
+type Upstream struct{ cfg Config }
+
+// New returns a POP3 upstream.
+func New(cfg Config) *Upstream {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	return &Upstream{cfg: cfg}
+}
+
+func (u *Upstream) Protocol() string { return "POP3" }
+func (u *Upstream) Host() string     { return u.cfg.Host }
+
+func (u *Upstream) tlsConfig() *tls.Config {
+	cfg := &tls.Config{}
+	if u.cfg.TLS != nil {
+		cfg = u.cfg.TLS.Clone()
+	}
+	cfg.ServerName = u.cfg.Host
+	cfg.InsecureSkipVerify = false
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	return cfg
+}
+
+// Connect dials, secures (implicit TLS, or STLS which is then mandatory)
+// and logs in.
+func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
+	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+	addr := net.JoinHostPort(u.cfg.Host, u.cfg.Port)
+	conn, err := (&net.Dialer{}).DialContext(cctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	remote := conn.RemoteAddr()
+	if u.cfg.ImplicitTLS {
+		tc := tls.Client(conn, u.tlsConfig())
+		if err := tc.HandshakeContext(cctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		conn = tc
+	}
+	c, err := pop3.NewClient(conn, &pop3.Options{Timeout: u.cfg.Timeout})
+	if err != nil {
+		conn.Close()
+		return nil, busy(err)
+	}
+	s := &Session{cfg: &u.cfg, c: c, remote: remote}
+	if err := s.setup(cctx, u.tlsConfig()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Session is a logged-in POP3 session.
+type Session struct {
+	cfg        *Config
+	c          *pop3.Client
+	remote     net.Addr
+	caps       pop3.Capabilities
+	pipelining bool
+	opened     bool
+}
+
+func (s *Session) setup(ctx context.Context, tlsCfg *tls.Config) error {
+	caps, err := s.c.Capa(ctx)
+	if err != nil && !isServerErr(err) {
+		return err
+	}
+	if !s.cfg.ImplicitTLS {
+		// STLS is mandatory on tcp://: no credentials on a plain connection.
+		if caps != nil && !caps.Has("STLS") {
+			return errors.New("server does not offer STLS; refusing to log in without TLS")
+		}
+		if err := s.c.StartTLS(ctx, tlsCfg); err != nil {
+			return fmt.Errorf("STLS: %w", err)
+		}
+		// Capabilities may differ once the connection is secure (RFC 2595).
+		if caps, err = s.c.Capa(ctx); err != nil && !isServerErr(err) {
+			return err
+		}
+	}
+	s.caps = caps
+	s.pipelining = caps != nil && caps.Has("PIPELINING")
+
+	pass, err := s.cfg.Password()
+	if err != nil {
+		return err
+	}
+	if caps != nil && hasSASL(caps, "PLAIN") {
+		err = s.c.Auth(ctx, sasl.NewPlainClient("", s.cfg.Username, pass))
+	} else {
+		err = s.c.Login(ctx, s.cfg.Username, pass)
+	}
+	if err != nil {
+		var perr *pop3.Error
+		if errors.As(err, &perr) && !perr.Temporary() {
+			return &source.AuthError{Err: err}
+		}
+		return busy(err)
+	}
+	return nil
+}
+
+func hasSASL(caps pop3.Capabilities, mech string) bool {
+	for _, m := range caps["SASL"] {
+		if strings.EqualFold(m, mech) {
+			return true
+		}
+	}
+	return false
+}
+
+// isServerErr: the server answered -ERR (as opposed to a broken connection).
+func isServerErr(err error) bool {
+	var perr *pop3.Error
+	return errors.As(err, &perr) || errors.Is(err, pop3.ErrNoCapa)
+}
+
+// busy turns [IN-USE], [LOGIN-DELAY] and [SYS/TEMP] replies into a
+// source.BusyError, so that the account waits instead of hammering.
+func busy(err error) error {
+	var perr *pop3.Error
+	if errors.As(err, &perr) && perr.Temporary() {
+		return &source.BusyError{Err: err}
+	}
+	return err
+}
+
+func (s *Session) RemoteAddr() string {
+	if a, ok := s.remote.(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
+// Close sends QUIT: only then does the server apply the deletions.
+func (s *Session) Close(ctx context.Context) error { return s.c.Quit(ctx) }
+
+// Abort drops the connection; the server rolls pending deletions back.
+func (s *Session) Abort() { s.c.Close() }
+
+// Open returns the maildrop; POP3 has one mailbox, whatever its name.
+func (s *Session) Open(ctx context.Context, name string) (source.Mailbox, error) {
+	if s.opened {
+		return nil, fmt.Errorf("POP3 has only one mailbox; folder %q is not available", name)
+	}
+	s.opened = true
+	return &Mailbox{s: s}, nil
+}
+
+// Mailbox is the POP3 maildrop of one session.
+type Mailbox struct {
+	s     *Session
+	byUID map[string]int // UID → message number in this session
+}
+
+func (m *Mailbox) UIDValidity() uint32 { return 0 }
+func (m *Mailbox) Complete() bool      { return true }
+
+// List returns every message with its UIDL and size.
+func (m *Mailbox) List(ctx context.Context, _ uint32) ([]source.Message, error) {
+	infos, err := m.s.c.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("LIST: %w", err)
+	}
+	uids, err := m.s.c.UIDL(ctx)
+	noUIDL := err != nil && isServerErr(err)
+	if err != nil && !noUIDL {
+		return nil, fmt.Errorf("UIDL: %w", err)
+	}
+	if noUIDL && m.s.cfg.Keep {
+		return nil, errors.New("server has no UIDL, so remote_pull cannot tell which messages it already fetched: use 'keep no' for this account")
+	}
+	uidOf := make(map[int]string, len(uids))
+	for _, u := range uids {
+		uidOf[u.Num] = u.UID
+	}
+	// Without UIDL, numbers are valid for this session only.
+	session := strconv.FormatInt(time.Now().UnixNano(), 36)
+	m.byUID = make(map[string]int, len(infos))
+	msgs := make([]source.Message, 0, len(infos))
+	for _, info := range infos {
+		uid, ok := uidOf[info.Num]
+		if noUIDL {
+			uid, ok = "session-"+session+"-"+strconv.Itoa(info.Num), true
+		}
+		if !ok {
+			continue // listed by LIST, not by UIDL: deleted meanwhile
+		}
+		m.byUID[uid] = info.Num
+		msgs = append(msgs, source.Message{UID: uid, Size: info.Size})
+	}
+	return msgs, nil
+}
+
+// Fetch retrieves the messages, pipelined when the server allows.
+func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
+	nums := make([]int, 0, len(uids))
+	uidOf := make(map[int]string, len(uids))
+	for _, uid := range uids {
+		if n, ok := m.byUID[uid]; ok {
+			nums = append(nums, n)
+			uidOf[n] = uid
+		}
+	}
+	// A message the server refuses to RETR (deleted meanwhile by another
+	// session) is skipped: it stays unrecorded and is looked at again.
+	_, err := m.s.c.RetrEach(ctx, nums, m.s.pipelining, func(num int, body io.Reader) error {
+		sp, err := spool(body)
+		if err != nil {
+			return err
+		}
+		return deliver(uidOf[num], sp)
+	})
+	return err
+}
+
+// Fingerprints is not needed: POP3 has no UIDVALIDITY to change.
+func (m *Mailbox) Fingerprints(context.Context, []string) (map[string]string, error) {
+	return map[string]string{}, nil
+}
+
+// Remove marks the messages for deletion. The server deletes them at QUIT;
+// if the session ends any other way, they stay, and the ledger still knows
+// they were delivered.
+func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
+	nums := make([]int, 0, len(uids))
+	var marked []string
+	for _, uid := range uids {
+		if n, ok := m.byUID[uid]; ok {
+			nums = append(nums, n)
+			marked = append(marked, uid)
+		}
+	}
+	if len(nums) == 0 {
+		return nil, nil
+	}
+	if err := m.s.c.Dele(ctx, nums, m.s.pipelining); err != nil {
+		return nil, fmt.Errorf("DELE: %w", err)
+	}
+	return marked, nil
+}
