@@ -1,0 +1,436 @@
+package account
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-smtp"
+	"github.com/foxcpp/maddy/framework/buffer"
+	"github.com/foxcpp/maddy/framework/exterrors"
+	"github.com/foxcpp/maddy/framework/log"
+	"github.com/foxcpp/maddy/framework/module"
+
+	"remote_pull/module/delivery"
+	"remote_pull/module/ledger"
+	"remote_pull/module/source"
+)
+
+// fakeUpstream is an in-memory IMAP-like mailbox with fault injection.
+type fakeUpstream struct {
+	validity  uint32
+	msgs      map[uint32][]byte // UID → raw message
+	deleted   map[uint32]bool   // flagged \Deleted by another client
+	noUIDPlus bool
+
+	cutAfter  int   // Fetch fails after this many messages (0: never)
+	removeErr error // Remove fails with this
+	fetched   []string
+	removed   []string
+	connects  int
+}
+
+func newFake(n int) *fakeUpstream {
+	f := &fakeUpstream{validity: 1, msgs: map[uint32][]byte{}, deleted: map[uint32]bool{}}
+	for i := 1; i <= n; i++ {
+		f.add(uint32(i))
+	}
+	return f
+}
+
+func (f *fakeUpstream) add(uid uint32) {
+	f.msgs[uid] = []byte(fmt.Sprintf("Subject: m%d\r\nMessage-Id: <m%d@x>\r\n\r\nbody %d\r\n", uid, uid, uid))
+}
+
+func (f *fakeUpstream) Protocol() string { return "IMAP" }
+func (f *fakeUpstream) Host() string     { return "fake.example" }
+func (f *fakeUpstream) Connect(context.Context) (source.Session, error) {
+	f.connects++
+	return &fakeSession{f: f}, nil
+}
+
+type fakeSession struct{ f *fakeUpstream }
+
+func (s *fakeSession) Open(context.Context, string) (source.Mailbox, error) { return s, nil }
+func (s *fakeSession) RemoteAddr() string                                   { return "192.0.2.9" }
+func (s *fakeSession) Close(context.Context) error                          { return nil }
+func (s *fakeSession) Abort()                                               {}
+func (s *fakeSession) UIDValidity() uint32                                  { return s.f.validity }
+func (s *fakeSession) Complete() bool                                       { return false }
+
+func (s *fakeSession) uids() []uint32 {
+	var out []uint32
+	for uid := range s.f.msgs {
+		out = append(out, uid)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (s *fakeSession) List(_ context.Context, floor uint32) ([]source.Message, error) {
+	var out []source.Message
+	for _, uid := range s.uids() {
+		if uid >= floor {
+			out = append(out, source.Message{UID: ledger.FormatUID(uid), Size: int64(len(s.f.msgs[uid])), Deleted: s.f.deleted[uid]})
+		}
+	}
+	return out, nil
+}
+
+func (s *fakeSession) Fetch(_ context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
+	for _, u := range uids {
+		n, _ := strconv.ParseUint(u, 10, 32)
+		raw, ok := s.f.msgs[uint32(n)]
+		if !ok {
+			continue
+		}
+		if s.f.cutAfter > 0 && len(s.f.fetched) >= s.f.cutAfter {
+			s.f.cutAfter = 0 // one cut per injection
+			return errors.New("connection reset by peer")
+		}
+		s.f.fetched = append(s.f.fetched, u)
+		sp, err := spool(bytes.NewReader(raw))
+		if err != nil {
+			return err
+		}
+		if err := deliver(u, sp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *fakeSession) Fingerprints(_ context.Context, uids []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, u := range uids {
+		n, _ := strconv.ParseUint(u, 10, 32)
+		raw := s.f.msgs[uint32(n)]
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+		if err != nil {
+			return nil, err
+		}
+		out[u] = source.Fingerprint(h, int64(len(raw)))
+	}
+	return out, nil
+}
+
+func (s *fakeSession) Remove(_ context.Context, uids []string) ([]string, error) {
+	if s.f.removeErr != nil {
+		err := s.f.removeErr
+		s.f.removeErr = nil
+		return nil, err
+	}
+	for _, u := range uids {
+		n, _ := strconv.ParseUint(u, 10, 32)
+		if s.f.noUIDPlus {
+			s.f.deleted[uint32(n)] = true
+			continue
+		}
+		delete(s.f.msgs, uint32(n))
+		delete(s.f.deleted, uint32(n))
+		s.f.removed = append(s.f.removed, u)
+	}
+	if s.f.noUIDPlus {
+		return nil, nil
+	}
+	return uids, nil
+}
+
+// pipeline records commits; refuse and tempFail pick messages by subject.
+type pipeline struct {
+	committed map[string][]byte // subject → stored bytes
+	refuse    string
+	tempFail  string
+	panicOn   string
+}
+
+type pipelineDelivery struct {
+	p    *pipeline
+	hdr  textproto.Header
+	body buffer.Buffer
+}
+
+func (p *pipeline) Start(context.Context, *module.MsgMetadata, string) (module.Delivery, error) {
+	return &pipelineDelivery{p: p}, nil
+}
+func (d *pipelineDelivery) AddRcpt(context.Context, string, smtp.RcptOptions) error { return nil }
+func (d *pipelineDelivery) Body(_ context.Context, h textproto.Header, b buffer.Buffer) error {
+	subj := h.Get("Subject")
+	switch subj {
+	case d.p.refuse:
+		return &exterrors.SMTPError{Code: 550, EnhancedCode: exterrors.EnhancedCode{5, 7, 1}, Message: "refused by policy"}
+	case d.p.tempFail:
+		return &exterrors.SMTPError{Code: 451, EnhancedCode: exterrors.EnhancedCode{4, 3, 0}, Message: "storage busy"}
+	case d.p.panicOn:
+		panic("pipeline bug")
+	}
+	d.hdr, d.body = h, b
+	return nil
+}
+func (d *pipelineDelivery) Abort(context.Context) error { return nil }
+func (d *pipelineDelivery) Commit(context.Context) error {
+	var out bytes.Buffer
+	textproto.WriteHeader(&out, d.hdr)
+	r, _ := d.body.Open()
+	io.Copy(&out, r)
+	r.Close()
+	subj := d.hdr.Get("Subject")
+	if _, dup := d.p.committed[subj]; dup {
+		d.p.committed[subj+" (DUPLICATE)"] = out.Bytes()
+	} else {
+		d.p.committed[subj] = out.Bytes()
+	}
+	return nil
+}
+
+type rig struct {
+	up  *fakeUpstream
+	p   *pipeline
+	l   *ledger.Ledger
+	acc *Account
+}
+
+func newRig(t *testing.T, up *fakeUpstream, keep bool) *rig {
+	t.Helper()
+	l, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	quiet := log.Logger{Name: "test", Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })}
+	p := &pipeline{committed: map[string][]byte{}}
+	acc := New(Settings{
+		Name: "acct", Upstream: up, Folders: []string{"INBOX"}, Keep: keep, PollInterval: time.Minute,
+		Ledger: l, Log: quiet,
+		Target: &delivery.Target{Pipeline: p, Rcpts: []string{"alice@example.org"}, Hostname: "mx.example.org",
+			SpoolDir: t.TempDir(), Log: quiet},
+	})
+	return &rig{up: up, p: p, l: l, acc: acc}
+}
+
+func (r *rig) poll(t *testing.T) (PollResult, error) {
+	t.Helper()
+	return r.acc.pollSafely(context.Background())
+}
+
+func (r *rig) mustPoll(t *testing.T) PollResult {
+	t.Helper()
+	res, err := r.poll(t)
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	return res
+}
+
+func (r *rig) state(t *testing.T, uid string) ledger.State {
+	t.Helper()
+	st, err := r.l.States(context.Background(), ledger.MailboxKey{Account: "acct", Mailbox: "INBOX", UIDValidity: r.up.validity}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st[uid]
+}
+
+func (r *rig) noDuplicates(t *testing.T) {
+	t.Helper()
+	for subj := range r.p.committed {
+		if strings.HasSuffix(subj, "(DUPLICATE)") {
+			t.Fatalf("delivered twice: %s", subj)
+		}
+	}
+}
+
+func TestKeepDeliversOnceAndTouchesNothing(t *testing.T) {
+	r := newRig(t, newFake(5), true)
+	if res := r.mustPoll(t); res.Delivered != 5 || res.Removed != 0 {
+		t.Fatalf("first poll: %+v", res)
+	}
+	if res := r.mustPoll(t); res != (PollResult{}) {
+		t.Fatalf("second poll did work: %+v", res)
+	}
+	if len(r.up.removed) != 0 || len(r.up.msgs) != 5 || len(r.p.committed) != 5 {
+		t.Fatalf("removed %v, upstream %d, committed %d", r.up.removed, len(r.up.msgs), len(r.p.committed))
+	}
+	// Exact bytes: the upstream message under exactly one Received field.
+	got := r.p.committed["m3"]
+	rest := got[bytes.Index(got, []byte("\r\nSubject: "))+2:]
+	if !bytes.HasPrefix(got, []byte("Received: ")) || !bytes.Equal(rest, r.up.msgs[3]) || bytes.Count(got, []byte("Received:")) != 1 {
+		t.Fatalf("stored bytes:\n%q", got)
+	}
+}
+
+func TestDeleteRemovesOnlyDelivered(t *testing.T) {
+	up := newFake(4)
+	up.deleted[2] = true // another client's
+	r := newRig(t, up, false)
+	r.mustPoll(t)
+	if strings.Join(up.removed, ",") != "1,3,4" {
+		t.Fatalf("removed %v, want 1,3,4", up.removed)
+	}
+	if _, ok := up.msgs[2]; !ok || len(r.p.committed) != 3 {
+		t.Fatalf("the foreign \\Deleted message was touched or fetched (committed %d)", len(r.p.committed))
+	}
+}
+
+func TestPermanentRefusalStaysAndIsNotRetried(t *testing.T) {
+	r := newRig(t, newFake(3), false)
+	r.p.refuse = "m2"
+	if res := r.mustPoll(t); res.Delivered != 2 || res.Refused != 1 {
+		t.Fatalf("poll: %+v", res)
+	}
+	if r.state(t, "2") != ledger.Refused {
+		t.Fatalf("UID 2 is %q", r.state(t, "2"))
+	}
+	entries, _ := r.l.Entries(context.Background(), ledger.MailboxKey{Account: "acct", Mailbox: "INBOX", UIDValidity: 1})
+	for _, e := range entries {
+		if e.UID == "2" && e.Reason != "550 5.7.1 refused by policy" {
+			t.Fatalf("reason %q", e.Reason)
+		}
+	}
+	if _, ok := r.up.msgs[2]; !ok {
+		t.Fatal("a refused message was removed upstream")
+	}
+	fetched := len(r.up.fetched)
+	r.mustPoll(t)
+	if len(r.up.fetched) != fetched {
+		t.Fatalf("the refused message was fetched again: %v", r.up.fetched)
+	}
+}
+
+func TestTemporaryFailureRetriedNextPoll(t *testing.T) {
+	r := newRig(t, newFake(5), false)
+	r.p.tempFail = "m3"
+	if _, err := r.poll(t); err == nil {
+		t.Fatal("a temporary failure did not fail the poll")
+	}
+	if r.state(t, "3") != "" || r.state(t, "2") != ledger.Delivered {
+		t.Fatalf("states: 2=%q 3=%q", r.state(t, "2"), r.state(t, "3"))
+	}
+	if _, ok := r.up.msgs[3]; !ok {
+		t.Fatal("the failed message was removed upstream")
+	}
+	r.p.tempFail = ""
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	if len(r.p.committed) != 5 || len(r.up.msgs) != 0 {
+		t.Fatalf("committed %d, left upstream %d", len(r.p.committed), len(r.up.msgs))
+	}
+}
+
+// Delivered and recorded, but the removal failed (a crash, a cut): the next
+// poll removes them without delivering them again.
+func TestInterruptedRemovalFinishedNextPoll(t *testing.T) {
+	up := newFake(4)
+	up.removeErr = errors.New("connection reset by peer")
+	r := newRig(t, up, false)
+	if _, err := r.poll(t); err == nil {
+		t.Fatal("the failed removal was not reported")
+	}
+	if len(up.msgs) != 4 || r.state(t, "1") != ledger.Delivered {
+		t.Fatalf("upstream %d, UID 1 %q", len(up.msgs), r.state(t, "1"))
+	}
+	res := r.mustPoll(t)
+	if res.Fetched != 0 || res.Removed != 4 || len(up.msgs) != 0 {
+		t.Fatalf("second poll %+v, upstream %d", res, len(up.msgs))
+	}
+	r.noDuplicates(t)
+}
+
+func TestCutMidBatch(t *testing.T) {
+	up := newFake(10)
+	up.cutAfter = 3
+	r := newRig(t, up, false)
+	if _, err := r.poll(t); err == nil {
+		t.Fatal("the cut was not reported")
+	}
+	if len(r.p.committed) != 3 {
+		t.Fatalf("%d committed before the cut", len(r.p.committed))
+	}
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	if len(r.p.committed) != 10 || len(up.msgs) != 0 {
+		t.Fatalf("committed %d, upstream %d", len(r.p.committed), len(up.msgs))
+	}
+}
+
+func TestUIDValidityChangeMatchesByFingerprint(t *testing.T) {
+	up := newFake(4)
+	r := newRig(t, up, true)
+	r.mustPoll(t)
+	// The server renumbers: same messages, new UIDs, new UIDVALIDITY, and
+	// one genuinely new message.
+	renumbered := map[uint32][]byte{}
+	for uid, raw := range up.msgs {
+		renumbered[uid+100] = raw
+	}
+	up.msgs = renumbered
+	up.validity = 2
+	up.add(200)
+	res := r.mustPoll(t)
+	if res.Delivered != 1 || len(r.p.committed) != 5 {
+		t.Fatalf("after renumbering: %+v, committed %d", res, len(r.p.committed))
+	}
+	r.noDuplicates(t)
+	if r.state(t, "101") != ledger.Delivered {
+		t.Fatalf("UID 101 (old 1) is %q under the new UIDVALIDITY", r.state(t, "101"))
+	}
+}
+
+func TestFloor(t *testing.T) {
+	up := newFake(5)
+	r := newRig(t, up, true)
+	r.mustPoll(t)
+	st, _, _ := r.l.Mailbox(context.Background(), "acct", "INBOX")
+	if st.UIDFloor != 6 {
+		t.Fatalf("floor %d, want 6", st.UIDFloor)
+	}
+	up.add(6)
+	up.add(7)
+	up.deleted[6] = true // not ours, maybe undeleted later: holds the floor
+	r.mustPoll(t)
+	st, _, _ = r.l.Mailbox(context.Background(), "acct", "INBOX")
+	if st.UIDFloor != 6 {
+		t.Fatalf("floor %d, want 6 (held by the \\Deleted message)", st.UIDFloor)
+	}
+	delete(up.deleted, 6)
+	if res := r.mustPoll(t); res.Delivered != 1 {
+		t.Fatalf("the undeleted message was not fetched: %+v", res)
+	}
+}
+
+// Without UIDPLUS the delivered messages are flagged, not expunged, and not
+// flagged again at every poll.
+func TestNoUIDPlus(t *testing.T) {
+	up := newFake(3)
+	up.noUIDPlus = true
+	r := newRig(t, up, false)
+	r.mustPoll(t)
+	if len(up.msgs) != 3 || len(up.deleted) != 3 {
+		t.Fatalf("upstream %d, flagged %d", len(up.msgs), len(up.deleted))
+	}
+	if res := r.mustPoll(t); res != (PollResult{}) {
+		t.Fatalf("second poll did work: %+v", res)
+	}
+}
+
+func TestPanicBecomesError(t *testing.T) {
+	r := newRig(t, newFake(2), false)
+	r.p.panicOn = "m2"
+	_, err := r.poll(t)
+	if err == nil || !strings.Contains(err.Error(), "internal error") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, ok := r.up.msgs[2]; !ok {
+		t.Fatal("the message being delivered during the panic was removed")
+	}
+}

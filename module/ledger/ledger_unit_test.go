@@ -1,0 +1,174 @@
+package ledger
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+)
+
+func open(t *testing.T) (*Ledger, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, path
+}
+
+var bg = context.Background()
+
+func TestRecordAndStates(t *testing.T) {
+	l, _ := open(t)
+	key := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 7}
+	for _, e := range []Entry{
+		{UID: "9", State: Delivered, Fingerprint: "f9"},
+		{UID: "10", State: Refused, Reason: "550 5.1.1 no"},
+		{UID: "100", State: TooLarge},
+	} {
+		if err := l.Record(bg, key, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another account, folder and UIDVALIDITY must not leak in.
+	l.Record(bg, MailboxKey{Account: "b", Mailbox: "INBOX", UIDValidity: 7}, Entry{UID: "11", State: Delivered})
+	l.Record(bg, MailboxKey{Account: "a", Mailbox: "Archive", UIDValidity: 7}, Entry{UID: "12", State: Delivered})
+	l.Record(bg, MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 8}, Entry{UID: "13", State: Delivered})
+
+	all, err := l.States(bg, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 3 || all["9"] != Delivered || all["10"] != Refused || all["100"] != TooLarge {
+		t.Fatalf("States = %v", all)
+	}
+	// The floor filter is numeric: 9 < 10 < 100, although "9" > "10" as text.
+	from10, err := l.States(bg, key, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(from10) != 2 || from10["9"] != "" {
+		t.Fatalf("States from 10 = %v", from10)
+	}
+	// Recording again replaces: a retried refusal that is now delivered.
+	if err := l.Record(bg, key, Entry{UID: "10", State: Delivered}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := l.Entries(bg, key)
+	if err != nil || len(entries) != 3 {
+		t.Fatalf("Entries: %v %v", entries, err)
+	}
+	for _, e := range entries {
+		if e.UID == "10" && (e.State != Delivered || e.Reason != "") {
+			t.Fatalf("replaced entry = %+v", e)
+		}
+		if e.At.IsZero() {
+			t.Fatal("entry without a time")
+		}
+	}
+}
+
+func TestFinal(t *testing.T) {
+	cases := []struct {
+		s          State
+		keep, want bool
+	}{
+		{Delivered, true, true}, {Delivered, false, false}, // waits for its removal
+		{Refused, false, true}, {TooLarge, false, true}, {Adopted, false, true},
+		{"", true, false}, {"", false, false},
+	}
+	for _, c := range cases {
+		if got := c.s.Final(c.keep); got != c.want {
+			t.Errorf("%q.Final(keep=%v) = %v", c.s, c.keep, got)
+		}
+	}
+}
+
+func TestMailboxState(t *testing.T) {
+	l, _ := open(t)
+	if _, ok, err := l.Mailbox(bg, "a", "INBOX"); ok || err != nil {
+		t.Fatalf("a mailbox never polled: ok %v, err %v", ok, err)
+	}
+	if err := l.SetMailbox(bg, "a", "INBOX", MailboxState{UIDValidity: 5, UIDFloor: 42}); err != nil {
+		t.Fatal(err)
+	}
+	st, ok, err := l.Mailbox(bg, "a", "INBOX")
+	if !ok || err != nil || st != (MailboxState{5, 42}) {
+		t.Fatalf("Mailbox = %+v %v %v", st, ok, err)
+	}
+	l.SetMailbox(bg, "a", "INBOX", MailboxState{UIDValidity: 6})
+	if st, _, _ := l.Mailbox(bg, "a", "INBOX"); st.UIDFloor != 1 {
+		t.Fatalf("a zero floor is stored as 1, got %d", st.UIDFloor)
+	}
+}
+
+func TestForget(t *testing.T) {
+	l, _ := open(t)
+	key := MailboxKey{Account: "pop", Mailbox: "INBOX"}
+	for _, uid := range []string{"u1", "u2", "u3"} {
+		l.Record(bg, key, Entry{UID: uid, State: Delivered})
+	}
+	if err := l.Forget(bg, key, []string{"u1", "u3", "never-there"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := l.States(bg, key, 0)
+	if len(st) != 1 || st["u2"] != Delivered {
+		t.Fatalf("after Forget: %v", st)
+	}
+}
+
+func TestRekey(t *testing.T) {
+	l, _ := open(t)
+	old := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 1}
+	l.Record(bg, old, Entry{UID: "1", State: Delivered, Fingerprint: "f1"})
+	l.Record(bg, old, Entry{UID: "2", State: Refused, Reason: "550 no", Fingerprint: "f2"})
+	l.Record(bg, old, Entry{UID: "3", State: Delivered, Fingerprint: "gone"})
+	if err := l.Rekey(bg, old, 2, map[string]string{"1": "101", "2": "102"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := l.States(bg, old, 0); len(st) != 0 {
+		t.Fatalf("old UIDVALIDITY still has entries: %v", st)
+	}
+	cur, _ := l.Entries(bg, MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 2})
+	got := map[string]Entry{}
+	for _, e := range cur {
+		got[e.UID] = e
+	}
+	if len(got) != 2 || got["101"].State != Delivered || got["102"].State != Refused || got["102"].Reason != "550 no" || got["101"].Fingerprint != "f1" {
+		t.Fatalf("after Rekey: %+v", got)
+	}
+}
+
+func TestPersistenceAndReadOnly(t *testing.T) {
+	l, path := open(t)
+	key := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 3}
+	l.Record(bg, key, Entry{UID: "1", State: Delivered})
+	if err := l.Sync(bg); err != nil {
+		t.Fatal(err)
+	}
+	// A reader (the status command) while the writer is open.
+	ro, err := OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Record(bg, key, Entry{UID: "2", State: Delivered})
+	st, err := ro.States(bg, key, 0)
+	if err != nil || len(st) != 2 {
+		t.Fatalf("read-only view: %v %v", st, err)
+	}
+	ro.Close()
+	l.Close()
+
+	again, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if st, _ := again.States(bg, key, 0); len(st) != 2 {
+		t.Fatalf("after reopening: %v", st)
+	}
+	if _, err := OpenReadOnly(filepath.Join(t.TempDir(), "missing.db")); err == nil {
+		t.Fatal("OpenReadOnly created a missing ledger")
+	}
+}
