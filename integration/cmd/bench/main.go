@@ -64,6 +64,7 @@ func main() {
 	var rows []result
 	rows = append(rows, smtpCeiling(s, bin, corpus, total))
 	rows = append(rows, bulkIMAP(s, bin, corpus, total))
+	rows = append(rows, bulkPOP3(s, bin, corpus, total))
 
 	table := []string{
 		fmt.Sprintf("Measured %s on %s/%s, %d CPUs, %s; corpus: %d messages of %d–%d bytes (%.1f MiB).",
@@ -115,6 +116,13 @@ func bulkIMAP(s *harness.Script, bin string, corpus [][]byte, total int64) resul
 	up := upstream(s, corpus)
 	port := up.IMAPSAddr[strings.LastIndexByte(up.IMAPSAddr, ':')+1:]
 	return bulk(s, bin, "remote_pull, IMAP (TLS), loopback", "imap tls://localhost:"+port, up, len(corpus), total)
+}
+
+// bulkPOP3: the same over POP3S, RETRs pipelined.
+func bulkPOP3(s *harness.Script, bin string, corpus [][]byte, total int64) result {
+	up := upstream(s, corpus)
+	port := up.POP3SAddr[strings.LastIndexByte(up.POP3SAddr, ':')+1:]
+	return bulk(s, bin, "remote_pull, POP3 (TLS), loopback", "pop3 tls://localhost:"+port, up, len(corpus), total)
 }
 
 var pollDone = regexp.MustCompile(`poll done.*"delivered":(\d+).*"duration":"([^"]+)"`)
