@@ -12,6 +12,7 @@ import (
 	"time"
 
 	maddycfg "github.com/foxcpp/maddy/framework/config"
+	"github.com/foxcpp/maddy/framework/hooks"
 	"github.com/foxcpp/maddy/framework/log"
 	"github.com/foxcpp/maddy/framework/module"
 
@@ -37,6 +38,7 @@ type Endpoint struct {
 	log      log.Logger
 	accounts []*account.Account
 	ledger   *ledger.Ledger
+	secrets  []*config.Secret // by account, in e.accounts' order
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -91,6 +93,11 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 		return fmt.Errorf("remote_pull: %w", err)
 	}
 
+	for _, acc := range block.Accounts {
+		for _, w := range acc.Warnings {
+			e.log.Msg("warning: "+w, "account", acc.Name)
+		}
+	}
 	maxParallel := block.MaxParallel
 	if maxParallel == 0 {
 		maxParallel = defaultMaxParallel
@@ -103,7 +110,9 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 		}
 		settings.Slots = slots
 		e.accounts = append(e.accounts, account.New(settings))
+		e.secrets = append(e.secrets, acc.Password)
 	}
+	hooks.AddHook(hooks.EventReload, e.reload)
 	e.start()
 	return nil
 }
@@ -159,6 +168,19 @@ func cloneTLS(c *tls.Config) *tls.Config {
 		return &tls.Config{}
 	}
 	return c.Clone()
+}
+
+// reload runs on maddy's reload signal (SIGUSR2): password files are read
+// again and every account retries at once, even one backing off after a
+// refused login, so that fixing a password does not mean waiting an hour.
+func (e *Endpoint) reload() {
+	for i, acc := range e.accounts {
+		if err := e.secrets[i].Reload(); err != nil {
+			e.log.Error("reload: keeping the old password", err, "account", acc.Name())
+		}
+		acc.RetryNow()
+	}
+	e.log.Msg("reloaded password files; polling every account now")
 }
 
 // defaultMaxParallel: enough that a few slow upstreams do not hold up the

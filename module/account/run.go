@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"remote_pull/module/source"
@@ -14,8 +15,9 @@ import (
 
 // Account is one fetched account and its poll loop.
 type Account struct {
-	s    Settings
-	wake chan struct{}
+	s     Settings
+	wake  chan struct{}
+	retry atomic.Bool // RetryNow was called: forget the back-off
 
 	mu     sync.Mutex
 	status Status
@@ -44,6 +46,13 @@ func (a *Account) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.status
+}
+
+// RetryNow polls at once and starts any back-off afresh: the admin fixed
+// something (maddy's reload signal).
+func (a *Account) RetryNow() {
+	a.retry.Store(true)
+	a.Wake()
 }
 
 // Wake asks for a poll now (new mail announced, reload, admin request).
@@ -93,6 +102,9 @@ func (a *Account) Run(ctx context.Context) {
 		case <-a.wake:
 			timer.Stop()
 		case <-timer.C:
+		}
+		if a.retry.Swap(false) {
+			failures = 0
 		}
 	}
 }

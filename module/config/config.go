@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/foxcpp/maddy/framework/address"
@@ -56,7 +57,7 @@ type Account struct {
 	ImplicitTLS  bool
 	TLS          *tls.Config
 	Username     string
-	Password     Secret
+	Password     *Secret
 	RcptTo       []string
 	Keep         bool
 	PollInterval time.Duration
@@ -66,31 +67,41 @@ type Account struct {
 	Pipeline     module.DeliveryTarget
 	Hostname     string // maddy's hostname, for trace fields
 	Node         Node   // for error messages
+	// Warnings are logged at every start: not errors, but worth fixing.
+	Warnings []string
 }
 
 // Secret is a password given inline or read from a file. Its String never
-// shows the value, so that it cannot end up in a log by accident.
+// shows the value, so that it cannot end up in a log by accident. It is
+// safe for concurrent use: a reload may replace it while a login reads it.
 type Secret struct {
+	mu    sync.Mutex
 	value string
 	file  string // absolute path, "" when given inline
 }
 
-func (s Secret) String() string { return "<secret>" }
+func (s *Secret) String() string { return "<secret>" }
 
 // Value returns the secret.
-func (s Secret) Value() string { return s.value }
+func (s *Secret) Value() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.value
+}
 
-// Reload re-reads a password file (maddy's reload signal); inline
-// passwords stay as they are.
+// Reload re-reads a password file (maddy's reload signal, SIGUSR2); inline
+// passwords stay as they are. On error the old value is kept.
 func (s *Secret) Reload() error {
 	if s.file == "" {
 		return nil
 	}
-	v, err := readSecretFile(s.file)
+	v, _, err := readSecretFile(s.file)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
 	s.value = v
+	s.mu.Unlock()
 	return nil
 }
 
@@ -258,13 +269,16 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(maddycfg.StateDirectory, path)
 		}
-		v, err := readSecretFile(path)
+		v, loose, err := readSecretFile(path)
 		if err != nil {
 			return nil, errAt(n, merged, "password_file", "account %s: %v", name, err)
 		}
-		acc.Password = Secret{value: v, file: path}
+		if loose {
+			acc.Warnings = append(acc.Warnings, fmt.Sprintf("password file %s is readable by group or others; chmod 600 it", path))
+		}
+		acc.Password = &Secret{value: v, file: path}
 	case password != "":
-		acc.Password = Secret{value: password}
+		acc.Password = &Secret{value: password}
 	default:
 		return nil, maddycfg.NodeErr(n, "account %s: password or password_file is required", name)
 	}
@@ -340,16 +354,21 @@ func errAt(acc Node, merged []Node, directive string, format string, args ...int
 	return maddycfg.NodeErr(acc, format, args...)
 }
 
-func readSecretFile(path string) (string, error) {
+// readSecretFile returns the file's content without its trailing newline,
+// and whether anyone but the owner may read it.
+func readSecretFile(path string) (value string, loose bool, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("cannot read password file: %v", err)
+		return "", false, fmt.Errorf("cannot read password file: %v", err)
 	}
 	v := strings.TrimRight(string(b), "\r\n")
 	if v == "" {
-		return "", fmt.Errorf("password file %s is empty", path)
+		return "", false, fmt.Errorf("password file %s is empty", path)
 	}
-	return v, nil
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		loose = true
+	}
+	return v, loose, nil
 }
 
 // buildPipeline turns the account's pipeline directives into an inline

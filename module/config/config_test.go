@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +40,7 @@ func parse(t *testing.T, text string) (*Block, error) {
 func TestParseAccount(t *testing.T) {
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "pw")
-	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
+	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	b, err := parse(t, `
@@ -76,6 +77,12 @@ remote_pull {
 	if g.Password.Value() != "s3cret" {
 		t.Errorf("password from file = %q, want trailing newline stripped", g.Password.Value())
 	}
+	if len(g.Warnings) != 1 || !strings.Contains(g.Warnings[0], "readable by group or others") {
+		t.Errorf("a 0640 password file gives warnings %q", g.Warnings)
+	}
+	if !g.Idle {
+		t.Error("idle should default to yes")
+	}
 	if !g.Keep {
 		t.Error("account's own keep yes must win over the block default")
 	}
@@ -99,7 +106,7 @@ remote_pull {
 	if i.Keep {
 		t.Error("keep no from the block default not inherited")
 	}
-	if i.Password.Value() != "inline-secret" || strings.Contains(i.Password.String(), "inline") {
+	if i.Password.Value() != "inline-secret" || strings.Contains(fmt.Sprint(i.Password), "inline") || len(i.Warnings) != 0 {
 		t.Error("inline password: wrong value, or String shows it")
 	}
 	if strings.Join(i.Folders, ",") != "INBOX" {
@@ -199,7 +206,7 @@ func TestPasswordFileRelativeToStateDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw := &b.Accounts[0].Password
+	pw := b.Accounts[0].Password
 	if pw.Value() != "first" {
 		t.Fatalf("password = %q", pw.Value())
 	}
