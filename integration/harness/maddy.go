@@ -425,3 +425,17 @@ func (m *Maddy) PID() int {
 	}
 	return m.proc.cmd.Process.Pid
 }
+
+// Signal sends sig to the running maddy (SIGUSR2 is maddy's reload).
+func (m *Maddy) Signal(t T, sig syscall.Signal) {
+	t.Helper()
+	m.mu.Lock()
+	p := m.proc
+	m.mu.Unlock()
+	if p == nil || p.exited() {
+		t.Fatalf("harness: maddy is not running")
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+}
