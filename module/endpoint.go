@@ -97,6 +97,21 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 		for _, w := range acc.Warnings {
 			e.log.Msg("warning: "+w, "account", acc.Name)
 		}
+		// A changed configuration (recipients, pipeline, limits) gives
+		// earlier refusals another chance.
+		changed, err := e.ledger.ConfigChanged(context.Background(), acc.Name, acc.ConfigHash)
+		if err != nil {
+			return fmt.Errorf("remote_pull: %w", err)
+		}
+		if changed {
+			n, err := e.ledger.Retry(context.Background(), acc.Name, true, "", nil)
+			if err != nil {
+				return fmt.Errorf("remote_pull: %w", err)
+			}
+			if n > 0 {
+				e.log.Msg("configuration changed: refused and over-size messages will be tried again", "account", acc.Name, "messages", n)
+			}
+		}
 	}
 	maxParallel := block.MaxParallel
 	if maxParallel == 0 {
@@ -145,20 +160,27 @@ func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (accoun
 		})
 	}
 	return account.Settings{
-		Name:         acc.Name,
-		Upstream:     up,
-		Folders:      acc.Folders,
-		Keep:         acc.Keep,
-		Idle:         acc.Idle,
-		PollInterval: acc.PollInterval,
-		Ledger:       e.ledger,
-		Log:          l,
+		Name:               acc.Name,
+		Upstream:           up,
+		Folders:            acc.Folders,
+		Keep:               acc.Keep,
+		Idle:               acc.Idle,
+		PollInterval:       acc.PollInterval,
+		Ledger:             e.ledger,
+		Log:                l,
+		MaxMessageSize:     acc.MaxMessageSize,
+		MaxMessagesPerPoll: acc.MaxMessagesPerPoll,
+		FirstSyncNew:       acc.FirstSyncNew,
+		QuarantineFolders:  acc.QuarantineFolders,
 		Target: &delivery.Target{
-			Pipeline: acc.Pipeline,
-			Rcpts:    acc.RcptTo,
-			Hostname: acc.Hostname,
-			SpoolDir: spoolDir,
-			Log:      l,
+			Pipeline:        acc.Pipeline,
+			Rcpts:           acc.RcptTo,
+			Hostname:        acc.Hostname,
+			SpoolDir:        spoolDir,
+			Log:             l,
+			EnvelopeHeaders: acc.EnvelopeHeaders,
+			TrustedAuthRes:  acc.TrustedAuthRes,
+			MaxMessageSize:  acc.MaxMessageSize,
 		},
 	}, nil
 }

@@ -48,6 +48,18 @@ type Settings struct {
 	// Slots bounds how many accounts poll at once (max_parallel): a poll
 	// takes a slot for its duration. Nil means no bound.
 	Slots chan struct{}
+
+	// MaxMessageSize: larger messages are not downloaded; they stay
+	// upstream, recorded as too large.
+	MaxMessageSize int64
+	// MaxMessagesPerPoll bounds one poll (0: no bound); the next poll
+	// follows at once.
+	MaxMessagesPerPoll int
+	// FirstSyncNew: a mailbox seen for the first time is adopted as it is
+	// (recorded, not downloaded); only later mail is fetched.
+	FirstSyncNew bool
+	// QuarantineFolders are delivered with maddy's quarantine flag.
+	QuarantineFolders []string
 }
 
 // batchSize is how many messages are fetched between two ledger syncs and
@@ -61,7 +73,9 @@ const deliveryTimeout = 30 * time.Second
 
 // PollResult counts what one poll did.
 type PollResult struct {
-	Fetched, Delivered, Refused, Removed int
+	Fetched, Delivered, Refused, Removed, TooLarge, Adopted int
+	// More: max_messages_per_poll left messages for the next poll.
+	More bool
 }
 
 func (r *PollResult) add(o PollResult) {
@@ -69,6 +83,9 @@ func (r *PollResult) add(o PollResult) {
 	r.Delivered += o.Delivered
 	r.Refused += o.Refused
 	r.Removed += o.Removed
+	r.TooLarge += o.TooLarge
+	r.Adopted += o.Adopted
+	r.More = r.More || o.More
 }
 
 // Poll connects once and processes every folder of the account.
@@ -87,8 +104,14 @@ func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 	}()
 
 	var errs []error
+	budget := a.s.MaxMessagesPerPoll
 	for _, folder := range a.s.Folders {
-		res, err := a.pollFolder(ctx, sess, folder)
+		if a.s.MaxMessagesPerPoll > 0 && budget <= 0 {
+			total.More = true
+			break
+		}
+		res, err := a.pollFolder(ctx, sess, folder, budget)
+		budget -= res.Fetched
 		total.add(res)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("folder %q: %w", folder, err))
@@ -108,7 +131,7 @@ type fatalError struct{ err error }
 func (e *fatalError) Error() string { return e.err.Error() }
 func (e *fatalError) Unwrap() error { return e.err }
 
-func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder string) (PollResult, error) {
+func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder string, budget int) (PollResult, error) {
 	var res PollResult
 	mb, err := sess.Open(ctx, folder)
 	if err != nil {
@@ -134,6 +157,10 @@ func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder st
 		}
 	}
 
+	if !seen && a.s.FirstSyncNew {
+		return a.adopt(ctx, mb, key, msgs)
+	}
+
 	states, err := a.s.Ledger.States(ctx, key, floorFilter(mb, floor))
 	if err != nil {
 		return res, &fatalError{err}
@@ -153,9 +180,23 @@ func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder st
 			toRemove = append(toRemove, m.UID)
 		case state != "" || m.Deleted:
 			// Recorded, or flagged \Deleted by another client: not ours.
+		case a.s.MaxMessageSize > 0 && m.Size > a.s.MaxMessageSize:
+			// Not downloaded; stays upstream, even with keep no.
+			reason := delivery.TooLarge(m.Size, a.s.MaxMessageSize)
+			if err := a.s.Ledger.Record(ctx, key, ledger.Entry{UID: m.UID, State: ledger.TooLarge, Size: m.Size, Reason: reason}); err != nil {
+				return res, &fatalError{err}
+			}
+			states[m.UID] = ledger.TooLarge
+			res.TooLarge++
+			a.s.Log.Msg("message too large, left upstream", "account", a.s.Name, "folder", folder,
+				"uid", m.UID, "size", m.Size, "max_message_size", a.s.MaxMessageSize)
 		default:
 			toFetch = append(toFetch, m.UID)
 		}
+	}
+	if a.s.MaxMessagesPerPoll > 0 && len(toFetch) > budget {
+		toFetch = toFetch[:max(budget, 0)]
+		res.More = true
 	}
 
 	if !a.s.Keep && len(toRemove) > 0 {
@@ -239,6 +280,7 @@ func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source
 func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledger.MailboxKey,
 	uid string, size int64, sp *delivery.Spooled) (ledger.State, error) {
 	origin := delivery.Origin{
+		Quarantine:  slices.Contains(a.s.QuarantineFolders, key.Mailbox),
 		Protocol:    a.s.Upstream.Protocol(),
 		Host:        a.s.Upstream.Host(),
 		Addr:        sess.RemoteAddr(),
@@ -270,6 +312,29 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 		return "", err
 	}
 	return entry.State, nil
+}
+
+// adopt records everything in a mailbox seen for the first time without
+// downloading it (first_sync new).
+func (a *Account) adopt(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message) (PollResult, error) {
+	entries := make([]ledger.Entry, len(msgs))
+	states := make(map[string]ledger.State, len(msgs))
+	for i, m := range msgs {
+		entries[i] = ledger.Entry{UID: m.UID, State: ledger.Adopted, Size: m.Size}
+		states[m.UID] = ledger.Adopted
+	}
+	if err := a.s.Ledger.RecordMany(ctx, key, entries); err != nil {
+		return PollResult{}, &fatalError{err}
+	}
+	if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, key.Mailbox, ledger.MailboxState{
+		UIDValidity: key.UIDValidity,
+		UIDFloor:    nextFloor(mb, 1, msgs, states, true),
+	}); err != nil {
+		return PollResult{}, &fatalError{err}
+	}
+	a.s.Log.Msg("first sync: adopted what is upstream without fetching it (first_sync new)",
+		"account", a.s.Name, "folder", key.Mailbox, "messages", len(msgs))
+	return PollResult{Adopted: len(msgs)}, nil
 }
 
 // removedState marks, for this poll only, a message removed upstream.

@@ -86,10 +86,14 @@ func (a *Account) Run(ctx context.Context) {
 			return
 		}
 		wait := a.s.PollInterval
-		if err != nil {
+		switch {
+		case err != nil:
 			failures++
 			wait = a.backoff(err, failures)
-		} else {
+		case res.More:
+			failures = 0
+			wait = 0 // max_messages_per_poll left some: go on at once
+		default:
 			failures = 0
 		}
 		a.report(res, err, wait)
@@ -132,7 +136,8 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 	res, err = a.Poll(ctx)
 	if res != (PollResult{}) {
 		a.s.Log.Msg("poll done", "account", a.s.Name, "fetched", res.Fetched, "delivered", res.Delivered,
-			"refused", res.Refused, "removed", res.Removed, "duration", time.Since(start).Round(time.Millisecond).String())
+			"refused", res.Refused, "too_large", res.TooLarge, "removed", res.Removed, "more", res.More,
+			"duration", time.Since(start).Round(time.Millisecond).String())
 	}
 	return res, err
 }

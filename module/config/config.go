@@ -21,11 +21,14 @@
 package config
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,10 +66,22 @@ type Account struct {
 	PollInterval time.Duration
 	Folders      []string
 	Idle         bool
-	Debug        bool
-	Pipeline     module.DeliveryTarget
-	Hostname     string // maddy's hostname, for trace fields
-	Node         Node   // for error messages
+	// EnvelopeHeaders name the headers that carry the envelope recipient of
+	// a catch-all mailbox; RcptTo is then the fallback.
+	EnvelopeHeaders    []string
+	MaxMessageSize     int64
+	MaxMessagesPerPoll int
+	FirstSyncNew       bool
+	TrustedAuthRes     []string
+	QuarantineFolders  []string
+	// ConfigHash changes when anything that decides a message's fate
+	// changes (recipients, pipeline, limits), so that earlier refusals get
+	// another chance. Secrets are left out of it.
+	ConfigHash string
+	Debug      bool
+	Pipeline   module.DeliveryTarget
+	Hostname   string // maddy's hostname, for trace fields
+	Node       Node   // for error messages
 	// Warnings are logged at every start: not errors, but worth fixing.
 	Warnings []string
 }
@@ -111,6 +126,8 @@ var accountDirectives = map[string]bool{
 	"imap": true, "pop3": true, "username": true, "password": true, "password_file": true,
 	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
 	"debug": true, "idle": true,
+	"envelope_header": true, "max_message_size": true, "max_messages_per_poll": true,
+	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 }
 
 // pipelineDirectives are what an smtp endpoint block accepts as its message
@@ -231,12 +248,32 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 		tlscfg.TLSClientBlock, &acc.TLS)
 	m.StringList("folders", false, false, []string{"INBOX"}, &acc.Folders)
 	m.Bool("idle", false, true, &acc.Idle)
+	m.StringList("envelope_header", false, false, nil, &acc.EnvelopeHeaders)
+	m.DataSize("max_message_size", false, false, 32<<20, &acc.MaxMessageSize)
+	m.Int("max_messages_per_poll", false, false, 0, &acc.MaxMessagesPerPoll)
+	var firstSync string
+	m.Enum("first_sync", false, false, []string{"all", "new"}, "all", &firstSync)
+	m.StringList("trusted_authres", false, false, nil, &acc.TrustedAuthRes)
+	m.StringList("quarantine_folders", false, false, nil, &acc.QuarantineFolders)
 	m.Bool("debug", true, false, &acc.Debug)
 	m.String("hostname", true, false, "", &acc.Hostname)
 	if _, err := m.Process(); err != nil {
 		return nil, err
 	}
 	acc.Keep = keep
+	acc.FirstSyncNew = firstSync == "new"
+	if acc.MaxMessagesPerPoll < 0 {
+		return nil, errAt(n, merged, "max_messages_per_poll", "max_messages_per_poll must not be negative")
+	}
+	if acc.MaxMessageSize <= 0 {
+		return nil, errAt(n, merged, "max_message_size", "max_message_size must be positive")
+	}
+	for _, q := range acc.QuarantineFolders {
+		if !slices.Contains(acc.Folders, q) {
+			return nil, errAt(n, merged, "quarantine_folders", "account %s: quarantine folder %q is not in folders", name, q)
+		}
+	}
+	acc.ConfigHash = configHash(merged)
 	if acc.PollInterval < time.Second {
 		return nil, errAt(n, merged, "poll_interval", "poll_interval must be at least 1s")
 	}
@@ -341,6 +378,23 @@ func (acc *Account) parseEndpoint(s string) error {
 var defaultPorts = map[string]map[bool]string{
 	"imap": {true: "993", false: "143"},
 	"pop3": {true: "995", false: "110"},
+}
+
+// configHash digests the account's directives but its secrets.
+func configHash(nodes []Node) string {
+	h := sha256.New()
+	var walk func(ns []Node, depth int)
+	walk = func(ns []Node, depth int) {
+		for _, n := range ns {
+			if n.Name == "password" || n.Name == "password_file" || n.Name == "debug" || n.Name == "poll_interval" || n.Name == "idle" {
+				continue
+			}
+			fmt.Fprintf(h, "%d %q %q\n", depth, n.Name, n.Args)
+			walk(n.Children, depth+1)
+		}
+	}
+	walk(nodes, 0)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // errAt reports an error at the directive that caused it (the account's own

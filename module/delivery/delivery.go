@@ -17,11 +17,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-smtp"
 	"github.com/foxcpp/maddy/framework/address"
 	"github.com/foxcpp/maddy/framework/buffer"
@@ -49,6 +52,17 @@ type Target struct {
 	MaxReceived    int
 	SpoolDir       string // where bodies over 1 MiB are buffered
 	Log            log.Logger
+	// EnvelopeHeaders (envelope_header) name headers that carry the
+	// envelope recipient of a catch-all mailbox: the first one present, in
+	// its topmost occurrence, is the recipient; Rcpts is the fallback.
+	EnvelopeHeaders []string
+	// TrustedAuthRes lists the authserv-ids whose Authentication-Results
+	// fields are kept; upstream copies from anyone else are removed, so
+	// that a forged "dkim=pass" cannot ride along.
+	TrustedAuthRes []string
+	// MaxMessageSize caps what Spool accepts, whatever size the upstream
+	// announced (0: no cap).
+	MaxMessageSize int64
 }
 
 // Origin says where a message came from, for the trace field and logs.
@@ -126,10 +140,23 @@ func (t *Target) Spool(r io.Reader) (*Spooled, error) {
 	}
 	limited.left = -1
 
-	body, err := t.buffer(br)
+	var bodyReader io.Reader = br
+	var capped *capReader
+	if t.MaxMessageSize > 0 {
+		capped = &capReader{r: br, left: t.MaxMessageSize - (src.n - int64(br.Buffered()))}
+		bodyReader = capped
+	}
+	body, err := t.buffer(bodyReader)
 	if err != nil {
 		if src.err != nil {
 			return nil, upstreamErr(src.err)
+		}
+		if capped != nil && capped.exceeded {
+			// Larger than announced: read the rest to stay in step, refuse.
+			if _, err := io.Copy(io.Discard, br); err != nil {
+				return nil, upstreamErr(err)
+			}
+			return &Spooled{Size: src.n, refusal: tooLarge(src.n, t.MaxMessageSize)}, nil
 		}
 		// The spool directory failed us (disk full...): temporary too.
 		return nil, exterrors.WithTemporary(fmt.Errorf("spool: %w", err), true)
@@ -159,6 +186,47 @@ func (t *Target) buffer(r io.Reader) (buffer.Buffer, error) {
 		return nil, err
 	}
 	return buf, nil
+}
+
+// tooLarge is the refusal of a message over max_message_size.
+func tooLarge(size, limit int64) error {
+	return &exterrors.SMTPError{
+		Code:         552,
+		EnhancedCode: exterrors.EnhancedCode{5, 3, 4},
+		Message:      fmt.Sprintf("Message of %d bytes exceeds max_message_size (%d)", size, limit),
+	}
+}
+
+// TooLarge is the reason recorded for a message the upstream announced as
+// larger than max_message_size, which is then not downloaded at all.
+func TooLarge(size, limit int64) string { return Reason(tooLarge(size, limit)) }
+
+var errTooLarge = errors.New("message exceeds max_message_size")
+
+// capReader fails once more than left bytes were read.
+type capReader struct {
+	r        io.Reader
+	left     int64
+	exceeded bool
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		// One byte more tells a message of exactly the limit from a larger one.
+		var one [1]byte
+		n, err := c.r.Read(one[:])
+		if n > 0 {
+			c.exceeded = true
+			return 0, errTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // CleanSpool removes bodies left in the spool directory by a crash or a
@@ -196,8 +264,10 @@ func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID strin
 	}
 
 	mailFrom := envelopeSender(s.Header)
+	rcpts := t.recipients(s.Header)
 	header := s.Header.Copy()
-	header.Add("Received", t.received(o, time.Now()))
+	t.dropUntrustedAuthRes(&header)
+	header.Add("Received", t.received(o, rcpts, time.Now()))
 
 	meta := &module.MsgMetadata{
 		ID:           msgID,
@@ -214,7 +284,7 @@ func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID strin
 	if err != nil {
 		return msgID, err
 	}
-	if err := t.transfer(ctx, d, header, s.Body); err != nil {
+	if err := t.transfer(ctx, d, rcpts, header, s.Body); err != nil {
 		if abortErr := d.Abort(ctx); abortErr != nil {
 			t.Log.Error("abort failed", abortErr, "msg_id", msgID)
 		}
@@ -223,8 +293,8 @@ func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID strin
 	return msgID, nil
 }
 
-func (t *Target) transfer(ctx context.Context, d module.Delivery, header textproto.Header, body buffer.Buffer) error {
-	for _, rcpt := range t.Rcpts {
+func (t *Target) transfer(ctx context.Context, d module.Delivery, rcpts []string, header textproto.Header, body buffer.Buffer) error {
+	for _, rcpt := range rcpts {
 		if err := d.AddRcpt(ctx, rcpt, smtp.RcptOptions{}); err != nil {
 			return err
 		}
@@ -255,7 +325,7 @@ func (t *Target) checkLoops(h textproto.Header) error {
 }
 
 // received builds the trace field: which upstream, how, for whom, when.
-func (t *Target) received(o Origin, now time.Time) string {
+func (t *Target) received(o Origin, rcpts []string, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "from %s", o.Host)
 	if o.Addr != "" && o.Addr != o.Host {
@@ -266,11 +336,46 @@ func (t *Target) received(o Origin, now time.Time) string {
 		hostname = "localhost"
 	}
 	fmt.Fprintf(&b, " by %s (maddy remote_pull) with %s id <%s>", hostname, o.Protocol, o.ID())
-	if len(t.Rcpts) == 1 {
-		fmt.Fprintf(&b, " for <%s>", t.Rcpts[0])
+	if len(rcpts) == 1 {
+		fmt.Fprintf(&b, " for <%s>", rcpts[0])
 	}
 	fmt.Fprintf(&b, "; %s", now.Format(time.RFC1123Z))
 	return b.String()
+}
+
+// recipients is rcpt_to, or for a catch-all mailbox the address in the
+// first envelope_header present. To and Cc are never guessed from: Bcc
+// recipients and mailing-list mail would go to the wrong people.
+func (t *Target) recipients(h textproto.Header) []string {
+	for _, name := range t.EnvelopeHeaders {
+		v := strings.TrimSpace(h.Get(name))
+		if v == "" {
+			continue
+		}
+		addr := strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
+		if a, err := mail.ParseAddress(v); err == nil {
+			addr = a.Address
+		}
+		clean, err := address.CleanDomain(addr)
+		if err == nil && address.Valid(clean) {
+			return []string{clean}
+		}
+		t.Log.Msg("envelope header holds no valid address, using rcpt_to", "header", name, "value", v)
+		break
+	}
+	return t.Rcpts
+}
+
+// dropUntrustedAuthRes removes Authentication-Results fields whose
+// authserv-id is not in trusted_authres (RFC 8601 section 5: a receiver
+// must not trust results it did not produce or vouch for).
+func (t *Target) dropUntrustedAuthRes(h *textproto.Header) {
+	for f := h.FieldsByKey("Authentication-Results"); f.Next(); {
+		id, _, err := authres.Parse(f.Value())
+		if err != nil || !slices.ContainsFunc(t.TrustedAuthRes, func(s string) bool { return strings.EqualFold(s, id) }) {
+			f.Del()
+		}
+	}
 }
 
 // envelopeSender takes the upstream's Return-Path (the envelope sender the

@@ -175,14 +175,13 @@ func TestLargeMessageSpillsToFile(t *testing.T) {
 
 func TestReceivedField(t *testing.T) {
 	tg := newTarget(t, &pipeline{})
-	got := tg.received(origin, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	got := tg.received(origin, tg.Rcpts, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	want := "from imap.example.com (imap.example.com [192.0.2.1]) by mx.example.org (maddy remote_pull) " +
 		"with IMAP id <acct/[Gmail]/All%20Mail/7/42> for <alice@example.org>; Fri, 02 Jan 2026 03:04:05 +0000"
 	if got != want {
 		t.Fatalf("Received:\n got %s\nwant %s", got, want)
 	}
-	tg.Rcpts = append(tg.Rcpts, "bob@example.org")
-	if strings.Contains(tg.received(origin, time.Now()), " for <") {
+	if strings.Contains(tg.received(origin, []string{"a@example.org", "b@example.org"}, time.Now()), " for <") {
 		t.Error("with two recipients the field must not name one")
 	}
 }
@@ -314,5 +313,68 @@ func TestCutConnectionIsTemporary(t *testing.T) {
 				t.Fatalf("err %v: want a temporary error wrapping the cut", err)
 			}
 		})
+	}
+}
+
+func TestEnvelopeHeader(t *testing.T) {
+	cases := []struct{ hdr, want string }{
+		{"X-Original-To: bob@example.org\r\nDelivered-To: carol@example.org\r\n", "bob@example.org"},
+		{"Delivered-To: <carol@Example.ORG>\r\n", "carol@example.org"},
+		// Topmost occurrence: the upstream's final delivery.
+		{"X-Original-To: first@example.org\r\nX-Original-To: second@example.org\r\n", "first@example.org"},
+		{"Delivered-To: not an address\r\n", "alice@example.org"},
+		{"To: dave@example.org\r\n", "alice@example.org"}, // To is never guessed from
+	}
+	for _, c := range cases {
+		p := &pipeline{}
+		tg := newTarget(t, p)
+		tg.EnvelopeHeaders = []string{"X-Original-To", "Delivered-To"}
+		sp, err := tg.Spool(strings.NewReader(c.hdr + "Subject: s\r\n\r\nb\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tg.recipients(sp.Header); len(got) != 1 || got[0] != c.want {
+			t.Errorf("%q: recipients %v, want %s", c.hdr, got, c.want)
+		}
+	}
+}
+
+func TestAuthResultsFiltered(t *testing.T) {
+	raw := "Authentication-Results: mx.google.com; dkim=pass header.d=bank.example\r\n" +
+		"Authentication-Results: evil.example; dkim=pass header.d=bank.example\r\n" +
+		"Authentication-Results: garbage without structure ;;;\r\n" +
+		"Subject: s\r\n\r\nb\r\n"
+	p := &pipeline{}
+	tg := newTarget(t, p)
+	tg.TrustedAuthRes = []string{"MX.google.com"}
+	if _, err := deliver(t, tg, []byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	got := string(p.committed[0])
+	if !strings.Contains(got, "mx.google.com; dkim=pass") || strings.Contains(got, "evil.example") || strings.Contains(got, "garbage") {
+		t.Fatalf("Authentication-Results not filtered:\n%s", got)
+	}
+}
+
+func TestSpoolSizeCap(t *testing.T) {
+	tg := newTarget(t, &pipeline{})
+	tg.MaxMessageSize = 2 << 20
+	exact := "Subject: s\r\n\r\n" + strings.Repeat("a", 2<<20-len("Subject: s\r\n\r\n"))
+	sp, err := tg.Spool(strings.NewReader(exact))
+	if err != nil || sp.refusal != nil {
+		t.Fatalf("a message of exactly the limit: %v %v", err, sp.refusal)
+	}
+	sp.Discard()
+	r := strings.NewReader(exact + "one byte too many")
+	sp, err = tg.Spool(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Len() != 0 {
+		t.Fatal("an oversized message was not drained")
+	}
+	_, err = tg.Deliver(context.Background(), sp, origin)
+	if !IsPermanent(err) || !strings.HasPrefix(Reason(err), "552 5.3.4") {
+		t.Fatalf("err %v", err)
 	}
 }

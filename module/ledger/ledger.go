@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -161,6 +162,79 @@ func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
 		return fmt.Errorf("ledger: record %s/%s: %w", key, e.UID, err)
 	}
 	return nil
+}
+
+// RecordMany stores many entries in one transaction (adopting a mailbox on
+// first sight).
+func (l *Ledger) RecordMany(ctx context.Context, key MailboxKey, entries []Entry) error {
+	now := time.Now().Unix()
+	return l.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO messages
+			(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, e := range entries {
+			if _, err := stmt.ExecContext(ctx, key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State),
+				e.Reason, e.Fingerprint, e.Size, e.MsgID, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Retry forgets refusals (and, with tooLarge, over-size records) of an
+// account, or only of the given UIDs of one mailbox, so that those messages
+// are fetched again; the mailboxes' floors go back so that polls see them.
+// It returns how many entries it dropped.
+func (l *Ledger) Retry(ctx context.Context, account string, tooLarge bool, mailbox string, uids []string) (int64, error) {
+	states := []any{string(Refused)}
+	if tooLarge {
+		states = append(states, string(TooLarge))
+	}
+	var dropped int64
+	err := l.inTx(ctx, func(tx *sql.Tx) error {
+		q := `DELETE FROM messages WHERE account = ? AND state IN (?` + strings.Repeat(", ?", len(states)-1) + `)`
+		args := append([]any{account}, states...)
+		if mailbox != "" {
+			q += ` AND mailbox = ?`
+			args = append(args, mailbox)
+		}
+		if len(uids) > 0 {
+			q += ` AND uid IN (?` + strings.Repeat(", ?", len(uids)-1) + `)`
+			for _, u := range uids {
+				args = append(args, u)
+			}
+		}
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		dropped, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1 WHERE account = ?`, account)
+		return err
+	})
+	return dropped, err
+}
+
+// ConfigChanged stores the account's configuration digest and reports
+// whether it differs from the one stored before (false the first time).
+func (l *Ledger) ConfigChanged(ctx context.Context, account, hash string) (bool, error) {
+	var old string
+	err := l.db.QueryRowContext(ctx, `SELECT config_hash FROM accounts WHERE account = ?`, account).Scan(&old)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("ledger: %w", err)
+	}
+	if old == hash {
+		return false, nil
+	}
+	if _, err := l.db.ExecContext(ctx, `INSERT OR REPLACE INTO accounts (account, config_hash) VALUES (?, ?)`, account, hash); err != nil {
+		return false, fmt.Errorf("ledger: %w", err)
+	}
+	return old != "", nil
 }
 
 // Sync makes everything recorded so far durable against a power loss: the
