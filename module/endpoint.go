@@ -134,34 +134,9 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 
 func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (account.Settings, error) {
 	l := log.Logger{Name: "remote_pull/" + acc.Name, Debug: acc.Debug || e.log.Debug}
-	var up source.Upstream
-	switch acc.Protocol {
-	case "imap":
-		password := acc.Password
-		up = imapsrc.New(imapsrc.Config{
-			Host:        acc.Host,
-			Port:        acc.Port,
-			ImplicitTLS: acc.ImplicitTLS,
-			TLS:         cloneTLS(acc.TLS),
-			Username:    acc.Username,
-			Password:    func() (string, error) { return password.Value(), nil },
-			Warn:        func(msg string) { l.Msg(msg, "account", acc.Name) },
-		})
-	case "pop3":
-		password := acc.Password
-		up = pop3src.New(pop3src.Config{
-			Host:        acc.Host,
-			Port:        acc.Port,
-			ImplicitTLS: acc.ImplicitTLS,
-			TLS:         cloneTLS(acc.TLS),
-			Username:    acc.Username,
-			Password:    func() (string, error) { return password.Value(), nil },
-			Keep:        acc.Keep,
-		})
-	}
 	return account.Settings{
 		Name:               acc.Name,
-		Upstream:           up,
+		Upstream:           newUpstream(acc, l),
 		Folders:            acc.Folders,
 		Keep:               acc.Keep,
 		Idle:               acc.Idle,
@@ -183,6 +158,31 @@ func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (accoun
 			MaxMessageSize:  acc.MaxMessageSize,
 		},
 	}, nil
+}
+
+// newUpstream makes the account's IMAP or POP3 upstream.
+func newUpstream(acc *config.Account, l log.Logger) source.Upstream {
+	password := acc.Password
+	if acc.Protocol == "pop3" {
+		return pop3src.New(pop3src.Config{
+			Host:        acc.Host,
+			Port:        acc.Port,
+			ImplicitTLS: acc.ImplicitTLS,
+			TLS:         cloneTLS(acc.TLS),
+			Username:    acc.Username,
+			Password:    func() (string, error) { return password.Value(), nil },
+			Keep:        acc.Keep,
+		})
+	}
+	return imapsrc.New(imapsrc.Config{
+		Host:        acc.Host,
+		Port:        acc.Port,
+		ImplicitTLS: acc.ImplicitTLS,
+		TLS:         cloneTLS(acc.TLS),
+		Username:    acc.Username,
+		Password:    func() (string, error) { return password.Value(), nil },
+		Warn:        func(msg string) { l.Msg(msg, "account", acc.Name) },
+	})
 }
 
 func cloneTLS(c *tls.Config) *tls.Config {

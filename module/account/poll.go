@@ -188,6 +188,7 @@ func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder st
 			}
 			states[m.UID] = ledger.TooLarge
 			res.TooLarge++
+			messagesTotal.WithLabelValues(a.s.Name, string(ledger.TooLarge)).Inc()
 			a.s.Log.Msg("message too large, left upstream", "account", a.s.Name, "folder", folder,
 				"uid", m.UID, "size", m.Size, "max_message_size", a.s.MaxMessageSize)
 		default:
@@ -306,12 +307,28 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 		a.s.Log.Msg("message refused, left upstream", "account", a.s.Name, "folder", key.Mailbox,
 			"uid", uid, "msg_id", msgID, "reason", entry.Reason)
 	default:
-		return "", fmt.Errorf("delivery of UID %s failed temporarily, will retry: %w", uid, err)
+		return "", &deliveryError{fmt.Errorf("delivery of UID %s failed temporarily, will retry: %w", uid, err)}
 	}
 	if err := a.s.Ledger.Record(dctx, key, entry); err != nil {
 		return "", err
 	}
+	messagesTotal.WithLabelValues(a.s.Name, string(entry.State)).Inc()
+	if entry.State == ledger.Delivered {
+		bytesDelivered.WithLabelValues(a.s.Name).Add(float64(sp.Size))
+	}
 	return entry.State, nil
+}
+
+// deliveryError is a temporary delivery failure: maddy could not take the
+// message now (storage busy, shutting down).
+type deliveryError struct{ err error }
+
+func (e *deliveryError) Error() string { return e.err.Error() }
+func (e *deliveryError) Unwrap() error { return e.err }
+
+func isDeliveryErr(err error) bool {
+	var d *deliveryError
+	return errors.As(err, &d)
 }
 
 // adopt records everything in a mailbox seen for the first time without
@@ -332,6 +349,7 @@ func (a *Account) adopt(ctx context.Context, mb source.Mailbox, key ledger.Mailb
 	}); err != nil {
 		return PollResult{}, &fatalError{err}
 	}
+	messagesTotal.WithLabelValues(a.s.Name, string(ledger.Adopted)).Add(float64(len(msgs)))
 	a.s.Log.Msg("first sync: adopted what is upstream without fetching it (first_sync new)",
 		"account", a.s.Name, "folder", key.Mailbox, "messages", len(msgs))
 	return PollResult{Adopted: len(msgs)}, nil

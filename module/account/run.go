@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"remote_pull/module/ledger"
 	"remote_pull/module/source"
 )
 
@@ -117,10 +118,16 @@ func (a *Account) Run(ctx context.Context) {
 // take maddy down, and the aborted poll has removed nothing upstream that
 // was not already recorded.
 func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
+	start := time.Now()
 	defer func() {
 		if p := recover(); p != nil {
 			a.s.Log.Printf("panic during poll of account %s: %v\n%s", a.s.Name, p, debug.Stack())
-			err = fmt.Errorf("internal error: %v", p)
+			err = fmt.Errorf("%w: %v", errInternal, p)
+		}
+		pollDuration.WithLabelValues(a.s.Name).Observe(time.Since(start).Seconds())
+		pollsTotal.WithLabelValues(a.s.Name, errorKind(err)).Inc()
+		if err == nil {
+			lastSuccess.WithLabelValues(a.s.Name).SetToCurrentTime()
 		}
 	}()
 	if a.s.Slots != nil {
@@ -132,7 +139,6 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 		}
 	}
 	a.setState("polling", "")
-	start := time.Now()
 	res, err = a.Poll(ctx)
 	if res != (PollResult{}) {
 		a.s.Log.Msg("poll done", "account", a.s.Name, "fetched", res.Fetched, "delivered", res.Delivered,
@@ -160,10 +166,28 @@ func (a *Account) backoff(err error, failures int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// report updates the status and logs state changes once, not every retry.
+// errInternal marks a poll that ended in a panic.
+var errInternal = errors.New("internal error")
+
+// report updates the status, in memory, in the metrics and in the ledger
+// (where the status command reads it), and logs state changes once, not
+// at every retry.
 func (a *Account) report(res PollResult, err error, wait time.Duration) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer func() {
+		st := a.status
+		a.mu.Unlock()
+		setStateMetric(a.s.Name, st.State)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		saveErr := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
+			Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
+			State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll,
+		}, res.Delivered, res.Refused)
+		if saveErr != nil {
+			a.s.Log.Error("saving status", saveErr, "account", a.s.Name)
+		}
+	}()
 	prevState, prevErr := a.status.State, a.status.LastError
 	a.status.Delivered += res.Delivered
 	a.status.Refused += res.Refused
@@ -195,13 +219,15 @@ func (a *Account) report(res PollResult, err error, wait time.Duration) {
 
 func (a *Account) setState(state, lastErr string) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.status.State == "ok" || a.status.State == "starting" {
 		a.status.State = state
 	}
 	if lastErr != "" {
 		a.status.LastError = lastErr
 	}
+	cur := a.status.State
+	a.mu.Unlock()
+	setStateMetric(a.s.Name, cur)
 }
 
 // watch keeps one folder under IDLE for the account's lifetime, waking the

@@ -104,6 +104,18 @@ CREATE TABLE IF NOT EXISTS accounts (
 	account     TEXT    NOT NULL PRIMARY KEY,
 	config_hash TEXT    NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS account_status (
+	account         TEXT    NOT NULL PRIMARY KEY,
+	protocol        TEXT    NOT NULL DEFAULT '',
+	host            TEXT    NOT NULL DEFAULT '',
+	state           TEXT    NOT NULL DEFAULT '',
+	last_success    INTEGER NOT NULL DEFAULT 0,
+	last_error      TEXT    NOT NULL DEFAULT '',
+	next_poll       INTEGER NOT NULL DEFAULT 0,
+	delivered_total INTEGER NOT NULL DEFAULT 0,
+	refused_total   INTEGER NOT NULL DEFAULT 0,
+	updated         INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 `
 
 // Open opens (creating if needed) the ledger database at path.
@@ -384,6 +396,82 @@ func (l *Ledger) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return fmt.Errorf("ledger: %w", err)
 	}
 	return nil
+}
+
+// AccountStatus is what the running maddy last reported of an account, for
+// the status command, which reads it from another process.
+type AccountStatus struct {
+	Account     string    `json:"account"`
+	Protocol    string    `json:"protocol"`
+	Host        string    `json:"host"`
+	State       string    `json:"state"`
+	LastSuccess time.Time `json:"last_success"`
+	LastError   string    `json:"last_error"`
+	NextPoll    time.Time `json:"next_poll"`
+	Updated     time.Time `json:"updated"`
+	// Delivered and Refused count since the account was first seen.
+	Delivered int64 `json:"delivered"`
+	Refused   int64 `json:"refused"`
+	// Waiting upstream now, recorded as refused or too large.
+	RefusedWaiting  int64 `json:"refused_waiting"`
+	TooLargeWaiting int64 `json:"too_large_waiting"`
+}
+
+// SaveStatus stores an account's status, adding to its running totals.
+func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus, addDelivered, addRefused int) error {
+	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
+		(account, protocol, host, state, last_success, last_error, next_poll, delivered_total, refused_total, updated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (account) DO UPDATE SET protocol = excluded.protocol, host = excluded.host,
+			state = excluded.state, last_success = excluded.last_success, last_error = excluded.last_error,
+			next_poll = excluded.next_poll, updated = excluded.updated,
+			delivered_total = delivered_total + excluded.delivered_total,
+			refused_total = refused_total + excluded.refused_total`,
+		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), st.LastError, unix(st.NextPoll),
+		addDelivered, addRefused, time.Now().Unix())
+	if err != nil {
+		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
+	}
+	return nil
+}
+
+// Statuses returns every account's last reported status.
+func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT s.account, s.protocol, s.host, s.state, s.last_success, s.last_error,
+			s.next_poll, s.updated, s.delivered_total, s.refused_total,
+			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = 'refused'),
+			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = 'too_large')
+		FROM account_status s ORDER BY s.account`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	defer rows.Close()
+	var out []AccountStatus
+	for rows.Next() {
+		var st AccountStatus
+		var last, next, updated int64
+		if err := rows.Scan(&st.Account, &st.Protocol, &st.Host, &st.State, &last, &st.LastError, &next, &updated,
+			&st.Delivered, &st.Refused, &st.RefusedWaiting, &st.TooLargeWaiting); err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		st.LastSuccess, st.NextPoll, st.Updated = fromUnix(last), fromUnix(next), fromUnix(updated)
+		out = append(out, st)
+	}
+	return out, rows.Err()
+}
+
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func fromUnix(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0)
 }
 
 // FormatUID renders an IMAP UID as ledger text.

@@ -11,8 +11,10 @@ package source
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -106,6 +108,19 @@ func Fingerprint(h textproto.Header, size int64) string {
 	return hex.EncodeToString(sum.Sum(nil)[:16])
 }
 
+// ReadOnlyConnector is an upstream that can open sessions that change
+// nothing at all upstream (IMAP EXAMINE), for 'maddy remote-pull check'.
+type ReadOnlyConnector interface {
+	ConnectReadOnly(ctx context.Context) (Session, error)
+}
+
+// Describer is a session that can say how it is connected, for
+// 'maddy remote-pull check': TLS version and cipher, certificate subject,
+// server capabilities. Nothing secret.
+type Describer interface {
+	Describe() []string
+}
+
 // Watcher is an upstream that can announce new mail as it arrives (IMAP
 // IDLE). Watch blocks until ctx ends (returning nil) or the connection fails
 // (returning an error, after which the caller reconnects); newMail must not
@@ -131,3 +146,17 @@ type AuthError struct{ Err error }
 
 func (e *AuthError) Error() string { return "authentication failed: " + e.Err.Error() }
 func (e *AuthError) Unwrap() error { return e.Err }
+
+// DescribeTLS renders the parts of a TLS connection an admin checks.
+func DescribeTLS(cs tls.ConnectionState) []string {
+	if !cs.HandshakeComplete {
+		return []string{"TLS: none"}
+	}
+	out := []string{fmt.Sprintf("TLS: %s, %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))}
+	if len(cs.PeerCertificates) > 0 {
+		c := cs.PeerCertificates[0]
+		out = append(out, fmt.Sprintf("certificate: %s, issued by %s, valid until %s (verified)",
+			c.Subject.CommonName, c.Issuer.CommonName, c.NotAfter.Format("2006-01-02")))
+	}
+	return out
+}

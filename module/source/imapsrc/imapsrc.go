@@ -18,6 +18,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -74,6 +75,17 @@ func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
 	return u.dial(ctx, &imapclient.Options{})
 }
 
+// ConnectReadOnly is Connect for inspection: folders are opened with
+// EXAMINE, which changes nothing upstream, not even \Recent.
+func (u *Upstream) ConnectReadOnly(ctx context.Context) (source.Session, error) {
+	s, err := u.dial(ctx, &imapclient.Options{})
+	if err != nil {
+		return nil, err
+	}
+	s.readOnly = true
+	return s, nil
+}
+
 func (u *Upstream) dial(ctx context.Context, opts *imapclient.Options) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
@@ -84,8 +96,17 @@ func (u *Upstream) dial(ctx context.Context, opts *imapclient.Options) (*Session
 		return nil, err
 	}
 	tlsCfg := u.tlsConfig()
-	opts.TLSConfig = tlsCfg
 	s := &Session{cfg: &u.cfg, raw: raw}
+	verify := tlsCfg.VerifyConnection
+	tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		// Runs after the standard chain and host name checks passed.
+		s.tlsState = cs
+		if verify != nil {
+			return verify(cs)
+		}
+		return nil
+	}
+	opts.TLSConfig = tlsCfg
 
 	err = s.guard(ctx, func() error {
 		if u.cfg.ImplicitTLS {
@@ -156,6 +177,22 @@ type Session struct {
 	c   *imapclient.Client
 
 	warnedNoUIDPlus bool
+	tlsState        tls.ConnectionState
+	readOnly        bool
+}
+
+// Describe tells how the session is connected.
+func (s *Session) Describe() []string {
+	return append(source.DescribeTLS(s.tlsState), "capabilities: "+strings.Join(capNames(s.c.Caps()), " "))
+}
+
+func capNames(caps imap.CapSet) []string {
+	var out []string
+	for c := range caps {
+		out = append(out, string(c))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // guard runs fn, closing the connection if ctx ends first, so that fn
@@ -199,7 +236,7 @@ func (s *Session) Open(ctx context.Context, name string) (source.Mailbox, error)
 	var sel *imap.SelectData
 	err := s.command(ctx, func() error {
 		var err error
-		sel, err = s.c.Select(name, nil).Wait()
+		sel, err = s.c.Select(name, &imap.SelectOptions{ReadOnly: s.readOnly}).Wait()
 		return err
 	})
 	if err != nil {

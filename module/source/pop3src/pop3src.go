@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -179,6 +180,21 @@ func (s *Session) RemoteAddr() string {
 		return a.IP.String()
 	}
 	return ""
+}
+
+// Describe tells how the session is connected.
+func (s *Session) Describe() []string {
+	cs, _ := s.c.TLSConnectionState()
+	out := source.DescribeTLS(cs)
+	var caps []string
+	for k := range s.caps {
+		caps = append(caps, k)
+	}
+	sort.Strings(caps)
+	if s.caps == nil {
+		caps = []string{"(no CAPA)"}
+	}
+	return append(out, "capabilities: "+strings.Join(caps, " "))
 }
 
 // Close sends QUIT: only then does the server apply the deletions.

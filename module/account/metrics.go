@@ -1,0 +1,76 @@
+package account
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"remote_pull/module/source"
+)
+
+// Metrics on maddy's openmetrics endpoint. Labels carry the account name
+// and fixed words only: never an address, a host or anything secret.
+var (
+	messagesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "messages_total",
+		Help: "Upstream messages by outcome: delivered, refused, too_large, adopted.",
+	}, []string{"account", "outcome"})
+	bytesDelivered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "delivered_bytes_total",
+		Help: "Bytes of the messages delivered into maddy.",
+	}, []string{"account"})
+	pollsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "polls_total",
+		Help: "Polls by result: ok, or the kind of error (auth, busy, connection, delivery, internal).",
+	}, []string{"account", "result"})
+	pollDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "poll_duration_seconds",
+		Help:    "Duration of polls.",
+		Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 1800},
+	}, []string{"account"})
+	lastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "last_success_timestamp_seconds",
+		Help: "Unix time of the last successful poll.",
+	}, []string{"account"})
+	accountState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "state",
+		Help: "1 for the account's current state (ok, polling, backing off, auth failed, upstream busy), 0 for the others.",
+	}, []string{"account", "state"})
+)
+
+func init() {
+	prometheus.MustRegister(messagesTotal, bytesDelivered, pollsTotal, pollDuration, lastSuccess, accountState)
+}
+
+// States an account can be in, as status and metrics show them.
+var states = []string{"starting", "polling", "ok", "backing off", "auth failed", "upstream busy"}
+
+func setStateMetric(account, state string) {
+	for _, s := range states {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		accountState.WithLabelValues(account, s).Set(v)
+	}
+}
+
+// errorKind names a poll error for the polls_total metric.
+func errorKind(err error) string {
+	var authErr *source.AuthError
+	var busyErr *source.BusyError
+	var fatal *fatalError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &authErr):
+		return "auth"
+	case errors.As(err, &busyErr):
+		return "busy"
+	case errors.Is(err, errInternal):
+		return "internal"
+	case errors.As(err, &fatal), isDeliveryErr(err):
+		return "delivery"
+	}
+	return "connection"
+}

@@ -1,0 +1,125 @@
+package remotepull
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	maddycfg "github.com/foxcpp/maddy/framework/config"
+	"github.com/foxcpp/maddy/framework/log"
+
+	"remote_pull/module/config"
+	"remote_pull/module/ledger"
+	"remote_pull/module/source"
+)
+
+// LedgerPath is where the ledger of this maddy lives.
+func LedgerPath() string {
+	return filepath.Join(maddycfg.StateDirectory, "remote_pull", "ledger.db")
+}
+
+// CheckAccount is 'maddy remote-pull check': it connects to one account's
+// upstream as a poll would (TLS verified, logged in), reports the TLS
+// details and capabilities, and counts what the next poll would fetch. It
+// delivers nothing and changes nothing upstream: folders are opened
+// read-only and the ledger is only read. blocks are the remote_pull blocks
+// of the configuration, parsed with modules registered and module.NoRun set.
+func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[string]interface{}, name string, out io.Writer) error {
+	var acc *config.Account
+	seen := map[string]maddycfg.Node{}
+	for _, b := range blocks {
+		parsed, err := config.Parse(b, globals, seen)
+		if err != nil {
+			return err
+		}
+		for _, a := range parsed.Accounts {
+			if a.Name == name {
+				acc = a
+			}
+		}
+	}
+	if acc == nil {
+		return fmt.Errorf("no account %q in the configuration", name)
+	}
+	fmt.Fprintf(out, "account %s: %s %s:%s (%s)\n", acc.Name, acc.Protocol, acc.Host, acc.Port, tlsMode(acc))
+
+	up := newUpstream(acc, log.Logger{Name: "remote_pull/" + acc.Name, Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })})
+	var sess source.Session
+	var err error
+	if ro, ok := up.(source.ReadOnlyConnector); ok {
+		sess, err = ro.ConnectReadOnly(ctx)
+	} else {
+		sess, err = up.Connect(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("connecting and logging in: %w", err)
+	}
+	defer sess.Close(context.WithoutCancel(ctx))
+	if d, ok := sess.(source.Describer); ok {
+		for _, line := range d.Describe() {
+			fmt.Fprintf(out, "  %s\n", line)
+		}
+	}
+	fmt.Fprintf(out, "  logged in as %s\n", acc.Username)
+
+	var ldg *ledger.Ledger
+	if _, err := os.Stat(LedgerPath()); err == nil {
+		if ldg, err = ledger.OpenReadOnly(LedgerPath()); err != nil {
+			return err
+		}
+		defer ldg.Close()
+	}
+	var errs []error
+	for _, folder := range acc.Folders {
+		if err := checkFolder(ctx, out, acc, sess, ldg, folder); err != nil {
+			fmt.Fprintf(out, "  %s: %v\n", folder, err)
+			errs = append(errs, fmt.Errorf("folder %q: %w", folder, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess source.Session, ldg *ledger.Ledger, folder string) error {
+	mb, err := sess.Open(ctx, folder)
+	if err != nil {
+		return err
+	}
+	msgs, err := mb.List(ctx, 1)
+	if err != nil {
+		return err
+	}
+	states := map[string]ledger.State{}
+	if ldg != nil {
+		key := ledger.MailboxKey{Account: acc.Name, Mailbox: folder, UIDValidity: mb.UIDValidity()}
+		if states, err = ldg.States(ctx, key, 0); err != nil {
+			return err
+		}
+	}
+	var fetch, known, large, foreign int
+	for _, m := range msgs {
+		switch {
+		case states[m.UID] != "":
+			known++
+		case m.Deleted:
+			foreign++
+		case m.Size > acc.MaxMessageSize:
+			large++
+		default:
+			fetch++
+		}
+	}
+	fmt.Fprintf(out, "  %s: %d messages; %d would be fetched, %d already handled, %d too large, %d flagged \\Deleted by others\n",
+		folder, len(msgs), fetch, known, large, foreign)
+	return nil
+}
+
+func tlsMode(acc *config.Account) string {
+	if acc.ImplicitTLS {
+		return "implicit TLS"
+	}
+	return "STARTTLS"
+}
