@@ -225,6 +225,17 @@ func (m *Maddy) AddUser(t T, user, password string) {
 // otherwise never return).
 func (m *Maddy) CLI(t T, args ...string) string {
 	t.Helper()
+	out, code := m.CLIStatus(t, args...)
+	if code != 0 {
+		t.Fatalf("harness: maddy %s: exit status %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// CLIStatus is CLI for commands whose failure is the point: it returns
+// the combined output and the exit status instead of failing the test.
+func (m *Maddy) CLIStatus(t T, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, m.bin, append([]string{"--config", m.ConfigPath}, args...)...)
@@ -232,10 +243,15 @@ func (m *Maddy) CLI(t T, args ...string) string {
 	cmd.Dir = m.Dir
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("harness: maddy %s: %v\n%s", strings.Join(args, " "), err, out)
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
 	}
-	return string(out)
+	t.Fatalf("harness: maddy %s: %v\n%s", strings.Join(args, " "), err, out)
+	return "", -1
 }
 
 func (m *Maddy) start(t T) {

@@ -1,0 +1,166 @@
+package integration
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"remote_pull/integration/harness"
+)
+
+// maddy's own management commands work in this build: users made with
+// them log in through maddy's IMAP.
+func TestCredsAndIMAPAcct(t *testing.T) {
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{Users: map[string]string{localUser: localPass}})
+	m.CLI(t, "creds", "create", "--password", "carol-pass", "carol@example.org")
+	m.CLI(t, "imap-acct", "create", "carol@example.org")
+	if out := m.CLI(t, "creds", "list"); !strings.Contains(out, "carol@example.org") || !strings.Contains(out, localUser) {
+		t.Fatalf("creds list:\n%s", out)
+	}
+	if out := m.CLI(t, "imap-acct", "list"); !strings.Contains(out, "carol@example.org") {
+		t.Fatalf("imap-acct list:\n%s", out)
+	}
+	c, err := imapclient.DialInsecure(m.IMAPAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login("carol@example.org", "carol-pass").Wait(); err != nil {
+		t.Fatalf("login with created credentials: %v", err)
+	}
+	mboxes, err := c.List("", "*", nil).Collect()
+	c.Close()
+	if err != nil || len(mboxes) < 6 {
+		t.Fatalf("special-use folders not created: %v %v", mboxes, err)
+	}
+	m.CLI(t, "creds", "password", "--password", "new-pass", "carol@example.org")
+	m.CLI(t, "creds", "remove", "--yes", "carol@example.org")
+	m.CLI(t, "imap-acct", "remove", "--yes", "carol@example.org")
+	if out := m.CLI(t, "creds", "list"); strings.Contains(out, "carol@") {
+		t.Fatalf("carol still listed:\n%s", out)
+	}
+}
+
+// status (table and JSON) and check, with one healthy account and one
+// whose password is wrong; metrics equal to what was delivered.
+func TestStatusCheckMetrics(t *testing.T) {
+	up := newUpstream(t)
+	up.Seed(t, upUser, "INBOX", harness.Message(1, 1000), harness.Message(2, 1000), harness.Message(3, 1000))
+	up.AddUser(t, "other", "other-pass")
+	addr := "tls://localhost:" + port(up.IMAPSAddr)
+	good := accountConf{Name: "good", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true}.String()
+	bad := strings.Replace(accountConf{Name: "bad", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true}.String(),
+		"password_file upstream-password", "password not-the-password", 1)
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users:   map[string]string{localUser: localPass},
+		Metrics: true,
+		Extra:   "remote_pull {\n" + good + bad + "}\n",
+		Files:   map[string]string{"upstream-password": upPass + "\n"},
+	})
+	m.WaitMessages(t, localUser, localPass, "INBOX", 3, waitLong)
+	m.WaitLog(t, "auth failed", waitLong)
+
+	var sts []struct {
+		Account, Protocol, State, LastError string
+		Delivered                           int
+	}
+	harness.Eventually(t, waitLong, func() bool {
+		out, _ := m.CLIStatus(t, "remote-pull", "status", "--json")
+		sts = nil
+		return json.Unmarshal([]byte(out), &sts) == nil && len(sts) == 2 && sts[1].Delivered == 3
+	}, "status --json with both accounts")
+	if sts[0].Account != "bad" || sts[0].State != "auth failed" || !strings.Contains(sts[0].LastError, "authentication failed") {
+		t.Errorf("bad account: %+v", sts[0])
+	}
+	if sts[1].Account != "good" || sts[1].State != "ok" || sts[1].Protocol != "IMAP" {
+		t.Errorf("good account: %+v", sts[1])
+	}
+	table := m.CLI(t, "remote-pull", "status")
+	if !regexp.MustCompile(`(?m)^good\s+IMAP localhost\s+ok\s`).MatchString(table) || !strings.Contains(table, "auth failed") {
+		t.Errorf("status table:\n%s", table)
+	}
+	for _, out := range []string{table, m.Log()} {
+		if strings.Contains(out, "not-the-password") || strings.Contains(out, upPass) {
+			t.Fatalf("a password shows in status or logs:\n%s", out)
+		}
+	}
+
+	out, code := m.CLIStatus(t, "remote-pull", "check", "good")
+	if code != 0 || !strings.Contains(out, "TLS: TLS 1.3") || !strings.Contains(out, "INBOX: 3 messages; 0 would be fetched, 3 already handled") {
+		t.Errorf("check good: exit %d\n%s", code, out)
+	}
+	out, code = m.CLIStatus(t, "remote-pull", "check", "bad")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code == 0 || !strings.HasPrefix(lines[len(lines)-1], "check failed: connecting and logging in: authentication failed") {
+		t.Errorf("check bad: exit %d\n%s", code, out)
+	}
+	if out, code := m.CLIStatus(t, "remote-pull", "check", "nosuch"); code == 0 {
+		t.Errorf("check of an unknown account succeeded:\n%s", out)
+	}
+
+	metrics := scrape(t, m.MetricsAddr)
+	for name, want := range map[string]float64{
+		`maddy_remote_pull_messages_total{account="good",outcome="delivered"}`: 3,
+		`maddy_remote_pull_delivered_bytes_total{account="good"}`:              3000,
+		`maddy_remote_pull_state{account="good",state="ok"}`:                   1,
+		`maddy_remote_pull_state{account="bad",state="auth failed"}`:           1,
+	} {
+		if got, ok := metrics[name]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	if metrics[`maddy_remote_pull_polls_total{account="bad",result="auth"}`] < 1 {
+		t.Errorf("no failed poll counted for the bad account")
+	}
+}
+
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "maddy_remote_pull_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// retry makes a refused message deliverable once the cause is fixed.
+func TestRetry(t *testing.T) {
+	up := newUpstream(t)
+	up.Seed(t, upUser, "INBOX", harness.Message(1, 900))
+	r := startMaddy(t, up, accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), CAFile: up.CA.CAFile,
+		RcptTo: "late@example.org", Poll: "1h", Extra: "        idle no\n"}.String())
+	r.maddy.WaitLog(t, "message refused, left upstream", waitLong)
+
+	r.maddy.AddUser(t, "late@example.org", "late-pass") // the cause, fixed
+	out := r.maddy.CLI(t, "remote-pull", "retry", "acct")
+	if !strings.HasPrefix(out, "1 message(s) of acct will be fetched again") {
+		t.Fatalf("retry: %s", out)
+	}
+	r.maddy.Signal(t, syscall.SIGUSR2)
+	got := r.maddy.WaitMessages(t, "late@example.org", "late-pass", "INBOX", 1, waitLong)
+	if subjects(t, got) != subject(harness.Message(1, 900)) {
+		t.Fatalf("got %s", subjects(t, got))
+	}
+	if left := r.upstream(t, "INBOX"); len(left) != 0 {
+		t.Fatalf("%d left upstream after the retried delivery (keep no)", len(left))
+	}
+}
