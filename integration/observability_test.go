@@ -18,7 +18,7 @@ import (
 // maddy's own management commands work in this build: users made with
 // them log in through maddy's IMAP.
 func TestCredsAndIMAPAcct(t *testing.T) {
-	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{Users: map[string]string{localUser: localPass}})
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{Users: map[string]string{localUser: localPass}, SMTP: true})
 	m.CLI(t, "creds", "create", "--password", "carol-pass", "carol@example.org")
 	m.CLI(t, "imap-acct", "create", "carol@example.org")
 	if out := m.CLI(t, "creds", "list"); !strings.Contains(out, "carol@example.org") || !strings.Contains(out, localUser) {
@@ -67,8 +67,11 @@ func TestStatusCheckMetrics(t *testing.T) {
 	m.WaitLog(t, "auth failed", waitLong)
 
 	var sts []struct {
-		Account, Protocol, State, LastError string
-		Delivered                           int
+		Account   string `json:"account"`
+		Protocol  string `json:"protocol"`
+		State     string `json:"state"`
+		LastError string `json:"last_error"`
+		Delivered int    `json:"delivered"`
 	}
 	harness.Eventually(t, waitLong, func() bool {
 		out, _ := m.CLIStatus(t, "remote-pull", "status", "--json")

@@ -149,7 +149,7 @@ func (e *AuthError) Unwrap() error { return e.Err }
 
 // DescribeTLS renders the parts of a TLS connection an admin checks.
 func DescribeTLS(cs tls.ConnectionState) []string {
-	if !cs.HandshakeComplete {
+	if cs.Version == 0 {
 		return []string{"TLS: none"}
 	}
 	out := []string{fmt.Sprintf("TLS: %s, %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))}
