@@ -172,6 +172,9 @@ func newUpstream(acc *config.Account, l log.Logger) source.Upstream {
 			Username:    acc.Username,
 			Password:    func() (string, error) { return password.Value(), nil },
 			Keep:        acc.Keep,
+			Plaintext:   acc.Plaintext,
+			Pins:        acc.Pins,
+			Auth:        acc.Auth,
 		})
 	}
 	return imapsrc.New(imapsrc.Config{
@@ -182,6 +185,9 @@ func newUpstream(acc *config.Account, l log.Logger) source.Upstream {
 		Username:    acc.Username,
 		Password:    func() (string, error) { return password.Value(), nil },
 		Warn:        func(msg string) { l.Msg(msg, "account", acc.Name) },
+		Plaintext:   acc.Plaintext,
+		Pins:        acc.Pins,
+		Auth:        acc.Auth,
 	})
 }
 

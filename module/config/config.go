@@ -23,8 +23,10 @@ package config
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -74,6 +76,13 @@ type Account struct {
 	FirstSyncNew       bool
 	TrustedAuthRes     []string
 	QuarantineFolders  []string
+	// Auth is the login mechanism (source.AuthAuto...).
+	Auth string
+	// Pins are tls_pin SPKI pins ("sha256/BASE64").
+	Pins []string
+	// Plaintext: insecure_plaintext yes on a tcp:// address, for loopback or
+	// a host listed in insecure_plaintext_hosts.
+	Plaintext bool
 	// ConfigHash changes when anything that decides a message's fate
 	// changes (recipients, pipeline, limits), so that earlier refusals get
 	// another chance. Secrets are left out of it.
@@ -128,6 +137,7 @@ var accountDirectives = map[string]bool{
 	"debug": true, "idle": true,
 	"envelope_header": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
+	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
 }
 
 // pipelineDirectives are what an smtp endpoint block accepts as its message
@@ -255,6 +265,11 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.Enum("first_sync", false, false, []string{"all", "new"}, "all", &firstSync)
 	m.StringList("trusted_authres", false, false, nil, &acc.TrustedAuthRes)
 	m.StringList("quarantine_folders", false, false, nil, &acc.QuarantineFolders)
+	m.Enum("auth", false, false, []string{"auto", "plain", "login", "apop", "xoauth2", "oauthbearer"}, "auto", &acc.Auth)
+	m.StringList("tls_pin", false, false, nil, &acc.Pins)
+	var plaintextHosts []string
+	m.Bool("insecure_plaintext", false, false, &acc.Plaintext)
+	m.StringList("insecure_plaintext_hosts", false, false, nil, &plaintextHosts)
 	m.Bool("debug", true, false, &acc.Debug)
 	m.String("hostname", true, false, "", &acc.Hostname)
 	if _, err := m.Process(); err != nil {
@@ -290,6 +305,9 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	}
 	if err := acc.parseEndpoint(imapAddr + pop3Addr); err != nil {
 		return nil, errAt(n, merged, acc.Protocol, "%v", err)
+	}
+	if err := acc.checkSecurity(n, merged, plaintextHosts); err != nil {
+		return nil, err
 	}
 	if acc.Protocol == "pop3" && (len(acc.Folders) != 1 || acc.Folders[0] != "INBOX") {
 		return nil, errAt(n, merged, "folders", "account %s: POP3 has a single mailbox; 'folders' is for IMAP accounts", name)
@@ -378,6 +396,50 @@ func (acc *Account) parseEndpoint(s string) error {
 var defaultPorts = map[string]map[bool]string{
 	"imap": {true: "993", false: "143"},
 	"pop3": {true: "995", false: "110"},
+}
+
+// checkSecurity validates auth, tls_pin and insecure_plaintext.
+func (acc *Account) checkSecurity(n Node, merged []Node, plaintextHosts []string) error {
+	switch acc.Auth {
+	case "xoauth2", "oauthbearer":
+		return errAt(n, merged, "auth", "account %s: auth %s needs OAuth2, which this build does not support yet", acc.Name, acc.Auth)
+	case "apop":
+		if acc.Protocol != "pop3" {
+			return errAt(n, merged, "auth", "account %s: auth apop is for POP3 accounts", acc.Name)
+		}
+	}
+	for _, p := range acc.Pins {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(p, "sha256/"))
+		if !strings.HasPrefix(p, "sha256/") || err != nil || len(raw) != sha256.Size {
+			return errAt(n, merged, "tls_pin", "account %s: tls_pin %q is not sha256/BASE64 of a SHA-256 SPKI digest", acc.Name, p)
+		}
+	}
+	if !acc.Plaintext {
+		if len(plaintextHosts) > 0 {
+			return errAt(n, merged, "insecure_plaintext_hosts", "account %s: insecure_plaintext_hosts without insecure_plaintext yes", acc.Name)
+		}
+		return nil
+	}
+	if acc.ImplicitTLS {
+		return errAt(n, merged, "insecure_plaintext", "account %s: insecure_plaintext needs a tcp:// address, not tls://", acc.Name)
+	}
+	if len(acc.Pins) > 0 {
+		return errAt(n, merged, "insecure_plaintext", "account %s: tls_pin and insecure_plaintext contradict each other", acc.Name)
+	}
+	if !isLoopback(acc.Host) && !slices.Contains(plaintextHosts, acc.Host) {
+		return errAt(n, merged, "insecure_plaintext", "account %s: insecure_plaintext is refused for %s, which is not loopback; "+
+			"list it in insecure_plaintext_hosts if you really mean to send the password unencrypted", acc.Name, acc.Host)
+	}
+	acc.Warnings = append(acc.Warnings, fmt.Sprintf("insecure_plaintext: the password and all mail for %s cross the network unencrypted", acc.Host))
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // configHash digests the account's directives but its secrets.

@@ -167,6 +167,13 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate across blocks", "remote_pull {\n    account a {\n" + base + "    }\n}\nremote_pull {\n    account a {\n" + base + "    }\n}", `test.conf:11: duplicate account name "a"`},
 		{"account without name", "remote_pull {\n    account {\n" + base + "    }\n}", "test.conf:2: account takes exactly one name"},
 		{"folders on POP3", account("        pop3 tls://h:995\n        username u\n        password p\n        rcpt_to a@example.org\n        reject\n        folders INBOX Archive"), "test.conf:8: account a: POP3 has a single mailbox"},
+		{"bad tls_pin", account(base + "        tls_pin sha1/abc"), "test.conf:8: account a: tls_pin"},
+		{"plaintext to a remote host", account("        imap tcp://mail.example.net:143\n        username u\n        password p\n        rcpt_to a@example.org\n        reject\n        insecure_plaintext yes"), "test.conf:8: account a: insecure_plaintext is refused for mail.example.net"},
+		{"plaintext on tls://", account(base + "        insecure_plaintext yes"), "needs a tcp:// address"},
+		{"plaintext hosts alone", account(base + "        insecure_plaintext_hosts h"), "insecure_plaintext_hosts without insecure_plaintext yes"},
+		{"apop on IMAP", account(base + "        auth apop"), "auth apop is for POP3 accounts"},
+		{"oauth not yet", account(base + "        auth xoauth2"), "needs OAuth2"},
+		{"bad auth", account(base + "        auth kerberos"), "test.conf:8:"},
 		{"bad max_parallel", "remote_pull {\n    max_parallel 0\n    account a {\n" + base + "    }\n}", "test.conf:2: max_parallel must be a positive number"},
 	}
 	for _, tc := range tests {
@@ -215,5 +222,38 @@ func TestPasswordFileRelativeToStateDir(t *testing.T) {
 	}
 	if err := pw.Reload(); err != nil || pw.Value() != "second" {
 		t.Fatalf("after Reload: %q, %v", pw.Value(), err)
+	}
+}
+
+func TestParseSecurity(t *testing.T) {
+	b, err := parse(t, `remote_pull {
+    account lan {
+        pop3 tcp://mail.lan:110
+        username u
+        password p
+        rcpt_to a@example.org
+        reject
+        insecure_plaintext yes
+        insecure_plaintext_hosts mail.lan
+        auth apop
+    }
+    account pinned {
+        imap tls://imap.example.com
+        username u
+        password p
+        rcpt_to a@example.org
+        reject
+        tls_pin sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=
+    }
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lan, pinned := b.Accounts[0], b.Accounts[1]
+	if !lan.Plaintext || lan.Auth != "apop" || len(lan.Warnings) != 1 || !strings.Contains(lan.Warnings[0], "unencrypted") {
+		t.Errorf("lan: plaintext %v, auth %q, warnings %q", lan.Plaintext, lan.Auth, lan.Warnings)
+	}
+	if pinned.Auth != "auto" || len(pinned.Pins) != 1 || pinned.Plaintext {
+		t.Errorf("pinned: %+v", pinned)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -160,3 +161,32 @@ func DescribeTLS(cs tls.ConnectionState) []string {
 	}
 	return out
 }
+
+// VerifyPins returns a tls.Config.VerifyConnection function that accepts
+// the connection only if the server's leaf certificate has one of the
+// given SHA-256 SPKI pins ("sha256/BASE64", as in HPKP and curl's
+// --pinnedpubkey). It runs after, and in addition to, the normal chain and
+// host name verification.
+func VerifyPins(pins []string) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tls_pin: the server sent no certificate")
+		}
+		sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+		got := "sha256/" + base64.StdEncoding.EncodeToString(sum[:])
+		for _, p := range pins {
+			if p == got {
+				return nil
+			}
+		}
+		return fmt.Errorf("tls_pin: the server's key %s matches no configured pin", got)
+	}
+}
+
+// Auth mechanisms an account may ask for (the auth directive).
+const (
+	AuthAuto  = "auto"  // AUTH PLAIN where offered, else LOGIN (IMAP) or USER/PASS (POP3)
+	AuthPlain = "plain" // SASL PLAIN only
+	AuthLogin = "login" // IMAP LOGIN command, or POP3 USER/PASS
+	AuthAPOP  = "apop"  // POP3 APOP
+)

@@ -35,7 +35,14 @@ type Config struct {
 	Port        string
 	ImplicitTLS bool        // tls://; otherwise STARTTLS is mandatory
 	TLS         *tls.Config // verification settings; ServerName is set here
-	Username    string
+	// Plaintext: no TLS at all (insecure_plaintext yes, checked by the
+	// config to be loopback or an explicitly listed host).
+	Plaintext bool
+	// Pins are tls_pin SPKI pins, checked on top of normal verification.
+	Pins []string
+	// Auth is the mechanism to use: source.AuthAuto, AuthPlain, AuthLogin.
+	Auth     string
+	Username string
 	// Password is asked for at every login, so that a reload of a
 	// password file takes effect at the next connection.
 	Password func() (string, error)
@@ -109,7 +116,9 @@ func (u *Upstream) dial(ctx context.Context, opts *imapclient.Options) (*Session
 	opts.TLSConfig = tlsCfg
 
 	err = s.guard(ctx, func() error {
-		if u.cfg.ImplicitTLS {
+		if u.cfg.Plaintext {
+			s.c = imapclient.New(raw, opts)
+		} else if u.cfg.ImplicitTLS {
 			tc := tls.Client(raw, tlsCfg)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return err
@@ -147,6 +156,9 @@ func (u *Upstream) tlsConfig() *tls.Config {
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
+	if len(u.cfg.Pins) > 0 {
+		cfg.VerifyConnection = source.VerifyPins(u.cfg.Pins)
+	}
 	return cfg
 }
 
@@ -156,11 +168,15 @@ func (s *Session) login() error {
 		return err
 	}
 	caps := s.c.Caps()
-	if caps.Has(imap.Cap("AUTH=PLAIN")) {
+	plain := caps.Has(imap.Cap("AUTH=PLAIN"))
+	switch mech := s.cfg.Auth; {
+	case mech == source.AuthPlain && !plain:
+		return &source.AuthError{Err: errors.New("auth plain: the server does not offer AUTH=PLAIN")}
+	case mech == source.AuthPlain || (mech != source.AuthLogin && plain):
 		err = s.c.Authenticate(sasl.NewPlainClient("", s.cfg.Username, pass))
-	} else if caps.Has(imap.CapLoginDisabled) {
-		return &source.AuthError{Err: errors.New("server offers neither AUTH=PLAIN nor LOGIN")}
-	} else {
+	case caps.Has(imap.CapLoginDisabled):
+		return &source.AuthError{Err: errors.New("the server refuses LOGIN (LOGINDISABLED) and auth is not plain")}
+	default:
 		err = s.c.Login(s.cfg.Username, pass).Wait()
 	}
 	var imapErr *imap.Error

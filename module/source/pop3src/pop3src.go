@@ -33,8 +33,14 @@ type Config struct {
 	Port        string
 	ImplicitTLS bool // tls://; otherwise STLS is mandatory
 	TLS         *tls.Config
-	Username    string
-	Password    func() (string, error)
+	// Plaintext: no TLS at all (insecure_plaintext yes).
+	Plaintext bool
+	// Pins are tls_pin SPKI pins, checked on top of normal verification.
+	Pins []string
+	// Auth: source.AuthAuto, AuthPlain, AuthLogin (USER/PASS) or AuthAPOP.
+	Auth     string
+	Username string
+	Password func() (string, error)
 	// Keep: messages stay upstream, which needs UIDL to track them.
 	Keep bool
 	// Timeout bounds each command and each stretch without progress.
@@ -65,6 +71,9 @@ func (u *Upstream) tlsConfig() *tls.Config {
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
+	if len(u.cfg.Pins) > 0 {
+		cfg.VerifyConnection = source.VerifyPins(u.cfg.Pins)
+	}
 	return cfg
 }
 
@@ -79,7 +88,7 @@ func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
 		return nil, err
 	}
 	remote := conn.RemoteAddr()
-	if u.cfg.ImplicitTLS {
+	if u.cfg.ImplicitTLS && !u.cfg.Plaintext {
 		tc := tls.Client(conn, u.tlsConfig())
 		if err := tc.HandshakeContext(cctx); err != nil {
 			conn.Close()
@@ -115,7 +124,7 @@ func (s *Session) setup(ctx context.Context, tlsCfg *tls.Config) error {
 	if err != nil && !isServerErr(err) {
 		return err
 	}
-	if !s.cfg.ImplicitTLS {
+	if !s.cfg.ImplicitTLS && !s.cfg.Plaintext {
 		// STLS is mandatory on tcp://: no credentials on a plain connection.
 		if caps != nil && !caps.Has("STLS") {
 			return errors.New("server does not offer STLS; refusing to log in without TLS")
@@ -135,9 +144,18 @@ func (s *Session) setup(ctx context.Context, tlsCfg *tls.Config) error {
 	if err != nil {
 		return err
 	}
-	if caps != nil && hasSASL(caps, "PLAIN") {
+	plain := caps != nil && hasSASL(caps, "PLAIN")
+	switch mech := s.cfg.Auth; {
+	case mech == source.AuthAPOP:
+		if s.c.APOPTimestamp() == "" {
+			return &source.AuthError{Err: errors.New("auth apop: the server's greeting has no APOP timestamp")}
+		}
+		err = s.c.APOP(ctx, s.cfg.Username, pass)
+	case mech == source.AuthPlain && !plain:
+		return &source.AuthError{Err: errors.New("auth plain: the server does not offer SASL PLAIN")}
+	case mech == source.AuthPlain || (mech != source.AuthLogin && plain):
 		err = s.c.Auth(ctx, sasl.NewPlainClient("", s.cfg.Username, pass))
-	} else {
+	default:
 		err = s.c.Login(ctx, s.cfg.Username, pass)
 	}
 	if err != nil {
