@@ -185,8 +185,8 @@ func VerifyPins(pins []string) func(tls.ConnectionState) error {
 
 // Auth mechanisms an account may ask for (the auth directive).
 const (
-	AuthAuto  = "auto"  // AUTH PLAIN where offered, else LOGIN (IMAP) or USER/PASS (POP3)
+	AuthAuto  = "auto"  // SASL PLAIN where offered, else SASL LOGIN or the LOGIN command (IMAP), USER/PASS (POP3)
 	AuthPlain = "plain" // SASL PLAIN only
-	AuthLogin = "login" // IMAP LOGIN command, or POP3 USER/PASS
+	AuthLogin = "login" // IMAP: SASL LOGIN where offered, else the LOGIN command; POP3: USER/PASS
 	AuthAPOP  = "apop"  // POP3 APOP
 )

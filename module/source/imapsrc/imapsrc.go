@@ -168,14 +168,17 @@ func (s *Session) login() error {
 		return err
 	}
 	caps := s.c.Caps()
-	plain := caps.Has(imap.Cap("AUTH=PLAIN"))
+	plain, saslLogin := caps.Has(imap.Cap("AUTH=PLAIN")), caps.Has(imap.Cap("AUTH=LOGIN"))
+	// auto: SASL PLAIN, else SASL LOGIN, else the LOGIN command.
 	switch mech := s.cfg.Auth; {
 	case mech == source.AuthPlain && !plain:
 		return &source.AuthError{Err: errors.New("auth plain: the server does not offer AUTH=PLAIN")}
 	case mech == source.AuthPlain || (mech != source.AuthLogin && plain):
 		err = s.c.Authenticate(sasl.NewPlainClient("", s.cfg.Username, pass))
+	case saslLogin:
+		err = s.c.Authenticate(sasl.NewLoginClient(s.cfg.Username, pass))
 	case caps.Has(imap.CapLoginDisabled):
-		return &source.AuthError{Err: errors.New("the server refuses LOGIN (LOGINDISABLED) and auth is not plain")}
+		return &source.AuthError{Err: errors.New("the server offers no password login (LOGINDISABLED, no AUTH=PLAIN or AUTH=LOGIN)")}
 	default:
 		err = s.c.Login(s.cfg.Username, pass).Wait()
 	}
