@@ -3,136 +3,107 @@ package pop3
 import (
 	"bufio"
 	"context"
-	"crypto/md5"
 	"crypto/tls"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/emersion/go-sasl"
 )
 
-// Options configures a Client.
+// DefaultTimeout is used when Options.Timeout is zero.
+const DefaultTimeout = 60 * time.Second
+
+// Options configures a Client. The zero value is usable.
 type Options struct {
-	// Timeout is the longest wait for any single read or write, refreshed
-	// on each one (so a long transfer that keeps moving is fine), unless
-	// the context's deadline is sooner. Default 60 s.
+	// Timeout bounds each read and write on the connection when the
+	// operation's context has no sooner deadline. It is refreshed on
+	// every read and write, so it limits stalls, not transfer time.
+	// Zero or negative means DefaultTimeout.
 	Timeout time.Duration
-	// Trace receives the protocol exchange, commands and status lines (not
-	// message bodies), with secrets replaced by "<redacted>".
+
+	// Trace, if set, receives the protocol exchange, one "C: " or "S: "
+	// line per command and reply line. Secrets (the PASS argument, the
+	// APOP digest, AUTH payloads in both directions) are replaced by
+	// "<redacted>", and message bodies are summarised by their size.
 	Trace io.Writer
 }
 
-// MessageInfo is one line of a LIST reply.
-type MessageInfo struct {
-	Num  int
-	Size int64
-}
-
-// MessageUID is one line of a UIDL reply.
-type MessageUID struct {
-	Num int
-	UID string
-}
-
-// Capabilities maps upper-cased CAPA keywords to their arguments.
-type Capabilities map[string][]string
-
-// Has reports whether the server announced the keyword.
-func (c Capabilities) Has(name string) bool {
-	_, ok := c[strings.ToUpper(name)]
-	return ok
-}
-
-// Client is a POP3 session. It is not safe for concurrent use.
+// Client is a POP3 client connection. See the package documentation.
 type Client struct {
-	opts     Options
-	raw      net.Conn // the TCP connection, closed on cancellation
-	conn     net.Conn // raw, or TLS over it after StartTLS
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	greeting string
+	raw     net.Conn // transport under any TLS; closed on cancellation
+	conn    net.Conn // what the protocol is spoken over: raw or TLS
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	timeout time.Duration
+	trace   io.Writer
+	stamp   string
 
-	mu       sync.Mutex
-	deadline time.Time // the current operation's context deadline
-	err      error     // sticky: the stream can no longer be trusted
-	reading  bool      // a Retr body is open
+	// State of the operation in progress, set by begin.
+	ctx context.Context
+	dl  time.Time // ctx's deadline, zero if none
+	// busy is set while an operation, or a Retr reader, owns the
+	// connection; it also stops a RetrEach callback from interleaving
+	// commands with the replies still being read.
+	busy bool
+	// err, once set, is returned by every later operation.
+	err error
 }
 
-// timeoutConn refreshes the deadline before every read and write.
-type timeoutConn struct {
-	net.Conn
-	c *Client
+// timedConn refreshes the connection's deadline before each read and
+// write, so a steady stream never times out but a stalled one does.
+type timedConn struct{ c *Client }
+
+func (t timedConn) Read(p []byte) (int, error) {
+	t.c.conn.SetReadDeadline(t.c.deadline())
+	return t.c.conn.Read(p)
 }
 
-func (t timeoutConn) Read(p []byte) (int, error) {
-	t.Conn.SetReadDeadline(t.c.nextDeadline())
-	return t.Conn.Read(p)
+func (t timedConn) Write(p []byte) (int, error) {
+	t.c.conn.SetWriteDeadline(t.c.deadline())
+	return t.c.conn.Write(p)
 }
 
-func (t timeoutConn) Write(p []byte) (int, error) {
-	t.Conn.SetWriteDeadline(t.c.nextDeadline())
-	return t.Conn.Write(p)
-}
-
-func (c *Client) nextDeadline() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	d := time.Now().Add(c.opts.Timeout)
-	if !c.deadline.IsZero() && c.deadline.Before(d) {
-		d = c.deadline
-	}
-	return d
-}
-
-// NewClient reads the server's greeting on conn (plain or already TLS).
+// NewClient starts a POP3 session on conn, which may already be a
+// *tls.Conn (POP3S, port 995), and reads the server greeting. A -ERR
+// greeting is returned as *Error. On error conn is closed.
 func NewClient(conn net.Conn, opts *Options) (*Client, error) {
-	c := &Client{raw: conn}
-	if opts != nil {
-		c.opts = *opts
+	if opts == nil {
+		opts = &Options{}
 	}
-	if c.opts.Timeout <= 0 {
-		c.opts.Timeout = 60 * time.Second
+	c := &Client{
+		raw:     conn,
+		conn:    conn,
+		timeout: opts.Timeout,
+		trace:   opts.Trace,
 	}
-	c.setConn(conn)
-	line, err := c.readLine()
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
+		c.raw = tc.NetConn()
+	}
+	c.br = bufio.NewReaderSize(timedConn{c}, 32<<10)
+	c.bw = bufio.NewWriterSize(timedConn{c}, 4<<10)
+
+	text, err := c.readOK()
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	kind, text, ok := parseStatus(line)
-	switch {
-	case !ok:
-		c.Close()
-		return nil, protoErr("bad greeting", line)
-	case kind == replyErr:
-		c.Close()
-		return nil, parseErr(text)
-	case kind != replyOK:
-		c.Close()
-		return nil, protoErr("bad greeting", line)
-	}
-	c.greeting = text
+	c.stamp = apopTimestamp(text)
 	return c, nil
 }
 
-func (c *Client) setConn(conn net.Conn) {
-	c.conn = conn
-	c.br = bufio.NewReaderSize(timeoutConn{conn, c}, 32<<10)
-	c.bw = bufio.NewWriterSize(timeoutConn{conn, c}, 4<<10)
+// APOPTimestamp returns the "<...@...>" timestamp from the greeting,
+// or "" if there was none (and so APOP cannot be used).
+func (c *Client) APOPTimestamp() string {
+	return c.stamp
 }
 
-// APOPTimestamp is the greeting's timestamp for APOP, "" if it has none.
-func (c *Client) APOPTimestamp() string { return apopTimestamp(c.greeting) }
-
-// TLSConnectionState reports the TLS state, if the connection is TLS.
+// TLSConnectionState returns the TLS state if the connection is TLS, either
+// from the start or after StartTLS.
 func (c *Client) TLSConnectionState() (tls.ConnectionState, bool) {
 	if tc, ok := c.conn.(*tls.Conn); ok {
 		return tc.ConnectionState(), true
@@ -140,510 +111,377 @@ func (c *Client) TLSConnectionState() (tls.ConnectionState, bool) {
 	return tls.ConnectionState{}, false
 }
 
-// Close drops the connection without QUIT: the server rolls back every
-// DELE of the session.
-func (c *Client) Close() error {
-	c.mu.Lock()
-	if c.err == nil {
-		c.err = net.ErrClosed
-	}
-	c.mu.Unlock()
-	return c.raw.Close()
-}
+var errBusy = errors.New("pop3: connection busy: a message reader is still open, or called from a RetrEach callback")
 
-// op brackets one operation: it refuses to start on a broken session,
-// applies ctx's deadline, and closes the connection if ctx is cancelled.
-// end marks the session broken after any error that leaves the stream out
-// of step (everything but a -ERR reply).
-func (c *Client) op(ctx context.Context) (end func(*error), err error) {
-	c.mu.Lock()
+// begin starts an operation under ctx. The returned end must be called
+// when the operation no longer uses the connection.
+func (c *Client) begin(ctx context.Context) (end func(), err error) {
 	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return nil, fmt.Errorf("pop3: session unusable: %w", err)
+		return nil, c.err
 	}
-	if c.reading {
-		c.mu.Unlock()
-		return nil, errors.New("pop3: a message body is still open")
+	if c.busy {
+		return nil, errBusy
 	}
-	c.deadline, _ = ctx.Deadline()
-	c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pop3: %w", err)
+	}
+	c.busy = true
+	c.ctx = ctx
+	c.dl, _ = ctx.Deadline()
+	// Closing the transport is the only way to unblock a read or write
+	// at once; the session is lost either way.
 	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
-	return func(errp *error) {
+	return func() {
 		if !stop() {
-			*errp = fmt.Errorf("pop3: %w", context.Cause(ctx))
+			c.fail(ctx.Err())
 		}
-		var perr *Error
-		var ferr *fnError
-		if *errp != nil && !errors.As(*errp, &perr) && !errors.As(*errp, &ferr) {
-			c.mu.Lock()
-			if c.err == nil {
-				c.err = *errp
-			}
-			c.mu.Unlock()
-			c.raw.Close()
-		}
+		c.busy = false
+		c.ctx = nil
+		c.dl = time.Time{}
 	}, nil
 }
 
-func (c *Client) trace(dir, line string) {
-	if c.opts.Trace != nil {
-		fmt.Fprintf(c.opts.Trace, "%s %s\n", dir, line)
+func (c *Client) deadline() time.Time {
+	d := time.Now().Add(c.timeout)
+	if !c.dl.IsZero() && c.dl.Before(d) {
+		d = c.dl
 	}
+	return d
 }
 
-// send writes one command line; shown is what the trace gets instead of
-// line when line holds a secret.
-func (c *Client) send(line, shown string) error {
-	if shown == "" {
-		shown = line
+// fail makes err the client's sticky error, closes the connection and
+// returns the error as callers should see it: context errors take
+// precedence over the I/O error they caused, and io.EOF becomes
+// io.ErrUnexpectedEOF because no reply may end a session early.
+func (c *Client) fail(err error) error {
+	if c.err != nil {
+		return c.err
 	}
-	c.trace("C:", shown)
-	if _, err := c.bw.WriteString(line + "\r\n"); err != nil {
-		return err
-	}
-	return nil
-}
-
-func (c *Client) flush() error { return c.bw.Flush() }
-
-func (c *Client) readLine() (string, error) {
-	line, err := readLine(c.br, maxLine)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return line, err
-}
-
-// status reads a status line: the text after +OK, or an *Error for -ERR.
-func (c *Client) status() (string, error) {
-	line, err := c.readLine()
-	if err != nil {
-		return "", err
-	}
-	c.trace("S:", line)
-	kind, text, ok := parseStatus(line)
 	switch {
-	case !ok || kind == replyCont:
-		return "", protoErr("bad status line", line)
-	case kind == replyErr:
-		return "", parseErr(text)
+	case c.ctx != nil && c.ctx.Err() != nil:
+		err = fmt.Errorf("pop3: %w", c.ctx.Err())
+	case !c.dl.IsZero() && !time.Now().Before(c.dl):
+		// The conn deadline fired a moment before ctx noticed.
+		err = fmt.Errorf("pop3: %w", context.DeadlineExceeded)
+	case err == nil:
+		err = errors.New("pop3: connection lost")
+	case errors.Is(err, io.EOF):
+		err = fmt.Errorf("pop3: connection closed by server: %w", io.ErrUnexpectedEOF)
+	case !strings.HasPrefix(err.Error(), "pop3:"):
+		err = fmt.Errorf("pop3: %w", err)
 	}
-	return text, nil
+	c.err = err
+	c.raw.Close()
+	return err
 }
 
-// simple runs a one-line command with a one-line reply.
-func (c *Client) simple(ctx context.Context, line, shown string) (text string, err error) {
-	end, err := c.op(ctx)
-	if err != nil {
-		return "", err
+// Close closes the connection without QUIT. The server does not enter the
+// UPDATE state, so messages marked with Dele are not deleted.
+func (c *Client) Close() error {
+	if c.err == nil {
+		c.err = net.ErrClosed
 	}
-	defer end(&err)
-	if err := c.send(line, shown); err != nil {
-		return "", err
-	}
-	if err := c.flush(); err != nil {
-		return "", err
-	}
-	return c.status()
+	// Close the transport, not a TLS layer: a close_notify could block
+	// on a stalled peer.
+	return c.raw.Close()
 }
 
-// multi runs a command whose +OK reply is followed by a listing; each line
-// (dot-unstuffed, without its line ending) goes to fn.
-func (c *Client) multi(ctx context.Context, line string, fn func(string) error) (err error) {
-	end, err := c.op(ctx)
-	if err != nil {
-		return err
-	}
-	defer end(&err)
-	if err := c.send(line, ""); err != nil {
-		return err
-	}
-	if err := c.flush(); err != nil {
-		return err
-	}
-	if _, err := c.status(); err != nil {
-		return err
-	}
-	lines := bufio.NewReaderSize(newDotReader(c.br), 4096)
-	for count := 0; ; count++ {
-		l, err := readLine(lines, maxLine)
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if count >= maxEntries {
-			return protoErr("listing too long", l)
-		}
-		if err := fn(l); err != nil {
-			// Keep the stream in step: read the listing to its end.
-			io.Copy(io.Discard, lines)
-			return err
-		}
+func (c *Client) tracef(format string, args ...any) {
+	if c.trace != nil {
+		fmt.Fprintf(c.trace, format+"\n", args...)
 	}
 }
 
-// Capa asks for the capabilities (RFC 2449). A server without CAPA answers
-// -ERR: the error then wraps ErrNoCapa.
-func (c *Client) Capa(ctx context.Context) (Capabilities, error) {
-	caps := Capabilities{}
-	err := c.multi(ctx, "CAPA", func(l string) error {
-		f := fields(l)
-		if len(f) > 0 {
-			caps[strings.ToUpper(f[0])] = f[1:]
-		}
-		return nil
-	})
-	var perr *Error
-	if errors.As(err, &perr) {
-		return nil, fmt.Errorf("%w: %v", ErrNoCapa, perr)
+// writeCmd buffers one command line. If redacted is not "", it is traced
+// instead of line.
+func (c *Client) writeCmd(line, redacted string) error {
+	if strings.ContainsAny(line, "\r\n\x00") {
+		// Refuse rather than let an argument inject a command.
+		return errors.New("pop3: CR, LF or NUL in command argument")
 	}
-	return caps, err
-}
-
-// StartTLS issues STLS (RFC 2595) and performs the TLS handshake; the
-// session then continues over TLS. Run Capa again afterwards.
-func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) (err error) {
-	if _, err := c.simple(ctx, "STLS", ""); err != nil {
-		return err
+	if redacted != "" {
+		c.tracef("C: %s", redacted)
+	} else {
+		c.tracef("C: %s", line)
 	}
-	end, err := c.op(ctx)
-	if err != nil {
-		return err
-	}
-	defer end(&err)
-	if c.br.Buffered() > 0 {
-		// Data after +OK and before the handshake: an injection attempt.
-		return protoErr("data after STLS reply", "")
-	}
-	tc := tls.Client(timeoutConn{c.raw, c}, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return err
-	}
-	c.setConn(tc)
+	c.bw.WriteString(line)
+	c.bw.WriteString("\r\n")
 	return nil
 }
 
-// Login authenticates with USER and PASS.
-func (c *Client) Login(ctx context.Context, user, pass string) error {
-	if _, err := c.simple(ctx, "USER "+user, ""); err != nil {
-		return err
+func (c *Client) flush() error {
+	if err := c.bw.Flush(); err != nil {
+		return c.fail(err)
 	}
-	_, err := c.simple(ctx, "PASS "+pass, "PASS <redacted>")
-	return err
+	return nil
 }
 
-// APOP authenticates with the digest of the greeting's timestamp and the
-// shared secret (RFC 1939 section 7).
-func (c *Client) APOP(ctx context.Context, user, secret string) error {
-	ts := c.APOPTimestamp()
-	if ts == "" {
-		return errors.New("pop3: the server's greeting has no APOP timestamp")
+// readReply reads a status line. A -ERR is returned as *Error and leaves
+// the client usable; anything else that is not +OK (or a "+ "
+// continuation, if cont) is fatal.
+func (c *Client) readReply(cont bool) (kind int, text string, err error) {
+	line, err := readLine(c.br, maxLine)
+	if err != nil {
+		return 0, "", c.fail(err)
 	}
-	sum := md5.Sum([]byte(ts + secret))
-	_, err := c.simple(ctx, "APOP "+user+" "+hex.EncodeToString(sum[:]), "APOP "+user+" <redacted>")
-	return err
+	kind, text, ok := parseStatus(line)
+	if !ok || (kind == replyCont && !cont) {
+		return 0, "", c.fail(protoErr("bad status line", line))
+	}
+	if kind == replyCont && c.trace != nil {
+		c.tracef("S: + <redacted>")
+	} else {
+		c.tracef("S: %s", line)
+	}
+	if kind == replyErr {
+		return kind, text, parseErr(text)
+	}
+	return kind, text, nil
 }
 
-// Auth authenticates with a SASL mechanism (RFC 5034).
-func (c *Client) Auth(ctx context.Context, mech sasl.Client) (err error) {
-	end, err := c.op(ctx)
+// readOK reads a +OK/-ERR status line and returns the text after +OK.
+func (c *Client) readOK() (string, error) {
+	_, text, err := c.readReply(false)
+	return text, err
+}
+
+// cmd runs a command with a single-line reply.
+func (c *Client) cmd(ctx context.Context, line, redacted string) (string, error) {
+	end, err := c.begin(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
-	defer end(&err)
-	name, ir, err := mech.Start()
-	if err != nil {
-		return err
-	}
-	line := "AUTH " + name
-	if ir != nil {
-		enc := "="
-		if len(ir) > 0 {
-			enc = base64.StdEncoding.EncodeToString(ir)
-		}
-		line += " " + enc
-	}
-	if err := c.send(line, "AUTH "+name+" <redacted>"); err != nil {
-		return err
+	defer end()
+	if err := c.writeCmd(line, redacted); err != nil {
+		return "", err
 	}
 	if err := c.flush(); err != nil {
-		return err
+		return "", err
 	}
+	return c.readOK()
+}
+
+// readListing reads the lines of a multi-line reply after its +OK and
+// calls fn for each non-empty line. If fn fails, the rest of the listing
+// is still consumed so the connection stays usable.
+func (c *Client) readListing(fn func(line string) error) error {
+	lr := bufio.NewReaderSize(newDotReader(c.br), 4<<10)
+	var first error
+	entries := 0
 	for {
-		l, err := c.readLine()
+		line, err := readLine(lr, maxLine)
+		if err == io.EOF {
+			c.tracef("S: .")
+			return first
+		}
 		if err != nil {
-			return err
+			return c.fail(err)
 		}
-		kind, text, ok := parseStatus(l)
-		if !ok {
-			return protoErr("bad AUTH reply", l)
+		if first == nil {
+			c.tracef("S: %s", line)
 		}
-		switch kind {
-		case replyOK:
-			c.trace("S:", l)
-			return nil
-		case replyErr:
-			c.trace("S:", l)
-			return parseErr(text)
+		if strings.TrimSpace(line) == "" {
+			continue
 		}
-		c.trace("S:", "+ <redacted>")
-		challenge, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
-		if err != nil {
-			return c.cancelAuth(protoErr("bad SASL challenge", text))
+		if entries++; entries > maxEntries {
+			return c.fail(fmt.Errorf("%w: listing longer than %d lines", ErrProtocol, maxEntries))
 		}
-		resp, err := mech.Next(challenge)
-		if err != nil {
-			return c.cancelAuth(err)
-		}
-		if err := c.send(base64.StdEncoding.EncodeToString(resp), "<redacted>"); err != nil {
-			return err
-		}
-		if err := c.flush(); err != nil {
-			return err
+		if first == nil {
+			first = fn(line)
 		}
 	}
 }
 
-// cancelAuth sends "*" and reads the server's -ERR, keeping the session in
-// step, then returns cause as a server-side failure.
-func (c *Client) cancelAuth(cause error) error {
-	if err := c.send("*", ""); err != nil {
-		return err
+// Capabilities is a CAPA reply (RFC 2449): upper-cased capability keyword
+// to its arguments, e.g. "SASL" -> ["PLAIN", "XOAUTH2"].
+type Capabilities map[string][]string
+
+// Has reports whether the capability name (any case) was advertised.
+func (caps Capabilities) Has(name string) bool {
+	_, ok := caps[strings.ToUpper(name)]
+	return ok
+}
+
+// Capa asks for the server's capabilities. Servers that predate RFC 2449
+// answer -ERR; then the error wraps both ErrNoCapa and the *Error, and
+// plain RFC 1939 commands (Login, Stat, ...) still work.
+func (c *Client) Capa(ctx context.Context) (Capabilities, error) {
+	end, err := c.begin(ctx)
+	if err != nil {
+		return nil, err
 	}
+	defer end()
+	c.writeCmd("CAPA", "")
 	if err := c.flush(); err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := c.status(); err != nil {
+	if _, err := c.readOK(); err != nil {
 		var perr *Error
 		if errors.As(err, &perr) {
-			return &Error{Code: perr.Code, Text: "authentication cancelled: " + cause.Error()}
+			return nil, fmt.Errorf("%w: %w", ErrNoCapa, perr)
 		}
-		return err
+		return nil, err
 	}
-	return protoErr("server accepted a cancelled AUTH", "")
+	caps := Capabilities{}
+	err = c.readListing(func(line string) error {
+		f := fields(line)
+		caps[strings.ToUpper(f[0])] = f[1:]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return caps, nil
 }
 
-// Stat returns the number of messages and their total size.
-func (c *Client) Stat(ctx context.Context) (int, int64, error) {
-	text, err := c.simple(ctx, "STAT", "")
+// StartTLS sends STLS (RFC 2595) and runs the TLS handshake with cfg; from
+// then on the client speaks TLS. cfg must name the server (ServerName) or
+// the handshake fails. Capabilities may change under TLS, so call Capa
+// again. A failed handshake leaves the client unusable.
+func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) error {
+	if _, ok := c.conn.(*tls.Conn); ok {
+		return errors.New("pop3: TLS is already active")
+	}
+	end, err := c.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	c.writeCmd("STLS", "")
+	if err := c.flush(); err != nil {
+		return err
+	}
+	if _, err := c.readOK(); err != nil {
+		return err
+	}
+	// Bytes that arrived before the handshake were sent in plaintext and
+	// would be read as if they came over TLS (CVE-2011-0411 style
+	// injection), so refuse them.
+	if c.br.Buffered() > 0 {
+		return c.fail(fmt.Errorf("%w: data after STLS reply before TLS handshake", ErrProtocol))
+	}
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	tc := tls.Client(c.raw, cfg.Clone())
+	c.raw.SetDeadline(c.deadline())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return c.fail(fmt.Errorf("pop3: TLS handshake: %w", err))
+	}
+	c.conn = tc
+	return nil
+}
+
+// Login authenticates with USER and PASS (RFC 1939 section 7). This sends
+// the password as is; use it only over TLS unless the caller has decided
+// otherwise. A rejection is returned as *Error, often with Code "AUTH",
+// "IN-USE" or "LOGIN-DELAY".
+func (c *Client) Login(ctx context.Context, user, pass string) error {
+	if _, err := c.cmd(ctx, "USER "+user, ""); err != nil {
+		return err
+	}
+	_, err := c.cmd(ctx, "PASS "+pass, "PASS <redacted>")
+	return err
+}
+
+// Stat returns the number of messages in the maildrop and their total size
+// in octets.
+func (c *Client) Stat(ctx context.Context) (count int, size int64, err error) {
+	text, err := c.cmd(ctx, "STAT", "")
 	if err != nil {
 		return 0, 0, err
 	}
 	return parseStat(text)
 }
 
-// List returns the number and size of every message.
+// MessageInfo is one entry of a LIST reply.
+type MessageInfo struct {
+	Num  int   // message number, valid for this session only
+	Size int64 // size in octets as the server counts it (CRLF line endings)
+}
+
+// List returns the number and size of every message not marked deleted.
 func (c *Client) List(ctx context.Context) ([]MessageInfo, error) {
 	var out []MessageInfo
-	err := c.multi(ctx, "LIST", func(l string) error {
-		mi, err := parseScan(l)
-		if err == nil {
-			out = append(out, mi)
-		}
+	err := c.listCmd(ctx, "LIST", func(line string) error {
+		mi, err := parseScan(line)
+		out = append(out, mi)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// UIDL returns every message's unique ID. A server without UIDL answers
-// -ERR: the error is then an *Error.
+// MessageUID is one entry of a UIDL reply.
+type MessageUID struct {
+	Num int    // message number, valid for this session only
+	UID string // unique-id, stable across sessions
+}
+
+// UIDL returns the unique-id of every message not marked deleted. A server
+// without UIDL answers -ERR, returned as *Error; the client stays usable.
 func (c *Client) UIDL(ctx context.Context) ([]MessageUID, error) {
 	var out []MessageUID
-	err := c.multi(ctx, "UIDL", func(l string) error {
-		mu, err := parseUID(l)
-		if err == nil {
-			out = append(out, mu)
-		}
+	err := c.listCmd(ctx, "UIDL", func(line string) error {
+		mu, err := parseUID(line)
+		out = append(out, mu)
 		return err
 	})
-	return out, err
-}
-
-// Retr starts streaming message num. The reader ends at the message's end;
-// Close drains what is left so the session can go on. No other command may
-// run while it is open.
-func (c *Client) Retr(ctx context.Context, num int) (io.ReadCloser, error) {
-	end, err := c.op(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.send("RETR "+strconv.Itoa(num), ""); err == nil {
-		if err = c.flush(); err == nil {
-			_, err = c.status()
-		}
-	}
-	if err != nil {
-		end(&err)
-		return nil, err
-	}
-	c.mu.Lock()
-	c.reading = true
-	c.mu.Unlock()
-	return &body{c: c, r: newDotReader(c.br), end: end}, nil
+	return out, nil
 }
 
-// body is an open RETR reply.
-type body struct {
-	c      *Client
-	r      *dotReader
-	end    func(*error)
-	closed bool
-}
-
-func (b *body) Read(p []byte) (int, error) {
-	if b.closed {
-		return 0, errors.New("pop3: read from a closed message body")
-	}
-	return b.r.Read(p)
-}
-
-func (b *body) Close() error {
-	if b.closed {
-		return nil
-	}
-	b.closed = true
-	_, err := io.Copy(io.Discard, b.r)
-	b.c.mu.Lock()
-	b.c.reading = false
-	b.c.mu.Unlock()
-	b.end(&err)
-	return err
-}
-
-// pipelineWindow is how many commands are sent ahead of their replies.
-// They are a few bytes each, far below what socket buffers hold, so
-// writing them can never block on the replies we have not read yet.
-const pipelineWindow = 64
-
-// RetrEach retrieves the messages nums in order and calls fn with each
-// body, which fn may read in part or not at all (the rest is drained).
-// With pipelining the RETR commands go out ahead of their replies, so a
-// batch costs about one round trip instead of one per message.
-//
-// A -ERR for a message (deleted meanwhile, say) does not stop the others:
-// it is returned in failed. If fn returns an error, RetrEach calls fn no
-// more, reads the replies already asked for so the session stays usable,
-// and returns that error.
-func (c *Client) RetrEach(ctx context.Context, nums []int, pipelining bool, fn func(num int, body io.Reader) error) (failed map[int]error, err error) {
-	end, err := c.op(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer end(&err)
-	window := 1
-	if pipelining {
-		window = pipelineWindow
-	}
-	sent := 0
-	var fnErr error
-	for i := 0; i < len(nums); {
-		// Keep up to window commands outstanding.
-		for sent < len(nums) && sent-i < window && fnErr == nil {
-			if err := c.send("RETR "+strconv.Itoa(nums[sent]), ""); err != nil {
-				return failed, err
-			}
-			sent++
-		}
-		if err := c.flush(); err != nil {
-			return failed, err
-		}
-		if i >= sent {
-			break // fn failed and every reply asked for is read
-		}
-		num := nums[i]
-		i++
-		if _, err := c.status(); err != nil {
-			var perr *Error
-			if !errors.As(err, &perr) {
-				return failed, err
-			}
-			if failed == nil {
-				failed = map[int]error{}
-			}
-			failed[num] = perr
-			continue
-		}
-		r := newDotReader(c.br)
-		if fnErr == nil {
-			fnErr = fn(num, r)
-		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return failed, err
-		}
-	}
-	if fnErr != nil {
-		// fn's error does not break the session.
-		return failed, &fnError{fnErr}
-	}
-	return failed, nil
-}
-
-// fnError carries a caller's error through op's bookkeeping without
-// marking the session broken.
-type fnError struct{ err error }
-
-func (e *fnError) Error() string { return e.err.Error() }
-func (e *fnError) Unwrap() error { return e.err }
-
-// Dele marks messages for deletion, pipelined when allowed. The server
-// deletes them only when the session ends with a successful Quit. The
-// first -ERR is returned after every reply was read.
-func (c *Client) Dele(ctx context.Context, nums []int, pipelining bool) (err error) {
-	end, err := c.op(ctx)
+func (c *Client) listCmd(ctx context.Context, cmd string, fn func(string) error) error {
+	end, err := c.begin(ctx)
 	if err != nil {
 		return err
 	}
-	defer end(&err)
-	window := 1
-	if pipelining {
-		window = pipelineWindow
+	defer end()
+	c.writeCmd(cmd, "")
+	if err := c.flush(); err != nil {
+		return err
 	}
-	var first error
-	for start := 0; start < len(nums); start += window {
-		batch := nums[start:min(start+window, len(nums))]
-		for _, n := range batch {
-			if err := c.send("DELE "+strconv.Itoa(n), ""); err != nil {
-				return err
-			}
-		}
-		if err := c.flush(); err != nil {
-			return err
-		}
-		for range batch {
-			if _, err := c.status(); err != nil {
-				var perr *Error
-				if !errors.As(err, &perr) {
-					return err
-				}
-				if first == nil {
-					first = err
-				}
-			}
-		}
+	if _, err := c.readOK(); err != nil {
+		return err
 	}
-	return first
+	return c.readListing(fn)
 }
 
-// Rset unmarks every message marked for deletion in this session.
+// Rset unmarks all messages marked deleted in this session.
 func (c *Client) Rset(ctx context.Context) error {
-	_, err := c.simple(ctx, "RSET", "")
+	_, err := c.cmd(ctx, "RSET", "")
 	return err
 }
 
-// Noop does nothing but prove the connection alive.
+// Noop does nothing; useful to check the connection is alive.
 func (c *Client) Noop(ctx context.Context) error {
-	_, err := c.simple(ctx, "NOOP", "")
+	_, err := c.cmd(ctx, "NOOP", "")
 	return err
 }
 
-// Quit ends the session. Only a +OK to QUIT commits the session's
-// deletions (the UPDATE state of RFC 1939); the connection is closed
-// either way.
+// Quit sends QUIT and closes the connection, whatever happens. Only a +OK
+// reply means the server entered the UPDATE state and removed the messages
+// marked by Dele; on any error the deletions may not have happened (a
+// -ERR, e.g. [SYS/TEMP], says some were not). Retrieved messages whose
+// deletion did not commit will be offered again next session.
 func (c *Client) Quit(ctx context.Context) error {
-	_, err := c.simple(ctx, "QUIT", "")
-	c.Close()
+	defer c.closeGracefully()
+	_, err := c.cmd(ctx, "QUIT", "")
 	return err
+}
+
+func (c *Client) closeGracefully() {
+	if c.err == nil {
+		c.err = net.ErrClosed
+		if tc, ok := c.conn.(*tls.Conn); ok {
+			// Bound the close_notify write.
+			tc.SetWriteDeadline(time.Now().Add(time.Second))
+			tc.Close()
+		}
+	}
+	c.raw.Close()
 }

@@ -3,9 +3,14 @@ package pop3
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
 )
 
 // stuffForTest frames data as a POP3 multi-line reply: dot-stuffed, a CRLF
@@ -84,6 +89,7 @@ func FuzzReplyParser(f *testing.F) {
 		"+OK 2 320\r\n", "-ERR [IN-USE] locked\r\n", "-ERR [SYS/TEMP\r\n", "+ \r\n", "+OK <1.2@x> ready\r\n",
 		"1 120\r\n2 200 extra\r\n.\r\n", "1 whqtswO00WBw418f9t5JxYwZ\r\n.\r\n", "99999999999999999999 1\r\n",
 		"-1 5\r\n", "1\r\n", "\x00\xff\r\n", "SASL PLAIN\r\nPIPELINING\r\n.\r\n",
+		"+OK <1.2@h>\r\n+OK\r\nTOP\r\n.\r\n+OK 1 5\r\n+OK\r\n1 5\r\n.\r\n+OK\r\n1 u1\r\n.\r\n+OK\r\n..a\r\n.\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -110,5 +116,48 @@ func FuzzReplyParser(f *testing.F) {
 			}
 			_ = apopTimestamp(line)
 		}
+
+		// The same bytes as a whole server transcript, read by a client
+		// running every command: any error is fine, a panic or a hang
+		// is not, and accepted listings must be sane.
+		c, err := NewClient(&scriptConn{r: bytes.NewReader(data)}, nil)
+		if err != nil {
+			return
+		}
+		ctx := context.Background()
+		c.Capa(ctx)
+		c.Stat(ctx)
+		if list, err := c.List(ctx); err == nil {
+			for _, mi := range list {
+				if mi.Num < 1 || mi.Size < 0 {
+					t.Fatalf("List accepted %+v", mi)
+				}
+			}
+		}
+		c.UIDL(ctx)
+		if r, err := c.Retr(ctx, 1); err == nil {
+			io.Copy(io.Discard, r)
+			r.Close()
+		}
+		c.RetrEach(ctx, []int{1, 2, 3}, true, func(num int, body io.Reader) error {
+			_, err := io.Copy(io.Discard, body)
+			return err
+		})
+		c.Auth(ctx, sasl.NewPlainClient("", "u", "p"))
+		c.Dele(ctx, []int{1, 2}, true)
+		c.Quit(ctx)
 	})
 }
+
+// scriptConn is a net.Conn that replays a server transcript and swallows
+// what the client writes.
+type scriptConn struct{ r io.Reader }
+
+func (s *scriptConn) Read(p []byte) (int, error)       { return s.r.Read(p) }
+func (s *scriptConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (s *scriptConn) Close() error                     { return nil }
+func (s *scriptConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (s *scriptConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (s *scriptConn) SetDeadline(time.Time) error      { return nil }
+func (s *scriptConn) SetReadDeadline(time.Time) error  { return nil }
+func (s *scriptConn) SetWriteDeadline(time.Time) error { return nil }

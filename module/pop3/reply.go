@@ -137,7 +137,7 @@ func parseNum(s string) (int64, bool) {
 // parseMsgNum parses a message number, which RFC 1939 makes 1-based.
 func parseMsgNum(s string) (int, bool) {
 	n, ok := parseNum(s)
-	if !ok || n < 1 || n > int64(^uint(0)>>1) || n > 1<<31-1 {
+	if !ok || n < 1 || n > 1<<31-1 {
 		return 0, false
 	}
 	return int(n), true
