@@ -14,6 +14,7 @@ import (
 
 	"remote_pull/module/config"
 	"remote_pull/module/ledger"
+	"remote_pull/module/oauth"
 	"remote_pull/module/source"
 )
 
@@ -29,27 +30,19 @@ func LedgerPath() string {
 // read-only and the ledger is only read. blocks are the remote_pull blocks
 // of the configuration, parsed with modules registered and module.NoRun set.
 func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[string]interface{}, name string, out io.Writer) error {
-	var acc *config.Account
-	seen := map[string]maddycfg.Node{}
-	for _, b := range blocks {
-		parsed, err := config.Parse(b, globals, seen)
-		if err != nil {
-			return err
-		}
-		for _, a := range parsed.Accounts {
-			if a.Name == name {
-				acc = a
-			}
-		}
-	}
-	if acc == nil {
-		return fmt.Errorf("no account %q in the configuration", name)
+	acc, err := FindAccount(blocks, globals, name)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "account %s: %s %s:%s (%s)\n", acc.Name, acc.Protocol, acc.Host, acc.Port, tlsMode(acc))
 
-	up := newUpstream(acc, log.Logger{Name: "remote_pull/" + acc.Name, Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })})
+	var tokens *oauth.Tokens
+	quiet := log.Logger{Name: "remote_pull/" + acc.Name, Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })}
+	if acc.OAuth2 != nil {
+		tokens = newTokens(acc, quiet)
+	}
+	up := newUpstream(acc, tokens, log.Logger{Name: "remote_pull/" + acc.Name, Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })})
 	var sess source.Session
-	var err error
 	if ro, ok := up.(source.ReadOnlyConnector); ok {
 		sess, err = ro.ConnectReadOnly(ctx)
 	} else {
@@ -81,6 +74,23 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// FindAccount parses the remote_pull blocks and returns the named account.
+func FindAccount(blocks []maddycfg.Node, globals map[string]interface{}, name string) (*config.Account, error) {
+	seen := map[string]maddycfg.Node{}
+	for _, b := range blocks {
+		parsed, err := config.Parse(b, globals, seen)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range parsed.Accounts {
+			if a.Name == name {
+				return a, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no account %q in the configuration", name)
 }
 
 func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess source.Session, ldg *ledger.Ledger, folder string) error {

@@ -15,11 +15,13 @@ import (
 	"github.com/foxcpp/maddy/framework/hooks"
 	"github.com/foxcpp/maddy/framework/log"
 	"github.com/foxcpp/maddy/framework/module"
+	"golang.org/x/oauth2"
 
 	"remote_pull/module/account"
 	"remote_pull/module/config"
 	"remote_pull/module/delivery"
 	"remote_pull/module/ledger"
+	"remote_pull/module/oauth"
 	"remote_pull/module/source"
 	"remote_pull/module/source/imapsrc"
 	"remote_pull/module/source/pop3src"
@@ -39,6 +41,7 @@ type Endpoint struct {
 	accounts []*account.Account
 	ledger   *ledger.Ledger
 	secrets  []*config.Secret // by account, in e.accounts' order
+	tokens   []*oauth.Tokens  // by account; nil for password accounts
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -134,9 +137,14 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 
 func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (account.Settings, error) {
 	l := log.Logger{Name: "remote_pull/" + acc.Name, Debug: acc.Debug || e.log.Debug}
+	var tokens *oauth.Tokens
+	if acc.OAuth2 != nil {
+		tokens = newTokens(acc, l)
+	}
+	e.tokens = append(e.tokens, tokens)
 	return account.Settings{
 		Name:               acc.Name,
-		Upstream:           newUpstream(acc, l),
+		Upstream:           newUpstream(acc, tokens, l),
 		Folders:            acc.Folders,
 		Keep:               acc.Keep,
 		Idle:               acc.Idle,
@@ -160,9 +168,34 @@ func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (accoun
 	}, nil
 }
 
+// newTokens makes an OAuth2 account's token keeper and loads its token
+// file; a missing file is the re-consent state, not a start failure.
+func newTokens(acc *config.Account, l log.Logger) *oauth.Tokens {
+	o := acc.OAuth2
+	cfg := &oauth2.Config{
+		ClientID: o.ClientID,
+		Endpoint: oauth2.Endpoint{AuthURL: o.AuthURL, TokenURL: o.TokenURL},
+		Scopes:   o.Scopes,
+	}
+	if o.ClientSecret != nil {
+		cfg.ClientSecret = o.ClientSecret.Value()
+	}
+	tokens := oauth.New(cfg, o.TokenFile)
+	if err := tokens.Load(); err != nil && !module.NoRun {
+		l.Error("OAuth2 token not loaded", err, "account", acc.Name)
+	}
+	return tokens
+}
+
 // newUpstream makes the account's IMAP or POP3 upstream.
-func newUpstream(acc *config.Account, l log.Logger) source.Upstream {
+func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger) source.Upstream {
 	password := acc.Password
+	var token source.TokenFunc
+	if tokens != nil {
+		token = func(ctx context.Context, force bool) (string, error) {
+			return tokens.AccessToken(ctx, force)
+		}
+	}
 	if acc.Protocol == "pop3" {
 		return pop3src.New(pop3src.Config{
 			Host:        acc.Host,
@@ -175,6 +208,7 @@ func newUpstream(acc *config.Account, l log.Logger) source.Upstream {
 			Plaintext:   acc.Plaintext,
 			Pins:        acc.Pins,
 			Auth:        acc.Auth,
+			Token:       token,
 		})
 	}
 	return imapsrc.New(imapsrc.Config{
@@ -188,6 +222,7 @@ func newUpstream(acc *config.Account, l log.Logger) source.Upstream {
 		Plaintext:   acc.Plaintext,
 		Pins:        acc.Pins,
 		Auth:        acc.Auth,
+		Token:       token,
 	})
 }
 
@@ -205,6 +240,12 @@ func (e *Endpoint) reload() {
 	for i, acc := range e.accounts {
 		if err := e.secrets[i].Reload(); err != nil {
 			e.log.Error("reload: keeping the old password", err, "account", acc.Name())
+		}
+		if e.tokens[i] != nil {
+			// oauth2-login may have written a new token file.
+			if err := e.tokens[i].Load(); err != nil {
+				e.log.Error("reload: OAuth2 token file", err, "account", acc.Name())
+			}
 		}
 		acc.RetryNow()
 	}

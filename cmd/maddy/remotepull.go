@@ -37,6 +37,17 @@ func init() {
 				Action:    checkCommand,
 			},
 			{
+				Name:      "oauth2-login",
+				Usage:     "Ask the provider for consent and write the account's token_file",
+				ArgsUsage: "ACCOUNT",
+				Description: `Prints a URL to open in a browser. After consent the provider redirects to
+a loopback address this command listens on; when the browser runs on another
+machine, paste the URL it was redirected to (or just the code) here instead.
+The token file is written atomically with mode 0600; send maddy SIGUSR2 (or
+restart it) to use it.`,
+				Action: oauth2LoginCommand,
+			},
+			{
 				Name:      "retry",
 				Usage:     "Make refused messages of an account eligible again (with --all, over-size ones too)",
 				ArgsUsage: "ACCOUNT [UID...]",
@@ -156,6 +167,49 @@ func checkCommand(c *cli.Context) error {
 		return cli.Exit("check failed: "+shortErr(err.Error()), 1)
 	}
 	fmt.Println("ok")
+	return nil
+}
+
+// remotePullBlocks loads the configuration and returns its remote_pull
+// blocks.
+func remotePullBlocks(c *cli.Context) (map[string]interface{}, []config.Node, func(), error) {
+	globals, endpoints, _, closeAll, err := loadConfig(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var blocks []config.Node
+	for _, e := range endpoints {
+		if e.Cfg.Name == "remote_pull" {
+			blocks = append(blocks, e.Cfg)
+		}
+	}
+	return globals, blocks, closeAll, nil
+}
+
+func oauth2LoginCommand(c *cli.Context) error {
+	name := c.Args().First()
+	if name == "" {
+		return cli.Exit("Error: ACCOUNT is required", 2)
+	}
+	globals, blocks, closeAll, err := remotePullBlocks(c)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	acc, err := remotepull.FindAccount(blocks, globals, name)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	if acc.OAuth2 == nil {
+		return cli.Exit(fmt.Sprintf("account %s has no oauth2 block", name), 1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	path, err := oauthLogin(ctx, acc.OAuth2, os.Stdin, os.Stdout)
+	if err != nil {
+		return cli.Exit("oauth2-login failed: "+err.Error(), 1)
+	}
+	fmt.Printf("Token saved to %s. Send maddy SIGUSR2 (or restart it) to use it.\n", path)
 	return nil
 }
 

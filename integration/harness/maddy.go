@@ -236,11 +236,18 @@ func (m *Maddy) CLI(t T, args ...string) string {
 // the combined output and the exit status instead of failing the test.
 func (m *Maddy) CLIStatus(t T, args ...string) (string, int) {
 	t.Helper()
+	return m.CLIInput(t, "", args...)
+}
+
+// CLIInput is CLIStatus with stdin, for commands that read an answer.
+func (m *Maddy) CLIInput(t T, stdin string, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, m.bin, append([]string{"--config", m.ConfigPath}, args...)...)
 	cmd.Env = m.env
 	cmd.Dir = m.Dir
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError

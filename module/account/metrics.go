@@ -43,7 +43,7 @@ func init() {
 }
 
 // States an account can be in, as status and metrics show them.
-var states = []string{"starting", "polling", "ok", "backing off", "auth failed", "upstream busy"}
+var states = []string{"starting", "polling", "ok", "backing off", "auth failed", "upstream busy", "re-consent needed"}
 
 func setStateMetric(account, state string) {
 	for _, s := range states {
@@ -60,10 +60,11 @@ func errorKind(err error) string {
 	var authErr *source.AuthError
 	var busyErr *source.BusyError
 	var fatal *fatalError
+	var reconsent *source.ReconsentError
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.As(err, &authErr):
+	case errors.As(err, &authErr), errors.As(err, &reconsent):
 		return "auth"
 	case errors.As(err, &busyErr):
 		return "busy"

@@ -158,6 +158,10 @@ func (a *Account) backoff(err error, failures int) time.Duration {
 		lo = authBackoffMin
 	}
 	hi := max(a.s.PollInterval, backoffCap)
+	var reconsent *source.ReconsentError
+	if errors.As(err, &reconsent) {
+		return hi // nothing but the admin can fix it; a reload retries at once
+	}
 	d := lo << min(failures-1, 20)
 	if d > hi || d <= 0 {
 		d = hi
@@ -204,7 +208,10 @@ func (a *Account) report(res PollResult, err error, wait time.Duration) {
 	a.status.State = "backing off"
 	var authErr *source.AuthError
 	var busyErr *source.BusyError
+	var reconsent *source.ReconsentError
 	switch {
+	case errors.As(err, &reconsent):
+		a.status.State = "re-consent needed"
 	case errors.As(err, &authErr):
 		a.status.State = "auth failed"
 	case errors.As(err, &busyErr):

@@ -21,6 +21,7 @@
 package config
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
@@ -78,6 +79,8 @@ type Account struct {
 	QuarantineFolders  []string
 	// Auth is the login mechanism (source.AuthAuto...).
 	Auth string
+	// OAuth2 is the oauth2 block, for auth xoauth2 and oauthbearer.
+	OAuth2 *OAuth2
 	// Pins are tls_pin SPKI pins ("sha256/BASE64").
 	Pins []string
 	// Plaintext: insecure_plaintext yes on a tcp:// address, for loopback or
@@ -129,6 +132,16 @@ func (s *Secret) Reload() error {
 	return nil
 }
 
+// OAuth2 is an account's oauth2 block.
+type OAuth2 struct {
+	AuthURL, TokenURL string
+	Scopes            []string
+	ClientID          string
+	ClientSecret      *Secret // nil for public clients
+	TokenFile         string  // absolute
+	RedirectPort      int     // for the consent command's loopback redirect; 0: any
+}
+
 // accountDirectives are the directives an account block takes besides the
 // pipeline ones; they may also stand in the remote_pull block as defaults.
 var accountDirectives = map[string]bool{
@@ -138,6 +151,7 @@ var accountDirectives = map[string]bool{
 	"envelope_header": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
+	"oauth2": true,
 }
 
 // pipelineDirectives are what an smtp endpoint block accepts as its message
@@ -267,6 +281,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.StringList("quarantine_folders", false, false, nil, &acc.QuarantineFolders)
 	m.Enum("auth", false, false, []string{"auto", "plain", "login", "apop", "xoauth2", "oauthbearer"}, "auto", &acc.Auth)
 	m.StringList("tls_pin", false, false, nil, &acc.Pins)
+	m.Custom("oauth2", false, false, nil, oauth2Block, &acc.OAuth2)
 	var plaintextHosts []string
 	m.Bool("insecure_plaintext", false, false, &acc.Plaintext)
 	m.StringList("insecure_plaintext_hosts", false, false, nil, &plaintextHosts)
@@ -334,6 +349,8 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 		acc.Password = &Secret{value: v, file: path}
 	case password != "":
 		acc.Password = &Secret{value: password}
+	case acc.OAuth2 != nil:
+		acc.Password = &Secret{} // the token is the credential
 	default:
 		return nil, maddycfg.NodeErr(n, "account %s: password or password_file is required", name)
 	}
@@ -402,11 +419,19 @@ var defaultPorts = map[string]map[bool]string{
 func (acc *Account) checkSecurity(n Node, merged []Node, plaintextHosts []string) error {
 	switch acc.Auth {
 	case "xoauth2", "oauthbearer":
-		return errAt(n, merged, "auth", "account %s: auth %s needs OAuth2, which this build does not support yet", acc.Name, acc.Auth)
+		if acc.OAuth2 == nil {
+			return errAt(n, merged, "auth", "account %s: auth %s needs an oauth2 { ... } block", acc.Name, acc.Auth)
+		}
+		if acc.OAuth2.TokenFile == "" {
+			acc.OAuth2.TokenFile = filepath.Join(maddycfg.StateDirectory, "remote_pull", acc.Name+".token")
+		}
 	case "apop":
 		if acc.Protocol != "pop3" {
 			return errAt(n, merged, "auth", "account %s: auth apop is for POP3 accounts", acc.Name)
 		}
+	}
+	if acc.OAuth2 != nil && acc.Auth != "xoauth2" && acc.Auth != "oauthbearer" {
+		return errAt(n, merged, "oauth2", "account %s: an oauth2 block needs auth xoauth2 or auth oauthbearer", acc.Name)
 	}
 	for _, p := range acc.Pins {
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(p, "sha256/"))
@@ -432,6 +457,69 @@ func (acc *Account) checkSecurity(n Node, merged []Node, plaintextHosts []string
 	}
 	acc.Warnings = append(acc.Warnings, fmt.Sprintf("insecure_plaintext: the password and all mail for %s cross the network unencrypted", acc.Host))
 	return nil
+}
+
+// Provider presets, kept here (not in package oauth) so that config does
+// not depend on it; oauth.Providers holds the same.
+var oauthProviders = map[string]OAuth2{
+	"google": {
+		AuthURL:  "https://accounts.google.com/o/oauth2/auth",
+		TokenURL: "https://oauth2.googleapis.com/token",
+		Scopes:   []string{"https://mail.google.com/"},
+	},
+	"microsoft": {
+		AuthURL:  "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+		TokenURL: "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+		Scopes: []string{"https://outlook.office.com/IMAP.AccessAsUser.All",
+			"https://outlook.office.com/POP.AccessAsUser.All", "offline_access"},
+	},
+}
+
+// oauth2Block parses oauth2 { provider ...; client_id ...; ... }.
+func oauth2Block(_ *maddycfg.Map, node Node) (interface{}, error) {
+	o := &OAuth2{}
+	var provider, secretFile, tokenFile string
+	m := maddycfg.NewMap(nil, node)
+	m.String("provider", false, false, "", &provider)
+	m.String("token_endpoint", false, false, "", &o.TokenURL)
+	m.String("auth_endpoint", false, false, "", &o.AuthURL)
+	m.StringList("scopes", false, false, nil, &o.Scopes)
+	m.String("client_id", false, true, "", &o.ClientID)
+	m.String("client_secret_file", false, false, "", &secretFile)
+	m.String("token_file", false, false, "", &tokenFile)
+	m.Int("redirect_port", false, false, 0, &o.RedirectPort)
+	if _, err := m.Process(); err != nil {
+		return nil, err
+	}
+	if provider != "" {
+		p, ok := oauthProviders[provider]
+		if !ok {
+			return nil, maddycfg.NodeErr(node, "oauth2: unknown provider %q (google, microsoft, or give token_endpoint)", provider)
+		}
+		o.AuthURL = cmp.Or(o.AuthURL, p.AuthURL)
+		o.TokenURL = cmp.Or(o.TokenURL, p.TokenURL)
+		if o.Scopes == nil {
+			o.Scopes = p.Scopes
+		}
+	}
+	if o.TokenURL == "" {
+		return nil, maddycfg.NodeErr(node, "oauth2: provider or token_endpoint is required")
+	}
+	if secretFile != "" {
+		if !filepath.IsAbs(secretFile) {
+			secretFile = filepath.Join(maddycfg.StateDirectory, secretFile)
+		}
+		v, _, err := readSecretFile(secretFile)
+		if err != nil {
+			return nil, maddycfg.NodeErr(node, "oauth2: client_secret_file: %v", err)
+		}
+		o.ClientSecret = &Secret{value: v, file: secretFile}
+	}
+	if tokenFile != "" && !filepath.IsAbs(tokenFile) {
+		tokenFile = filepath.Join(maddycfg.StateDirectory, tokenFile)
+	}
+	o.TokenFile = tokenFile
+	return o, nil
 }
 
 func isLoopback(host string) bool {

@@ -172,7 +172,7 @@ func TestParseErrors(t *testing.T) {
 		{"plaintext on tls://", account(base + "        insecure_plaintext yes"), "needs a tcp:// address"},
 		{"plaintext hosts alone", account(base + "        insecure_plaintext_hosts h"), "insecure_plaintext_hosts without insecure_plaintext yes"},
 		{"apop on IMAP", account(base + "        auth apop"), "auth apop is for POP3 accounts"},
-		{"oauth not yet", account(base + "        auth xoauth2"), "needs OAuth2"},
+		{"oauth without a block", account(base + "        auth xoauth2"), "test.conf:8: account a: auth xoauth2 needs an oauth2 { ... } block"},
 		{"bad auth", account(base + "        auth kerberos"), "test.conf:8:"},
 		{"bad max_parallel", "remote_pull {\n    max_parallel 0\n    account a {\n" + base + "    }\n}", "test.conf:2: max_parallel must be a positive number"},
 	}
@@ -255,5 +255,46 @@ func TestParseSecurity(t *testing.T) {
 	}
 	if pinned.Auth != "auto" || len(pinned.Pins) != 1 || pinned.Plaintext {
 		t.Errorf("pinned: %+v", pinned)
+	}
+}
+
+func TestParseOAuth2(t *testing.T) {
+	dir := t.TempDir()
+	old := maddycfg.StateDirectory
+	maddycfg.StateDirectory = dir
+	t.Cleanup(func() { maddycfg.StateDirectory = old })
+	os.WriteFile(filepath.Join(dir, "client-secret"), []byte("cs\n"), 0o600)
+	b, err := parse(t, `remote_pull {
+    account outlook {
+        imap tls://outlook.office365.com:993
+        username alice@contoso.example
+        auth xoauth2
+        oauth2 {
+            provider microsoft
+            client_id 0123
+            client_secret_file client-secret
+        }
+        rcpt_to alice@example.org
+        reject
+    }
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := b.Accounts[0].OAuth2
+	if o == nil || o.ClientID != "0123" || o.ClientSecret.Value() != "cs" ||
+		!strings.HasPrefix(o.TokenURL, "https://login.microsoftonline.com/") || len(o.Scopes) != 3 ||
+		o.TokenFile != filepath.Join(dir, "remote_pull", "outlook.token") {
+		t.Fatalf("oauth2 = %+v", o)
+	}
+	for conf, want := range map[string]string{
+		"oauth2 {\n provider acme\n client_id x\n }": `unknown provider "acme"`,
+		"oauth2 {\n client_id x\n }":                 "provider or token_endpoint is required",
+		"oauth2 {\n provider google\n }":             "client_id",
+	} {
+		_, err := parse(t, "remote_pull {\n account a {\n imap tls://h\n username u\n auth xoauth2\n "+conf+"\n rcpt_to a@example.org\n reject\n }\n}")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", conf, err, want)
+		}
 	}
 }

@@ -141,6 +141,23 @@ type BusyError struct{ Err error }
 func (e *BusyError) Error() string { return "upstream busy: " + e.Err.Error() }
 func (e *BusyError) Unwrap() error { return e.Err }
 
+// ReconsentError: the OAuth2 token endpoint refused the refresh token
+// (consent revoked, grant expired). Only a new consent helps, so the account
+// waits for the admin instead of retrying.
+type ReconsentError struct{ Err error }
+
+func (e *ReconsentError) Error() string {
+	return "OAuth2 refresh refused, re-consent needed (maddy remote-pull oauth2-login): " + e.Err.Error()
+}
+func (e *ReconsentError) Unwrap() error { return e.Err }
+
+// TokenRefusedError: the server refused an OAuth2 access token that was
+// not just refreshed; the source refreshes it and connects again.
+type TokenRefusedError struct{ Err error }
+
+func (e *TokenRefusedError) Error() string { return "access token refused: " + e.Err.Error() }
+func (e *TokenRefusedError) Unwrap() error { return e.Err }
+
 // AuthError is a login the server refused. Retrying soon will not help and
 // may get the upstream account locked, so the account loop backs off longer.
 type AuthError struct{ Err error }
@@ -189,4 +206,11 @@ const (
 	AuthPlain = "plain" // SASL PLAIN only
 	AuthLogin = "login" // IMAP: SASL LOGIN where offered, else the LOGIN command; POP3: USER/PASS
 	AuthAPOP  = "apop"  // POP3 APOP
+	// XOAUTH2 and OAUTHBEARER (RFC 7628) carry an OAuth2 access token.
+	AuthXOAUTH2     = "xoauth2"
+	AuthOAuthBearer = "oauthbearer"
 )
+
+// TokenFunc returns an OAuth2 access token; force asks for a fresh one
+// because the server refused the last.
+type TokenFunc func(ctx context.Context, force bool) (string, error)

@@ -26,6 +26,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 
+	"remote_pull/module/oauth"
 	"remote_pull/module/source"
 )
 
@@ -40,8 +41,11 @@ type Config struct {
 	Plaintext bool
 	// Pins are tls_pin SPKI pins, checked on top of normal verification.
 	Pins []string
-	// Auth is the mechanism to use: source.AuthAuto, AuthPlain, AuthLogin.
-	Auth     string
+	// Auth is the mechanism to use: source.AuthAuto, AuthPlain, AuthLogin,
+	// AuthXOAUTH2 or AuthOAuthBearer.
+	Auth string
+	// Token gives OAuth2 access tokens (XOAUTH2, OAUTHBEARER).
+	Token    source.TokenFunc
 	Username string
 	// Password is asked for at every login, so that a reload of a
 	// password file takes effect at the next connection.
@@ -93,7 +97,20 @@ func (u *Upstream) ConnectReadOnly(ctx context.Context) (source.Session, error) 
 	return s, nil
 }
 
+// dial connects and logs in. When the server refuses an OAuth2 access
+// token, it connects once more with a freshly refreshed one: after a refused
+// SASL exchange some servers do not take a second one on the same
+// connection.
 func (u *Upstream) dial(ctx context.Context, opts *imapclient.Options) (*Session, error) {
+	s, err := u.dialOnce(ctx, opts, false)
+	var refused *source.TokenRefusedError
+	if errors.As(err, &refused) {
+		s, err = u.dialOnce(ctx, opts, true)
+	}
+	return s, err
+}
+
+func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, freshToken bool) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
 
@@ -137,7 +154,7 @@ func (u *Upstream) dial(ctx context.Context, opts *imapclient.Options) (*Session
 		if err := s.c.WaitGreeting(); err != nil {
 			return err
 		}
-		return s.login()
+		return s.login(ctx, freshToken)
 	})
 	if err != nil {
 		raw.Close()
@@ -162,7 +179,10 @@ func (u *Upstream) tlsConfig() *tls.Config {
 	return cfg
 }
 
-func (s *Session) login() error {
+func (s *Session) login(ctx context.Context, freshToken bool) error {
+	if s.cfg.Auth == source.AuthXOAUTH2 || s.cfg.Auth == source.AuthOAuthBearer {
+		return s.loginOAuth(ctx, freshToken)
+	}
 	pass, err := s.cfg.Password()
 	if err != nil {
 		return err
@@ -187,6 +207,37 @@ func (s *Session) login() error {
 		return &source.AuthError{Err: imapErr}
 	}
 	return err
+}
+
+// loginOAuth authenticates with the access token. A refusal of a token
+// that was not just refreshed is a TokenRefusedError, so that dial tries
+// again with a fresh one.
+func (s *Session) loginOAuth(ctx context.Context, freshToken bool) error {
+	mech := strings.ToUpper(s.cfg.Auth)
+	if !s.c.Caps().Has(imap.Cap("AUTH=" + mech)) {
+		return &source.AuthError{Err: fmt.Errorf("the server does not offer AUTH=%s", mech)}
+	}
+	token, err := s.cfg.Token(ctx, freshToken)
+	if err != nil {
+		return err
+	}
+	var client sasl.Client
+	if s.cfg.Auth == source.AuthXOAUTH2 {
+		client = oauth.NewXOAUTH2Client(s.cfg.Username, token)
+	} else {
+		port, _ := strconv.Atoi(s.cfg.Port)
+		client = oauth.NewOAuthBearerClient(s.cfg.Username, token, s.cfg.Host, port)
+	}
+	err = s.c.Authenticate(client)
+	var imapErr *imap.Error
+	var bearerErr *sasl.OAuthBearerError // OAUTHBEARER's own refusal
+	if err == nil || !(errors.As(err, &imapErr) || errors.As(err, &bearerErr)) {
+		return err
+	}
+	if !freshToken {
+		return &source.TokenRefusedError{Err: err}
+	}
+	return &source.AuthError{Err: err}
 }
 
 // Session is a logged-in IMAP connection.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"remote_pull/module/oauth"
 	"remote_pull/module/pop3"
 	"remote_pull/module/source"
 )
@@ -38,7 +39,9 @@ type Config struct {
 	// Pins are tls_pin SPKI pins, checked on top of normal verification.
 	Pins []string
 	// Auth: source.AuthAuto, AuthPlain, AuthLogin (USER/PASS) or AuthAPOP.
-	Auth     string
+	Auth string
+	// Token gives OAuth2 access tokens (XOAUTH2, OAUTHBEARER).
+	Token    source.TokenFunc
 	Username string
 	Password func() (string, error)
 	// Keep: messages stay upstream, which needs UIDL to track them.
@@ -79,7 +82,18 @@ func (u *Upstream) tlsConfig() *tls.Config {
 
 // Connect dials, secures (implicit TLS, or STLS which is then mandatory)
 // and logs in.
+// Connect dials, secures and logs in; when the server refuses an OAuth2
+// access token, it connects once more with a freshly refreshed one.
 func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
+	s, err := u.connect(ctx, false)
+	var refused *source.TokenRefusedError
+	if errors.As(err, &refused) {
+		s, err = u.connect(ctx, true)
+	}
+	return s, err
+}
+
+func (u *Upstream) connect(ctx context.Context, freshToken bool) (source.Session, error) {
 	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
 	addr := net.JoinHostPort(u.cfg.Host, u.cfg.Port)
@@ -101,7 +115,7 @@ func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
 		conn.Close()
 		return nil, busy(err)
 	}
-	s := &Session{cfg: &u.cfg, c: c, remote: remote}
+	s := &Session{cfg: &u.cfg, c: c, remote: remote, freshToken: freshToken}
 	if err := s.setup(cctx, u.tlsConfig()); err != nil {
 		c.Close()
 		return nil, err
@@ -117,6 +131,7 @@ type Session struct {
 	caps       pop3.Capabilities
 	pipelining bool
 	opened     bool
+	freshToken bool // refresh the OAuth2 token before using it
 }
 
 func (s *Session) setup(ctx context.Context, tlsCfg *tls.Config) error {
@@ -140,6 +155,9 @@ func (s *Session) setup(ctx context.Context, tlsCfg *tls.Config) error {
 	s.caps = caps
 	s.pipelining = caps != nil && caps.Has("PIPELINING")
 
+	if s.cfg.Auth == source.AuthXOAUTH2 || s.cfg.Auth == source.AuthOAuthBearer {
+		return s.loginOAuth(ctx, caps)
+	}
 	pass, err := s.cfg.Password()
 	if err != nil {
 		return err
@@ -166,6 +184,37 @@ func (s *Session) setup(ctx context.Context, tlsCfg *tls.Config) error {
 		return busy(err)
 	}
 	return nil
+}
+
+// loginOAuth authenticates with the access token (RFC 5034 AUTH). A
+// refusal of a token that was not just refreshed is a TokenRefusedError, so
+// that Connect tries again with a fresh one.
+func (s *Session) loginOAuth(ctx context.Context, caps pop3.Capabilities) error {
+	mech := strings.ToUpper(s.cfg.Auth)
+	if caps == nil || !hasSASL(caps, mech) {
+		return &source.AuthError{Err: fmt.Errorf("the server does not offer SASL %s", mech)}
+	}
+	token, err := s.cfg.Token(ctx, s.freshToken)
+	if err != nil {
+		return err
+	}
+	var client sasl.Client
+	if s.cfg.Auth == source.AuthXOAUTH2 {
+		client = oauth.NewXOAUTH2Client(s.cfg.Username, token)
+	} else {
+		port, _ := strconv.Atoi(s.cfg.Port)
+		client = oauth.NewOAuthBearerClient(s.cfg.Username, token, s.cfg.Host, port)
+	}
+	err = s.c.Auth(ctx, client)
+	var perr *pop3.Error
+	var bearerErr *sasl.OAuthBearerError // OAUTHBEARER's own refusal
+	if err == nil || !(errors.As(err, &perr) || errors.As(err, &bearerErr)) {
+		return err
+	}
+	if !s.freshToken {
+		return &source.TokenRefusedError{Err: err}
+	}
+	return &source.AuthError{Err: err}
 }
 
 func hasSASL(caps pop3.Capabilities, mech string) bool {
