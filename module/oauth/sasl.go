@@ -2,9 +2,20 @@ package oauth
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/emersion/go-sasl"
 )
+
+// SASLClient is the mechanism mech ("xoauth2" or "oauthbearer") carrying
+// token for user; host and port go into OAUTHBEARER's message.
+func SASLClient(mech, user, token, host, port string) sasl.Client {
+	if mech == "xoauth2" {
+		return NewXOAUTH2Client(user, token)
+	}
+	p, _ := strconv.Atoi(port)
+	return NewOAuthBearerClient(user, token, host, p)
+}
 
 // NewXOAUTH2Client is the XOAUTH2 mechanism of Google and Microsoft. On
 // failure the server sends a JSON challenge; the client answers with an

@@ -179,6 +179,25 @@ func DescribeTLS(cs tls.ConnectionState) []string {
 	return out
 }
 
+// TLSConfig is the client TLS configuration for an upstream: maddy's
+// tls_client settings (base, may be nil), the host name always verified,
+// TLS 1.2 at least, and tls_pin pins on top.
+func TLSConfig(base *tls.Config, host string, pins []string) *tls.Config {
+	cfg := &tls.Config{}
+	if base != nil {
+		cfg = base.Clone()
+	}
+	cfg.ServerName = host
+	cfg.InsecureSkipVerify = false
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	if len(pins) > 0 {
+		cfg.VerifyConnection = VerifyPins(pins)
+	}
+	return cfg
+}
+
 // VerifyPins returns a tls.Config.VerifyConnection function that accepts
 // the connection only if the server's leaf certificate has one of the
 // given SHA-256 SPKI pins ("sha256/BASE64", as in HPKP and curl's

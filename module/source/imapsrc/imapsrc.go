@@ -164,19 +164,7 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 }
 
 func (u *Upstream) tlsConfig() *tls.Config {
-	cfg := &tls.Config{}
-	if u.cfg.TLS != nil {
-		cfg = u.cfg.TLS.Clone()
-	}
-	cfg.ServerName = u.cfg.Host
-	cfg.InsecureSkipVerify = false
-	if cfg.MinVersion < tls.VersionTLS12 {
-		cfg.MinVersion = tls.VersionTLS12
-	}
-	if len(u.cfg.Pins) > 0 {
-		cfg.VerifyConnection = source.VerifyPins(u.cfg.Pins)
-	}
-	return cfg
+	return source.TLSConfig(u.cfg.TLS, u.cfg.Host, u.cfg.Pins)
 }
 
 func (s *Session) login(ctx context.Context, freshToken bool) error {
@@ -221,13 +209,7 @@ func (s *Session) loginOAuth(ctx context.Context, freshToken bool) error {
 	if err != nil {
 		return err
 	}
-	var client sasl.Client
-	if s.cfg.Auth == source.AuthXOAUTH2 {
-		client = oauth.NewXOAUTH2Client(s.cfg.Username, token)
-	} else {
-		port, _ := strconv.Atoi(s.cfg.Port)
-		client = oauth.NewOAuthBearerClient(s.cfg.Username, token, s.cfg.Host, port)
-	}
+	client := oauth.SASLClient(s.cfg.Auth, s.cfg.Username, token, s.cfg.Host, s.cfg.Port)
 	err = s.c.Authenticate(client)
 	var imapErr *imap.Error
 	var bearerErr *sasl.OAuthBearerError // OAUTHBEARER's own refusal

@@ -65,25 +65,12 @@ func (u *Upstream) Protocol() string { return "POP3" }
 func (u *Upstream) Host() string     { return u.cfg.Host }
 
 func (u *Upstream) tlsConfig() *tls.Config {
-	cfg := &tls.Config{}
-	if u.cfg.TLS != nil {
-		cfg = u.cfg.TLS.Clone()
-	}
-	cfg.ServerName = u.cfg.Host
-	cfg.InsecureSkipVerify = false
-	if cfg.MinVersion < tls.VersionTLS12 {
-		cfg.MinVersion = tls.VersionTLS12
-	}
-	if len(u.cfg.Pins) > 0 {
-		cfg.VerifyConnection = source.VerifyPins(u.cfg.Pins)
-	}
-	return cfg
+	return source.TLSConfig(u.cfg.TLS, u.cfg.Host, u.cfg.Pins)
 }
 
 // Connect dials, secures (implicit TLS, or STLS which is then mandatory)
-// and logs in.
-// Connect dials, secures and logs in; when the server refuses an OAuth2
-// access token, it connects once more with a freshly refreshed one.
+// and logs in; when the server refuses an OAuth2 access token, it connects
+// once more with a freshly refreshed one.
 func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
 	s, err := u.connect(ctx, false)
 	var refused *source.TokenRefusedError
@@ -198,13 +185,7 @@ func (s *Session) loginOAuth(ctx context.Context, caps pop3.Capabilities) error 
 	if err != nil {
 		return err
 	}
-	var client sasl.Client
-	if s.cfg.Auth == source.AuthXOAUTH2 {
-		client = oauth.NewXOAUTH2Client(s.cfg.Username, token)
-	} else {
-		port, _ := strconv.Atoi(s.cfg.Port)
-		client = oauth.NewOAuthBearerClient(s.cfg.Username, token, s.cfg.Host, port)
-	}
+	client := oauth.SASLClient(s.cfg.Auth, s.cfg.Username, token, s.cfg.Host, s.cfg.Port)
 	err = s.c.Auth(ctx, client)
 	var perr *pop3.Error
 	var bearerErr *sasl.OAuthBearerError // OAUTHBEARER's own refusal
