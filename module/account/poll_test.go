@@ -381,9 +381,28 @@ func TestUIDValidityChangeMatchesByFingerprint(t *testing.T) {
 		t.Fatalf("after renumbering: %+v, committed %d", res, len(r.p.committed))
 	}
 	r.noDuplicates(t)
-	if r.state(t, "101") != ledger.Delivered {
-		t.Fatalf("UID 101 (old 1) is %q under the new UIDVALIDITY", r.state(t, "101"))
+	if r.state(t, "101") != ledger.Adopted {
+		t.Fatalf("UID 101 (old 1) is %q under the new UIDVALIDITY, want adopted", r.state(t, "101"))
 	}
+}
+
+// After a renumbering, keep no never deletes a message known only by its
+// fingerprint: it might be a different message with the same header fields.
+func TestRenumberedNeverDeleted(t *testing.T) {
+	up := newFake(2)
+	up.removeErr = errors.New("cut before the removal") // delivered, still upstream
+	r := newRig(t, up, false)
+	r.poll(t)
+	renumbered := map[uint32][]byte{}
+	for uid, raw := range up.msgs {
+		renumbered[uid+10] = raw
+	}
+	up.msgs, up.validity = renumbered, 2
+	res := r.mustPoll(t)
+	if res.Fetched != 0 || res.Removed != 0 || len(up.msgs) != 2 {
+		t.Fatalf("after renumbering: %+v, upstream %d", res, len(up.msgs))
+	}
+	r.noDuplicates(t)
 }
 
 func TestFloor(t *testing.T) {

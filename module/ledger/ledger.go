@@ -363,10 +363,14 @@ func (l *Ledger) SetMailbox(ctx context.Context, account, mailbox string, st Mai
 // Rekey moves entries of an old UIDVALIDITY to the new one after the
 // upstream renumbered a mailbox, using moves (old UID → new UID) found by
 // matching fingerprints. Entries of the old UIDVALIDITY that did not match are
-// dropped: those messages are gone upstream.
+// dropped: those messages are gone upstream. A delivered entry becomes
+// adopted: a message known only by its fingerprint is never fetched again,
+// but never deleted upstream either, since in a freak case the fingerprint
+// could belong to a different message.
 func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, moves map[string]string) error {
 	return l.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE OR REPLACE messages SET uidvalidity = ?, uid = ?
+		stmt, err := tx.PrepareContext(ctx, `UPDATE OR REPLACE messages SET uidvalidity = ?, uid = ?,
+				state = CASE state WHEN 'delivered' THEN 'adopted' ELSE state END
 			WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?`)
 		if err != nil {
 			return err

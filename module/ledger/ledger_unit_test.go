@@ -135,7 +135,7 @@ func TestRekey(t *testing.T) {
 	for _, e := range cur {
 		got[e.UID] = e
 	}
-	if len(got) != 2 || got["101"].State != Delivered || got["102"].State != Refused || got["102"].Reason != "550 no" || got["101"].Fingerprint != "f1" {
+	if len(got) != 2 || got["101"].State != Adopted || got["102"].State != Refused || got["102"].Reason != "550 no" || got["101"].Fingerprint != "f1" {
 		t.Fatalf("after Rekey: %+v", got)
 	}
 }
