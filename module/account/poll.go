@@ -160,6 +160,14 @@ func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder st
 	if !seen && a.s.FirstSyncNew {
 		return a.adopt(ctx, mb, key, msgs)
 	}
+	if !seen || prev.UIDValidity != key.UIDValidity {
+		// Record the UIDVALIDITY now, not only at the end of a successful
+		// poll: if this one fails midway and the server renumbers before
+		// the next, the entries recorded meanwhile must still be matched.
+		if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, folder, ledger.MailboxState{UIDValidity: key.UIDValidity, UIDFloor: floor}); err != nil {
+			return res, &fatalError{err}
+		}
+	}
 
 	states, err := a.s.Ledger.States(ctx, key, floorFilter(mb, floor))
 	if err != nil {
