@@ -88,10 +88,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 		return fmt.Errorf("remote_pull: %w", err)
 	}
 	spoolDir := filepath.Join(stateDir, "spool")
-	if err := delivery.CleanSpool(spoolDir); err != nil {
-		return fmt.Errorf("remote_pull: cleaning %s: %w", spoolDir, err)
-	}
-	e.ledger, err = openLedger(filepath.Join(stateDir, "ledger.db"))
+	e.ledger, err = openShared(LedgerPath(), spoolDir)
 	if err != nil {
 		return fmt.Errorf("remote_pull: %w", err)
 	}
@@ -298,17 +295,24 @@ func (e *Endpoint) Close() error {
 	return err
 }
 
-// All remote_pull blocks share one ledger database.
+// All remote_pull blocks share one ledger database and one spool
+// directory.
 var (
 	ledgerMu   sync.Mutex
 	ledgerRefs int
 	sharedLdg  *ledger.Ledger
 )
 
-func openLedger(path string) (*ledger.Ledger, error) {
+// openShared opens the ledger for the first block and, before that, cleans
+// the spool of what a crash left: only then, since later blocks start while
+// the first block's accounts may be delivering from it.
+func openShared(path, spoolDir string) (*ledger.Ledger, error) {
 	ledgerMu.Lock()
 	defer ledgerMu.Unlock()
 	if sharedLdg == nil {
+		if err := delivery.CleanSpool(spoolDir); err != nil {
+			return nil, fmt.Errorf("cleaning %s: %w", spoolDir, err)
+		}
 		l, err := ledger.Open(path)
 		if err != nil {
 			return nil, err
