@@ -112,8 +112,18 @@ func (p *Proxy) forget(c net.Conn) {
 	delete(p.conns, c)
 }
 
+// chunk is what one Read returned, and when it is due at the other end.
+type chunk struct {
+	data []byte
+	due  time.Time
+	err  error
+}
+
 // pipe copies src to dst; with limit >= 0 it stops after limit bytes and
-// breaks both connections, as a dropped link would.
+// breaks both connections, as a dropped link would. Latency delays each
+// chunk from the moment it was read, not from when the previous one was
+// written, so that a long transfer sees the added round-trip time once, as
+// on a real link, and not once per chunk.
 func (p *Proxy) pipe(src, dst net.Conn, limit int64) {
 	defer p.wg.Done()
 	defer func() {
@@ -122,22 +132,35 @@ func (p *Proxy) pipe(src, dst net.Conn, limit int64) {
 		p.forget(src)
 		p.forget(dst)
 	}()
-	buf := make([]byte, 32<<10)
-	var sent int64
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			chunk := buf[:n]
-			if limit >= 0 && sent+int64(n) >= limit {
-				chunk = buf[:limit-sent]
-			}
-			if d := time.Duration(p.latency.Load()); d > 0 {
-				time.Sleep(d)
-			}
-			if _, werr := dst.Write(chunk); werr != nil {
+	chunks := make(chan chunk, 256)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			chunks <- chunk{data: buf[:n], due: time.Now().Add(time.Duration(p.latency.Load())), err: err}
+			if err != nil {
 				return
 			}
-			sent += int64(len(chunk))
+		}
+	}()
+	defer func() {
+		src.Close() // ends the reader's Read; then let it finish
+		for range chunks {
+		}
+	}()
+	var sent int64
+	for c := range chunks {
+		if len(c.data) > 0 {
+			data := c.data
+			if limit >= 0 && sent+int64(len(data)) >= limit {
+				data = data[:limit-sent]
+			}
+			time.Sleep(time.Until(c.due))
+			if _, werr := dst.Write(data); werr != nil {
+				return
+			}
+			sent += int64(len(data))
 			if limit >= 0 && sent >= limit {
 				p.cuts.Add(1)
 				// Let the client read what came before the cut, then reset:
@@ -149,8 +172,8 @@ func (p *Proxy) pipe(src, dst net.Conn, limit int64) {
 				return
 			}
 		}
-		if err != nil {
-			if err != io.EOF {
+		if c.err != nil {
+			if c.err != io.EOF {
 				return
 			}
 			if tc, ok := dst.(*net.TCPConn); ok {

@@ -87,3 +87,23 @@ func TestLatency(t *testing.T) {
 		t.Fatalf("no latency added")
 	}
 }
+
+// A long transfer pays the latency about once, as on a real link: were
+// every 32 KiB chunk delayed in turn, 4 MiB at 100 ms would take 12 s.
+func TestLatencyIsNotPerChunk(t *testing.T) {
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
+	p, err := New(echoServer(t, payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.SetLatency(100 * time.Millisecond)
+	start := time.Now()
+	got, err := read(t, p.Addr)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("%d bytes, %v", len(got), err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("4 MiB took %v: latency is added per chunk", d)
+	}
+}
