@@ -1,20 +1,22 @@
-// Command bench measures remote_pull on this machine: bulk imports over IMAP
-// and POP3 from a real Dovecot into maddy, with maddy's own SMTP intake as
-// the ceiling to compare with. Figures are printed as a table and written
-// to a file (default out/bench.md).
+// Command bench measures remote_pull on this machine against fetchmail and
+// against maddy's own SMTP intake, all fed the same generated corpus from
+// one real Dovecot: bulk imports over IMAP and POP3 on loopback and over a
+// link with added round-trip time, large messages and memory, push latency,
+// and many idle accounts in one maddy. Figures are printed as tables and
+// written to a file (default out/bench.md); nothing here asserts a speed.
 //
-//	make bench                       # all scenarios
-//	make bench BENCHFLAGS='-n 10000' # a larger mailbox
+//	make bench                                  # every scenario
+//	make bench BENCHFLAGS='-n 10000'            # a larger bulk mailbox
+//	make bench BENCHFLAGS='-only push,accounts' # some scenarios
 package main
 
 import (
 	"flag"
 	"fmt"
-	"net/smtp"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -23,10 +25,15 @@ import (
 )
 
 var (
-	count   = flag.Int("n", 1000, "messages in the bulk-import mailbox")
-	minSize = flag.Int("min", 1<<10, "smallest message, bytes")
-	maxSize = flag.Int("max", 20<<10, "largest message, bytes")
-	out     = flag.String("o", "out/bench.md", "where to write the table")
+	count    = flag.Int("n", 1000, "messages in the bulk-import mailbox")
+	slowN    = flag.Int("slow-n", 200, "messages in the bulk import over the slow link")
+	minSize  = flag.Int("min", 1<<10, "smallest message, bytes")
+	maxSize  = flag.Int("max", 20<<10, "largest message, bytes")
+	rtt      = flag.Duration("rtt", 50*time.Millisecond, "round-trip time added for the slow-link scenario")
+	accounts = flag.Int("accounts", 200, "accounts in the many-accounts scenario")
+	pushes   = flag.Int("pushes", 50, "messages whose push latency is measured")
+	only     = flag.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
+	out      = flag.String("o", "out/bench.md", "where to write the tables")
 )
 
 const (
@@ -34,7 +41,7 @@ const (
 	localUser, localPass = "alice@example.org", "bench-local-password"
 )
 
-// result is one row of the table.
+// result is one row of the throughput table.
 type result struct {
 	scenario string
 	msgs     int
@@ -54,33 +61,102 @@ func (r result) row() string {
 	return fmt.Sprintf("| %s | %d | %.1f | %.0f | %.2f | %s | %s |", r.scenario, r.msgs, r.wall.Seconds(), rate, mbps, cpu, r.note)
 }
 
+// figure is one row of the second table: a measured value that is not a
+// rate (memory, latency, CPU share), with the target it is held against.
+type figure struct {
+	scenario, value, target, note string
+}
+
+func (f figure) row() string {
+	return fmt.Sprintf("| %s | %s | %s | %s |", f.scenario, f.value, f.target, f.note)
+}
+
+// bench is what the scenarios share: the script's T, the maddy binary and
+// the generated corpus, and the rows they add.
+type bench struct {
+	s       *harness.Script
+	bin     string
+	corpus  [][]byte
+	total   int64
+	rows    []result
+	figures []figure
+}
+
+// scenario is one part of the benchmark; each file registers its own.
+type scenario struct {
+	name  string
+	order int // scenarios run in ascending order
+	run   func(*bench)
+}
+
+var scenarios []scenario
+
+func register(name string, order int, run func(*bench)) {
+	scenarios = append(scenarios, scenario{name, order, run})
+	sort.Slice(scenarios, func(i, j int) bool { return scenarios[i].order < scenarios[j].order })
+}
+
+func scenarioNames() []string {
+	var names []string
+	for _, sc := range scenarios {
+		names = append(names, sc.name)
+	}
+	return names
+}
+
 func main() {
 	flag.Parse()
+	want := map[string]bool{}
+	for _, name := range strings.Split(*only, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			want[name] = true
+		}
+	}
+	for name := range want {
+		if !strings.Contains(","+strings.Join(scenarioNames(), ",")+",", ","+name+",") {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (have %s)\n", name, strings.Join(scenarioNames(), ","))
+			os.Exit(2)
+		}
+	}
 	s := &harness.Script{}
 	defer s.Close()
-	bin := harness.BuildMaddy(s)
+	b := &bench{s: s, bin: harness.BuildMaddy(s)}
+	b.corpus, b.total = makeCorpus(*count)
+	for _, sc := range scenarios {
+		if len(want) == 0 || want[sc.name] {
+			fmt.Fprintf(os.Stderr, "bench: %s\n", sc.name)
+			sc.run(b)
+		}
+	}
 
-	corpus, total := makeCorpus(*count)
-	var rows []result
-	rows = append(rows, smtpCeiling(s, bin, corpus, total))
-	rows = append(rows, bulkIMAP(s, bin, corpus, total))
-	rows = append(rows, bulkPOP3(s, bin, corpus, total))
-
-	table := []string{
-		fmt.Sprintf("Measured %s on %s/%s, %d CPUs, %s; corpus: %d messages of %d–%d bytes (%.1f MiB).",
+	text := []string{
+		fmt.Sprintf("Measured %s on %s/%s, %d CPUs, %s; bulk corpus: %d messages of %d–%d bytes (%.1f MiB).",
 			time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(),
-			runtime.Version(), *count, *minSize, *maxSize, float64(total)/(1<<20)),
+			runtime.Version(), *count, *minSize, *maxSize, float64(b.total)/(1<<20)),
 		"",
-		"| scenario | messages | wall s | messages/s | MB/s | maddy CPU | note |",
-		"|---|---|---|---|---|---|---|",
 	}
-	for _, r := range rows {
-		table = append(table, r.row())
+	if len(b.rows) > 0 {
+		text = append(text,
+			"| scenario | messages | wall s | messages/s | MB/s | maddy CPU | note |",
+			"|---|---|---|---|---|---|---|")
+		for _, r := range b.rows {
+			text = append(text, r.row())
+		}
+		text = append(text, "")
 	}
-	text := strings.Join(table, "\n") + "\n"
-	fmt.Print("\n" + text)
+	if len(b.figures) > 0 {
+		text = append(text,
+			"| scenario | measured | target | note |",
+			"|---|---|---|---|")
+		for _, f := range b.figures {
+			text = append(text, f.row())
+		}
+		text = append(text, "")
+	}
+	all := strings.Join(text, "\n")
+	fmt.Print("\n" + all)
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err == nil {
-		if err := os.WriteFile(*out, []byte(text), 0o644); err == nil {
+		if err := os.WriteFile(*out, []byte(all), 0o644); err == nil {
 			fmt.Printf("\nwritten to %s\n", *out)
 		}
 	}
@@ -102,117 +178,6 @@ func makeCorpus(n int) ([][]byte, int64) {
 	return msgs, total
 }
 
-func upstream(s *harness.Script, corpus [][]byte) *harness.Dovecot {
-	up := harness.StartDovecot(s, harness.DovecotOptions{})
-	up.AddUser(s, upUser, upPass)
-	up.Seed(s, upUser, "INBOX", corpus...)
-	return up
-}
-
-// bulkIMAP: one poll imports the whole mailbox over IMAPS. The time is the
-// poll's own, from connect to the last message committed, as remote_pull
-// logs it.
-func bulkIMAP(s *harness.Script, bin string, corpus [][]byte, total int64) result {
-	up := upstream(s, corpus)
-	port := up.IMAPSAddr[strings.LastIndexByte(up.IMAPSAddr, ':')+1:]
-	return bulk(s, bin, "remote_pull, IMAP (TLS), loopback", "imap tls://localhost:"+port, up, len(corpus), total)
-}
-
-// bulkPOP3: the same over POP3S, RETRs pipelined.
-func bulkPOP3(s *harness.Script, bin string, corpus [][]byte, total int64) result {
-	up := upstream(s, corpus)
-	port := up.POP3SAddr[strings.LastIndexByte(up.POP3SAddr, ':')+1:]
-	return bulk(s, bin, "remote_pull, POP3 (TLS), loopback", "pop3 tls://localhost:"+port, up, len(corpus), total)
-}
-
-var pollDone = regexp.MustCompile(`poll done.*"delivered":(\d+).*"duration":"([^"]+)"`)
-
-func bulk(s *harness.Script, bin, name, endpoint string, up *harness.Dovecot, n int, total int64) result {
-	conf := fmt.Sprintf(`remote_pull {
-    account bench {
-        %s
-        username %s
-        password_file upstream-password
-        rcpt_to %s
-        keep yes
-        poll_interval 1h
-        tls_client {
-            root_ca %s
-        }
-        deliver_to &local_routing
-    }
-}
-`, endpoint, upUser, localUser, up.CA.CAFile)
-	m := harness.StartMaddy(s, bin, harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		Extra: conf,
-		Files: map[string]string{"upstream-password": upPass + "\n"},
-	})
-	cpu0 := cpuTime(m.PID())
-	m.WaitLog(s, "poll done", 30*time.Minute)
-	cpu := cpuTime(m.PID()) - cpu0
-	match := pollDone.FindStringSubmatch(m.Log())
-	if match == nil {
-		s.Fatalf("bench: no poll summary in maddy's log")
-	}
-	delivered, _ := strconv.Atoi(match[1])
-	wall, err := time.ParseDuration(match[2])
-	if err != nil || delivered != n {
-		s.Fatalf("bench: %s delivered %s messages (want %d) in %q", name, match[1], n, match[2])
-	}
-	if got := m.WaitMessages(s, localUser, localPass, "INBOX", n, time.Minute); len(got) != n {
-		s.Fatalf("bench: maddy holds %d messages, want %d", len(got), n)
-	}
-	m.Stop(s)
-	return result{scenario: name, msgs: n, bytes: total, wall: wall, cpu: cpu, note: "poll duration from remote_pull's log"}
-}
-
-// smtpCeiling is maddy's own intake: the same messages submitted to its
-// SMTP endpoint by a minimal client on one connection, one transaction each.
-// DATA's 250 reply means committed, so the time until the last reply is the
-// time maddy needed.
-func smtpCeiling(s *harness.Script, bin string, corpus [][]byte, total int64) result {
-	m := harness.StartMaddy(s, bin, harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		SMTP:  true,
-	})
-	c, err := smtp.Dial(m.SMTPAddr)
-	if err != nil {
-		s.Fatalf("bench: %v", err)
-	}
-	defer c.Close()
-	if err := c.Hello("bench.example.net"); err != nil {
-		s.Fatalf("bench: %v", err)
-	}
-	cpu0 := cpuTime(m.PID())
-	start := time.Now()
-	for i, msg := range corpus {
-		if err := c.Mail("sender@example.net"); err != nil {
-			s.Fatalf("bench: MAIL %d: %v", i, err)
-		}
-		if err := c.Rcpt(localUser); err != nil {
-			s.Fatalf("bench: RCPT %d: %v", i, err)
-		}
-		w, err := c.Data()
-		if err != nil {
-			s.Fatalf("bench: DATA %d: %v", i, err)
-		}
-		if _, err := w.Write(msg); err != nil {
-			s.Fatalf("bench: DATA %d: %v", i, err)
-		}
-		if err := w.Close(); err != nil {
-			s.Fatalf("bench: DATA %d: %v", i, err)
-		}
-	}
-	wall := time.Since(start)
-	cpu := cpuTime(m.PID()) - cpu0
-	c.Quit()
-	m.WaitMessages(s, localUser, localPass, "INBOX", len(corpus), time.Minute)
-	m.Stop(s)
-	return result{scenario: "maddy's own SMTP intake (ceiling), loopback", msgs: len(corpus), bytes: total,
-		wall: wall, cpu: cpu, note: "one connection, one transaction per message"}
-}
-
 // cpuTime reads a process's user+system CPU time from /proc (Linux).
 func cpuTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -228,3 +193,25 @@ func cpuTime(pid int) time.Duration {
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
 }
+
+// procStatus reads a size field of /proc/PID/status ("VmRSS", "VmHWM"), in
+// bytes; 0 if it cannot.
+func procStatus(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(v) // "123456 kB"
+			if len(f) == 2 && f[1] == "kB" {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// mib formats bytes as MiB.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"net/smtp"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"remote_pull/integration/harness"
+)
+
+func init() { register("bulk", 10, (*bench).bulkLoopback) }
+
+// bulkLoopback: maddy's own SMTP intake, the ceiling, then remote_pull
+// importing the same corpus over IMAP and over POP3.
+func (b *bench) bulkLoopback() {
+	b.rows = append(b.rows, b.smtpCeiling())
+	up := b.upstream(b.corpus)
+	b.rows = append(b.rows,
+		b.remotePull("remote_pull, IMAP (TLS), loopback", "imap tls://localhost:"+port(up.IMAPSAddr), up, len(b.corpus), b.total),
+	)
+	up = b.upstream(b.corpus)
+	b.rows = append(b.rows,
+		b.remotePull("remote_pull, POP3 (TLS), loopback", "pop3 tls://localhost:"+port(up.POP3SAddr), up, len(b.corpus), b.total),
+	)
+}
+
+// upstream starts a Dovecot whose user upUser holds msgs in INBOX.
+func (b *bench) upstream(msgs [][]byte) *harness.Dovecot {
+	up := harness.StartDovecot(b.s, harness.DovecotOptions{})
+	up.AddUser(b.s, upUser, upPass)
+	up.Seed(b.s, upUser, "INBOX", msgs...)
+	return up
+}
+
+func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
+
+var pollDone = regexp.MustCompile(`poll done.*"delivered":(\d+).*"duration":"([^"]+)"`)
+
+// remotePull starts a maddy whose one account imports the whole mailbox in
+// one poll (endpoint is the imap or pop3 directive). The time is the
+// poll's own, from connect to the last message committed and recorded, as
+// remote_pull logs it.
+func (b *bench) remotePull(name, endpoint string, up *harness.Dovecot, n int, total int64) result {
+	m := b.startAccount(endpoint, up, "")
+	cpu0 := cpuTime(m.PID())
+	m.WaitLog(b.s, "poll done", 30*time.Minute)
+	cpu := cpuTime(m.PID()) - cpu0
+	match := pollDone.FindStringSubmatch(m.Log())
+	if match == nil {
+		b.s.Fatalf("bench: no poll summary in maddy's log")
+	}
+	delivered, _ := strconv.Atoi(match[1])
+	wall, err := time.ParseDuration(match[2])
+	if err != nil || delivered != n {
+		b.s.Fatalf("bench: %s delivered %s messages (want %d) in %q", name, match[1], n, match[2])
+	}
+	if got := m.WaitMessages(b.s, localUser, localPass, "INBOX", n, time.Minute); len(got) != n {
+		b.s.Fatalf("bench: maddy holds %d messages, want %d", len(got), n)
+	}
+	m.Stop(b.s)
+	return result{scenario: name, msgs: n, bytes: total, wall: wall, cpu: cpu, note: "poll duration from remote_pull's log"}
+}
+
+// startAccount starts a maddy with one remote_pull account "bench" that
+// polls hourly (so one poll is the whole import) and keeps mail upstream;
+// extra lines go into the account block.
+func (b *bench) startAccount(endpoint string, up *harness.Dovecot, extra string) *harness.Maddy {
+	conf := fmt.Sprintf(`remote_pull {
+    account bench {
+        %s
+        username %s
+        password_file upstream-password
+        rcpt_to %s
+        keep yes
+        poll_interval 1h
+        tls_client {
+            root_ca %s
+        }
+        %s
+        deliver_to &local_routing
+    }
+}
+`, endpoint, upUser, localUser, up.CA.CAFile, extra)
+	return harness.StartMaddy(b.s, b.bin, harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		Extra: conf,
+		Files: map[string]string{"upstream-password": upPass + "\n"},
+	})
+}
+
+// smtpCeiling is maddy's own intake: the same messages submitted to its
+// SMTP endpoint by a minimal client on one connection, one transaction each.
+// DATA's 250 reply means committed, so the time until the last reply is the
+// time maddy needed.
+func (b *bench) smtpCeiling() result {
+	s := b.s
+	m := harness.StartMaddy(s, b.bin, harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		SMTP:  true,
+	})
+	c, err := smtp.Dial(m.SMTPAddr)
+	if err != nil {
+		s.Fatalf("bench: %v", err)
+	}
+	defer c.Close()
+	if err := c.Hello("bench.example.net"); err != nil {
+		s.Fatalf("bench: %v", err)
+	}
+	cpu0 := cpuTime(m.PID())
+	start := time.Now()
+	for i, msg := range b.corpus {
+		if err := c.Mail("sender@example.net"); err != nil {
+			s.Fatalf("bench: MAIL %d: %v", i, err)
+		}
+		if err := c.Rcpt(localUser); err != nil {
+			s.Fatalf("bench: RCPT %d: %v", i, err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			s.Fatalf("bench: DATA %d: %v", i, err)
+		}
+		if _, err := w.Write(msg); err != nil {
+			s.Fatalf("bench: DATA %d: %v", i, err)
+		}
+		if err := w.Close(); err != nil {
+			s.Fatalf("bench: DATA %d: %v", i, err)
+		}
+	}
+	wall := time.Since(start)
+	cpu := cpuTime(m.PID()) - cpu0
+	c.Quit()
+	m.WaitMessages(s, localUser, localPass, "INBOX", len(b.corpus), time.Minute)
+	m.Stop(s)
+	return result{scenario: "maddy's own SMTP intake (ceiling), loopback", msgs: len(b.corpus), bytes: b.total,
+		wall: wall, cpu: cpu, note: "one connection, one transaction per message"}
+}
