@@ -78,16 +78,16 @@ func TestStatusCheckMetrics(t *testing.T) {
 	harness.Eventually(t, waitLong, func() bool {
 		out, _ := m.CLIStatus(t, "remote-pull", "status", "--json")
 		sts = nil
-		return json.Unmarshal([]byte(out), &sts) == nil && len(sts) == 2 && sts[1].Delivered == 3
-	}, "status --json with both accounts")
+		return json.Unmarshal([]byte(out), &sts) == nil && len(sts) == 2 && sts[1].Delivered == 3 && sts[1].State == "idle"
+	}, "status --json with both accounts, the good one idling")
 	if sts[0].Account != "bad" || sts[0].State != "auth failed" || !strings.Contains(sts[0].LastError, "authentication failed") {
 		t.Errorf("bad account: %+v", sts[0])
 	}
-	if sts[1].Account != "good" || sts[1].State != "ok" || sts[1].Protocol != "IMAP" {
+	if sts[1].Account != "good" || sts[1].State != "idle" || sts[1].Protocol != "IMAP" {
 		t.Errorf("good account: %+v", sts[1])
 	}
 	table := m.CLI(t, "remote-pull", "status")
-	if !regexp.MustCompile(`(?m)^good\s+IMAP localhost\s+ok\s`).MatchString(table) || !strings.Contains(table, "auth failed") {
+	if !regexp.MustCompile(`(?m)^good\s+IMAP localhost\s+idle\s`).MatchString(table) || !strings.Contains(table, "auth failed") {
 		t.Errorf("status table:\n%s", table)
 	}
 	for _, out := range []string{table, m.Log()} {
@@ -113,7 +113,7 @@ func TestStatusCheckMetrics(t *testing.T) {
 	for name, want := range map[string]float64{
 		`maddy_remote_pull_messages_total{account="good",outcome="delivered"}`: 3,
 		`maddy_remote_pull_delivered_bytes_total{account="good"}`:              3000,
-		`maddy_remote_pull_state{account="good",state="ok"}`:                   1,
+		`maddy_remote_pull_state{account="good",state="idle"}`:                 1,
 		`maddy_remote_pull_state{account="bad",state="auth failed"}`:           1,
 	} {
 		if got, ok := metrics[name]; !ok || got != want {

@@ -34,7 +34,7 @@ var (
 	}, []string{"account"})
 	accountState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "maddy", Subsystem: "remote_pull", Name: "state",
-		Help: "1 for the account's current state (ok, polling, backing off, auth failed, upstream busy), 0 for the others.",
+		Help: "1 for the account's current state (starting, polling, ok, idle, backing off, auth failed, upstream busy, re-consent needed), 0 for the others.",
 	}, []string{"account", "state"})
 )
 
@@ -43,7 +43,10 @@ func init() {
 }
 
 // States an account can be in, as status and metrics show them.
-var states = []string{"starting", "polling", "ok", "backing off", "auth failed", "upstream busy", "re-consent needed"}
+//
+// "ok": the last poll worked; "idle": it worked and IDLE connections wait
+// for new mail.
+var states = []string{"starting", "polling", "ok", "idle", "backing off", "auth failed", "upstream busy", "re-consent needed"}
 
 func setStateMetric(account, state string) {
 	for _, s := range states {

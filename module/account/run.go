@@ -20,13 +20,14 @@ type Account struct {
 	wake  chan struct{}
 	retry atomic.Bool // RetryNow was called: forget the back-off
 
-	mu     sync.Mutex
-	status Status
+	mu      sync.Mutex
+	status  Status
+	idleNow int // folders idling right now: with a good last poll, the state is "idle"
 }
 
 // Status is what the account is doing, for logs and the status command.
 type Status struct {
-	State       string // "starting", "polling", "ok", "backing off", "auth failed"
+	State       string // one of states (metrics.go)
 	LastSuccess time.Time
 	LastError   string
 	NextPoll    time.Time
@@ -46,7 +47,32 @@ func (a *Account) Name() string { return a.s.Name }
 func (a *Account) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.status
+	return a.statusLocked()
+}
+
+// statusLocked is the status as shown: "ok" becomes "idle" while IDLE
+// connections wait for new mail.
+func (a *Account) statusLocked() Status {
+	st := a.status
+	if st.State == "ok" && a.idleNow > 0 {
+		st.State = "idle"
+	}
+	return st
+}
+
+// publish shows the status in the metrics and saves it to the ledger,
+// where the status command reads it, adding the counts of a poll.
+func (a *Account) publish(st Status, delivered, refused int) {
+	setStateMetric(a.s.Name, st.State)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
+		Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
+		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll,
+	}, delivered, refused)
+	if err != nil {
+		a.s.Log.Error("saving status", err, "account", a.s.Name)
+	}
 }
 
 // RetryNow polls at once and starts any back-off afresh: the admin fixed
@@ -138,7 +164,7 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 			return res, ctx.Err()
 		}
 	}
-	a.setState("polling", "")
+	a.setPolling()
 	res, err = a.Poll(ctx)
 	if res != (PollResult{}) {
 		a.s.Log.Msg("poll done", "account", a.s.Name, "fetched", res.Fetched, "delivered", res.Delivered,
@@ -179,18 +205,9 @@ var errInternal = errors.New("internal error")
 func (a *Account) report(res PollResult, err error, wait time.Duration) {
 	a.mu.Lock()
 	defer func() {
-		st := a.status
+		st := a.statusLocked()
 		a.mu.Unlock()
-		setStateMetric(a.s.Name, st.State)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		saveErr := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
-			Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
-			State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll,
-		}, res.Delivered, res.Refused)
-		if saveErr != nil {
-			a.s.Log.Error("saving status", saveErr, "account", a.s.Name)
-		}
+		a.publish(st, res.Delivered, res.Refused)
 	}()
 	prevState, prevErr := a.status.State, a.status.LastError
 	a.status.Delivered += res.Delivered
@@ -224,17 +241,29 @@ func (a *Account) report(res PollResult, err error, wait time.Duration) {
 	}
 }
 
-func (a *Account) setState(state, lastErr string) {
+// setPolling shows a poll under way, unless the account is in trouble:
+// then the trouble stays on show until a poll succeeds.
+func (a *Account) setPolling() {
 	a.mu.Lock()
 	if a.status.State == "ok" || a.status.State == "starting" {
-		a.status.State = state
+		a.status.State = "polling"
 	}
-	if lastErr != "" {
-		a.status.LastError = lastErr
-	}
-	cur := a.status.State
+	st := a.statusLocked()
 	a.mu.Unlock()
-	setStateMetric(a.s.Name, cur)
+	a.publish(st, 0, 0)
+}
+
+// setIdling counts a folder's IDLE connection up (+1) or down (-1) and
+// publishes the status when the account starts or stops idling.
+func (a *Account) setIdling(delta int) {
+	a.mu.Lock()
+	was := a.statusLocked().State
+	a.idleNow += delta
+	st := a.statusLocked()
+	a.mu.Unlock()
+	if st.State != was {
+		a.publish(st, 0, 0)
+	}
 }
 
 // watch keeps one folder under IDLE for the account's lifetime, waking the
@@ -250,7 +279,18 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 	var lastErr string
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := w.Watch(ctx, folder, a.Wake)
+		var idling atomic.Bool
+		err := w.Watch(ctx, folder, source.WatchEvents{
+			Idling: func() {
+				if !idling.Swap(true) {
+					a.setIdling(+1)
+				}
+			},
+			NewMail: a.Wake,
+		})
+		if idling.Load() && ctx.Err() == nil {
+			a.setIdling(-1) // not at shutdown: the ledger may be closing
+		}
 		if ctx.Err() != nil {
 			return
 		}

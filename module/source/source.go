@@ -124,10 +124,17 @@ type Describer interface {
 
 // Watcher is an upstream that can announce new mail as it arrives (IMAP
 // IDLE). Watch blocks until ctx ends (returning nil) or the connection fails
-// (returning an error, after which the caller reconnects); newMail must not
-// block. ErrNoPush means the server cannot do it: poll instead.
+// (returning an error, after which the caller reconnects). ErrNoPush means
+// the server cannot do it: poll instead.
 type Watcher interface {
-	Watch(ctx context.Context, folder string, newMail func()) error
+	Watch(ctx context.Context, folder string, ev WatchEvents) error
+}
+
+// WatchEvents are what a Watcher reports while it watches; neither
+// function may block.
+type WatchEvents struct {
+	Idling  func() // the connection is up and idling on the folder
+	NewMail func() // the server announced more messages than before
 }
 
 // ErrNoPush: the upstream offers no way to announce new mail.

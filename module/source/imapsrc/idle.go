@@ -20,12 +20,13 @@ import (
 // minutes; go-imap also restarts IDLE every 28).
 const keepAlive = 5 * time.Minute
 
-// Watch idles on one folder on a connection of its own and calls newMail
-// whenever the server announces more messages than before. It returns when
+// Watch idles on one folder on a connection of its own, calls ev.Idling
+// once IDLE is established and ev.NewMail whenever the server announces
+// more messages than before. It returns when
 // ctx ends (nil) or the connection fails (an error: the caller reconnects
 // after a back-off). It returns source.ErrNoPush at once if the server has
 // no IDLE.
-func (u *Upstream) Watch(ctx context.Context, folder string, newMail func()) error {
+func (u *Upstream) Watch(ctx context.Context, folder string, ev source.WatchEvents) error {
 	var (
 		mu     sync.Mutex
 		exists uint32
@@ -40,7 +41,7 @@ func (u *Upstream) Watch(ctx context.Context, folder string, newMail func()) err
 			exists = *d.NumMessages
 			mu.Unlock()
 			if grew {
-				newMail()
+				ev.NewMail()
 			}
 		},
 		Expunge: func(uint32) {
@@ -77,8 +78,8 @@ func (u *Upstream) Watch(ctx context.Context, folder string, newMail func()) err
 	exists = sel.NumMessages
 	mu.Unlock()
 
-	for {
-		if err := s.idleOnce(ctx); err != nil || ctx.Err() != nil {
+	for idling := ev.Idling; ; idling = func() {} {
+		if err := s.idleOnce(ctx, idling); err != nil || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -88,8 +89,9 @@ func (u *Upstream) Watch(ctx context.Context, folder string, newMail func()) err
 }
 
 // idleOnce idles until ctx ends or keepAlive passes, then proves the
-// connection alive with a NOOP.
-func (s *Session) idleOnce(ctx context.Context) error {
+// connection alive with a NOOP. It calls started once the server accepted
+// IDLE.
+func (s *Session) idleOnce(ctx context.Context, started func()) error {
 	var idle *imapclient.IdleCommand
 	err := s.command(ctx, func() error {
 		var err error
@@ -99,6 +101,7 @@ func (s *Session) idleOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("IDLE: %w", err)
 	}
+	started()
 	timer := time.NewTimer(keepAlive)
 	defer timer.Stop()
 	var closed error
