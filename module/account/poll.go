@@ -63,8 +63,9 @@ type Settings struct {
 }
 
 // batchSize is how many messages are fetched between two ledger syncs and
-// upstream removals.
-const batchSize = 200
+// upstream removals. Each batch costs the upstream's round trip once more
+// before its first message arrives.
+const batchSize = 500
 
 // deliveryTimeout bounds one message's trip through maddy. It does not
 // follow the poll's cancellation: at shutdown the message in flight is

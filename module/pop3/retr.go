@@ -10,9 +10,10 @@ import (
 
 // maxPipeline bounds the commands in flight. Replies can be large, so the
 // server may stop reading commands while we are not reading replies;
-// keeping the unread commands to a few hundred bytes (well under any
-// socket buffer) means our writes never block on that.
-const maxPipeline = 32
+// keeping the unread commands to a couple of kilobytes (well under any
+// socket buffer) means our writes never block on that. 128 keeps a link
+// with 100 ms of round trip busy even with small messages.
+const maxPipeline = 128
 
 var (
 	errReaderClosed = errors.New("pop3: read from a closed message reader")
@@ -126,8 +127,8 @@ func (c *Client) Retr(ctx context.Context, num int) (io.ReadCloser, error) {
 // (as Retr's reader, but ending at the terminator; fn need not read it all,
 // and must not use it after returning).
 //
-// With pipelining (only if the server advertised PIPELINING), up to 32
-// RETR commands are in flight, refilled as replies are read; otherwise one
+// With pipelining (only if the server advertised PIPELINING), up to
+// maxPipeline RETR commands are in flight, refilled as replies are read; otherwise one
 // at a time.
 //
 // A -ERR for a message does not stop the others: it is recorded in failed

@@ -53,7 +53,8 @@ type Config struct {
 	// Timeout bounds each command, and each stretch without progress while
 	// streaming messages. Default 2 minutes.
 	Timeout time.Duration
-	// BatchSize is how many messages one UID FETCH asks for. Default 100.
+	// BatchSize is how many messages one UID FETCH asks for. Default 500:
+	// each FETCH costs a round trip before its first message arrives.
 	BatchSize int
 	// Warn reports things an admin should know, such as a server without
 	// UIDPLUS; it is called at most once per session per kind.
@@ -69,7 +70,7 @@ func New(cfg Config) *Upstream {
 		cfg.Timeout = 2 * time.Minute
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 100
+		cfg.BatchSize = 500
 	}
 	if cfg.Warn == nil {
 		cfg.Warn = func(string) {}
