@@ -156,7 +156,14 @@ func TestRetry(t *testing.T) {
 	r.maddy.WaitLog(t, "message refused, left upstream", waitLong)
 
 	r.maddy.AddUser(t, "late@example.org", "late-pass") // the cause, fixed
-	out := r.maddy.CLI(t, "remote-pull", "retry", "acct")
+	// Options after ACCOUNT count as options, not as UIDs.
+	if out, code := r.maddy.CLIStatus(t, "remote-pull", "retry", "acct", "--bogus"); code != 2 {
+		t.Fatalf("retry with an unknown option: exit %d\n%s", code, out)
+	}
+	if out := r.maddy.CLI(t, "remote-pull", "retry", "acct", "--folder", "Archive"); !strings.HasPrefix(out, "0 message(s)") {
+		t.Fatalf("retry of another folder: %s", out)
+	}
+	out := r.maddy.CLI(t, "remote-pull", "retry", "acct", "--folder=INBOX")
 	if !strings.HasPrefix(out, "1 message(s) of acct will be fetched again") {
 		t.Fatalf("retry: %s", out)
 	}

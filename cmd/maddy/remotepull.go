@@ -218,13 +218,39 @@ func retryCommand(c *cli.Context) error {
 	if name == "" {
 		return cli.Exit("Error: ACCOUNT is required", 2)
 	}
-	uids := c.Args().Tail()
+	all, folder := c.Bool("all"), c.String("folder")
+	// The CLI library stops reading options at ACCOUNT; "retry ACCOUNT
+	// --all" is too natural to read --all as a UID, so options are taken
+	// after it too. "--" ends them, for a POP3 UIDL that starts with '-'.
+	var uids []string
+	rest := c.Args().Tail()
+	for i := 0; i < len(rest); i++ {
+		switch arg := rest[i]; {
+		case arg == "--":
+			uids = append(uids, rest[i+1:]...)
+			i = len(rest)
+		case arg == "--all" || arg == "-all":
+			all = true
+		case arg == "--folder" || arg == "-folder":
+			if i+1 == len(rest) {
+				return cli.Exit("Error: --folder needs a folder name", 2)
+			}
+			i++
+			folder = rest[i]
+		case strings.HasPrefix(arg, "--folder="):
+			folder = strings.TrimPrefix(arg, "--folder=")
+		case strings.HasPrefix(arg, "-"):
+			return cli.Exit("Error: unknown option "+arg, 2)
+		default:
+			uids = append(uids, arg)
+		}
+	}
 	l, done, err := openLedger(c, false)
 	if err != nil {
 		return err
 	}
 	defer done()
-	n, err := l.Retry(c.Context, name, c.Bool("all"), c.String("folder"), uids)
+	n, err := l.Retry(c.Context, name, all, folder, uids)
 	if err != nil {
 		return err
 	}

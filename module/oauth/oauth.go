@@ -115,6 +115,10 @@ func Save(path string, tok *oauth2.Token) error {
 		return err
 	}
 	dir := filepath.Dir(path)
+	// oauth2-login may run before maddy ever made its state directory.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("saving token: %w", err)
+	}
 	f, err := os.CreateTemp(dir, ".token-*")
 	if err != nil {
 		return fmt.Errorf("saving token: %w", err)
