@@ -102,8 +102,14 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 	if err != nil {
 		return err
 	}
+	adopt := acc.FirstSyncNew // until the ledger shows the folder was seen
 	states := map[string]ledger.State{}
 	if ldg != nil {
+		_, seen, err := ldg.Mailbox(ctx, acc.Name, folder)
+		if err != nil {
+			return err
+		}
+		adopt = adopt && !seen
 		key := ledger.MailboxKey{Account: acc.Name, Mailbox: folder, UIDValidity: mb.UIDValidity()}
 		if states, err = ldg.States(ctx, key, 0); err != nil {
 			return err
@@ -122,12 +128,19 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 			fetch++
 		}
 	}
+	if adopt {
+		fmt.Fprintf(out, "  %s: %d messages; 0 would be fetched: the first poll adopts them all (first_sync new)\n", folder, len(msgs))
+		return nil
+	}
 	fmt.Fprintf(out, "  %s: %d messages; %d would be fetched, %d already handled, %d too large, %d flagged \\Deleted by others\n",
 		folder, len(msgs), fetch, known, large, foreign)
 	return nil
 }
 
 func tlsMode(acc *config.Account) string {
+	if acc.Plaintext {
+		return "no TLS: insecure_plaintext"
+	}
 	if acc.ImplicitTLS {
 		return "implicit TLS"
 	}
