@@ -26,7 +26,7 @@ import (
 
 var (
 	count    = flag.Int("n", 1000, "messages in the bulk-import mailbox")
-	slowN    = flag.Int("slow-n", 200, "messages in the bulk import over the slow link")
+	slowN    = flag.Int("slow-n", 0, "messages in the bulk import over the slow link (0: all of -n)")
 	minSize  = flag.Int("min", 1<<10, "smallest message, bytes")
 	maxSize  = flag.Int("max", 20<<10, "largest message, bytes")
 	rtt      = flag.Duration("rtt", 50*time.Millisecond, "round-trip time added for the slow-link scenario")
