@@ -221,6 +221,20 @@ func (d *Dovecot) mkdirOwned(t T, dir string) {
 // from Dovecot's process titles (verbose_proctitle).
 func (d *Dovecot) IdleSessions(t T, user string) int {
 	t.Helper()
+	return d.idleSessions(t, user+" ")
+}
+
+// IdleSessionsPrefix counts the IMAP sessions in IDLE of every user whose
+// name starts with prefix.
+func (d *Dovecot) IdleSessionsPrefix(t T, prefix string) int {
+	t.Helper()
+	return d.idleSessions(t, prefix)
+}
+
+// idleSessions counts process titles "imap: [USER IP IDLE]" in which
+// USER IP starts with who.
+func (d *Dovecot) idleSessions(t T, who string) int {
+	t.Helper()
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatalf("harness: %v", err)
@@ -232,7 +246,7 @@ func (d *Dovecot) IdleSessions(t T, user string) int {
 			continue
 		}
 		title := string(cmdline)
-		if strings.Contains(title, "/imap ["+user+" ") && strings.Contains(title, " IDLE]") {
+		if strings.Contains(title, "/imap ["+who) && strings.Contains(title, " IDLE]") {
 			n++
 		}
 	}

@@ -71,7 +71,7 @@ func (b *bench) manyAccounts() {
 	})
 	defer m.Stop(s)
 	start := time.Now()
-	harness.Eventually(s, 5*time.Minute, func() bool { return idling("bench-u") == n }, "every account idling")
+	harness.Eventually(s, 5*time.Minute, func() bool { return up.IdleSessionsPrefix(s, "bench-u") == n }, "every account idling")
 	connected := time.Since(start)
 	time.Sleep(5 * time.Second) // let start-up garbage be collected
 	rss := procStatus(m.PID(), "VmRSS")
@@ -101,27 +101,6 @@ func (b *bench) manyAccounts() {
 		return user(i), pass(i)
 	}, *pushes)
 	b.figures = append(b.figures, latencyFigure(fmt.Sprintf("push latency, %d accounts idling", n), lat))
-}
-
-// idling counts Dovecot IMAP sessions in IDLE whose user name starts with
-// prefix, from Dovecot's process titles ("imap: [user ip IDLE]").
-func idling(prefix string) int {
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, p := range procs {
-		cmdline, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		title := string(cmdline)
-		if strings.Contains(title, "/imap ["+prefix) && strings.Contains(title, " IDLE]") {
-			n++
-		}
-	}
-	return n
 }
 
 const inotifyLimit = "/proc/sys/fs/inotify/max_user_instances"

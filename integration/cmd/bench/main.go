@@ -135,24 +135,15 @@ func main() {
 			runtime.Version(), *count, *minSize, *maxSize, float64(b.total)/(1<<20)),
 		"",
 	}
-	if len(b.rows) > 0 {
-		text = append(text,
-			"| scenario | messages | wall s | messages/s | MB/s | maddy CPU | note |",
-			"|---|---|---|---|---|---|---|")
-		for _, r := range b.rows {
-			text = append(text, r.row())
-		}
-		text = append(text, "")
+	var rows, figures []string
+	for _, r := range b.rows {
+		rows = append(rows, r.row())
 	}
-	if len(b.figures) > 0 {
-		text = append(text,
-			"| scenario | measured | target | note |",
-			"|---|---|---|---|")
-		for _, f := range b.figures {
-			text = append(text, f.row())
-		}
-		text = append(text, "")
+	for _, f := range b.figures {
+		figures = append(figures, f.row())
 	}
+	text = appendTable(text, []string{"scenario", "messages", "wall s", "messages/s", "MB/s", "maddy CPU", "note"}, rows)
+	text = appendTable(text, []string{"scenario", "measured", "target", "note"}, figures)
 	all := strings.Join(text, "\n")
 	fmt.Print("\n" + all)
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err == nil {
@@ -160,6 +151,15 @@ func main() {
 			fmt.Printf("\nwritten to %s\n", *out)
 		}
 	}
+}
+
+// appendTable adds a Markdown table, if it has rows, and a blank line.
+func appendTable(text, columns, rows []string) []string {
+	if len(rows) == 0 {
+		return text
+	}
+	text = append(text, "| "+strings.Join(columns, " | ")+" |", strings.Repeat("|---", len(columns))+"|")
+	return append(append(text, rows...), "")
 }
 
 // makeCorpus builds the same deterministic messages for every contender.
