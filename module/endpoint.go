@@ -193,33 +193,24 @@ func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger) source
 			return tokens.AccessToken(ctx, force)
 		}
 	}
-	if acc.Protocol == "pop3" {
-		return pop3src.New(pop3src.Config{
-			Host:        acc.Host,
-			Port:        acc.Port,
-			ImplicitTLS: acc.ImplicitTLS,
-			TLS:         cloneTLS(acc.TLS),
-			Username:    acc.Username,
-			Password:    func() (string, error) { return password.Value(), nil },
-			Keep:        acc.Keep,
-			Plaintext:   acc.Plaintext,
-			Pins:        acc.Pins,
-			Auth:        acc.Auth,
-			Token:       token,
-		})
-	}
-	return imapsrc.New(imapsrc.Config{
+	ep := source.Endpoint{
 		Host:        acc.Host,
 		Port:        acc.Port,
 		ImplicitTLS: acc.ImplicitTLS,
 		TLS:         cloneTLS(acc.TLS),
-		Username:    acc.Username,
-		Password:    func() (string, error) { return password.Value(), nil },
-		Warn:        func(msg string) { l.Msg(msg, "account", acc.Name) },
 		Plaintext:   acc.Plaintext,
 		Pins:        acc.Pins,
 		Auth:        acc.Auth,
 		Token:       token,
+		Username:    acc.Username,
+		Password:    func() (string, error) { return password.Value(), nil },
+	}
+	if acc.Protocol == "pop3" {
+		return pop3src.New(pop3src.Config{Endpoint: ep, Keep: acc.Keep})
+	}
+	return imapsrc.New(imapsrc.Config{
+		Endpoint: ep,
+		Warn:     func(msg string) { l.Msg(msg, "account", acc.Name) },
 	})
 }
 

@@ -19,6 +19,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -186,21 +187,46 @@ func DescribeTLS(cs tls.ConnectionState) []string {
 	return out
 }
 
-// TLSConfig is the client TLS configuration for an upstream: maddy's
-// tls_client settings (base, may be nil), the host name always verified,
-// TLS 1.2 at least, and tls_pin pins on top.
-func TLSConfig(base *tls.Config, host string, pins []string) *tls.Config {
+// Endpoint says how to reach and log in to one upstream account, whatever
+// the protocol; imapsrc and pop3src embed it in their configurations.
+type Endpoint struct {
+	Host        string // for TLS verification and the trace field
+	Port        string
+	ImplicitTLS bool        // tls://; otherwise STARTTLS/STLS is mandatory
+	TLS         *tls.Config // maddy's tls_client settings (may be nil)
+	// Plaintext: no TLS at all (insecure_plaintext yes, checked by the
+	// config to be loopback or an explicitly listed host).
+	Plaintext bool
+	// Pins are tls_pin SPKI pins, checked on top of normal verification.
+	Pins []string
+	// Auth is the mechanism to use: AuthAuto or one the protocol knows.
+	Auth string
+	// Token gives OAuth2 access tokens (XOAUTH2, OAUTHBEARER).
+	Token    TokenFunc
+	Username string
+	// Password is asked for at every login, so that a reload of a
+	// password file takes effect at the next connection.
+	Password func() (string, error)
+	// Timeout bounds each command, and each stretch without progress while
+	// streaming messages.
+	Timeout time.Duration
+}
+
+// TLSConfig is the client TLS configuration for the endpoint: the
+// tls_client settings, the host name always verified, TLS 1.2 at least,
+// and tls_pin pins on top.
+func (e *Endpoint) TLSConfig() *tls.Config {
 	cfg := &tls.Config{}
-	if base != nil {
-		cfg = base.Clone()
+	if e.TLS != nil {
+		cfg = e.TLS.Clone()
 	}
-	cfg.ServerName = host
+	cfg.ServerName = e.Host
 	cfg.InsecureSkipVerify = false
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
-	if len(pins) > 0 {
-		cfg.VerifyConnection = VerifyPins(pins)
+	if len(e.Pins) > 0 {
+		cfg.VerifyConnection = VerifyPins(e.Pins)
 	}
 	return cfg
 }

@@ -31,28 +31,11 @@ import (
 )
 
 // Config says how to reach and log in to one IMAP account.
+//
+// Auth is source.AuthAuto, AuthPlain, AuthLogin, AuthXOAUTH2 or
+// AuthOAuthBearer; Timeout defaults to 2 minutes.
 type Config struct {
-	Host        string // for TLS verification and the trace field
-	Port        string
-	ImplicitTLS bool        // tls://; otherwise STARTTLS is mandatory
-	TLS         *tls.Config // verification settings; ServerName is set here
-	// Plaintext: no TLS at all (insecure_plaintext yes, checked by the
-	// config to be loopback or an explicitly listed host).
-	Plaintext bool
-	// Pins are tls_pin SPKI pins, checked on top of normal verification.
-	Pins []string
-	// Auth is the mechanism to use: source.AuthAuto, AuthPlain, AuthLogin,
-	// AuthXOAUTH2 or AuthOAuthBearer.
-	Auth string
-	// Token gives OAuth2 access tokens (XOAUTH2, OAUTHBEARER).
-	Token    source.TokenFunc
-	Username string
-	// Password is asked for at every login, so that a reload of a
-	// password file takes effect at the next connection.
-	Password func() (string, error)
-	// Timeout bounds each command, and each stretch without progress while
-	// streaming messages. Default 2 minutes.
-	Timeout time.Duration
+	source.Endpoint
 	// BatchSize is how many messages one UID FETCH asks for. Default 500:
 	// each FETCH costs a round trip before its first message arrives.
 	BatchSize int
@@ -120,7 +103,7 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg := u.tlsConfig()
+	tlsCfg := u.cfg.TLSConfig()
 	s := &Session{cfg: &u.cfg, raw: raw}
 	verify := tlsCfg.VerifyConnection
 	tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -162,10 +145,6 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 		return nil, err
 	}
 	return s, nil
-}
-
-func (u *Upstream) tlsConfig() *tls.Config {
-	return source.TLSConfig(u.cfg.TLS, u.cfg.Host, u.cfg.Pins)
 }
 
 func (s *Session) login(ctx context.Context, freshToken bool) error {

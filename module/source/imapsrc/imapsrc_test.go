@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"remote_pull/module/source"
 )
 
 // recorder is a fake IMAP server that greets, answers CAPABILITY without
@@ -74,8 +76,8 @@ func (r *recorder) received() string {
 func TestNoStartTLSNoPassword(t *testing.T) {
 	rec := newRecorder(t)
 	host, port, _ := net.SplitHostPort(rec.addr)
-	up := New(Config{Host: host, Port: port, Username: "bob", Timeout: 5 * time.Second,
-		Password: func() (string, error) { return "hunter2-secret", nil }})
+	up := New(Config{Endpoint: source.Endpoint{Host: host, Port: port, Username: "bob", Timeout: 5 * time.Second,
+		Password: func() (string, error) { return "hunter2-secret", nil }}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if s, err := up.Connect(ctx); err == nil {
@@ -112,8 +114,8 @@ func TestWrongHostName(t *testing.T) {
 		}
 	}()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	up := New(Config{Host: "127.0.0.1", Port: port, ImplicitTLS: true, TLS: &tls.Config{RootCAs: pool},
-		Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second})
+	up := New(Config{Endpoint: source.Endpoint{Host: "127.0.0.1", Port: port, ImplicitTLS: true, TLS: &tls.Config{RootCAs: pool},
+		Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second}})
 	_, err = up.Connect(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("err = %v, want a certificate name mismatch", err)

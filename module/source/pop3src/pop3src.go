@@ -29,25 +29,13 @@ import (
 )
 
 // Config says how to reach and log in to one POP3 account.
+//
+// Auth is source.AuthAuto, AuthPlain, AuthLogin (USER/PASS), AuthAPOP,
+// AuthXOAUTH2 or AuthOAuthBearer; Timeout defaults to 2 minutes.
 type Config struct {
-	Host        string
-	Port        string
-	ImplicitTLS bool // tls://; otherwise STLS is mandatory
-	TLS         *tls.Config
-	// Plaintext: no TLS at all (insecure_plaintext yes).
-	Plaintext bool
-	// Pins are tls_pin SPKI pins, checked on top of normal verification.
-	Pins []string
-	// Auth: source.AuthAuto, AuthPlain, AuthLogin (USER/PASS) or AuthAPOP.
-	Auth string
-	// Token gives OAuth2 access tokens (XOAUTH2, OAUTHBEARER).
-	Token    source.TokenFunc
-	Username string
-	Password func() (string, error)
+	source.Endpoint
 	// Keep: messages stay upstream, which needs UIDL to track them.
 	Keep bool
-	// Timeout bounds each command and each stretch without progress.
-	Timeout time.Duration
 }
 
 // Upstream is a POP3 account.
@@ -63,10 +51,6 @@ func New(cfg Config) *Upstream {
 
 func (u *Upstream) Protocol() string { return "POP3" }
 func (u *Upstream) Host() string     { return u.cfg.Host }
-
-func (u *Upstream) tlsConfig() *tls.Config {
-	return source.TLSConfig(u.cfg.TLS, u.cfg.Host, u.cfg.Pins)
-}
 
 // Connect dials, secures (implicit TLS, or STLS which is then mandatory)
 // and logs in; when the server refuses an OAuth2 access token, it connects
@@ -90,7 +74,7 @@ func (u *Upstream) connect(ctx context.Context, freshToken bool) (source.Session
 	}
 	remote := conn.RemoteAddr()
 	if u.cfg.ImplicitTLS && !u.cfg.Plaintext {
-		tc := tls.Client(conn, u.tlsConfig())
+		tc := tls.Client(conn, u.cfg.TLSConfig())
 		if err := tc.HandshakeContext(cctx); err != nil {
 			conn.Close()
 			return nil, err
@@ -103,7 +87,7 @@ func (u *Upstream) connect(ctx context.Context, freshToken bool) (source.Session
 		return nil, busy(err)
 	}
 	s := &Session{cfg: &u.cfg, c: c, remote: remote, freshToken: freshToken}
-	if err := s.setup(cctx, u.tlsConfig()); err != nil {
+	if err := s.setup(cctx, u.cfg.TLSConfig()); err != nil {
 		c.Close()
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"remote_pull/module/source"
 )
 
 // On tcp:// a POP3 server without STLS never sees the user or password:
@@ -49,8 +51,8 @@ func TestNoSTLSNoPassword(t *testing.T) {
 			}
 		}()
 		host, port, _ := net.SplitHostPort(ln.Addr().String())
-		up := New(Config{Host: host, Port: port, Username: "bob", Timeout: 5 * time.Second,
-			Password: func() (string, error) { return "hunter2-secret", nil }})
+		up := New(Config{Endpoint: source.Endpoint{Host: host, Port: port, Username: "bob", Timeout: 5 * time.Second,
+			Password: func() (string, error) { return "hunter2-secret", nil }}})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if s, err := up.Connect(ctx); err == nil {
 			s.Abort()
