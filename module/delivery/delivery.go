@@ -161,6 +161,12 @@ func (t *Target) Spool(r io.Reader) (*Spooled, error) {
 		// The spool directory failed us (disk full...): temporary too.
 		return nil, exterrors.WithTemporary(fmt.Errorf("spool: %w", err), true)
 	}
+	if src.err != nil {
+		// The upstream failed after a short read that looked like an end
+		// (io.ReadFull's ErrUnexpectedEOF): a short read is never a message.
+		body.Remove()
+		return nil, upstreamErr(src.err)
+	}
 	return &Spooled{Header: header, Body: body, Size: src.n}, nil
 }
 

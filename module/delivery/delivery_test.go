@@ -301,18 +301,21 @@ func TestCutConnectionIsTemporary(t *testing.T) {
 		"in a large body": "Subject: s\r\n\r\n" + strings.Repeat("z", 2<<20),
 		"in a bad header": "no colon\r\nmore",
 	} {
-		t.Run(name, func(t *testing.T) {
-			tg := newTarget(t, &pipeline{})
-			cut := errors.New("connection reset by peer")
-			sp, err := tg.Spool(&brokenReader{data: []byte(raw), err: cut})
-			if err == nil {
-				sp.Discard()
-				t.Fatal("Spool succeeded on a cut stream")
-			}
-			if IsPermanent(err) || !errors.Is(err, cut) {
-				t.Fatalf("err %v: want a temporary error wrapping the cut", err)
-			}
-		})
+		// io.ErrUnexpectedEOF is what io.ReadFull itself returns for a short
+		// but complete body: coming from the upstream, it must still fail.
+		for _, cut := range []error{errors.New("connection reset by peer"), io.ErrUnexpectedEOF} {
+			t.Run(name+"/"+cut.Error(), func(t *testing.T) {
+				tg := newTarget(t, &pipeline{})
+				sp, err := tg.Spool(&brokenReader{data: []byte(raw), err: cut})
+				if err == nil {
+					sp.Discard()
+					t.Fatal("Spool succeeded on a cut stream")
+				}
+				if IsPermanent(err) || !errors.Is(err, cut) {
+					t.Fatalf("err %v: want a temporary error wrapping the cut", err)
+				}
+			})
+		}
 	}
 }
 

@@ -53,6 +53,10 @@ type Message struct {
 	UID     string // IMAP UID in decimal, or POP3 UIDL
 	Size    int64  // as the server reports it: RFC822.SIZE or LIST
 	Deleted bool   // flagged \Deleted by some client: not ours to fetch
+	// Ambiguous: the server listed other messages under the same identity
+	// (a POP3 UIDL given twice); UID is then made unique within the
+	// listing, but a ledger entry cannot prove which message it was.
+	Ambiguous bool
 }
 
 // Mailbox is an opened upstream mailbox.
@@ -78,9 +82,17 @@ type Mailbox interface {
 	// messages after a UIDVALIDITY change without downloading them.
 	Fingerprints(ctx context.Context, uids []string) (map[string]string, error)
 	// Remove deletes the given messages upstream, and only them. It reports
-	// which were removed for certain; a server that cannot do that safely
-	// (IMAP without UIDPLUS) flags them and removes none.
+	// which were removed for certain (or, for a DeferredRemover session,
+	// will be at a good Close); a server that cannot do that safely (IMAP
+	// without UIDPLUS) flags them and removes none.
 	Remove(ctx context.Context, uids []string) (removed []string, err error)
+}
+
+// DeferredRemover is a session whose removals take effect only when Close
+// succeeds (POP3 applies DELE at QUIT; a session that ends any other way
+// rolls them back).
+type DeferredRemover interface {
+	DeferredRemoval()
 }
 
 // Spooled is what a SpoolFunc made of a message body; Discard frees it.
@@ -165,6 +177,13 @@ type TokenRefusedError struct{ Err error }
 
 func (e *TokenRefusedError) Error() string { return "access token refused: " + e.Err.Error() }
 func (e *TokenRefusedError) Unwrap() error { return e.Err }
+
+// FolderError: the server refused one folder (SELECT answered NO: renamed
+// or deleted upstream). The account's other folders go on as usual.
+type FolderError struct{ Err error }
+
+func (e *FolderError) Error() string { return e.Err.Error() }
+func (e *FolderError) Unwrap() error { return e.Err }
 
 // AuthError is a login the server refused. Retrying soon will not help and
 // may get the upstream account locked, so the account loop backs off longer.
@@ -266,3 +285,39 @@ const (
 // TokenFunc returns an OAuth2 access token; force asks for a fresh one
 // because the server refused the last.
 type TokenFunc func(ctx context.Context, force bool) (string, error)
+
+// ErrTruncated: the upstream ended a message before its announced end (a
+// cut connection, a FIN or a TLS close_notify inside an IMAP literal). It is
+// a temporary upstream error: what was read is dropped, never delivered.
+var ErrTruncated = errors.New("message truncated: the upstream ended it before its announced size")
+
+// ExactReader reads exactly size bytes from r. An end of r before that is
+// ErrTruncated, never io.EOF, so that a short read cannot pass for the end
+// of a message: go-imap's literal reader reports a connection closed inside
+// a literal as a plain io.EOF after a short read.
+func ExactReader(r io.Reader, size int64) io.Reader {
+	return &exactReader{r: r, left: size}
+}
+
+type exactReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	switch {
+	case e.left == 0 && (err == nil || err == io.EOF):
+		return n, io.EOF
+	case err == io.EOF:
+		return n, fmt.Errorf("%w (%d bytes missing)", ErrTruncated, e.left)
+	}
+	return n, err
+}

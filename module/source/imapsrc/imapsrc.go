@@ -271,6 +271,11 @@ func (s *Session) Open(ctx context.Context, name string) (source.Mailbox, error)
 		sel, err = s.c.Select(name, &imap.SelectOptions{ReadOnly: s.readOnly}).Wait()
 		return err
 	})
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		// The server answered, about this folder only.
+		return nil, &source.FolderError{Err: fmt.Errorf("SELECT %q: %w", name, err)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("SELECT %q: %w", name, err)
 	}
@@ -325,7 +330,17 @@ type Mailbox struct {
 }
 
 func (m *Mailbox) UIDValidity() uint32 { return m.sel.UIDValidity }
-func (m *Mailbox) Complete() bool      { return false }
+
+// FlagOnly: without UIDPLUS a plain EXPUNGE could take messages another
+// client flagged, so delivered messages are only flagged \Deleted.
+func (m *Mailbox) FlagOnly() bool {
+	caps := m.s.c.Caps()
+	return !caps.Has(imap.CapUIDPlus) && !caps.Has(imap.CapIMAP4rev2)
+}
+
+// UIDNext is the UIDNEXT the server gave at SELECT (0 if none).
+func (m *Mailbox) UIDNext() uint32 { return uint32(m.sel.UIDNext) }
+func (m *Mailbox) Complete() bool  { return false }
 
 // Fetch streams the messages in batches of BatchSize UIDs, one UID FETCH
 // each. Bodies are read from the connection as they arrive; nothing holds a
@@ -364,7 +379,11 @@ func (m *Mailbox) fetchBatch(ctx context.Context, uids []string, spool source.Sp
 				break
 			}
 			if err := m.fetchOne(msg, spool, deliver); err != nil {
-				cmd.Close()
+				// The session is given up rather than drained: after a
+				// literal that ended early, go-imap's Close would read the
+				// connection from two goroutines at once. The poll ends
+				// here anyway.
+				m.s.raw.Close()
 				return err
 			}
 			dog.Reset(m.s.cfg.Timeout)
@@ -390,7 +409,9 @@ func (m *Mailbox) fetchOne(msg *imapclient.FetchMessageData, spool source.SpoolF
 			if item.Literal == nil || spooled != nil {
 				continue
 			}
-			sp, err := spool(item.Literal)
+			// The literal reader ends with a plain io.EOF when the
+			// connection closes inside it; only its size tells.
+			sp, err := spool(source.ExactReader(item.Literal, item.Literal.Size()))
 			if err != nil {
 				return err
 			}
@@ -468,8 +489,7 @@ func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flagging \\Deleted: %w", err)
 	}
-	caps := m.s.c.Caps()
-	if !caps.Has(imap.CapUIDPlus) && !caps.Has(imap.CapIMAP4rev2) {
+	if m.FlagOnly() {
 		if !m.s.warnedNoUIDPlus {
 			m.s.warnedNoUIDPlus = true
 			m.s.cfg.Warn("server lacks UIDPLUS: delivered messages are flagged \\Deleted but not expunged, so that other clients' flagged messages are never expunged by remote_pull")

@@ -1,0 +1,187 @@
+package imapsrc
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"remote_pull/module/source"
+)
+
+// literalServer is a scripted IMAP server that logs anyone in, selects any
+// mailbox, and answers UID FETCH with a literal announced as announce bytes
+// of which it sends only send, then ends the connection with end.
+func literalServer(t *testing.T, useTLS bool, announce, send int, end func(net.Conn)) (addr string, caPool *tls.Config) {
+	t.Helper()
+	cert, pool := selfSigned(t, "localhost")
+	var ln net.Listener
+	var err error
+	if useTLS {
+		ln, err = tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	} else {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprint(c, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN UIDPLUS] fake\r\n")
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+			cmd := strings.ToUpper(rest)
+			switch {
+			case strings.HasPrefix(cmd, "AUTHENTICATE"), strings.HasPrefix(cmd, "LOGIN"):
+				fmt.Fprintf(c, "%s OK logged in\r\n", tag)
+			case strings.HasPrefix(cmd, "SELECT"), strings.HasPrefix(cmd, "EXAMINE"):
+				fmt.Fprintf(c, "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 6] x\r\n%s OK [READ-WRITE] done\r\n", tag)
+			case strings.HasPrefix(cmd, "UID FETCH"):
+				body := "Subject: short\r\n\r\n" + strings.Repeat("x", announce)
+				body = body[:announce]
+				fmt.Fprintf(c, "* 1 FETCH (UID 5 BODY[] {%d}\r\n%s", announce, body[:send])
+				if send == announce {
+					fmt.Fprintf(c, ")\r\n%s OK done\r\n", tag)
+					continue
+				}
+				end(c)
+				return
+			case strings.HasPrefix(cmd, "LOGOUT"):
+				fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
+				return
+			default:
+				fmt.Fprintf(c, "%s BAD unknown\r\n", tag)
+			}
+		}
+	}()
+	return ln.Addr().String(), &tls.Config{RootCAs: pool}
+}
+
+// A literal that ends early, however the connection ends (FIN, TLS
+// close_notify, a FIN without close_notify), never reaches deliver: the
+// spool sees an error, not io.EOF.
+func TestShortLiteralIsNeverDelivered(t *testing.T) {
+	fin := func(c net.Conn) {
+		if tc, ok := c.(*tls.Conn); ok {
+			tc.NetConn().(*net.TCPConn).CloseWrite() // FIN without close_notify
+			return
+		}
+		c.(*net.TCPConn).CloseWrite()
+	}
+	closeNotify := func(c net.Conn) { c.(*tls.Conn).CloseWrite() }
+	rst := func(c net.Conn) {
+		raw := c
+		if tc, ok := c.(*tls.Conn); ok {
+			raw = tc.NetConn()
+		}
+		raw.(*net.TCPConn).SetLinger(0)
+		raw.Close()
+	}
+	cases := []struct {
+		name   string
+		tls    bool
+		ending func(net.Conn)
+	}{
+		{"plain/FIN", false, fin},
+		{"plain/RST", false, rst},
+		{"TLS/FIN", true, fin},
+		{"TLS/close_notify", true, closeNotify},
+		{"TLS/RST", true, rst},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, tlsCfg := literalServer(t, tc.tls, 5000, 1200, tc.ending)
+			_, port, _ := net.SplitHostPort(addr)
+			up := New(Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, ImplicitTLS: tc.tls, Plaintext: !tc.tls,
+				TLS: tlsCfg, Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second}})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			s, err := up.Connect(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Abort()
+			mb, err := s.Open(ctx, "INBOX")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var spoolErr error
+			delivered := 0
+			err = mb.Fetch(ctx, []string{"5"},
+				func(body io.Reader) (source.Spooled, error) {
+					_, spoolErr = io.Copy(io.Discard, body)
+					return discard{}, spoolErr
+				},
+				func(string, source.Spooled) error { delivered++; return nil })
+			if delivered != 0 {
+				t.Fatalf("a literal cut after 1200 of 5000 bytes was delivered")
+			}
+			if err == nil || spoolErr == nil {
+				t.Fatalf("Fetch err %v, spool err %v: want both to fail", err, spoolErr)
+			}
+			if tc.ending != nil && !errors.Is(spoolErr, source.ErrTruncated) && !isNetErr(spoolErr) {
+				t.Fatalf("spool err %v: want ErrTruncated or a network error", spoolErr)
+			}
+		})
+	}
+}
+
+// The control case: the same server sending the whole literal delivers it.
+func TestWholeLiteralIsDelivered(t *testing.T) {
+	addr, tlsCfg := literalServer(t, true, 5000, 5000, nil)
+	_, port, _ := net.SplitHostPort(addr)
+	up := New(Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, ImplicitTLS: true,
+		TLS: tlsCfg, Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := up.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Abort()
+	mb, err := s.Open(ctx, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	err = mb.Fetch(ctx, []string{"5"},
+		func(body io.Reader) (source.Spooled, error) {
+			var err error
+			n, err = io.Copy(io.Discard, body)
+			return discard{}, err
+		},
+		func(uid string, _ source.Spooled) error {
+			if uid != "5" {
+				t.Errorf("uid %q", uid)
+			}
+			return nil
+		})
+	if err != nil || n != 5000 {
+		t.Fatalf("err %v, %d bytes: want the whole 5000-byte literal", err, n)
+	}
+}
+
+type discard struct{}
+
+func (discard) Discard() {}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || strings.Contains(err.Error(), "reset") || strings.Contains(err.Error(), "closed")
+}
