@@ -12,6 +12,7 @@ import (
 	maddycfg "github.com/foxcpp/maddy/framework/config"
 	"github.com/foxcpp/maddy/framework/log"
 
+	"remote_pull/module/account"
 	"remote_pull/module/config"
 	"remote_pull/module/ledger"
 	"remote_pull/module/oauth"
@@ -103,7 +104,7 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		return err
 	}
 	adopt := acc.FirstSyncNew // until the ledger shows the folder was seen
-	states := map[string]ledger.State{}
+	known := map[string]ledger.Entry{}
 	if ldg != nil {
 		_, seen, err := ldg.Mailbox(ctx, acc.Name, folder)
 		if err != nil {
@@ -111,29 +112,39 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		}
 		adopt = adopt && !seen
 		key := ledger.MailboxKey{Account: acc.Name, Mailbox: folder, UIDValidity: mb.UIDValidity()}
-		if states, err = ldg.States(ctx, key, 0); err != nil {
+		if known, err = ldg.States(ctx, key, 0); err != nil {
 			return err
 		}
 	}
-	var fetch, known, large, foreign int
+	// The poll's own rule, so that check cannot disagree with it.
+	rules := account.RulesFor(mb, acc.Keep, acc.MaxMessageSize)
+	var fetch, handled, large, foreign, remove int
 	for _, m := range msgs {
-		switch {
-		case states[m.UID] != "":
-			known++
-		case m.Deleted:
-			foreign++
-		case m.Size > acc.MaxMessageSize:
-			large++
-		default:
+		switch account.Decide(m, known[m.UID], rules) {
+		case account.Fetch:
 			fetch++
+		case account.RecordTooLarge:
+			large++
+		case account.FinishRemoval:
+			remove++
+		case account.Leave:
+			if known[m.UID].State == "" && m.Deleted {
+				foreign++
+			} else {
+				handled++
+			}
 		}
 	}
 	if adopt {
 		fmt.Fprintf(out, "  %s: %d messages; 0 would be fetched: the first poll adopts them all (first_sync new)\n", folder, len(msgs))
 		return nil
 	}
-	fmt.Fprintf(out, "  %s: %d messages; %d would be fetched, %d already handled, %d too large, %d flagged \\Deleted by others\n",
-		folder, len(msgs), fetch, known, large, foreign)
+	fmt.Fprintf(out, "  %s: %d messages; %d would be fetched, %d already handled, %d too large, %d flagged \\Deleted by others",
+		folder, len(msgs), fetch, handled, large, foreign)
+	if remove > 0 {
+		fmt.Fprintf(out, ", %d delivered and still to be removed upstream", remove)
+	}
+	fmt.Fprintln(out)
 	return nil
 }
 

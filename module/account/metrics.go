@@ -1,11 +1,7 @@
 package account
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
-
-	"remote_pull/module/source"
 )
 
 // Metrics on maddy's openmetrics endpoint. Labels carry the account name
@@ -21,7 +17,7 @@ var (
 	}, []string{"account"})
 	pollsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "maddy", Subsystem: "remote_pull", Name: "polls_total",
-		Help: "Polls by result: ok, or the kind of error (auth, busy, connection, delivery, internal).",
+		Help: "Polls by result: ok, or the kind of error (auth, busy, folder, connection, delivery, internal).",
 	}, []string{"account", "result"})
 	pollDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "maddy", Subsystem: "remote_pull", Name: "poll_duration_seconds",
@@ -34,7 +30,7 @@ var (
 	}, []string{"account"})
 	accountState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "maddy", Subsystem: "remote_pull", Name: "state",
-		Help: "1 for the account's current state (starting, polling, ok, idle, backing off, auth failed, upstream busy, re-consent needed), 0 for the others.",
+		Help: "1 for the account's current state (starting, polling, ok, idle, folder failing, backing off, auth failed, upstream busy, re-consent needed), 0 for the others.",
 	}, []string{"account", "state"})
 )
 
@@ -42,39 +38,12 @@ func init() {
 	prometheus.MustRegister(messagesTotal, bytesDelivered, pollsTotal, pollDuration, lastSuccess, accountState)
 }
 
-// States an account can be in, as status and metrics show them.
-//
-// "ok": the last poll worked; "idle": it worked and IDLE connections wait
-// for new mail.
-var states = []string{"starting", "polling", "ok", "idle", "backing off", "auth failed", "upstream busy", "re-consent needed"}
-
 func setStateMetric(account, state string) {
 	for _, s := range states {
 		v := 0.0
-		if s == state {
+		if string(s) == state {
 			v = 1
 		}
-		accountState.WithLabelValues(account, s).Set(v)
+		accountState.WithLabelValues(account, string(s)).Set(v)
 	}
-}
-
-// errorKind names a poll error for the polls_total metric.
-func errorKind(err error) string {
-	var authErr *source.AuthError
-	var busyErr *source.BusyError
-	var fatal *fatalError
-	var reconsent *source.ReconsentError
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.As(err, &authErr), errors.As(err, &reconsent):
-		return "auth"
-	case errors.As(err, &busyErr):
-		return "busy"
-	case errors.Is(err, errInternal):
-		return "internal"
-	case errors.As(err, &fatal), isDeliveryErr(err):
-		return "delivery"
-	}
-	return "connection"
 }

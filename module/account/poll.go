@@ -23,6 +23,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/foxcpp/maddy/framework/log"
@@ -60,6 +61,10 @@ type Settings struct {
 	FirstSyncNew bool
 	// QuarantineFolders are delivered with maddy's quarantine flag.
 	QuarantineFolders []string
+	// SyncStorage makes maddy's committed deliveries durable (a syncfs of
+	// the file system of its storage); called once per batch, before any
+	// upstream copy is removed. Nil: nothing to do.
+	SyncStorage func() error
 }
 
 // batchSize is how many messages are fetched between two ledger syncs and
@@ -89,6 +94,15 @@ func (r *PollResult) add(o PollResult) {
 	r.More = r.More || o.More
 }
 
+// poll is one connection's worth of work on the account.
+type poll struct {
+	a    *Account
+	sess source.Session
+	// deferred are removals that take effect only if the session ends
+	// well (POP3: DELE applies at QUIT), by mailbox.
+	deferred map[ledger.MailboxKey][]string
+}
+
 // Poll connects once and processes every folder of the account.
 func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 	var total PollResult
@@ -96,13 +110,7 @@ func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 	if err != nil {
 		return total, fmt.Errorf("connect: %w", err)
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := sess.Close(closeCtx); err != nil {
-			a.s.Log.DebugMsg("closing upstream session", "account", a.s.Name, "reason", err.Error())
-		}
-	}()
+	p := &poll{a: a, sess: sess}
 
 	var errs []error
 	budget := a.s.MaxMessagesPerPoll
@@ -111,7 +119,7 @@ func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 			total.More = true
 			break
 		}
-		res, err := a.pollFolder(ctx, sess, folder, budget)
+		res, err := p.folder(ctx, folder, budget)
 		budget -= res.Fetched
 		total.add(res)
 		if err != nil {
@@ -122,7 +130,31 @@ func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 			}
 		}
 	}
+	if err := p.close(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	return total, errors.Join(errs...)
+}
+
+// close ends the session politely. Removals that only a good end makes
+// real (POP3 QUIT) are recorded as done only then.
+func (p *poll) close(ctx context.Context) error {
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := p.sess.Close(closeCtx); err != nil {
+		p.a.s.Log.DebugMsg("closing upstream session", "account", p.a.s.Name, "reason", err.Error())
+		return nil // nothing was removed; the next poll finds the messages again
+	}
+	for key, uids := range p.deferred {
+		if err := p.a.s.Ledger.MarkRemoved(closeCtx, key, uids); err != nil {
+			// The entries stay "delivered": safe, since a reused UIDL
+			// must also match the recorded size before anything is
+			// removed on its strength.
+			p.a.s.Log.Error("recording upstream removals", err, "account", p.a.s.Name, "folder", key.Mailbox)
+			return localErr(err)
+		}
+	}
+	return nil
 }
 
 // fatalError ends the whole poll, not just one folder: the ledger failed, or
@@ -132,9 +164,93 @@ type fatalError struct{ err error }
 func (e *fatalError) Error() string { return e.err.Error() }
 func (e *fatalError) Unwrap() error { return e.err }
 
-func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder string, budget int) (PollResult, error) {
+// localError is a failure on this side: the ledger or maddy's storage,
+// not the upstream.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+// localErr ends the poll for a failure on this side.
+func localErr(err error) error { return &fatalError{&localError{err}} }
+
+// Action is what a poll does with one listed message.
+type Action int
+
+const (
+	// Leave it: handled and final, or not ours (flagged \Deleted by
+	// another client), or not safe to touch.
+	Leave Action = iota
+	// Fetch it and hand it to maddy.
+	Fetch
+	// FinishRemoval: delivered by an earlier poll whose upstream removal
+	// did not complete.
+	FinishRemoval
+	// RecordTooLarge: over max_message_size; recorded, left upstream.
+	RecordTooLarge
+)
+
+// Rules are what Decide needs to know of the account and the mailbox.
+type Rules struct {
+	Keep           bool
+	MaxMessageSize int64 // 0: no limit
+	// Reusable: the upstream may give a removed message's identity to a
+	// later one (POP3 UIDLs; IMAP UIDs never come back).
+	Reusable bool
+	// FlagOnly: the upstream can flag \Deleted but not expunge exactly
+	// our messages (IMAP without UIDPLUS).
+	FlagOnly bool
+}
+
+// RulesFor are the Rules for one opened mailbox of an account.
+func RulesFor(mb source.Mailbox, keep bool, maxMessageSize int64) Rules {
+	fo, ok := mb.(interface{ FlagOnly() bool })
+	return Rules{Keep: keep, MaxMessageSize: maxMessageSize, Reusable: mb.Complete(), FlagOnly: ok && fo.FlagOnly()}
+}
+
+// Decide is the rule for one listed message, given what the ledger
+// recorded under its identity (the zero Entry if nothing). Polls act on
+// it; 'remote-pull check' reports it.
+//
+// An identity is trusted only with the size the ledger recorded for it:
+// a POP3 server may give a deleted message's UIDL to a later one, and a
+// buggy one lists two messages under one UIDL (m.Ambiguous). Nothing is
+// removed upstream on the strength of an entry unless the identity is
+// unambiguous and the size matches.
+func Decide(m source.Message, known ledger.Entry, r Rules) Action {
+	if known.State != "" && known.Size != m.Size && r.Reusable {
+		// A different message under a reused identity.
+		known = ledger.Entry{}
+	}
+	switch {
+	case known.State == ledger.Removed && r.Reusable:
+		// The copy delivered under this identity is gone for certain:
+		// this is a later message that was given the same UIDL.
+	case known.State == ledger.Delivered && !r.Keep:
+		if m.Ambiguous || known.Size != m.Size || (m.Deleted && r.FlagOnly) {
+			return Leave
+		}
+		// Ours even when flagged \Deleted: our own STORE may have been
+		// cut before its EXPUNGE.
+		return FinishRemoval
+	case known.State != "":
+		return Leave
+	}
+	switch {
+	case m.Deleted:
+		return Leave
+	case r.MaxMessageSize > 0 && m.Size > r.MaxMessageSize:
+		return RecordTooLarge
+	}
+	return Fetch
+}
+
+// folder processes one folder: list, decide, fetch and deliver in batches,
+// make each batch durable, then remove what is not kept.
+func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResult, error) {
+	a := p.a
 	var res PollResult
-	mb, err := sess.Open(ctx, folder)
+	mb, err := p.sess.Open(ctx, folder)
 	if err != nil {
 		return res, err
 	}
@@ -142,18 +258,29 @@ func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder st
 
 	prev, seen, err := a.s.Ledger.Mailbox(ctx, a.s.Name, folder)
 	if err != nil {
-		return res, &fatalError{err}
+		return res, localErr(err)
 	}
+	renumbered := seen && prev.UIDValidity != key.UIDValidity
 	floor := uint32(1)
-	if seen && prev.UIDValidity == key.UIDValidity {
+	if seen && !renumbered {
 		floor = prev.UIDFloor
+		if next := uidNext(mb); next != 0 && next < floor {
+			// Same UIDVALIDITY, but UIDs went backwards (a server restored
+			// from a backup): what is recorded above UIDNEXT would hide new
+			// mail. Match everything by fingerprint, as after a change of
+			// UIDVALIDITY.
+			a.s.Log.Msg("UIDNEXT is below what was already seen although UIDVALIDITY is unchanged: treating the folder as renumbered",
+				"account", a.s.Name, "folder", folder, "uidnext", next, "floor", floor)
+			renumbered, floor = true, 1
+		}
 	}
 	msgs, err := mb.List(ctx, floor)
 	if err != nil {
 		return res, &fatalError{err}
 	}
-	if seen && prev.UIDValidity != key.UIDValidity {
-		if err := a.adoptAfterRenumbering(ctx, mb, ledger.MailboxKey{Account: a.s.Name, Mailbox: folder, UIDValidity: prev.UIDValidity}, key, msgs); err != nil {
+	if renumbered {
+		old := ledger.MailboxKey{Account: a.s.Name, Mailbox: folder, UIDValidity: prev.UIDValidity}
+		if err := a.adoptAfterRenumbering(ctx, mb, old, key, msgs); err != nil {
 			return res, err
 		}
 	}
@@ -161,47 +288,52 @@ func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder st
 	if !seen && a.s.FirstSyncNew {
 		return a.adopt(ctx, mb, key, msgs)
 	}
-	if !seen || prev.UIDValidity != key.UIDValidity {
+	if !seen || renumbered {
 		// Record the UIDVALIDITY now, not only at the end of a successful
 		// poll: if this one fails midway and the server renumbers before
 		// the next, the entries recorded meanwhile must still be matched.
-		if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, folder, ledger.MailboxState{UIDValidity: key.UIDValidity, UIDFloor: floor}); err != nil {
-			return res, &fatalError{err}
+		if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, folder, ledger.MailboxState{
+			UIDValidity: key.UIDValidity, UIDFloor: floor, Generation: prev.Generation}); err != nil {
+			return res, floorErr(err)
 		}
 	}
 
-	states, err := a.s.Ledger.States(ctx, key, floorFilter(mb, floor))
+	known, err := a.s.Ledger.States(ctx, key, floorFilter(mb, floor))
 	if err != nil {
-		return res, &fatalError{err}
+		return res, localErr(err)
 	}
 	if mb.Complete() {
-		if err := a.forgetVanished(ctx, key, msgs, states); err != nil {
-			return res, &fatalError{err}
+		if err := a.forgetVanished(ctx, key, msgs, known); err != nil {
+			return res, localErr(err)
 		}
 	}
+	a.warnAmbiguous(folder, msgs)
 
+	states := make(map[string]ledger.State, len(known))
+	for uid, e := range known {
+		states[uid] = e.State
+	}
 	var toFetch, toRemove []string
+	rules := RulesFor(mb, a.s.Keep, a.s.MaxMessageSize)
 	for _, m := range msgs {
-		state := states[m.UID]
-		switch {
-		case state == ledger.Delivered && !a.s.Keep && !m.Deleted:
-			// Delivered earlier, removal interrupted: finish it.
+		switch Decide(m, known[m.UID], rules) {
+		case FinishRemoval:
 			toRemove = append(toRemove, m.UID)
-		case state != "" || m.Deleted:
-			// Recorded, or flagged \Deleted by another client: not ours.
-		case a.s.MaxMessageSize > 0 && m.Size > a.s.MaxMessageSize:
-			// Not downloaded; stays upstream, even with keep no.
+		case Fetch:
+			toFetch = append(toFetch, m.UID)
+			// Whatever the ledger held under this identity was another
+			// message; until this one is recorded, it has no state.
+			delete(states, m.UID)
+		case RecordTooLarge:
 			reason := delivery.TooLarge(m.Size, a.s.MaxMessageSize)
 			if err := a.s.Ledger.Record(ctx, key, ledger.Entry{UID: m.UID, State: ledger.TooLarge, Size: m.Size, Reason: reason}); err != nil {
-				return res, &fatalError{err}
+				return res, localErr(err)
 			}
 			states[m.UID] = ledger.TooLarge
 			res.TooLarge++
 			messagesTotal.WithLabelValues(a.s.Name, string(ledger.TooLarge)).Inc()
 			a.s.Log.Msg("message too large, left upstream", "account", a.s.Name, "folder", folder,
 				"uid", m.UID, "size", m.Size, "max_message_size", a.s.MaxMessageSize)
-		default:
-			toFetch = append(toFetch, m.UID)
 		}
 	}
 	if a.s.MaxMessagesPerPoll > 0 && len(toFetch) > budget {
@@ -210,7 +342,7 @@ func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder st
 	}
 
 	if !a.s.Keep && len(toRemove) > 0 {
-		n, err := a.remove(ctx, mb, toRemove, states)
+		n, err := p.remove(ctx, mb, key, toRemove, states)
 		res.Removed += n
 		if err != nil {
 			return res, &fatalError{err}
@@ -222,13 +354,18 @@ func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder st
 		sizes[m.UID] = m.Size
 	}
 	for batch := range slices.Chunk(toFetch, batchSize) {
-		delivered, br, err := a.fetchBatch(ctx, sess, mb, key, batch, sizes, states)
+		delivered, br, err := a.fetchBatch(ctx, p.sess, mb, key, batch, sizes, states)
 		res.add(br)
 		if err != nil {
 			return res, &fatalError{err}
 		}
+		// Durable before anything is done upstream, and with keep yes too:
+		// a ledger entry lost to a power cut means a duplicate.
+		if err := a.durable(ctx); err != nil {
+			return res, localErr(err)
+		}
 		if !a.s.Keep && len(delivered) > 0 {
-			n, err := a.remove(ctx, mb, delivered, states)
+			n, err := p.remove(ctx, mb, key, delivered, states)
 			res.Removed += n
 			if err != nil {
 				return res, &fatalError{err}
@@ -239,10 +376,54 @@ func (a *Account) pollFolder(ctx context.Context, sess source.Session, folder st
 	if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, folder, ledger.MailboxState{
 		UIDValidity: key.UIDValidity,
 		UIDFloor:    nextFloor(mb, floor, msgs, states, a.s.Keep),
+		Generation:  prev.Generation,
 	}); err != nil {
-		return res, &fatalError{err}
+		return res, floorErr(err)
 	}
 	return res, nil
+}
+
+// floorErr: a floor reset by 'remote-pull retry' during the poll is not an
+// error (the next poll starts from the reset floor); anything else is.
+func floorErr(err error) error {
+	if errors.Is(err, ledger.ErrFloorMoved) {
+		return nil
+	}
+	return localErr(err)
+}
+
+// uidNext is the mailbox's UIDNEXT where the source knows it (IMAP).
+func uidNext(mb source.Mailbox) uint32 {
+	if n, ok := mb.(interface{ UIDNext() uint32 }); ok {
+		return n.UIDNext()
+	}
+	return 0
+}
+
+// warnAmbiguous logs, once per identity, an upstream that lists several
+// messages under one UIDL.
+func (a *Account) warnAmbiguous(folder string, msgs []source.Message) {
+	var dups []string
+	for _, m := range msgs {
+		if m.Ambiguous {
+			dups = append(dups, m.UID)
+		}
+	}
+	if len(dups) == 0 {
+		return
+	}
+	a.mu.Lock()
+	key := folder + "\x00" + strings.Join(dups, " ")
+	again := a.warned[key]
+	if a.warned == nil {
+		a.warned = map[string]bool{}
+	}
+	a.warned[key] = true
+	a.mu.Unlock()
+	if !again {
+		a.s.Log.Msg("the upstream lists several messages under one identity (UIDL): they are fetched, but never removed upstream on the strength of the ledger",
+			"account", a.s.Name, "folder", folder, "identities", strings.Join(dups, " "))
+	}
 }
 
 // fetchBatch streams one batch into maddy and records each outcome. It
@@ -319,7 +500,15 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 		return "", &deliveryError{fmt.Errorf("delivery of UID %s failed temporarily, will retry: %w", uid, err)}
 	}
 	if err := a.s.Ledger.Record(dctx, key, entry); err != nil {
-		return "", err
+		if entry.State == ledger.Delivered {
+			// The one way to a duplicate: said loudly, with what finds it.
+			a.s.Log.Error("message committed to maddy but not recorded in the ledger: it will be delivered again", err,
+				"account", a.s.Name, "folder", key.Mailbox, "uid", uid, "msg_id", msgID)
+		} else {
+			a.s.Log.Error("refusal not recorded in the ledger: the message will be tried again", err,
+				"account", a.s.Name, "folder", key.Mailbox, "uid", uid, "msg_id", msgID)
+		}
+		return "", &localError{err}
 	}
 	messagesTotal.WithLabelValues(a.s.Name, string(entry.State)).Inc()
 	if entry.State == ledger.Delivered {
@@ -341,22 +530,32 @@ func isDeliveryErr(err error) bool {
 }
 
 // adopt records everything in a mailbox seen for the first time without
-// downloading it (first_sync new).
+// downloading it (first_sync new). The entries carry fingerprints, so that
+// after a UIDVALIDITY change the adopted messages are recognised, not
+// imported after all.
 func (a *Account) adopt(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message) (PollResult, error) {
+	uids := make([]string, len(msgs))
+	for i, m := range msgs {
+		uids[i] = m.UID
+	}
+	prints, err := mb.Fingerprints(ctx, uids)
+	if err != nil {
+		return PollResult{}, &fatalError{err}
+	}
 	entries := make([]ledger.Entry, len(msgs))
 	states := make(map[string]ledger.State, len(msgs))
 	for i, m := range msgs {
-		entries[i] = ledger.Entry{UID: m.UID, State: ledger.Adopted, Size: m.Size}
+		entries[i] = ledger.Entry{UID: m.UID, State: ledger.Adopted, Size: m.Size, Fingerprint: prints[m.UID]}
 		states[m.UID] = ledger.Adopted
 	}
 	if err := a.s.Ledger.RecordMany(ctx, key, entries); err != nil {
-		return PollResult{}, &fatalError{err}
+		return PollResult{}, localErr(err)
 	}
 	if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, key.Mailbox, ledger.MailboxState{
 		UIDValidity: key.UIDValidity,
 		UIDFloor:    nextFloor(mb, 1, msgs, states, true),
 	}); err != nil {
-		return PollResult{}, &fatalError{err}
+		return PollResult{}, floorErr(err)
 	}
 	messagesTotal.WithLabelValues(a.s.Name, string(ledger.Adopted)).Add(float64(len(msgs)))
 	a.s.Log.Msg("first sync: adopted what is upstream without fetching it (first_sync new)",
@@ -364,25 +563,49 @@ func (a *Account) adopt(ctx context.Context, mb source.Mailbox, key ledger.Mailb
 	return PollResult{Adopted: len(msgs)}, nil
 }
 
-// removedState marks, for this poll only, a message removed upstream.
-const removedState ledger.State = "removed"
-
-// remove syncs the ledger, then removes delivered messages upstream.
-func (a *Account) remove(ctx context.Context, mb source.Mailbox, uids []string, states map[string]ledger.State) (int, error) {
+// durable makes what was recorded and committed so far survive a power
+// cut: the ledger's WAL, and maddy's storage (Settings.SyncStorage).
+func (a *Account) durable(ctx context.Context) error {
 	if err := a.s.Ledger.Sync(ctx); err != nil {
-		return 0, err
+		return err
+	}
+	if a.s.SyncStorage != nil {
+		if err := a.s.SyncStorage(); err != nil {
+			return fmt.Errorf("syncing maddy's storage to disk: %w", err)
+		}
+	}
+	return nil
+}
+
+// remove makes the ledger and maddy's storage durable, then removes
+// delivered messages upstream. What is removed for certain is recorded as
+// removed; what a good end of the session will remove (POP3) is recorded
+// then (poll.close).
+func (p *poll) remove(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, uids []string, states map[string]ledger.State) (int, error) {
+	if err := p.a.durable(ctx); err != nil {
+		return 0, &localError{err}
 	}
 	removed, err := mb.Remove(ctx, uids)
 	for _, uid := range removed {
-		// Gone upstream: nothing is left to do for it.
-		states[uid] = removedState
+		// Gone upstream (or going, at QUIT): nothing is left to do for it.
+		states[uid] = ledger.Removed
+	}
+	if len(removed) > 0 {
+		if _, deferred := p.sess.(source.DeferredRemover); deferred {
+			if p.deferred == nil {
+				p.deferred = map[ledger.MailboxKey][]string{}
+			}
+			p.deferred[key] = append(p.deferred[key], removed...)
+		} else if merr := p.a.s.Ledger.MarkRemoved(ctx, key, removed); merr != nil && err == nil {
+			err = &localError{merr}
+		}
 	}
 	return len(removed), err
 }
 
 // forgetVanished drops ledger entries of messages the upstream no longer
 // lists (POP3, whose UIDLs may in principle be reused by a later message).
-func (a *Account) forgetVanished(ctx context.Context, key ledger.MailboxKey, msgs []source.Message, states map[string]ledger.State) error {
+func (a *Account) forgetVanished(ctx context.Context, key ledger.MailboxKey, msgs []source.Message, states map[string]ledger.Entry) error {
 	present := make(map[string]bool, len(msgs))
 	for _, m := range msgs {
 		present[m.UID] = true
@@ -408,7 +631,7 @@ func (a *Account) forgetVanished(ctx context.Context, key ledger.MailboxKey, msg
 func (a *Account) adoptAfterRenumbering(ctx context.Context, mb source.Mailbox, old, cur ledger.MailboxKey, msgs []source.Message) error {
 	entries, err := a.s.Ledger.Entries(ctx, old)
 	if err != nil {
-		return &fatalError{err}
+		return localErr(err)
 	}
 	byPrint := make(map[string][]string)
 	for _, e := range entries {
@@ -437,7 +660,7 @@ func (a *Account) adoptAfterRenumbering(ctx context.Context, mb source.Mailbox, 
 		"account", a.s.Name, "folder", cur.Mailbox, "old_uidvalidity", old.UIDValidity,
 		"new_uidvalidity", cur.UIDValidity, "known", len(entries), "matched", len(moves))
 	if err := a.s.Ledger.Rekey(ctx, old, cur.UIDValidity, moves); err != nil {
-		return &fatalError{err}
+		return localErr(err)
 	}
 	return nil
 }
@@ -468,7 +691,7 @@ func nextFloor(mb source.Mailbox, floor uint32, msgs []source.Message, states ma
 		if n >= next {
 			next = n + 1
 		}
-		if st := states[m.UID]; st != removedState && !st.Final(keep) && (pending == 0 || n < pending) {
+		if st := states[m.UID]; !st.Final(keep) && (pending == 0 || n < pending) {
 			pending = n
 		}
 	}

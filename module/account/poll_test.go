@@ -35,9 +35,14 @@ type fakeUpstream struct {
 
 	cutAfter  int   // Fetch fails after this many messages (0: never)
 	removeErr error // Remove fails with this
-	fetched   []string
-	removed   []string
-	connects  int
+	// storeOnly: the next Remove flags \Deleted, then the connection is
+	// cut before the expunge.
+	storeOnly  bool
+	uidNext    uint32          // UIDNEXT to report; 0: one past the highest UID
+	badFolders map[string]bool // SELECT answers NO for these
+	fetched    []string
+	removed    []string
+	connects   int
 }
 
 func newFake(n int) *fakeUpstream {
@@ -61,12 +66,28 @@ func (f *fakeUpstream) Connect(context.Context) (source.Session, error) {
 
 type fakeSession struct{ f *fakeUpstream }
 
-func (s *fakeSession) Open(context.Context, string) (source.Mailbox, error) { return s, nil }
-func (s *fakeSession) RemoteAddr() string                                   { return "192.0.2.9" }
-func (s *fakeSession) Close(context.Context) error                          { return nil }
-func (s *fakeSession) Abort()                                               {}
-func (s *fakeSession) UIDValidity() uint32                                  { return s.f.validity }
-func (s *fakeSession) Complete() bool                                       { return false }
+func (s *fakeSession) Open(_ context.Context, folder string) (source.Mailbox, error) {
+	if s.f.badFolders[folder] {
+		return nil, &source.FolderError{Err: fmt.Errorf("SELECT %q: NO no such mailbox", folder)}
+	}
+	return s, nil
+}
+func (s *fakeSession) FlagOnly() bool { return s.f.noUIDPlus }
+func (s *fakeSession) UIDNext() uint32 {
+	if s.f.uidNext != 0 {
+		return s.f.uidNext
+	}
+	next := uint32(1)
+	for uid := range s.f.msgs {
+		next = max(next, uid+1)
+	}
+	return next
+}
+func (s *fakeSession) RemoteAddr() string          { return "192.0.2.9" }
+func (s *fakeSession) Close(context.Context) error { return nil }
+func (s *fakeSession) Abort()                      {}
+func (s *fakeSession) UIDValidity() uint32         { return s.f.validity }
+func (s *fakeSession) Complete() bool              { return false }
 
 func (s *fakeSession) uids() []uint32 {
 	var out []uint32
@@ -130,6 +151,14 @@ func (s *fakeSession) Remove(_ context.Context, uids []string) ([]string, error)
 		s.f.removeErr = nil
 		return nil, err
 	}
+	if s.f.storeOnly {
+		s.f.storeOnly = false
+		for _, u := range uids {
+			n, _ := strconv.ParseUint(u, 10, 32)
+			s.f.deleted[uint32(n)] = true
+		}
+		return nil, errors.New("connection reset by peer (after STORE, before UID EXPUNGE)")
+	}
 	for _, u := range uids {
 		n, _ := strconv.ParseUint(u, 10, 32)
 		if s.f.noUIDPlus {
@@ -152,6 +181,7 @@ type pipeline struct {
 	refuse    string
 	tempFail  string
 	panicOn   string
+	onCommit  func(subject string) // called after each commit
 }
 
 type pipelineDelivery struct {
@@ -189,6 +219,9 @@ func (d *pipelineDelivery) Commit(context.Context) error {
 		d.p.committed[subj+" (DUPLICATE)"] = out.Bytes()
 	} else {
 		d.p.committed[subj] = out.Bytes()
+	}
+	if d.p.onCommit != nil {
+		d.p.onCommit(subj)
 	}
 	return nil
 }
@@ -238,7 +271,7 @@ func (r *rig) state(t *testing.T, uid string) ledger.State {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st[uid]
+	return st[uid].State
 }
 
 func (r *rig) noDuplicates(t *testing.T) {

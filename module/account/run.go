@@ -22,12 +22,13 @@ type Account struct {
 
 	mu      sync.Mutex
 	status  Status
-	idleNow int // folders idling right now: with a good last poll, the state is "idle"
+	idleNow int             // folders idling right now: with a good last poll, the state is "idle"
+	warned  map[string]bool // upstream oddities already logged
 }
 
 // Status is what the account is doing, for logs and the status command.
 type Status struct {
-	State       string // one of states (metrics.go)
+	State       string // one of the State constants (classify.go)
 	LastSuccess time.Time
 	LastError   string
 	NextPoll    time.Time
@@ -37,7 +38,7 @@ type Status struct {
 
 // New returns an account; Run starts it.
 func New(s Settings) *Account {
-	return &Account{s: s, wake: make(chan struct{}, 1), status: Status{State: "starting"}}
+	return &Account{s: s, wake: make(chan struct{}, 1), status: Status{State: string(StateStarting)}}
 }
 
 // Name is the account's configured name.
@@ -54,8 +55,8 @@ func (a *Account) Status() Status {
 // connections wait for new mail.
 func (a *Account) statusLocked() Status {
 	st := a.status
-	if st.State == "ok" && a.idleNow > 0 {
-		st.State = "idle"
+	if st.State == string(StateOK) && a.idleNow > 0 {
+		st.State = string(StateIdle)
 	}
 	return st
 }
@@ -112,18 +113,19 @@ func (a *Account) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		class := classify(err)
 		wait := a.s.PollInterval
 		switch {
-		case err != nil:
+		case class.backsOff():
 			failures++
-			wait = a.backoff(err, failures)
+			wait = a.backoff(class, failures)
 		case res.More:
 			failures = 0
 			wait = 0 // max_messages_per_poll left some: go on at once
 		default:
 			failures = 0
 		}
-		a.report(res, err, wait)
+		a.report(res, err, class, wait)
 
 		timer := time.NewTimer(wait)
 		select {
@@ -151,7 +153,7 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 			err = fmt.Errorf("%w: %v", errInternal, p)
 		}
 		pollDuration.WithLabelValues(a.s.Name).Observe(time.Since(start).Seconds())
-		pollsTotal.WithLabelValues(a.s.Name, errorKind(err)).Inc()
+		pollsTotal.WithLabelValues(a.s.Name, classify(err).metric()).Inc()
 		if err == nil {
 			lastSuccess.WithLabelValues(a.s.Name).SetToCurrentTime()
 		}
@@ -174,18 +176,15 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 	return res, err
 }
 
-func (a *Account) backoff(err error, failures int) time.Duration {
+func (a *Account) backoff(class errClass, failures int) time.Duration {
 	lo := min(backoffMin, a.s.PollInterval)
-	var authErr *source.AuthError
-	var busyErr *source.BusyError
-	if errors.As(err, &authErr) || errors.As(err, &busyErr) {
+	if class == classAuth || class == classBusy {
 		// A refused login must not be retried until the upstream locks the
 		// account; a busy maildrop ([IN-USE], [LOGIN-DELAY]) wants time.
 		lo = authBackoffMin
 	}
 	hi := max(a.s.PollInterval, backoffCap)
-	var reconsent *source.ReconsentError
-	if errors.As(err, &reconsent) {
+	if class == classReconsent {
 		return hi // nothing but the admin can fix it; a reload retries at once
 	}
 	d := lo << min(failures-1, 20)
@@ -202,7 +201,7 @@ var errInternal = errors.New("internal error")
 // report updates the status, in memory, in the metrics and in the ledger
 // (where the status command reads it), and logs state changes once, not
 // at every retry.
-func (a *Account) report(res PollResult, err error, wait time.Duration) {
+func (a *Account) report(res PollResult, err error, class errClass, wait time.Duration) {
 	a.mu.Lock()
 	defer func() {
 		st := a.statusLocked()
@@ -213,26 +212,16 @@ func (a *Account) report(res PollResult, err error, wait time.Duration) {
 	a.status.Delivered += res.Delivered
 	a.status.Refused += res.Refused
 	a.status.NextPoll = time.Now().Add(wait)
-	if err == nil {
-		a.status.State = "ok"
+	a.status.State = string(class.state())
+	if class == classOK || class == classFolder {
 		a.status.LastSuccess = time.Now()
+	}
+	if err == nil {
 		a.status.LastError = ""
-		if prevState != "ok" && prevState != "polling" && prevState != "starting" {
+		if prevState != string(StateOK) && prevState != string(StatePolling) && prevState != string(StateStarting) {
 			a.s.Log.Msg("account recovered", "account", a.s.Name)
 		}
 		return
-	}
-	a.status.State = "backing off"
-	var authErr *source.AuthError
-	var busyErr *source.BusyError
-	var reconsent *source.ReconsentError
-	switch {
-	case errors.As(err, &reconsent):
-		a.status.State = "re-consent needed"
-	case errors.As(err, &authErr):
-		a.status.State = "auth failed"
-	case errors.As(err, &busyErr):
-		a.status.State = "upstream busy"
 	}
 	a.status.LastError = err.Error()
 	if a.status.State != prevState || a.status.LastError != prevErr {
@@ -245,8 +234,8 @@ func (a *Account) report(res PollResult, err error, wait time.Duration) {
 // then the trouble stays on show until a poll succeeds.
 func (a *Account) setPolling() {
 	a.mu.Lock()
-	if a.status.State == "ok" || a.status.State == "starting" {
-		a.status.State = "polling"
+	if a.status.State == string(StateOK) || a.status.State == string(StateStarting) {
+		a.status.State = string(StatePolling)
 	}
 	st := a.statusLocked()
 	a.mu.Unlock()
@@ -302,7 +291,7 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 			failures = 0 // it worked for a while: start the back-off afresh
 		}
 		failures++
-		wait := a.backoff(err, failures)
+		wait := a.backoff(classify(err), failures)
 		if msg := fmt.Sprint(err); msg != lastErr {
 			lastErr = msg
 			a.s.Log.Error("IDLE connection lost", err, "account", a.s.Name, "folder", folder,

@@ -20,6 +20,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,11 @@ const (
 	// first_sync new, or taken over after a UIDVALIDITY change; never
 	// delivered by remote_pull.
 	Adopted State = "adopted"
+	// Removed: delivered, and the upstream copy is gone for certain (IMAP
+	// UID EXPUNGE returned, POP3 QUIT succeeded after DELE). A POP3 server
+	// may reuse the UIDL for a later message: one listed under a removed
+	// entry's UIDL is that new message.
+	Removed State = "removed"
 )
 
 // Final reports whether a message in this state needs no more work, given
@@ -51,6 +57,10 @@ func (s State) Final(keep bool) bool {
 	}
 	return s != ""
 }
+
+// Committed reports whether maddy committed the message (delivered, and
+// maybe removed upstream since).
+func (s State) Committed() bool { return s == Delivered || s == Removed }
 
 // MailboxKey names one mailbox of one account at one UIDVALIDITY.
 type MailboxKey struct {
@@ -76,7 +86,8 @@ type Entry struct {
 
 // Ledger is the SQLite-backed record. It is safe for concurrent use.
 type Ledger struct {
-	db *sql.DB
+	db   *sql.DB
+	path string
 }
 
 const schema = `
@@ -98,6 +109,7 @@ CREATE TABLE IF NOT EXISTS mailboxes (
 	mailbox     TEXT    NOT NULL,
 	uidvalidity INTEGER NOT NULL,
 	uid_floor   INTEGER NOT NULL DEFAULT 1,
+	generation  INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (account, mailbox)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS accounts (
@@ -135,7 +147,22 @@ func Open(path string) (*Ledger, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger: init %s: %w", path, err)
 	}
-	return &Ledger{db: db}, nil
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger: migrate %s: %w", path, err)
+	}
+	return &Ledger{db: db, path: path}, nil
+}
+
+// migrate brings a ledger written by an earlier version up to the schema.
+func migrate(db *sql.DB) error {
+	var n int
+	err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('mailboxes') WHERE name = 'generation'`).Scan(&n)
+	if err != nil || n > 0 {
+		return err
+	}
+	_, err = db.Exec(`ALTER TABLE mailboxes ADD COLUMN generation INTEGER NOT NULL DEFAULT 0`)
+	return err
 }
 
 // OpenReadOnly opens an existing ledger for reading while maddy may be
@@ -226,7 +253,9 @@ func (l *Ledger) Retry(ctx context.Context, account string, tooLarge bool, mailb
 			return err
 		}
 		dropped, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1 WHERE account = ?`, account)
+		// A new generation: a poll under way, which read the old floor,
+		// cannot write its floor over this one (SetMailbox).
+		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1, generation = generation + 1 WHERE account = ?`, account)
 		return err
 	})
 	return dropped, err
@@ -249,19 +278,36 @@ func (l *Ledger) ConfigChanged(ctx context.Context, account, hash string) (bool,
 	return old != "", nil
 }
 
-// Sync makes everything recorded so far durable against a power loss: the
-// WAL is fsynced and checkpointed. Called before upstream copies are touched.
+// Sync makes everything recorded so far durable against a power loss.
+// Called once per batch, before any upstream copy is touched.
+//
+// With synchronous=NORMAL a commit is in the WAL file but not yet on disk;
+// SQLite syncs the WAL only at a checkpoint, and a checkpoint gives up
+// without syncing while a reader (the status command) holds a snapshot.
+// Syncing the WAL file ourselves does not depend on readers: every
+// committed frame is in it (a checkpoint that restarts the WAL has synced
+// the database file first).
 func (l *Ledger) Sync(ctx context.Context) error {
-	if _, err := l.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ledger: sync: %w", err)
+	}
+	// The WAL file exists while the database is open in WAL mode.
+	f, err := os.OpenFile(l.path+"-wal", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("ledger: sync: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
 		return fmt.Errorf("ledger: sync: %w", err)
 	}
 	return nil
 }
 
-// States returns the state of every recorded message of the mailbox, by UID.
-// For IMAP mailboxes only UIDs at or above minUID are returned (0: all).
-func (l *Ledger) States(ctx context.Context, key MailboxKey, minUID uint32) (map[string]State, error) {
-	query := `SELECT uid, state FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`
+// States returns the state and recorded size of every recorded message of
+// the mailbox, by UID. For IMAP mailboxes only UIDs at or above minUID are
+// returned (0: all).
+func (l *Ledger) States(ctx context.Context, key MailboxKey, minUID uint32) (map[string]Entry, error) {
+	query := `SELECT uid, state, size FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`
 	args := []any{key.Account, key.Mailbox, key.UIDValidity}
 	if minUID > 0 {
 		query += ` AND CAST(uid AS INTEGER) >= ?`
@@ -272,15 +318,36 @@ func (l *Ledger) States(ctx context.Context, key MailboxKey, minUID uint32) (map
 		return nil, fmt.Errorf("ledger: read %s: %w", key, err)
 	}
 	defer rows.Close()
-	states := make(map[string]State)
+	states := make(map[string]Entry)
 	for rows.Next() {
-		var uid, state string
-		if err := rows.Scan(&uid, &state); err != nil {
+		var e Entry
+		var state string
+		if err := rows.Scan(&e.UID, &state, &e.Size); err != nil {
 			return nil, fmt.Errorf("ledger: read %s: %w", key, err)
 		}
-		states[uid] = State(state)
+		e.State = State(state)
+		states[e.UID] = e
 	}
 	return states, rows.Err()
+}
+
+// MarkRemoved records that the upstream copies of these delivered
+// messages are gone for certain.
+func (l *Ledger) MarkRemoved(ctx context.Context, key MailboxKey, uids []string) error {
+	return l.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE messages SET state = 'removed'
+			WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ? AND state = 'delivered'`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, uid := range uids {
+			if _, err := stmt.ExecContext(ctx, key.Account, key.Mailbox, key.UIDValidity, uid); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Entries returns the recorded messages of the mailbox.
@@ -331,13 +398,20 @@ type MailboxState struct {
 	// UIDFloor: every message with a smaller UID is final (recorded, and
 	// deleted upstream where it is not kept), so a poll searches from here.
 	UIDFloor uint32
+	// Generation changes when the floor is reset from outside a poll
+	// (remote-pull retry); see SetMailbox.
+	Generation int64
 }
+
+// ErrFloorMoved: the floor was reset (remote-pull retry) while the poll
+// that read it ran; the poll's floor is not stored over the reset.
+var ErrFloorMoved = errors.New("ledger: the folder's floor was reset during the poll")
 
 // Mailbox returns the stored state of a mailbox; ok is false for a mailbox
 // never polled.
 func (l *Ledger) Mailbox(ctx context.Context, account, mailbox string) (st MailboxState, ok bool, err error) {
-	err = l.db.QueryRowContext(ctx, `SELECT uidvalidity, uid_floor FROM mailboxes WHERE account = ? AND mailbox = ?`,
-		account, mailbox).Scan(&st.UIDValidity, &st.UIDFloor)
+	err = l.db.QueryRowContext(ctx, `SELECT uidvalidity, uid_floor, generation FROM mailboxes WHERE account = ? AND mailbox = ?`,
+		account, mailbox).Scan(&st.UIDValidity, &st.UIDFloor, &st.Generation)
 	if errors.Is(err, sql.ErrNoRows) {
 		return MailboxState{}, false, nil
 	}
@@ -347,43 +421,85 @@ func (l *Ledger) Mailbox(ctx context.Context, account, mailbox string) (st Mailb
 	return st, true, nil
 }
 
-// SetMailbox stores the state of a mailbox.
+// SetMailbox stores the state of a mailbox, unless the mailbox's
+// generation is no longer st.Generation (the floor was reset meanwhile):
+// then it stores nothing and returns ErrFloorMoved.
 func (l *Ledger) SetMailbox(ctx context.Context, account, mailbox string, st MailboxState) error {
 	if st.UIDFloor == 0 {
 		st.UIDFloor = 1
 	}
-	_, err := l.db.ExecContext(ctx, `INSERT OR REPLACE INTO mailboxes (account, mailbox, uidvalidity, uid_floor)
-		VALUES (?, ?, ?, ?)`, account, mailbox, st.UIDValidity, st.UIDFloor)
+	res, err := l.db.ExecContext(ctx, `INSERT INTO mailboxes (account, mailbox, uidvalidity, uid_floor, generation)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (account, mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, uid_floor = excluded.uid_floor
+		WHERE generation = excluded.generation`, account, mailbox, st.UIDValidity, st.UIDFloor, st.Generation)
 	if err != nil {
 		return fmt.Errorf("ledger: write mailbox %s/%s: %w", account, mailbox, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return ErrFloorMoved
 	}
 	return nil
 }
 
 // Rekey moves entries of an old UIDVALIDITY to the new one after the
 // upstream renumbered a mailbox, using moves (old UID → new UID) found by
-// matching fingerprints. Entries of the old UIDVALIDITY that did not match are
-// dropped: those messages are gone upstream. A delivered entry becomes
-// adopted: a message known only by its fingerprint is never fetched again,
-// but never deleted upstream either, since in a freak case the fingerprint
-// could belong to a different message.
+// matching fingerprints. toValidity may equal from's (a server restored
+// from a backup reuses UIDs under the same UIDVALIDITY). Entries of the old
+// numbering that did not match are dropped: those messages are gone
+// upstream. A delivered entry becomes adopted: a message known only by its
+// fingerprint is never fetched again, but never deleted upstream either,
+// since in a freak case the fingerprint could belong to a different message.
 func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, moves map[string]string) error {
 	return l.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE OR REPLACE messages SET uidvalidity = ?, uid = ?,
-				state = CASE state WHEN 'delivered' THEN 'adopted' ELSE state END
-			WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?`)
+		rows, err := tx.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, at
+			FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
+			from.Account, from.Mailbox, from.UIDValidity)
+		if err != nil {
+			return err
+		}
+		var moved []Entry
+		var ats []int64
+		for rows.Next() {
+			var e Entry
+			var state string
+			var at int64
+			if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &at); err != nil {
+				rows.Close()
+				return err
+			}
+			to, ok := moves[e.UID]
+			if !ok {
+				continue
+			}
+			e.UID, e.State = to, State(state)
+			if e.State.Committed() {
+				e.State = Adopted
+			}
+			moved = append(moved, e)
+			ats = append(ats, at)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
+			from.Account, from.Mailbox, from.UIDValidity); err != nil {
+			return err
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO messages
+			(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
-		for oldUID, newUID := range moves {
-			if _, err := stmt.ExecContext(ctx, toValidity, newUID, from.Account, from.Mailbox, from.UIDValidity, oldUID); err != nil {
+		for i, e := range moved {
+			if _, err := stmt.ExecContext(ctx, from.Account, from.Mailbox, toValidity, e.UID, string(e.State),
+				e.Reason, e.Fingerprint, e.Size, e.MsgID, ats[i]); err != nil {
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
-			from.Account, from.Mailbox, from.UIDValidity)
-		return err
+		return nil
 	})
 }
 

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 )
@@ -40,7 +41,7 @@ func TestRecordAndStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 3 || all["9"] != Delivered || all["10"] != Refused || all["100"] != TooLarge {
+	if len(all) != 3 || all["9"].State != Delivered || all["10"].State != Refused || all["100"].State != TooLarge {
 		t.Fatalf("States = %v", all)
 	}
 	// The floor filter is numeric: 9 < 10 < 100, although "9" > "10" as text.
@@ -48,7 +49,7 @@ func TestRecordAndStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(from10) != 2 || from10["9"] != "" {
+	if len(from10) != 2 || from10["9"].State != "" {
 		t.Fatalf("States from 10 = %v", from10)
 	}
 	// Recording again replaces: a retried refusal that is now delivered.
@@ -94,7 +95,7 @@ func TestMailboxState(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, ok, err := l.Mailbox(bg, "a", "INBOX")
-	if !ok || err != nil || st != (MailboxState{5, 42}) {
+	if !ok || err != nil || st != (MailboxState{UIDValidity: 5, UIDFloor: 42}) {
 		t.Fatalf("Mailbox = %+v %v %v", st, ok, err)
 	}
 	l.SetMailbox(bg, "a", "INBOX", MailboxState{UIDValidity: 6})
@@ -113,7 +114,7 @@ func TestForget(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := l.States(bg, key, 0)
-	if len(st) != 1 || st["u2"] != Delivered {
+	if len(st) != 1 || st["u2"].State != Delivered {
 		t.Fatalf("after Forget: %v", st)
 	}
 }
@@ -170,5 +171,92 @@ func TestPersistenceAndReadOnly(t *testing.T) {
 	}
 	if _, err := OpenReadOnly(filepath.Join(t.TempDir(), "missing.db")); err == nil {
 		t.Fatal("OpenReadOnly created a missing ledger")
+	}
+}
+
+// Rekey within one UIDVALIDITY (a server restored from a backup renumbers
+// without changing it): the moves do not collide with the old entries.
+func TestRekeySameValidity(t *testing.T) {
+	l, _ := open(t)
+	key := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 5}
+	l.Record(bg, key, Entry{UID: "1", State: Delivered, Fingerprint: "f1"})
+	l.Record(bg, key, Entry{UID: "2", State: Removed, Fingerprint: "f2"})
+	l.Record(bg, key, Entry{UID: "3", State: Refused, Fingerprint: "f3"})
+	// 1 → 2 and 2 → 1 swap places; 3 is gone.
+	if err := l.Rekey(bg, key, 5, map[string]string{"1": "2", "2": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := l.States(bg, key, 0)
+	if len(st) != 2 || st["2"].State != Adopted || st["1"].State != Adopted {
+		t.Fatalf("after Rekey: %+v", st)
+	}
+}
+
+// MarkRemoved turns delivered entries into removed ones, and nothing else.
+func TestMarkRemoved(t *testing.T) {
+	l, _ := open(t)
+	key := MailboxKey{Account: "pop", Mailbox: "INBOX"}
+	l.Record(bg, key, Entry{UID: "u1", State: Delivered, Size: 10})
+	l.Record(bg, key, Entry{UID: "u2", State: Refused})
+	if err := l.MarkRemoved(bg, key, []string{"u1", "u2", "u3"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := l.States(bg, key, 0)
+	if len(st) != 2 || st["u1"].State != Removed || st["u1"].Size != 10 || st["u2"].State != Refused {
+		t.Fatalf("after MarkRemoved: %+v", st)
+	}
+}
+
+// A floor reset by remote-pull retry while a poll runs is not overwritten
+// by the floor that poll computed from what it read before the reset.
+func TestRetryDuringPollKeepsTheReset(t *testing.T) {
+	l, _ := open(t)
+	key := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 5}
+	if err := l.SetMailbox(bg, "a", "INBOX", MailboxState{UIDValidity: 5, UIDFloor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(bg, key, Entry{UID: "3", State: Refused})
+	read, _, _ := l.Mailbox(bg, "a", "INBOX") // the poll starts
+	if n, err := l.Retry(bg, "a", false, "", nil); err != nil || n != 1 {
+		t.Fatalf("Retry: %d %v", n, err)
+	}
+	read.UIDFloor = 10 // the poll ends, having seen UID 3 as refused
+	if err := l.SetMailbox(bg, "a", "INBOX", read); !errors.Is(err, ErrFloorMoved) {
+		t.Fatalf("SetMailbox over a reset: %v, want ErrFloorMoved", err)
+	}
+	if st, _, _ := l.Mailbox(bg, "a", "INBOX"); st.UIDFloor != 1 {
+		t.Fatalf("floor %d after the retry, want 1", st.UIDFloor)
+	}
+	// The next poll reads the new generation and may store again.
+	next, _, _ := l.Mailbox(bg, "a", "INBOX")
+	next.UIDFloor = 4
+	if err := l.SetMailbox(bg, "a", "INBOX", next); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Sync works, and keeps working, while a reader holds a snapshot open
+// (the case where a passive checkpoint silently did nothing).
+func TestSyncWithAReader(t *testing.T) {
+	l, path := open(t)
+	key := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 3}
+	l.Record(bg, key, Entry{UID: "1", State: Delivered})
+	ro, err := OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	tx, err := ro.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRow(`SELECT COUNT(*) FROM messages`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(bg, key, Entry{UID: "2", State: Delivered})
+	if err := l.Sync(bg); err != nil {
+		t.Fatal(err)
 	}
 }

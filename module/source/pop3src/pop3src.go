@@ -232,6 +232,10 @@ func (s *Session) Describe() []string {
 // Close sends QUIT: only then does the server apply the deletions.
 func (s *Session) Close(ctx context.Context) error { return s.c.Quit(ctx) }
 
+// DeferredRemoval: Remove's DELEs take effect only if Close (QUIT)
+// succeeds.
+func (s *Session) DeferredRemoval() {}
+
 // Abort drops the connection; the server rolls pending deletions back.
 func (s *Session) Abort() { s.c.Close() }
 
@@ -268,9 +272,12 @@ func (m *Mailbox) List(ctx context.Context, _ uint32) ([]source.Message, error) 
 		return nil, errors.New("server has no UIDL, so remote_pull cannot tell which messages it already fetched: use 'keep no' for this account")
 	}
 	uidOf := make(map[int]string, len(uids))
+	listed := make(map[string]int, len(uids))
 	for _, u := range uids {
 		uidOf[u.Num] = u.UID
+		listed[u.UID]++
 	}
+	seen := make(map[string]int, len(uids))
 	// Without UIDL, numbers are valid for this session only.
 	session := strconv.FormatInt(time.Now().UnixNano(), 36)
 	m.byUID = make(map[string]int, len(infos))
@@ -283,8 +290,20 @@ func (m *Mailbox) List(ctx context.Context, _ uint32) ([]source.Message, error) 
 		if !ok {
 			continue // listed by LIST, not by UIDL: deleted meanwhile
 		}
+		ambiguous := !noUIDL && listed[uid] > 1
+		if ambiguous {
+			// A UIDL given to several messages (RFC 1939 forbids it):
+			// the first keeps it, later ones get "UIDL #2", "UIDL #3"...
+			// (a space is never part of a UIDL) so that each is fetched
+			// once; Ambiguous keeps their ledger entries from ever
+			// justifying a DELE.
+			seen[uid]++
+			if seen[uid] > 1 {
+				uid += " #" + strconv.Itoa(seen[uid])
+			}
+		}
 		m.byUID[uid] = info.Num
-		msgs = append(msgs, source.Message{UID: uid, Size: info.Size})
+		msgs = append(msgs, source.Message{UID: uid, Size: info.Size, Ambiguous: ambiguous})
 	}
 	return msgs, nil
 }

@@ -1,0 +1,156 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/foxcpp/maddy/framework/log"
+
+	"remote_pull/module/ledger"
+)
+
+// A removal cut between UID STORE +FLAGS (\Deleted) and UID EXPUNGE leaves
+// our own delivered messages flagged upstream: the next poll expunges
+// them, instead of leaving them for ever under the floor.
+func TestRemovalCutAfterStore(t *testing.T) {
+	up := newFake(3)
+	up.storeOnly = true
+	r := newRig(t, up, false)
+	if _, err := r.poll(t); err == nil {
+		t.Fatal("the cut removal was not reported")
+	}
+	if len(up.msgs) != 3 || len(up.deleted) != 3 {
+		t.Fatalf("after the cut: upstream %d, flagged %d", len(up.msgs), len(up.deleted))
+	}
+	res := r.mustPoll(t)
+	if res.Removed != 3 || len(up.msgs) != 0 || res.Fetched != 0 {
+		t.Fatalf("next poll %+v, upstream %d: our flagged messages were not expunged", res, len(up.msgs))
+	}
+	r.noDuplicates(t)
+	if st := r.state(t, "1"); st != ledger.Removed {
+		t.Fatalf("UID 1 is %q, want removed", st)
+	}
+}
+
+// remote-pull retry during a poll: the poll must not write its floor over
+// the retry's, or the retried message is never fetched again.
+func TestRetryDuringPoll(t *testing.T) {
+	up := newFake(2)
+	r := newRig(t, up, true)
+	r.p.refuse = "m1"
+	r.mustPoll(t)
+	if r.state(t, "1") != ledger.Refused {
+		t.Fatalf("UID 1 is %q", r.state(t, "1"))
+	}
+	// New mail; while the poll delivers it, the admin retries (after
+	// fixing what refused m1).
+	up.add(3)
+	r.p.onCommit = func(subject string) {
+		if subject == "m3" {
+			r.p.refuse = ""
+			if _, err := r.l.Retry(context.Background(), "acct", false, "", nil); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	r.mustPoll(t)
+	r.p.onCommit = nil
+	r.mustPoll(t)
+	if _, ok := r.p.committed["m1"]; !ok {
+		t.Fatalf("the retried message was never fetched again (committed %v)", keys(r.p.committed))
+	}
+	r.noDuplicates(t)
+}
+
+// first_sync new, then a UIDVALIDITY change: the adopted messages are
+// recognised by fingerprint, not imported after all.
+func TestFirstSyncNewSurvivesRenumbering(t *testing.T) {
+	up := newFake(4)
+	r := newRig(t, up, true)
+	r.acc.s.FirstSyncNew = true
+	if res := r.mustPoll(t); res.Adopted != 4 || res.Fetched != 0 {
+		t.Fatalf("first sync: %+v", res)
+	}
+	renumbered := map[uint32][]byte{}
+	for uid, raw := range up.msgs {
+		renumbered[uid+50] = raw
+	}
+	up.msgs, up.validity = renumbered, 9
+	up.add(100)
+	res := r.mustPoll(t)
+	if res.Fetched != 1 || len(r.p.committed) != 1 {
+		t.Fatalf("after renumbering: %+v, committed %v: the adopted messages were imported", res, keys(r.p.committed))
+	}
+}
+
+// UIDNEXT below the floor with the same UIDVALIDITY (a server restored
+// from a backup): new mail under the reused UIDs is fetched, known mail is
+// matched by fingerprint and not fetched again.
+func TestUIDNextBelowFloor(t *testing.T) {
+	up := newFake(5)
+	r := newRig(t, up, true)
+	r.mustPoll(t) // floor 6
+	// The backup had messages 1-3 only; then one new message arrived as 4.
+	delete(up.msgs, 4)
+	delete(up.msgs, 5)
+	up.msgs[4] = []byte("Subject: after the restore\r\nMessage-Id: <restore@x>\r\n\r\nnew\r\n")
+	res := r.mustPoll(t)
+	if _, ok := r.p.committed["after the restore"]; !ok {
+		t.Fatalf("new mail under a reused UID was skipped: %+v", res)
+	}
+	r.noDuplicates(t)
+	if len(r.p.committed) != 6 {
+		t.Fatalf("committed %v", keys(r.p.committed))
+	}
+}
+
+// One folder the server refuses (renamed or deleted upstream) does not
+// back off the account's other folders.
+func TestFailingFolderDoesNotBackOffOthers(t *testing.T) {
+	up := newFake(2)
+	up.badFolders = map[string]bool{"Gone": true}
+	r := newRig(t, up, true)
+	r.acc.s.Folders = []string{"Gone", "INBOX"}
+	res, err := r.poll(t)
+	if err == nil || res.Delivered != 2 {
+		t.Fatalf("poll: %+v, %v", res, err)
+	}
+	class := classify(err)
+	if class != classFolder || class.backsOff() {
+		t.Fatalf("a failing folder classified %v (backs off %v)", class, class.backsOff())
+	}
+	if class.state() != StateFolderFailing {
+		t.Fatalf("state %q", class.state())
+	}
+	// A folder error together with a connection error still backs off.
+	joined := errors.Join(err, errors.New("connection reset by peer"))
+	if classify(joined).backsOff() != true {
+		t.Fatal("a connection error next to a folder error did not back off")
+	}
+}
+
+// A failed ledger record after a commit is logged as an error, with what
+// finds the message in maddy's log.
+func TestUnrecordedCommitIsLogged(t *testing.T) {
+	up := newFake(1)
+	r := newRig(t, up, false)
+	var logged strings.Builder
+	r.acc.s.Log.Out = logOutput(&logged)
+	r.p.onCommit = func(string) { r.l.Close() }
+	if _, err := r.poll(t); err == nil {
+		t.Fatal("a failed record did not fail the poll")
+	}
+	if _, ok := up.msgs[1]; !ok {
+		t.Fatal("an unrecorded message was removed upstream")
+	}
+	if !strings.Contains(logged.String(), "committed to maddy but not recorded") {
+		t.Fatalf("log:\n%s", logged.String())
+	}
+}
+
+func logOutput(b *strings.Builder) log.Output {
+	return log.FuncOutput(func(_ time.Time, _ bool, msg string) { b.WriteString(msg + "\n") }, func() error { return nil })
+}
