@@ -56,11 +56,28 @@ func (e *Endpoint) Name() string         { return "remote_pull" }
 func (e *Endpoint) InstanceName() string { return "remote_pull" }
 
 // Account names must be unique across all remote_pull blocks: they key the
-// ledger.
+// ledger. Two accounts on one upstream mailbox are allowed (a second rcpt_to,
+// say) but warned about: each fetches every message.
 var (
-	namesMu sync.Mutex
-	names   = map[string]maddycfg.Node{}
+	namesMu   sync.Mutex
+	names     = map[string]maddycfg.Node{}
+	mailboxes = map[string]string{} // protocol://user@host:port/folder → "account (file:line)"
 )
+
+// warnSharedMailboxes warns when acc polls a mailbox another account polls.
+// Called with namesMu held.
+func (e *Endpoint) warnSharedMailboxes(acc *config.Account) {
+	for _, folder := range acc.Folders {
+		key := fmt.Sprintf("%s://%s@%s:%s/%s", acc.Protocol, acc.Username, acc.Host, acc.Port, folder)
+		here := fmt.Sprintf("%s (%s:%d)", acc.Name, acc.Node.File, acc.Node.Line)
+		if other, ok := mailboxes[key]; ok {
+			e.log.Msg("warning: two accounts poll the same upstream mailbox: each fetches every message, and with keep no they race to delete",
+				"account", here, "other", other, "folder", folder)
+			continue
+		}
+		mailboxes[key] = here
+	}
+}
 
 // Init parses the block and, unless maddy runs a management command, starts
 // every account.
@@ -75,6 +92,11 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 
 	namesMu.Lock()
 	block, err := config.Parse(cfg.Block, cfg.Globals, names)
+	if err == nil && !module.NoRun {
+		for _, acc := range block.Accounts {
+			e.warnSharedMailboxes(acc)
+		}
+	}
 	namesMu.Unlock()
 	if err != nil {
 		return err
@@ -88,7 +110,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 		return fmt.Errorf("remote_pull: %w", err)
 	}
 	spoolDir := filepath.Join(stateDir, "spool")
-	e.ledger, err = openShared(LedgerPath(), spoolDir)
+	e.ledger, err = openShared(stateDir, LedgerPath(), spoolDir)
 	if err != nil {
 		return fmt.Errorf("remote_pull: %w", err)
 	}
@@ -124,6 +146,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 			return err
 		}
 		settings.Slots = slots
+		settings.SyncStorage = syncStorage
 		e.accounts = append(e.accounts, account.New(settings))
 		e.secrets = append(e.secrets, acc.Password)
 	}
@@ -262,8 +285,10 @@ func (e *Endpoint) start() {
 	}
 }
 
-// closeTimeout bounds Close: maddy's second SIGTERM exits hard anyway.
-const closeTimeout = 20 * time.Second
+// closeTimeout bounds Close. It is longer than a delivery may take, so that
+// a message in flight is committed and recorded before the ledger closes;
+// maddy's second SIGTERM exits hard anyway.
+const closeTimeout = account.DeliveryTimeout + 15*time.Second
 
 // Close stops every account. A message in the middle of delivery is finished
 // and recorded; fetching stops; connections are closed.
@@ -274,16 +299,15 @@ func (e *Endpoint) Close() error {
 	e.cancel()
 	finished := make(chan struct{})
 	go func() { e.done.Wait(); close(finished) }()
-	var err error
 	select {
 	case <-finished:
 	case <-time.After(closeTimeout):
-		err = errors.New("remote_pull: accounts did not stop in time")
+		// The ledger stays open under the delivery still running: closing
+		// it would lose that delivery's record. The process exits next.
+		e.log.Msg("accounts did not stop in time; leaving the ledger open for the delivery still in flight")
+		return errors.New("remote_pull: accounts did not stop in time")
 	}
-	if cerr := closeLedger(); cerr != nil && err == nil {
-		err = cerr
-	}
-	return err
+	return closeLedger()
 }
 
 // All remote_pull blocks share one ledger database and one spool
@@ -294,13 +318,18 @@ var (
 	sharedLdg  *ledger.Ledger
 )
 
-// openShared opens the ledger for the first block and, before that, cleans
-// the spool of what a crash left: only then, since later blocks start while
-// the first block's accounts may be delivering from it.
-func openShared(path, spoolDir string) (*ledger.Ledger, error) {
+// openShared opens the ledger for the first block and, before that, takes
+// the state directory's lock (one maddy per state_dir: two pollers on one
+// ledger would fetch everything twice) and cleans the spool of what a crash
+// left: only then, since later blocks start while the first block's
+// accounts may be delivering from it.
+func openShared(stateDir, path, spoolDir string) (*ledger.Ledger, error) {
 	ledgerMu.Lock()
 	defer ledgerMu.Unlock()
 	if sharedLdg == nil {
+		if err := lockStateDir(stateDir); err != nil {
+			return nil, err
+		}
 		if err := delivery.CleanSpool(spoolDir); err != nil {
 			return nil, fmt.Errorf("cleaning %s: %w", spoolDir, err)
 		}
@@ -323,5 +352,6 @@ func closeLedger() error {
 	}
 	err := sharedLdg.Close()
 	sharedLdg = nil
+	unlockStateDir()
 	return err
 }

@@ -154,3 +154,36 @@ func TestUnrecordedCommitIsLogged(t *testing.T) {
 func logOutput(b *strings.Builder) log.Output {
 	return log.FuncOutput(func(_ time.Time, _ bool, msg string) { b.WriteString(msg + "\n") }, func() error { return nil })
 }
+
+// A shutdown (the poll's context ends) in the middle of a slow delivery:
+// the message is committed and recorded before Run returns, so a restart
+// does not deliver it again.
+func TestShutdownDuringDelivery(t *testing.T) {
+	up := newFake(3)
+	r := newRig(t, up, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.p.onCommit = func(subject string) {
+		if subject == "m2" {
+			cancel()                           // SIGTERM arrives while m2 is in maddy
+			time.Sleep(200 * time.Millisecond) // and maddy is slow to answer
+		}
+	}
+	done := make(chan struct{})
+	go func() { r.acc.Run(ctx); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the shutdown")
+	}
+	if st := r.state(t, "2"); !st.Committed() {
+		t.Fatalf("m2 was committed but is %q in the ledger", st)
+	}
+	// "Restart": a new account on the same ledger delivers the rest once.
+	r.p.onCommit = nil
+	r.acc = New(r.acc.s)
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	if len(r.p.committed) != 3 {
+		t.Fatalf("committed %v", keys(r.p.committed))
+	}
+}

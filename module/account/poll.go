@@ -72,10 +72,10 @@ type Settings struct {
 // before its first message arrives.
 const batchSize = 500
 
-// deliveryTimeout bounds one message's trip through maddy. It does not
+// DeliveryTimeout bounds one message's trip through maddy. It does not
 // follow the poll's cancellation: at shutdown the message in flight is
 // finished and recorded rather than cut off after Commit.
-const deliveryTimeout = 30 * time.Second
+const DeliveryTimeout = 30 * time.Second
 
 // PollResult counts what one poll did.
 type PollResult struct {
@@ -482,7 +482,7 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 	}
 	// Neither the delivery nor the record after it follows the poll's
 	// cancellation: a message committed must be recorded.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deliveryTimeout)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DeliveryTimeout)
 	defer cancel()
 
 	entry := ledger.Entry{UID: uid, Size: size, Fingerprint: source.Fingerprint(sp.Header, size)}

@@ -1,0 +1,40 @@
+//go:build unix
+
+package remotepull
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// stateLock is the open lock file while this process polls.
+var stateLock *os.File
+
+// lockStateDir takes an exclusive lock on DIR/lock, held until
+// unlockStateDir: a second maddy on the same state_dir would poll the same
+// accounts into the same ledger.
+func lockStateDir(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("another maddy already runs remote_pull on this state directory (%s is locked): stop it first", f.Name())
+		}
+		return fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	stateLock = f
+	return nil
+}
+
+func unlockStateDir() {
+	if stateLock != nil {
+		stateLock.Close() // releases the flock
+		stateLock = nil
+	}
+}
