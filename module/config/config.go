@@ -373,6 +373,21 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	if err != nil {
 		return nil, err
 	}
+	// Several targets for one message: a Commit that fails in the second
+	// after the first stored it would be retried, and stored twice.
+	perRcpt, all, known := pipelineTargets(target)
+	switch {
+	case !known:
+		acc.Warnings = append(acc.Warnings, "cannot tell how many delivery targets the pipeline has (unknown maddy version): "+
+			"if a message can reach several, a failure in one after another stored it leads to a duplicate on retry")
+	case perRcpt > 1:
+		return nil, errAt(n, merged, "deliver_to", "account %s: a message can be delivered to %d targets at once; "+
+			"remote_pull needs one target per message, since a failure in the second after the first stored it would store it again on retry "+
+			"(route each recipient to a single target; forward copies from that target instead)", name, perRcpt)
+	case all > 1 && len(acc.RcptTo) > 1:
+		return nil, errAt(n, merged, "rcpt_to", "account %s: the %d rcpt_to addresses may be routed to different delivery targets (%d in the pipeline); "+
+			"remote_pull needs one target per message, since a failure in the second after the first stored it would store it again on retry", name, len(acc.RcptTo), all)
+	}
 	acc.Pipeline = target
 	return acc, nil
 }

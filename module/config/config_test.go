@@ -11,6 +11,7 @@ import (
 	_ "github.com/foxcpp/maddy" // registers msgpipeline and the other stock modules
 	parser "github.com/foxcpp/maddy/framework/cfgparser"
 	maddycfg "github.com/foxcpp/maddy/framework/config"
+	"github.com/foxcpp/maddy/framework/module"
 )
 
 var globals = map[string]interface{}{"hostname": "mx.example.org"}
@@ -297,4 +298,75 @@ func TestParseOAuth2(t *testing.T) {
 			t.Errorf("%q: error %v, want %q", conf, err, want)
 		}
 	}
+}
+
+// A pipeline that can commit one message to several targets is refused at
+// start: a failure in the second after the first stored it would store it
+// again on retry.
+func TestSeveralTargetsRefused(t *testing.T) {
+	registerTargets(t)
+	account := func(rcpts, pipeline string) string {
+		return "remote_pull {\n    account a {\n        imap tls://h:993\n        username u\n        password p\n" +
+			"        rcpt_to " + rcpts + "\n" + pipeline + "    }\n}\n"
+	}
+	for _, tc := range []struct {
+		name, conf, want string
+	}{
+		{"two targets for one recipient", account("a@example.org", "        deliver_to &tgt_a\n        deliver_to &tgt_b\n"),
+			"test.conf:7: account a: a message can be delivered to 2 targets at once"},
+		{"a referenced pipeline with two targets", account("a@example.org", "        deliver_to &two_targets\n"),
+			"test.conf:7: account a: a message can be delivered to 2 targets at once"},
+		{"two recipients, two routes", account("a@example.org b@example.org",
+			"        destination a@example.org {\n            deliver_to dummy\n        }\n        default_destination {\n            deliver_to dummy\n        }\n"),
+			"test.conf:6: account a: the 2 rcpt_to addresses may be routed to different delivery targets"},
+		{"nested blocks", account("a@example.org",
+			"        source example.net {\n            deliver_to dummy\n        }\n        default_source {\n            destination a@example.org {\n                deliver_to &tgt_a\n                deliver_to &tgt_b\n            }\n            default_destination {\n                reject\n            }\n        }\n"),
+			"a message can be delivered to 2 targets at once"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, tc.conf)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+	// One target per message is fine, with one recipient or several.
+	for _, conf := range []string{
+		account("a@example.org", "        deliver_to dummy\n"),
+		account("a@example.org b@example.org", "        deliver_to dummy\n"),
+		account("a@example.org", "        destination a@example.org {\n            deliver_to dummy\n        }\n        default_destination {\n            deliver_to dummy\n        }\n"),
+	} {
+		b, err := parse(t, conf)
+		if err != nil {
+			t.Fatalf("%s\n%v", conf, err)
+		}
+		for _, w := range b.Accounts[0].Warnings {
+			if strings.Contains(w, "delivery targets") {
+				t.Fatalf("the pipeline could not be inspected: %s", w)
+			}
+		}
+	}
+}
+
+// registerTargets makes the top-level instances tgt_a and tgt_b (dummy
+// targets) and two_targets (a msgpipeline delivering to both), as maddy
+// does for top-level blocks.
+func registerTargets(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{"tgt_a", "tgt_b"} {
+		mod, err := module.Get("dummy")("dummy", name, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		module.RegisterInstance(mod, maddycfg.NewMap(globals, Node{}))
+	}
+	nodes, err := parser.Read(strings.NewReader("msgpipeline two_targets {\n    deliver_to &tgt_a\n    deliver_to &tgt_b\n}\n"), "test.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := module.Get("msgpipeline")("msgpipeline", "two_targets", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	module.RegisterInstance(mod, maddycfg.NewMap(globals, nodes[0]))
 }
