@@ -145,6 +145,9 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		fmt.Fprintf(out, ", %d delivered and still to be removed upstream", remove)
 	}
 	fmt.Fprintln(out)
+	if id, ok := mb.(interface{ Identity() string }); ok && id.Identity() != "" {
+		fmt.Fprintf(out, "  %s: messages are told apart by %s\n", folder, id.Identity())
+	}
 	return nil
 }
 

@@ -228,12 +228,13 @@ func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger) source
 		Username:    acc.Username,
 		Password:    func() (string, error) { return password.Value(), nil },
 	}
+	warn := func(msg string) { l.Msg(msg, "account", acc.Name) }
 	if acc.Protocol == "pop3" {
-		return pop3src.New(pop3src.Config{Endpoint: ep, Keep: acc.Keep})
+		return pop3src.New(pop3src.Config{Endpoint: ep, Keep: acc.Keep, Warn: warn})
 	}
 	return imapsrc.New(imapsrc.Config{
 		Endpoint: ep,
-		Warn:     func(msg string) { l.Msg(msg, "account", acc.Name) },
+		Warn:     warn,
 	})
 }
 

@@ -303,6 +303,9 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		return res, localErr(err)
 	}
 	if mb.Complete() {
+		if err := a.followIdentities(ctx, mb, key, msgs, known); err != nil {
+			return res, err
+		}
 		if err := a.forgetVanished(ctx, key, msgs, known); err != nil {
 			return res, localErr(err)
 		}
@@ -335,6 +338,18 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 			a.s.Log.Msg("message too large, left upstream", "account", a.s.Name, "folder", folder,
 				"uid", m.UID, "size", m.Size, "max_message_size", a.s.MaxMessageSize)
 		}
+	}
+	if !a.s.Keep && len(toRemove) > 0 {
+		verified, others, err := a.verifyRemovals(ctx, mb, folder, toRemove, known)
+		if err != nil {
+			return res, &fatalError{err}
+		}
+		for _, uid := range others {
+			// Another message under a recorded identity: new mail.
+			delete(states, uid)
+		}
+		toFetch = append(others, toFetch...)
+		toRemove = verified
 	}
 	if a.s.MaxMessagesPerPoll > 0 && len(toFetch) > budget {
 		toFetch = toFetch[:max(budget, 0)]
@@ -381,6 +396,40 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		return res, floorErr(err)
 	}
 	return res, nil
+}
+
+// verifyRemovals checks, before an interrupted removal is finished, that
+// each message is the one the ledger recorded: the size matched already;
+// the fingerprint of its header fields must match too. A POP3 server may
+// give a removed message's UIDL to a new message of the same size; deleting
+// that on the strength of the old entry would lose it. Where the upstream
+// cannot give fingerprints (POP3 without TOP) nothing is removed. others
+// are messages found to differ: on a source that reuses identities they
+// are new mail, to fetch; elsewhere they are left alone, and logged.
+func (a *Account) verifyRemovals(ctx context.Context, mb source.Mailbox, folder string, uids []string, known map[string]ledger.Entry) (verified, others []string, err error) {
+	prints, err := mb.Fingerprints(ctx, uids)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, uid := range uids {
+		recorded, got := known[uid].Fingerprint, prints[uid]
+		switch {
+		case recorded != "" && got == recorded:
+			verified = append(verified, uid)
+		case recorded == "" && got == "" && !mb.Complete():
+			// An IMAP entry from before fingerprints were recorded: UIDs
+			// are not reused within a UIDVALIDITY, and the size matched.
+			verified = append(verified, uid)
+		case got != "" && mb.Complete():
+			others = append(others, uid)
+			a.s.Log.Msg("a message listed under a delivered message's identity differs from it: fetching it as new mail",
+				"account", a.s.Name, "folder", folder, "uid", uid)
+		default:
+			a.s.Log.Msg("cannot confirm a delivered message is the one listed: left upstream",
+				"account", a.s.Name, "folder", folder, "uid", uid)
+		}
+	}
+	return verified, others, nil
 }
 
 // floorErr: a floor reset by 'remote-pull retry' during the poll is not an
@@ -601,6 +650,58 @@ func (p *poll) remove(ctx context.Context, mb source.Mailbox, key ledger.Mailbox
 		}
 	}
 	return len(removed), err
+}
+
+// followIdentities moves ledger entries to where their messages are now
+// listed, when a POP3 message's identity changed because another message
+// came to share its UIDL ("UIDL" → "UIDL FP"), or stopped sharing it
+// ("UIDL FP" → "UIDL"). An entry moves only to a message with its
+// recorded fingerprint; known is updated to match.
+func (a *Account) followIdentities(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message, known map[string]ledger.Entry) error {
+	renames := map[string]string{}
+	var alone []string // listed alone under a UIDL some entries hold with a fingerprint
+	split := map[string]bool{}
+	for uid := range known {
+		if base, _, ok := strings.Cut(uid, " "); ok {
+			split[base] = true
+		}
+	}
+	for _, m := range msgs {
+		if _, ok := known[m.UID]; ok {
+			continue
+		}
+		if e, ok := known[m.Base]; ok && m.Base != "" && e.Fingerprint != "" && e.Fingerprint == m.Fingerprint {
+			renames[m.Base] = m.UID
+		} else if m.Base == "" && split[m.UID] {
+			alone = append(alone, m.UID)
+		}
+	}
+	if len(alone) > 0 {
+		prints, err := mb.Fingerprints(ctx, alone)
+		if err != nil {
+			return &fatalError{err}
+		}
+		for _, uid := range alone {
+			if p := prints[uid]; p != "" {
+				if _, ok := known[uid+" "+p]; ok {
+					renames[uid+" "+p] = uid
+				}
+			}
+		}
+	}
+	if len(renames) == 0 {
+		return nil
+	}
+	if err := a.s.Ledger.Rename(ctx, key, renames); err != nil {
+		return localErr(err)
+	}
+	for from, to := range renames {
+		e := known[from]
+		delete(known, from)
+		e.UID = to
+		known[to] = e
+	}
+	return nil
 }
 
 // forgetVanished drops ledger entries of messages the upstream no longer

@@ -25,6 +25,9 @@ type pop3Drop struct {
 	addr  string
 	retrs []string // UIDLs retrieved, in order
 	deles []string // UIDLs deleted at QUIT, in order
+
+	noUIDL, noTOP bool // the server lacks these optional commands
+	failQuit      bool // hang up at QUIT without applying the DELEs
 }
 
 type pop3Msg struct {
@@ -87,7 +90,27 @@ func (d *pop3Drop) serve(c net.Conn) {
 			fmt.Fprint(c, "+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n")
 		case "USER", "PASS":
 			fmt.Fprint(c, "+OK\r\n")
-		case "LIST", "UIDL":
+		case "UIDL", "TOP":
+			d.mu.Lock()
+			missing := (cmd == "UIDL" && d.noUIDL) || (strings.ToUpper(cmd) == "TOP" && d.noTOP)
+			d.mu.Unlock()
+			if missing {
+				fmt.Fprint(c, "-ERR unknown command\r\n")
+				continue
+			}
+			if strings.ToUpper(cmd) == "TOP" {
+				var n int
+				fmt.Sscan(arg, &n)
+				if n < 1 || n > len(snapshot) || deleted[n] {
+					fmt.Fprint(c, "-ERR no such message\r\n")
+					continue
+				}
+				header, _, _ := strings.Cut(snapshot[n-1].raw, "\r\n\r\n")
+				fmt.Fprintf(c, "+OK\r\n%s\r\n\r\n.\r\n", header)
+				continue
+			}
+			fallthrough
+		case "LIST":
 			fmt.Fprint(c, "+OK\r\n")
 			for i, m := range snapshot {
 				if deleted[i+1] {
@@ -118,6 +141,11 @@ func (d *pop3Drop) serve(c net.Conn) {
 			fmt.Fprintf(c, "+OK\r\n%s.\r\n", snapshot[n-1].raw)
 		case "QUIT":
 			d.mu.Lock()
+			if d.failQuit {
+				d.failQuit = false
+				d.mu.Unlock()
+				return // hang up: the server rolls the DELEs back
+			}
 			var keep []pop3Msg
 			for i, m := range snapshot {
 				if deleted[i+1] {
@@ -191,7 +219,13 @@ func TestPOP3DuplicateUIDLNeverDeletedByLedger(t *testing.T) {
 	// Now pretend the QUIT had failed: the ledger says delivered while
 	// the server still holds it, and a second message arrives under the
 	// same UIDL with the same size.
-	r.l.Record(context.Background(), key, ledgerEntry("dup", "delivered", int64(len(popMsg("dup", "first").raw))))
+	entries, _ := r.l.Entries(context.Background(), key)
+	if len(entries) != 1 || entries[0].Fingerprint == "" {
+		t.Fatalf("entries %+v", entries)
+	}
+	e := entries[0]
+	e.State = ledger.Delivered
+	r.l.Record(context.Background(), key, e)
 	d.set(popMsg("dup", "first"), popMsg("dup", "other"))
 	d.mu.Lock()
 	d.deles = nil
@@ -266,4 +300,75 @@ func (r *rig) keyPOP3() ledger.MailboxKey {
 
 func ledgerEntry(uid, state string, size int64) ledger.Entry {
 	return ledger.Entry{UID: uid, State: ledger.State(state), Size: size}
+}
+
+// A server without UIDL: messages are known by a fingerprint of their
+// header (TOP). A refused message is not fetched again at every poll, and a
+// delivered message whose QUIT failed is neither delivered again nor
+// deleted on the strength of a fingerprint.
+func TestPOP3WithoutUIDL(t *testing.T) {
+	d := newPOP3Drop(t, popMsg("", "refuse-me"), popMsg("", "fine"))
+	d.noUIDL = true
+	r := newPOP3Rig(t, d, false)
+	r.p.refuse = "refuse-me"
+	d.failQuit = true
+	r.mustPoll(t) // "fine" delivered and DELEd, but the QUIT is lost
+	if len(d.uidls()) != 2 {
+		t.Fatalf("upstream %v after a failed QUIT", d.uidls())
+	}
+	d.mu.Lock()
+	d.retrs = nil
+	d.mu.Unlock()
+	for i := 0; i < 2; i++ {
+		r.mustPoll(t)
+	}
+	d.mu.Lock()
+	retrs := append([]string(nil), d.retrs...)
+	d.mu.Unlock()
+	if len(retrs) != 0 {
+		t.Fatalf("fetched again: %d RETRs (the refused message is retried in a loop, or the delivered one duplicated)", len(retrs))
+	}
+	r.noDuplicates(t)
+	if len(d.uidls()) != 2 {
+		t.Fatalf("upstream %v: a message known only by a fingerprint was deleted", d.uidls())
+	}
+	// New mail still arrives, and is deleted in its own session.
+	d.set(popMsg("", "refuse-me"), popMsg("", "fine"), popMsg("", "later"))
+	r.mustPoll(t)
+	if _, ok := r.p.committed["later"]; !ok || len(d.uidls()) != 2 {
+		t.Fatalf("new mail: committed %v, upstream %d", keys(r.p.committed), len(d.uidls()))
+	}
+}
+
+// Without UIDL or TOP, messages are known for one session only: the
+// account still empties the maildrop (keep no).
+func TestPOP3WithoutUIDLOrTOP(t *testing.T) {
+	d := newPOP3Drop(t, popMsg("", "a"), popMsg("", "b"))
+	d.noUIDL, d.noTOP = true, true
+	r := newPOP3Rig(t, d, false)
+	r.mustPoll(t)
+	if len(r.p.committed) != 2 || len(d.uidls()) != 0 {
+		t.Fatalf("committed %v, upstream %d", keys(r.p.committed), len(d.uidls()))
+	}
+}
+
+// A message's identity follows it when another message comes to share its
+// UIDL, and when it stops sharing it: no poll delivers it again.
+func TestPOP3SharedUIDLComesAndGoes(t *testing.T) {
+	d := newPOP3Drop(t, popMsg("u1", "first"))
+	r := newPOP3Rig(t, d, true)
+	r.mustPoll(t)
+	d.set(popMsg("u1", "first"), popMsg("u1", "second")) // a buggy server reuses u1
+	r.mustPoll(t)
+	d.set(popMsg("u1", "second")) // another client deleted "first"
+	r.mustPoll(t)
+	d.set(popMsg("u1", "second"), popMsg("u1", "third"))
+	r.mustPoll(t)
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	for _, s := range []string{"first", "second", "third"} {
+		if _, ok := r.p.committed[s]; !ok {
+			t.Errorf("%q was not delivered", s)
+		}
+	}
 }

@@ -303,11 +303,11 @@ func (l *Ledger) Sync(ctx context.Context) error {
 	return nil
 }
 
-// States returns the state and recorded size of every recorded message of
-// the mailbox, by UID. For IMAP mailboxes only UIDs at or above minUID are
-// returned (0: all).
+// States returns the state, recorded size and fingerprint of every
+// recorded message of the mailbox, by UID. For IMAP mailboxes only UIDs at
+// or above minUID are returned (0: all).
 func (l *Ledger) States(ctx context.Context, key MailboxKey, minUID uint32) (map[string]Entry, error) {
-	query := `SELECT uid, state, size FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`
+	query := `SELECT uid, state, size, fingerprint FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`
 	args := []any{key.Account, key.Mailbox, key.UIDValidity}
 	if minUID > 0 {
 		query += ` AND CAST(uid AS INTEGER) >= ?`
@@ -322,13 +322,33 @@ func (l *Ledger) States(ctx context.Context, key MailboxKey, minUID uint32) (map
 	for rows.Next() {
 		var e Entry
 		var state string
-		if err := rows.Scan(&e.UID, &state, &e.Size); err != nil {
+		if err := rows.Scan(&e.UID, &state, &e.Size, &e.Fingerprint); err != nil {
 			return nil, fmt.Errorf("ledger: read %s: %w", key, err)
 		}
 		e.State = State(state)
 		states[e.UID] = e
 	}
 	return states, rows.Err()
+}
+
+// Rename moves entries to new UIDs (renames: old → new) within one
+// mailbox: a POP3 message whose identity changed because another message
+// now shares, or no longer shares, its UIDL.
+func (l *Ledger) Rename(ctx context.Context, key MailboxKey, renames map[string]string) error {
+	return l.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE OR REPLACE messages SET uid = ?
+			WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for from, to := range renames {
+			if _, err := stmt.ExecContext(ctx, to, key.Account, key.Mailbox, key.UIDValidity, from); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // MarkRemoved records that the upstream copies of these delivered

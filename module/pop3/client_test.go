@@ -16,6 +16,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -176,6 +177,17 @@ func (mb mailbox) handler(extra func(s *session, cmd string) bool) func(*session
 				return true
 			}
 			s.send("+OK message follows\r\n" + stuff(msg))
+		case "TOP":
+			var n, lines int
+			fmt.Sscan(f[1], &n)
+			fmt.Sscan(f[2], &lines)
+			msg, ok := mb[n]
+			if !ok || lines != 0 {
+				s.send("-ERR no such message\r\n")
+				return true
+			}
+			header, _, _ := strings.Cut(msg, "\r\n\r\n")
+			s.send("+OK\r\n" + stuff(header+"\r\n\r\n"))
 		case "DELE":
 			s.send("+OK deleted\r\n")
 		case "LIST":
@@ -641,5 +653,33 @@ func TestBadGreetingAndGarbage(t *testing.T) {
 	})
 	if _, err := srv.dial(t, nil).List(ctx(t)); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("garbage listing: %v", err)
+	}
+}
+
+// TopEach reads each message's header with TOP n 0, pipelined, and leaves
+// the session in step.
+func TestTopEach(t *testing.T) {
+	mb := mailbox{1: "Subject: one\r\nX: .dotted\r\n\r\nbody 1\r\n", 2: "Subject: two\r\n\r\nbody 2\r\n"}
+	srv := newServer(t, "+OK\r\n", mb.handler(nil))
+	c := srv.dial(t, nil)
+	got := map[int]string{}
+	failed, err := c.TopEach(ctx(t), []int{1, 2, 3}, true, func(num int, header io.Reader) error {
+		b, err := io.ReadAll(header)
+		got[num] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[1] != "Subject: one\r\nX: .dotted\r\n\r\n" || got[2] != "Subject: two\r\n\r\n" || failed[3] == nil {
+		t.Fatalf("got %q, failed %v", got, failed)
+	}
+	if err := c.Noop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if !slices.Contains(srv.commands, "TOP 1 0") {
+		t.Fatalf("commands %q", srv.commands)
 	}
 }

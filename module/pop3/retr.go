@@ -137,8 +137,21 @@ func (c *Client) Retr(ctx context.Context, num int) (io.ReadCloser, error) {
 // outstanding replies so the session stays usable, and returns that error
 // as is. Any other error is fatal to the session.
 func (c *Client) RetrEach(ctx context.Context, nums []int, pipelining bool, fn func(num int, body io.Reader) error) (failed map[int]*Error, err error) {
+	return c.multiEach(ctx, "RETR", "", nums, pipelining, fn)
+}
+
+// TopEach is RetrEach for TOP num 0: fn reads each message's header
+// section (and the blank line after it). TOP is optional (RFC 1939); a
+// server without it answers -ERR for every message.
+func (c *Client) TopEach(ctx context.Context, nums []int, pipelining bool, fn func(num int, header io.Reader) error) (failed map[int]*Error, err error) {
+	return c.multiEach(ctx, "TOP", " 0", nums, pipelining, fn)
+}
+
+// multiEach runs "cmd num args" for each of nums, each answered by a
+// multi-line reply handed to fn; see RetrEach.
+func (c *Client) multiEach(ctx context.Context, cmd, args string, nums []int, pipelining bool, fn func(num int, body io.Reader) error) (failed map[int]*Error, err error) {
 	var fnErr error
-	err = c.pipeline(ctx, "RETR", nums, pipelining, func(num int, perr *Error) (stop bool, err error) {
+	err = c.pipeline(ctx, cmd, args, nums, pipelining, func(num int, perr *Error) (stop bool, err error) {
 		if perr != nil {
 			if failed == nil {
 				failed = map[int]*Error{}
@@ -169,7 +182,7 @@ func (c *Client) RetrEach(ctx context.Context, nums []int, pipelining bool, fn f
 // them, the session still usable.
 func (c *Client) Dele(ctx context.Context, nums []int, pipelining bool) error {
 	var first error
-	err := c.pipeline(ctx, "DELE", nums, pipelining, func(num int, perr *Error) (bool, error) {
+	err := c.pipeline(ctx, "DELE", "", nums, pipelining, func(num int, perr *Error) (bool, error) {
 		if perr != nil && first == nil {
 			first = fmt.Errorf("message %d: %w", num, perr)
 		}
@@ -181,13 +194,13 @@ func (c *Client) Dele(ctx context.Context, nums []int, pipelining bool) error {
 	return first
 }
 
-// pipeline sends "cmd num" for each of nums, at most maxPipeline (or, if
+// pipeline sends "cmd num args" for each of nums, at most maxPipeline (or, if
 // !pipelining, one) in flight, and calls each after reading the status line
 // of each reply, with the -ERR if there was one. each must consume the
 // rest of a +OK reply. If each says stop, no more commands are sent but
 // the outstanding replies are still handed to each. An error from each is
 // returned at once.
-func (c *Client) pipeline(ctx context.Context, cmd string, nums []int, pipelining bool, each func(num int, perr *Error) (stop bool, err error)) error {
+func (c *Client) pipeline(ctx context.Context, cmd, args string, nums []int, pipelining bool, each func(num int, perr *Error) (stop bool, err error)) error {
 	end, err := c.begin(ctx)
 	if err != nil {
 		return err
@@ -202,7 +215,7 @@ func (c *Client) pipeline(ctx context.Context, cmd string, nums []int, pipelinin
 		// Refill in batches, so that a long run costs few writes.
 		if inFlight := sent - next; inFlight == 0 || inFlight <= window/2 {
 			for sent < limit && sent-next < window {
-				c.writeCmd(cmd+" "+strconv.Itoa(nums[sent]), "")
+				c.writeCmd(cmd+" "+strconv.Itoa(nums[sent])+args, "")
 				sent++
 			}
 			if err := c.flush(); err != nil {

@@ -53,10 +53,14 @@ type Message struct {
 	UID     string // IMAP UID in decimal, or POP3 UIDL
 	Size    int64  // as the server reports it: RFC822.SIZE or LIST
 	Deleted bool   // flagged \Deleted by some client: not ours to fetch
-	// Ambiguous: the server listed other messages under the same identity
-	// (a POP3 UIDL given twice); UID is then made unique within the
-	// listing, but a ledger entry cannot prove which message it was.
+	// Ambiguous: a ledger entry under UID cannot prove it was this message
+	// (a POP3 UIDL the server gave several messages; no UIDL at all).
 	Ambiguous bool
+	// Base is the identity the server gave, when UID was made from it and
+	// Fingerprint because other messages share it (POP3: "UIDL FP"). The
+	// ledger may hold this message under Base, recorded while it was alone.
+	Base        string
+	Fingerprint string
 }
 
 // Mailbox is an opened upstream mailbox.

@@ -4,12 +4,15 @@
 // the server applies only at a successful QUIT.
 //
 // Messages are known by UIDL. A server without UIDL can still be emptied
-// (keep no): its messages are then known by session-scoped numbers, so a
-// connection lost before QUIT, which rolls the deletions back, can deliver
-// them once more. Keep mode needs UIDL and says so.
+// (keep no): its messages are then known by a fingerprint of their header
+// (TOP n 0), never trusted for a deletion, or, without TOP either, by
+// session-scoped numbers, so that a connection lost before QUIT, which rolls
+// the deletions back, can deliver them once more. Keep mode needs UIDL and
+// says so.
 package pop3src
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -21,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 
 	"remote_pull/module/oauth"
@@ -36,6 +40,9 @@ type Config struct {
 	source.Endpoint
 	// Keep: messages stay upstream, which needs UIDL to track them.
 	Keep bool
+	// Warn reports what an admin should know about the server (no UIDL);
+	// called at most once per session.
+	Warn func(msg string)
 }
 
 // Upstream is a POP3 account.
@@ -45,6 +52,9 @@ type Upstream struct{ cfg Config }
 func New(cfg Config) *Upstream {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Minute
+	}
+	if cfg.Warn == nil {
+		cfg.Warn = func(string) {}
 	}
 	return &Upstream{cfg: cfg}
 }
@@ -103,6 +113,15 @@ type Session struct {
 	pipelining bool
 	opened     bool
 	freshToken bool // refresh the OAuth2 token before using it
+	warned     bool
+}
+
+// warn passes msg to Config.Warn, once per session.
+func (s *Session) warn(msg string) {
+	if !s.warned {
+		s.warned = true
+		s.cfg.Warn(msg)
+	}
 }
 
 func (s *Session) setup(ctx context.Context, tlsCfg *tls.Config) error {
@@ -250,18 +269,31 @@ func (s *Session) Open(ctx context.Context, name string) (source.Mailbox, error)
 
 // Mailbox is the POP3 maildrop of one session.
 type Mailbox struct {
-	s     *Session
-	byUID map[string]int // UID → message number in this session
+	s        *Session
+	byUID    map[string]int // UID → message number in this session
+	sizes    map[int]int64  // message number → listed size
+	dup      map[int]bool   // message numbers whose UIDL others share
+	base     map[int]string // for those: the shared UIDL
+	print    map[int]string // and their header fingerprint
+	identity string         // how messages are told apart (Identity)
 }
 
 func (m *Mailbox) UIDValidity() uint32 { return 0 }
 func (m *Mailbox) Complete() bool      { return true }
 
-// List returns every message with its UIDL and size.
+// List returns every message with its identity and size. The identity is
+// the UIDL; on a server without UIDL, a fingerprint of the message's header
+// fields and size (fetched with TOP n 0), so that a message delivered or
+// refused in one session is recognised in the next; on a server with
+// neither, the message number, which holds for this session only.
 func (m *Mailbox) List(ctx context.Context, _ uint32) ([]source.Message, error) {
 	infos, err := m.s.c.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("LIST: %w", err)
+	}
+	m.sizes = make(map[int]int64, len(infos))
+	for _, info := range infos {
+		m.sizes[info.Num] = info.Size
 	}
 	uids, err := m.s.c.UIDL(ctx)
 	noUIDL := err != nil && isServerErr(err)
@@ -271,42 +303,140 @@ func (m *Mailbox) List(ctx context.Context, _ uint32) ([]source.Message, error) 
 	if noUIDL && m.s.cfg.Keep {
 		return nil, errors.New("server has no UIDL, so remote_pull cannot tell which messages it already fetched: use 'keep no' for this account")
 	}
-	uidOf := make(map[int]string, len(uids))
-	listed := make(map[string]int, len(uids))
-	for _, u := range uids {
-		uidOf[u.Num] = u.UID
-		listed[u.UID]++
+	idOf := make(map[int]string, len(infos))
+	if noUIDL {
+		if idOf, err = m.identifyByHeader(ctx, infos); err != nil {
+			return nil, err
+		}
+	} else {
+		m.identity = "UIDL"
+		for _, u := range uids {
+			idOf[u.Num] = u.UID
+		}
+		if err := m.splitDuplicates(ctx, idOf); err != nil {
+			return nil, err
+		}
 	}
-	seen := make(map[string]int, len(uids))
-	// Without UIDL, numbers are valid for this session only.
+	listed := make(map[string]int, len(infos))
+	for _, id := range idOf {
+		listed[id]++
+	}
+	seen := make(map[string]int, len(infos))
 	session := strconv.FormatInt(time.Now().UnixNano(), 36)
 	m.byUID = make(map[string]int, len(infos))
 	msgs := make([]source.Message, 0, len(infos))
 	for _, info := range infos {
-		uid, ok := uidOf[info.Num]
-		if noUIDL {
+		uid, ok := idOf[info.Num]
+		if !ok && noUIDL {
+			// No usable header either: a number valid for this session.
 			uid, ok = "session-"+session+"-"+strconv.Itoa(info.Num), true
 		}
 		if !ok {
 			continue // listed by LIST, not by UIDL: deleted meanwhile
 		}
-		ambiguous := !noUIDL && listed[uid] > 1
-		if ambiguous {
-			// A UIDL given to several messages (RFC 1939 forbids it):
-			// the first keeps it, later ones get "UIDL #2", "UIDL #3"...
-			// (a space is never part of a UIDL) so that each is fetched
-			// once; Ambiguous keeps their ledger entries from ever
-			// justifying a DELE.
+		// Without UIDL every identity is weak: a ledger entry may show a
+		// message was seen, never that it may be deleted.
+		ambiguous := noUIDL || m.dup[info.Num] || listed[uid] > 1
+		if listed[uid] > 1 {
+			// Messages alike in identity, header fields and size: told
+			// apart by count, "ID #2", "ID #3"... (a space is never part
+			// of a UIDL).
 			seen[uid]++
 			if seen[uid] > 1 {
 				uid += " #" + strconv.Itoa(seen[uid])
 			}
 		}
 		m.byUID[uid] = info.Num
-		msgs = append(msgs, source.Message{UID: uid, Size: info.Size, Ambiguous: ambiguous})
+		msgs = append(msgs, source.Message{UID: uid, Size: info.Size, Ambiguous: ambiguous,
+			Base: m.base[info.Num], Fingerprint: m.print[info.Num]})
 	}
 	return msgs, nil
 }
+
+// splitDuplicates gives the messages that share a UIDL (RFC 1939 forbids
+// it; some servers do it) an identity of their own: the UIDL and the
+// fingerprint of their header fields and size, so that a ledger entry
+// follows its message whatever else the server lists under that UIDL.
+// They stay Ambiguous: their entries never justify a DELE.
+func (m *Mailbox) splitDuplicates(ctx context.Context, idOf map[int]string) error {
+	count := make(map[string]int, len(idOf))
+	for _, id := range idOf {
+		count[id]++
+	}
+	var nums []int
+	for num, id := range idOf {
+		if count[id] > 1 {
+			nums = append(nums, num)
+		}
+	}
+	if len(nums) == 0 {
+		return nil
+	}
+	sort.Ints(nums)
+	m.dup = make(map[int]bool, len(nums))
+	m.base = make(map[int]string, len(nums))
+	m.print = make(map[int]string, len(nums))
+	prints, err := m.headerPrints(ctx, nums)
+	if err != nil {
+		return err
+	}
+	for _, num := range nums {
+		m.dup[num] = true
+		if p, ok := prints[num]; ok {
+			m.base[num], m.print[num] = idOf[num], p
+			idOf[num] += " " + p
+		}
+	}
+	return nil
+}
+
+// maxIdentityHeader bounds what one TOP reply may cost in memory.
+const maxIdentityHeader = 256 << 10
+
+// headerPrints returns the fingerprint of the header and listed size of
+// each message, from TOP n 0. A message whose TOP fails or whose header
+// does not parse is left out.
+func (m *Mailbox) headerPrints(ctx context.Context, nums []int) (map[int]string, error) {
+	prints := make(map[int]string, len(nums))
+	_, err := m.s.c.TopEach(ctx, nums, m.s.pipelining, func(num int, hdr io.Reader) error {
+		h, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(hdr, maxIdentityHeader)))
+		if err == nil {
+			prints[num] = source.Fingerprint(h, m.sizes[num])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("TOP: %w", err)
+	}
+	return prints, nil
+}
+
+// identifyByHeader names each message of a server without UIDL by its
+// header fingerprint (headerPrints), and says once per session how
+// messages are told apart.
+func (m *Mailbox) identifyByHeader(ctx context.Context, infos []pop3.MessageInfo) (map[int]string, error) {
+	nums := make([]int, 0, len(infos))
+	for _, info := range infos {
+		nums = append(nums, info.Num)
+	}
+	ids, err := m.headerPrints(ctx, nums)
+	if err != nil {
+		return nil, err
+	}
+	for num, p := range ids {
+		ids[num] = "hdr:" + p
+	}
+	if len(nums) > 0 && len(ids) == 0 {
+		m.identity = "message numbers, valid for one session (the server has neither UIDL nor TOP): a failed QUIT delivers messages again, and a refused message is fetched at every poll"
+	} else {
+		m.identity = "header fingerprints (the server has no UIDL): a message delivered but not deleted (a failed QUIT) is left upstream, not deleted on a fingerprint"
+	}
+	m.s.warn(m.identity)
+	return ids, nil
+}
+
+// Identity says how messages are told apart, for 'remote-pull check'.
+func (m *Mailbox) Identity() string { return m.identity }
 
 // Fetch retrieves the messages, pipelined when the server allows.
 func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
@@ -330,9 +460,28 @@ func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFu
 	return err
 }
 
-// Fingerprints is not needed: POP3 has no UIDVALIDITY to change.
-func (m *Mailbox) Fingerprints(context.Context, []string) (map[string]string, error) {
-	return map[string]string{}, nil
+// Fingerprints computes the fingerprint of the given messages from their
+// header (TOP n 0), as source.Fingerprint does from a delivered message:
+// before a removal is finished on the strength of a ledger entry, the
+// message must be the one recorded. A server without TOP gives none.
+func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]string, error) {
+	nums := make([]int, 0, len(uids))
+	uidOf := make(map[int]string, len(uids))
+	for _, uid := range uids {
+		if n, ok := m.byUID[uid]; ok {
+			nums = append(nums, n)
+			uidOf[n] = uid
+		}
+	}
+	prints, err := m.headerPrints(ctx, nums)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(prints))
+	for n, p := range prints {
+		out[uidOf[n]] = p
+	}
+	return out, nil
 }
 
 // Remove marks the messages for deletion. The server deletes them at QUIT;
