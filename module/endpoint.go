@@ -281,7 +281,9 @@ func (e *Endpoint) start() {
 					e.log.Printf("panic in account %s: %v\n%s", acc.Name(), p, debug.Stack())
 				}
 			}()
-			acc.Run(ctx)
+			if waitStart(ctx) {
+				acc.Run(ctx)
+			}
 		}()
 	}
 }

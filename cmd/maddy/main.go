@@ -80,7 +80,7 @@ IMAP accounts elsewhere and delivers it through maddy's own pipeline.`
 			Name:   "run",
 			Usage:  "Start the server",
 			Flags:  runFlags,
-			Action: maddy.Run,
+			Action: run,
 		},
 		{
 			Name:  "version",
@@ -98,7 +98,14 @@ IMAP accounts elsewhere and delivers it through maddy's own pipeline.`
 	app.Flags = append(app.Flags, runFlags...)
 	app.Action = func(c *cli.Context) error {
 		log.Println("WARNING: Starting server not via 'maddy run' is deprecated and will stop working in the next version")
-		return maddy.Run(c)
+		return run(c)
 	}
 	return app
+}
+
+// run is maddy.Run with remote_pull's accounts held until maddy is up.
+func run(c *cli.Context) error {
+	stop := gateOnReady()
+	defer stop()
+	return maddy.Run(c)
 }

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package main
+
+// gateOnReady: maddy announces readiness only on Linux (systemd); elsewhere
+// accounts start as their blocks are initialised.
+func gateOnReady() (stop func()) { return func() {} }
