@@ -227,6 +227,7 @@ func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger) source
 		Token:       token,
 		Username:    acc.Username,
 		Password:    func() (string, error) { return password.Value(), nil },
+		Timeout:     acc.Timeout,
 	}
 	warn := func(msg string) { l.Msg(msg, "account", acc.Name) }
 	if acc.Protocol == "pop3" {

@@ -67,8 +67,11 @@ type Account struct {
 	RcptTo       []string
 	Keep         bool
 	PollInterval time.Duration
-	Folders      []string
-	Idle         bool
+	// Timeout: how long the upstream may send nothing while remote_pull
+	// waits for it, before the connection is given up.
+	Timeout time.Duration
+	Folders []string
+	Idle    bool
 	// EnvelopeHeaders name the headers that carry the envelope recipient of
 	// a catch-all mailbox; RcptTo is then the fallback.
 	EnvelopeHeaders    []string
@@ -147,7 +150,7 @@ type OAuth2 struct {
 var accountDirectives = map[string]bool{
 	"imap": true, "pop3": true, "username": true, "password": true, "password_file": true,
 	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
-	"debug": true, "idle": true,
+	"debug": true, "idle": true, "timeout": true,
 	"envelope_header": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
@@ -268,6 +271,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.StringList("rcpt_to", false, false, nil, &acc.RcptTo)
 	m.Bool("keep", false, true, &keep)
 	m.Duration("poll_interval", false, false, 5*time.Minute, &acc.PollInterval)
+	m.Duration("timeout", false, false, 2*time.Minute, &acc.Timeout)
 	m.Custom("tls_client", true, false, func() (interface{}, error) { return &tls.Config{}, nil },
 		tlscfg.TLSClientBlock, &acc.TLS)
 	m.StringList("folders", false, false, []string{"INBOX"}, &acc.Folders)
@@ -306,6 +310,9 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	acc.ConfigHash = configHash(merged)
 	if acc.PollInterval < time.Second {
 		return nil, errAt(n, merged, "poll_interval", "poll_interval must be at least 1s")
+	}
+	if acc.Timeout < time.Second {
+		return nil, errAt(n, merged, "timeout", "timeout must be at least 1s")
 	}
 
 	switch {
@@ -551,7 +558,7 @@ func configHash(nodes []Node) string {
 	var walk func(ns []Node, depth int)
 	walk = func(ns []Node, depth int) {
 		for _, n := range ns {
-			if n.Name == "password" || n.Name == "password_file" || n.Name == "debug" || n.Name == "poll_interval" || n.Name == "idle" {
+			if n.Name == "password" || n.Name == "password_file" || n.Name == "debug" || n.Name == "poll_interval" || n.Name == "idle" || n.Name == "timeout" {
 				continue
 			}
 			fmt.Fprintf(h, "%d %q %q\n", depth, n.Name, n.Args)

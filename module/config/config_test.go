@@ -63,6 +63,7 @@ remote_pull {
         username bob
         password inline-secret
         rcpt_to bob@example.org
+        timeout 10m
     }
 }`)
 	if err != nil {
@@ -112,6 +113,9 @@ remote_pull {
 	}
 	if strings.Join(i.Folders, ",") != "INBOX" {
 		t.Errorf("default folders = %v", i.Folders)
+	}
+	if g.Timeout != 2*time.Minute || i.Timeout != 10*time.Minute {
+		t.Errorf("timeout: default %v (want 2m), set %v (want 10m)", g.Timeout, i.Timeout)
 	}
 }
 
@@ -164,6 +168,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad keep", account(base + "        keep maybe"), "test.conf:8:"},
 		{"bad poll_interval", account(base + "        poll_interval soon"), "test.conf:8:"},
 		{"tiny poll_interval", account(base + "        poll_interval 10ms"), "test.conf:8: poll_interval must be at least 1s"},
+		{"tiny timeout", account(base + "        timeout 10ms"), "test.conf:8: timeout must be at least 1s"},
 		{"duplicate account", "remote_pull {\n    account a {\n" + base + "    }\n    account a {\n" + base + "    }\n}", `test.conf:9: duplicate account name "a" (first defined at test.conf:2)`},
 		{"duplicate across blocks", "remote_pull {\n    account a {\n" + base + "    }\n}\nremote_pull {\n    account a {\n" + base + "    }\n}", `test.conf:11: duplicate account name "a"`},
 		{"account without name", "remote_pull {\n    account {\n" + base + "    }\n}", "test.conf:2: account takes exactly one name"},

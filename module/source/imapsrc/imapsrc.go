@@ -5,7 +5,8 @@
 //
 // go-imap v2 takes no context, so every command runs under a watchdog that
 // closes the connection when the context ends or the server stops making
-// progress; the blocked call then returns.
+// progress (Timeout without a byte read, not counting the time maddy takes
+// to deliver); the blocked call then returns.
 package imapsrc
 
 import (
@@ -19,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -105,6 +107,9 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 	}
 	tlsCfg := u.cfg.TLSConfig()
 	s := &Session{cfg: &u.cfg, raw: raw}
+	s.touch()
+	// Every byte read is progress; the watchdog measures stalls, not work.
+	conn := net.Conn(&progressConn{Conn: raw, s: s})
 	verify := tlsCfg.VerifyConnection
 	tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		// Runs after the standard chain and host name checks passed.
@@ -118,9 +123,9 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 
 	err = s.guard(ctx, func() error {
 		if u.cfg.Plaintext {
-			s.c = imapclient.New(raw, opts)
+			s.c = imapclient.New(conn, opts)
 		} else if u.cfg.ImplicitTLS {
-			tc := tls.Client(raw, tlsCfg)
+			tc := tls.Client(conn, tlsCfg)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return err
 			}
@@ -129,7 +134,7 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 			// NewStartTLS sends STARTTLS right after the greeting and fails
 			// if the server refuses it: no credentials ever cross a plain
 			// connection.
-			c, err := imapclient.NewStartTLS(raw, opts)
+			c, err := imapclient.NewStartTLS(conn, opts)
 			if err != nil {
 				return fmt.Errorf("STARTTLS: %w", err)
 			}
@@ -211,7 +216,29 @@ type Session struct {
 	warnedNoUIDPlus bool
 	tlsState        tls.ConnectionState
 	readOnly        bool
+
+	lastRead atomic.Int64 // UnixNano of the last byte read from the server
+	paused   atomic.Int32 // > 0 while maddy delivers: not the server's time
 }
+
+// progressConn marks every read that returned data as progress.
+type progressConn struct {
+	net.Conn
+	s *Session
+}
+
+func (c *progressConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.s.touch()
+	}
+	return n, err
+}
+
+func (s *Session) touch() { s.lastRead.Store(time.Now().UnixNano()) }
+
+// errStalled: the server sent nothing for Timeout while a command waited.
+var errStalled = errors.New("upstream stalled")
 
 // Describe tells how the session is connected.
 func (s *Session) Describe() []string {
@@ -238,11 +265,44 @@ func (s *Session) guard(ctx context.Context, fn func() error) error {
 	return err
 }
 
-// command runs one short command under the per-command timeout.
+// command runs one command under the stall watchdog: it may take as long
+// as the server keeps sending (a large listing on a slow link), but not
+// Timeout without a byte, maddy's delivery time excluded.
 func (s *Session) command(ctx context.Context, fn func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s.touch() // the server's time to answer starts now
+	stop := make(chan struct{})
+	defer close(stop)
+	go s.watchdog(stop, cancel)
 	return s.guard(ctx, fn)
+}
+
+// watchdog cancels with errStalled when nothing was read for Timeout,
+// except while paused.
+func (s *Session) watchdog(stop <-chan struct{}, cancel context.CancelCauseFunc) {
+	defer func() {
+		if p := recover(); p != nil {
+			cancel(fmt.Errorf("imapsrc watchdog panic: %v", p))
+		}
+	}()
+	tick := time.NewTicker(max(s.cfg.Timeout/8, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			if s.paused.Load() > 0 {
+				s.touch()
+				continue
+			}
+			if time.Since(time.Unix(0, s.lastRead.Load())) > s.cfg.Timeout {
+				cancel(errStalled)
+				return
+			}
+		}
+	}
 }
 
 func (s *Session) RemoteAddr() string {
@@ -361,14 +421,13 @@ func (m *Mailbox) fetchBatch(ctx context.Context, uids []string, spool source.Sp
 	if err != nil {
 		return err
 	}
-	// The batch may take long; what must not take long is a stretch without
-	// progress. The watchdog is pushed back after every message.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	dog := time.AfterFunc(m.s.cfg.Timeout, func() { cancel(errors.New("upstream stalled")) })
-	defer dog.Stop()
-
-	return m.s.guard(ctx, func() error {
+	// The time maddy takes to deliver is not the server's stall.
+	paused := func(uid string, sp source.Spooled) error {
+		m.s.paused.Add(1)
+		defer func() { m.s.paused.Add(-1); m.s.touch() }()
+		return deliver(uid, sp)
+	}
+	return m.s.command(ctx, func() error {
 		cmd := m.s.c.Fetch(set, &imap.FetchOptions{
 			UID:         true,
 			BodySection: []*imap.FetchItemBodySection{{Peek: true}},
@@ -378,7 +437,7 @@ func (m *Mailbox) fetchBatch(ctx context.Context, uids []string, spool source.Sp
 			if msg == nil {
 				break
 			}
-			if err := m.fetchOne(msg, spool, deliver); err != nil {
+			if err := m.fetchOne(msg, spool, paused); err != nil {
 				// The session is given up rather than drained: after a
 				// literal that ended early, go-imap's Close would read the
 				// connection from two goroutines at once. The poll ends
@@ -386,7 +445,6 @@ func (m *Mailbox) fetchBatch(ctx context.Context, uids []string, spool source.Sp
 				m.s.raw.Close()
 				return err
 			}
-			dog.Reset(m.s.cfg.Timeout)
 		}
 		return cmd.Close()
 	})

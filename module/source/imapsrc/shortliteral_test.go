@@ -20,6 +20,23 @@ import (
 // of which it sends only send, then ends the connection with end.
 func literalServer(t *testing.T, useTLS bool, announce, send int, end func(net.Conn)) (addr string, caPool *tls.Config) {
 	t.Helper()
+	return fetchServer(t, useTLS, func(c net.Conn, tag string) bool {
+		body := "Subject: short\r\n\r\n" + strings.Repeat("x", announce)
+		body = body[:announce]
+		fmt.Fprintf(c, "* 1 FETCH (UID 5 BODY[] {%d}\r\n%s", announce, body[:send])
+		if send == announce {
+			fmt.Fprintf(c, ")\r\n%s OK done\r\n", tag)
+			return true
+		}
+		end(c)
+		return false
+	})
+}
+
+// fetchServer is the scripted server; fetch answers a UID FETCH and says
+// whether the session goes on.
+func fetchServer(t *testing.T, useTLS bool, fetch func(c net.Conn, tag string) bool) (addr string, caPool *tls.Config) {
+	t.Helper()
 	cert, pool := selfSigned(t, "localhost")
 	var ln net.Listener
 	var err error
@@ -53,15 +70,9 @@ func literalServer(t *testing.T, useTLS bool, announce, send int, end func(net.C
 			case strings.HasPrefix(cmd, "SELECT"), strings.HasPrefix(cmd, "EXAMINE"):
 				fmt.Fprintf(c, "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 6] x\r\n%s OK [READ-WRITE] done\r\n", tag)
 			case strings.HasPrefix(cmd, "UID FETCH"):
-				body := "Subject: short\r\n\r\n" + strings.Repeat("x", announce)
-				body = body[:announce]
-				fmt.Fprintf(c, "* 1 FETCH (UID 5 BODY[] {%d}\r\n%s", announce, body[:send])
-				if send == announce {
-					fmt.Fprintf(c, ")\r\n%s OK done\r\n", tag)
-					continue
+				if !fetch(c, tag) {
+					return
 				}
-				end(c)
-				return
 			case strings.HasPrefix(cmd, "LOGOUT"):
 				fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
 				return
