@@ -131,14 +131,13 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 			}
 			s.c = imapclient.New(tc, opts)
 		} else {
-			// NewStartTLS sends STARTTLS right after the greeting and fails
-			// if the server refuses it: no credentials ever cross a plain
-			// connection.
-			c, err := imapclient.NewStartTLS(conn, opts)
+			// STARTTLS is mandatory: a server that refuses it never sees
+			// credentials.
+			tc, err := startTLS(ctx, conn, tlsCfg)
 			if err != nil {
 				return fmt.Errorf("STARTTLS: %w", err)
 			}
-			s.c = c
+			s.c = imapclient.New(tc, opts)
 		}
 		if err := s.c.WaitGreeting(); err != nil {
 			return err
