@@ -168,7 +168,7 @@ func (s *Session) login(ctx context.Context, freshToken bool) error {
 	case mech == source.AuthPlain || (mech != source.AuthLogin && plain):
 		err = s.c.Authenticate(sasl.NewPlainClient("", s.cfg.Username, pass))
 	case saslLogin:
-		err = s.c.Authenticate(sasl.NewLoginClient(s.cfg.Username, pass))
+		err = s.c.Authenticate(newLoginClient(s.cfg.Username, pass))
 	case caps.Has(imap.CapLoginDisabled):
 		return &source.AuthError{Err: errors.New("the server offers no password login (LOGINDISABLED, no AUTH=PLAIN or AUTH=LOGIN)")}
 	default:

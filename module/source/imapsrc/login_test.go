@@ -1,0 +1,76 @@
+package imapsrc
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"remote_pull/module/source"
+)
+
+// A server with AUTH=LOGIN and no SASL-IR asks "Username:" first; the
+// client answers each prompt with what it asks for.
+func TestSASLLoginWithoutInitialResponse(t *testing.T) {
+	for _, saslIR := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SASL-IR=%v", saslIR), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			caps := "IMAP4rev1 AUTH=LOGIN"
+			if saslIR {
+				caps += " SASL-IR"
+			}
+			result := make(chan string, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				fmt.Fprintf(c, "* OK [CAPABILITY %s] hi\r\n", caps)
+				br := bufio.NewReader(c)
+				line, _ := br.ReadString('\n')
+				tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+				if rest != "AUTHENTICATE LOGIN" {
+					result <- "command " + rest
+					fmt.Fprintf(c, "%s NO\r\n", tag)
+					return
+				}
+				var got []string
+				for _, prompt := range []string{"Username:", "Password:"} {
+					fmt.Fprintf(c, "+ %s\r\n", base64.StdEncoding.EncodeToString([]byte(prompt)))
+					resp, _ := br.ReadString('\n')
+					b, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(resp))
+					got = append(got, string(b))
+				}
+				if got[0] == "bob" && got[1] == "hunter2" {
+					fmt.Fprintf(c, "%s OK logged in\r\n", tag)
+					result <- "ok"
+				} else {
+					fmt.Fprintf(c, "%s NO [AUTHENTICATIONFAILED] bad\r\n", tag)
+					result <- fmt.Sprintf("answers %q", got)
+				}
+				br.ReadString('\n')
+			}()
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			up := New(Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, Plaintext: true, Auth: source.AuthLogin,
+				Username: "bob", Password: func() (string, error) { return "hunter2", nil }, Timeout: 5 * time.Second}})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := up.Connect(ctx)
+			if err == nil {
+				s.Abort()
+			}
+			if r := <-result; r != "ok" || err != nil {
+				t.Fatalf("server saw %s; Connect: %v", r, err)
+			}
+		})
+	}
+}
