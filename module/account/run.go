@@ -16,14 +16,20 @@ import (
 
 // Account is one fetched account and its poll loop.
 type Account struct {
-	s     Settings
-	wake  chan struct{}
-	retry atomic.Bool // RetryNow was called: forget the back-off
+	s    Settings
+	wake chan struct{}
+	gate *gate // the back-off shared by polls and IDLE reconnections
 
-	mu      sync.Mutex
-	status  Status
-	idleNow int             // folders idling right now: with a good last poll, the state is "idle"
-	warned  map[string]bool // upstream oddities already logged
+	pubMu     sync.Mutex // one publish at a time (publish)
+	mu        sync.Mutex
+	status    Status
+	idleNow   int             // folders idling right now: with a good last poll, the state is "idle"
+	warned    map[string]bool // upstream oddities already logged
+	lastClass errClass        // the kind of the last poll's outcome, to log changes only
+
+	okMu sync.Mutex
+	okAt time.Time     // when the last successful poll ended
+	okCh chan struct{} // closed at the next successful poll
 }
 
 // Status is what the account is doing, for logs and the status command.
@@ -38,7 +44,7 @@ type Status struct {
 
 // New returns an account; Run starts it.
 func New(s Settings) *Account {
-	return &Account{s: s, wake: make(chan struct{}, 1), status: Status{State: string(StateStarting)}}
+	return &Account{s: s, wake: make(chan struct{}, 1), gate: newGate(), status: Status{State: string(StateStarting)}}
 }
 
 // Name is the account's configured name.
@@ -61,9 +67,16 @@ func (a *Account) statusLocked() Status {
 	return st
 }
 
-// publish shows the status in the metrics and saves it to the ledger,
-// where the status command reads it, adding the counts of a poll.
-func (a *Account) publish(st Status, delivered, refused int) {
+// publish shows the current status in the metrics and saves it to the
+// ledger, where the status command reads it, adding the counts of a poll.
+// Publishers take turns and each saves the status as it is when its turn
+// comes, so that the last one saved is never a stale one.
+func (a *Account) publish(delivered, refused int) {
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
+	a.mu.Lock()
+	st := a.statusLocked()
+	a.mu.Unlock()
 	setStateMetric(a.s.Name, st.State)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -79,7 +92,7 @@ func (a *Account) publish(st Status, delivered, refused int) {
 // RetryNow polls at once and starts any back-off afresh: the admin fixed
 // something (maddy's reload signal).
 func (a *Account) RetryNow() {
-	a.retry.Store(true)
+	a.gate.reset()
 	a.Wake()
 }
 
@@ -107,8 +120,12 @@ func (a *Account) Run(ctx context.Context) {
 			go a.watch(ctx, w, folder)
 		}
 	}
-	var failures int
 	for {
+		// Woken early (new mail, a lost IDLE connection) or not, no poll
+		// before the back-off allows.
+		if !a.gate.wait(ctx) {
+			return
+		}
 		res, err := a.pollSafely(ctx)
 		if ctx.Err() != nil {
 			return
@@ -117,13 +134,15 @@ func (a *Account) Run(ctx context.Context) {
 		wait := a.s.PollInterval
 		switch {
 		case class.backsOff():
-			failures++
-			wait = a.backoff(class, failures)
+			wait = a.gate.failed(func(n int) time.Duration { return a.backoff(class, n) })
 		case res.More:
-			failures = 0
+			a.gate.succeeded()
 			wait = 0 // max_messages_per_poll left some: go on at once
 		default:
-			failures = 0
+			a.gate.succeeded()
+		}
+		if !class.backsOff() {
+			a.goodPoll()
 		}
 		a.report(res, err, class, wait)
 
@@ -135,9 +154,6 @@ func (a *Account) Run(ctx context.Context) {
 		case <-a.wake:
 			timer.Stop()
 		case <-timer.C:
-		}
-		if a.retry.Swap(false) {
-			failures = 0
 		}
 	}
 }
@@ -204,11 +220,11 @@ var errInternal = errors.New("internal error")
 func (a *Account) report(res PollResult, err error, class errClass, wait time.Duration) {
 	a.mu.Lock()
 	defer func() {
-		st := a.statusLocked()
 		a.mu.Unlock()
-		a.publish(st, res.Delivered, res.Refused)
+		a.publish(res.Delivered, res.Refused)
 	}()
-	prevState, prevErr := a.status.State, a.status.LastError
+	prevState, prevClass := a.status.State, a.lastClass
+	a.lastClass = class
 	a.status.Delivered += res.Delivered
 	a.status.Refused += res.Refused
 	a.status.NextPoll = time.Now().Add(wait)
@@ -224,7 +240,9 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 		return
 	}
 	a.status.LastError = err.Error()
-	if a.status.State != prevState || a.status.LastError != prevErr {
+	// Once per kind of failure, not at every retry: the text may carry a
+	// changing detail (the local port of a reset connection).
+	if class != prevClass {
 		a.s.Log.Error("poll failed", err, "account", a.s.Name, "state", a.status.State,
 			"retry_in", wait.Round(time.Second).String())
 	}
@@ -237,9 +255,8 @@ func (a *Account) setPolling() {
 	if a.status.State == string(StateOK) || a.status.State == string(StateStarting) {
 		a.status.State = string(StatePolling)
 	}
-	st := a.statusLocked()
 	a.mu.Unlock()
-	a.publish(st, 0, 0)
+	a.publish(0, 0)
 }
 
 // setIdling counts a folder's IDLE connection up (+1) or down (-1) and
@@ -248,10 +265,10 @@ func (a *Account) setIdling(delta int) {
 	a.mu.Lock()
 	was := a.statusLocked().State
 	a.idleNow += delta
-	st := a.statusLocked()
+	now := a.statusLocked().State
 	a.mu.Unlock()
-	if st.State != was {
-		a.publish(st, 0, 0)
+	if now != was {
+		a.publish(0, 0)
 	}
 }
 
@@ -264,10 +281,13 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 			a.s.Log.Printf("panic watching %s/%s: %v\n%s", a.s.Name, folder, p, debug.Stack())
 		}
 	}()
-	failures := 0
-	var lastErr string
-	for ctx.Err() == nil {
-		start := time.Now()
+	logged := classOK // the kind of failure last logged
+	// Connect only after a poll succeeded, the first time and after every
+	// failure: the poll alone probes a broken account, at the back-off's
+	// pace, so that a wrong password costs one login per back-off, not one
+	// per watched folder.
+	var since time.Time
+	for a.waitGoodPoll(ctx, since) {
 		var idling atomic.Bool
 		err := w.Watch(ctx, folder, source.WatchEvents{
 			Idling: func() {
@@ -287,24 +307,49 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 			a.s.Log.Msg("server offers no IDLE; polling every poll_interval", "account", a.s.Name, "folder", folder)
 			return
 		}
-		if time.Since(start) > 5*time.Minute {
-			failures = 0 // it worked for a while: start the back-off afresh
+		if class := classify(err); class != logged {
+			// Once per kind of failure: the text may carry a changing
+			// detail (a local port) that would log every retry.
+			logged = class
+			a.s.Log.Error("IDLE connection lost; reconnecting after the next good poll", err,
+				"account", a.s.Name, "folder", folder)
 		}
-		failures++
-		wait := a.backoff(classify(err), failures)
-		if msg := fmt.Sprint(err); msg != lastErr {
-			lastErr = msg
-			a.s.Log.Error("IDLE connection lost", err, "account", a.s.Name, "folder", folder,
-				"retry_in", wait.Round(time.Second).String())
-		}
-		// New mail may have come while the watch was down.
+		// New mail may have come while the watch was down: poll (when the
+		// back-off allows), and reconnect once that poll has worked.
+		since = time.Now()
 		a.Wake()
-		timer := time.NewTimer(wait)
+	}
+}
+
+// goodPoll records a successful poll for waitGoodPoll.
+func (a *Account) goodPoll() {
+	a.okMu.Lock()
+	defer a.okMu.Unlock()
+	a.okAt = time.Now()
+	if a.okCh != nil {
+		close(a.okCh)
+		a.okCh = nil
+	}
+}
+
+// waitGoodPoll returns once a poll that started after since has succeeded
+// (since zero: any), or false when ctx ends.
+func (a *Account) waitGoodPoll(ctx context.Context, since time.Time) bool {
+	for {
+		a.okMu.Lock()
+		if !a.okAt.IsZero() && a.okAt.After(since) {
+			a.okMu.Unlock()
+			return ctx.Err() == nil
+		}
+		if a.okCh == nil {
+			a.okCh = make(chan struct{})
+		}
+		ch := a.okCh
+		a.okMu.Unlock()
 		select {
 		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-timer.C:
+			return false
+		case <-ch:
 		}
 	}
 }
