@@ -28,6 +28,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -527,6 +528,16 @@ func oauth2Block(_ *maddycfg.Map, node Node) (interface{}, error) {
 	if o.TokenURL == "" {
 		return nil, maddycfg.NodeErr(node, "oauth2: provider or token_endpoint is required")
 	}
+	// The token endpoint receives the refresh token and client secret; the
+	// consent URL carries the grant: neither crosses a network in clear.
+	for _, ep := range []struct{ name, url string }{{"token_endpoint", o.TokenURL}, {"auth_endpoint", o.AuthURL}} {
+		if ep.url == "" {
+			continue
+		}
+		if err := httpsOrLoopback(ep.url); err != nil {
+			return nil, errAt(node, node.Children, ep.name, "oauth2: %s: %v", ep.name, err)
+		}
+	}
 	if secretFile != "" {
 		if !filepath.IsAbs(secretFile) {
 			secretFile = filepath.Join(maddycfg.StateDirectory, secretFile)
@@ -542,6 +553,24 @@ func oauth2Block(_ *maddycfg.Map, node Node) (interface{}, error) {
 	}
 	o.TokenFile = tokenFile
 	return o, nil
+}
+
+// httpsOrLoopback accepts https:// URLs, and http:// only to a loopback
+// host (a local test or proxy).
+func httpsOrLoopback(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	switch {
+	case u.Scheme == "https" && u.Host != "":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	case u.Scheme == "http":
+		return fmt.Errorf("%s is http://: secrets would cross the network unencrypted; use https://", raw)
+	}
+	return fmt.Errorf("%q is not an https:// URL", raw)
 }
 
 func isLoopback(host string) bool {

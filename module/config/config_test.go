@@ -294,9 +294,12 @@ func TestParseOAuth2(t *testing.T) {
 		t.Fatalf("oauth2 = %+v", o)
 	}
 	for conf, want := range map[string]string{
-		"oauth2 {\n provider acme\n client_id x\n }": `unknown provider "acme"`,
-		"oauth2 {\n client_id x\n }":                 "provider or token_endpoint is required",
-		"oauth2 {\n provider google\n }":             "client_id",
+		"oauth2 {\n provider acme\n client_id x\n }":                           `unknown provider "acme"`,
+		"oauth2 {\n client_id x\n }":                                           "provider or token_endpoint is required",
+		"oauth2 {\n provider google\n }":                                       "client_id",
+		"oauth2 {\n client_id x\n token_endpoint http://idp.example/token\n }": "test.conf:8: oauth2: token_endpoint: http://idp.example/token is http://",
+		"oauth2 {\n client_id x\n token_endpoint https://idp.example/t\n auth_endpoint http://idp.example/a\n }": "test.conf:9: oauth2: auth_endpoint",
+		"oauth2 {\n client_id x\n token_endpoint ftp://idp.example/t\n }":                                        "is not an https:// URL",
 	} {
 		_, err := parse(t, "remote_pull {\n account a {\n imap tls://h\n username u\n auth xoauth2\n "+conf+"\n rcpt_to a@example.org\n reject\n }\n}")
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -374,4 +377,14 @@ func registerTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	module.RegisterInstance(mod, maddycfg.NewMap(globals, nodes[0]))
+}
+
+// An OAuth2 endpoint over http:// is accepted on loopback only.
+func TestOAuth2LoopbackHTTP(t *testing.T) {
+	for _, host := range []string{"127.0.0.1:8080", "localhost", "[::1]:9"} {
+		_, err := parse(t, "remote_pull {\n account a {\n imap tls://h\n username u\n auth xoauth2\n oauth2 {\n client_id x\n token_endpoint http://"+host+"/token\n }\n rcpt_to a@example.org\n reject\n }\n}")
+		if err != nil {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
 }
