@@ -182,6 +182,7 @@ func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (accoun
 			SpoolDir:        spoolDir,
 			Log:             l,
 			EnvelopeHeaders: acc.EnvelopeHeaders,
+			EnvelopeDomains: acc.EnvelopeDomains,
 			TrustedAuthRes:  acc.TrustedAuthRes,
 			MaxMessageSize:  acc.MaxMessageSize,
 		},

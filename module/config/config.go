@@ -76,6 +76,7 @@ type Account struct {
 	// EnvelopeHeaders name the headers that carry the envelope recipient of
 	// a catch-all mailbox; RcptTo is then the fallback.
 	EnvelopeHeaders    []string
+	EnvelopeDomains    []string // envelope_domains: where an envelope header's recipient may be
 	MaxMessageSize     int64
 	MaxMessagesPerPoll int
 	FirstSyncNew       bool
@@ -152,7 +153,7 @@ var accountDirectives = map[string]bool{
 	"imap": true, "pop3": true, "username": true, "password": true, "password_file": true,
 	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
 	"debug": true, "idle": true, "timeout": true,
-	"envelope_header": true, "max_message_size": true, "max_messages_per_poll": true,
+	"envelope_header": true, "envelope_domains": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
 	"oauth2": true,
@@ -278,6 +279,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.StringList("folders", false, false, []string{"INBOX"}, &acc.Folders)
 	m.Bool("idle", false, true, &acc.Idle)
 	m.StringList("envelope_header", false, false, nil, &acc.EnvelopeHeaders)
+	m.StringList("envelope_domains", false, false, nil, &acc.EnvelopeDomains)
 	m.DataSize("max_message_size", false, false, 32<<20, &acc.MaxMessageSize)
 	m.Int("max_messages_per_poll", false, false, 0, &acc.MaxMessagesPerPoll)
 	var firstSync string
@@ -297,6 +299,16 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	}
 	acc.Keep = keep
 	acc.FirstSyncNew = firstSync == "new"
+	if len(acc.EnvelopeDomains) > 0 && len(acc.EnvelopeHeaders) == 0 {
+		return nil, errAt(n, merged, "envelope_domains", "account %s: envelope_domains without envelope_header", name)
+	}
+	for i, d := range acc.EnvelopeDomains {
+		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		if d == "" || strings.ContainsAny(d, "@ /") {
+			return nil, errAt(n, merged, "envelope_domains", "account %s: envelope_domains: %q is not a domain", name, acc.EnvelopeDomains[i])
+		}
+		acc.EnvelopeDomains[i] = d
+	}
 	if acc.MaxMessagesPerPoll < 0 {
 		return nil, errAt(n, merged, "max_messages_per_poll", "max_messages_per_poll must not be negative")
 	}

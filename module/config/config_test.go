@@ -169,6 +169,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad poll_interval", account(base + "        poll_interval soon"), "test.conf:8:"},
 		{"tiny poll_interval", account(base + "        poll_interval 10ms"), "test.conf:8: poll_interval must be at least 1s"},
 		{"tiny timeout", account(base + "        timeout 10ms"), "test.conf:8: timeout must be at least 1s"},
+		{"envelope_domains alone", account(base + "        envelope_domains example.org"), "test.conf:8: account a: envelope_domains without envelope_header"},
+		{"envelope_domains address", account(base + "        envelope_header Delivered-To\n        envelope_domains bob@example.org"), "test.conf:9: account a: envelope_domains: \"bob@example.org\" is not a domain"},
 		{"duplicate account", "remote_pull {\n    account a {\n" + base + "    }\n    account a {\n" + base + "    }\n}", `test.conf:9: duplicate account name "a" (first defined at test.conf:2)`},
 		{"duplicate across blocks", "remote_pull {\n    account a {\n" + base + "    }\n}\nremote_pull {\n    account a {\n" + base + "    }\n}", `test.conf:11: duplicate account name "a"`},
 		{"account without name", "remote_pull {\n    account {\n" + base + "    }\n}", "test.conf:2: account takes exactly one name"},

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
+	stdtextproto "net/textproto"
 	"os"
 	"slices"
 	"strings"
@@ -53,9 +54,13 @@ type Target struct {
 	SpoolDir       string // where bodies over 1 MiB are buffered
 	Log            log.Logger
 	// EnvelopeHeaders (envelope_header) name headers that carry the
-	// envelope recipient of a catch-all mailbox: the first one present, in
-	// its topmost occurrence, is the recipient; Rcpts is the fallback.
+	// envelope recipient of a catch-all mailbox: the first one the
+	// upstream's own delivery added, in its topmost occurrence, is the
+	// recipient; Rcpts is the fallback.
 	EnvelopeHeaders []string
+	// EnvelopeDomains (envelope_domains, default the domains of rcpt_to):
+	// a recipient found in an envelope header is taken only in these.
+	EnvelopeDomains []string
 	// TrustedAuthRes lists the authserv-ids whose Authentication-Results
 	// fields are kept; upstream copies from anyone else are removed, so
 	// that a forged "dkim=pass" cannot ride along.
@@ -350,12 +355,30 @@ func (t *Target) received(o Origin, rcpts []string, now time.Time) string {
 }
 
 // recipients is rcpt_to, or for a catch-all mailbox the address in the
-// first envelope_header present. To and Cc are never guessed from: Bcc
-// recipients and mailing-list mail would go to the wrong people.
+// first envelope_header the upstream's delivery added. To and Cc are never
+// guessed from: Bcc recipients and mailing-list mail would go to the wrong
+// people.
+//
+// Only fields above the topmost Received field count: the upstream adds
+// its envelope fields (Delivered-To, X-Original-To) at its final delivery,
+// on top; a sender can write any of them further down, to pick a local
+// recipient. And only an address in envelope_domains is taken: an upstream
+// never delivered to another domain's address into this mailbox.
 func (t *Target) recipients(h textproto.Header) []string {
+	trusted := map[string]string{} // canonical name → topmost value above the first Received
+	for f := h.Fields(); f.Next(); {
+		key := stdtextproto.CanonicalMIMEHeaderKey(f.Key())
+		if key == "Received" {
+			break
+		}
+		if _, seen := trusted[key]; !seen {
+			trusted[key] = f.Value()
+		}
+	}
 	for _, name := range t.EnvelopeHeaders {
-		v := strings.TrimSpace(h.Get(name))
-		if v == "" {
+		v, ok := trusted[stdtextproto.CanonicalMIMEHeaderKey(name)]
+		v = strings.TrimSpace(v)
+		if !ok || v == "" {
 			continue
 		}
 		addr := strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
@@ -363,13 +386,35 @@ func (t *Target) recipients(h textproto.Header) []string {
 			addr = a.Address
 		}
 		clean, err := address.CleanDomain(addr)
-		if err == nil && address.Valid(clean) {
-			return []string{clean}
+		if err != nil || !address.Valid(clean) {
+			t.Log.Msg("envelope header holds no valid address, using rcpt_to", "header", name, "value", v)
+			break
 		}
-		t.Log.Msg("envelope header holds no valid address, using rcpt_to", "header", name, "value", v)
-		break
+		if !t.envelopeDomain(clean) {
+			t.Log.Msg("envelope header names an address outside envelope_domains, using rcpt_to", "header", name, "value", clean)
+			break
+		}
+		return []string{clean}
 	}
 	return t.Rcpts
+}
+
+// envelopeDomain reports whether addr is in EnvelopeDomains, or, if none
+// are set, in a domain of Rcpts.
+func (t *Target) envelopeDomain(addr string) bool {
+	_, domain, err := address.Split(addr)
+	if err != nil {
+		return false
+	}
+	domains := t.EnvelopeDomains
+	if len(domains) == 0 {
+		for _, r := range t.Rcpts {
+			if _, d, err := address.Split(r); err == nil {
+				domains = append(domains, d)
+			}
+		}
+	}
+	return slices.ContainsFunc(domains, func(d string) bool { return strings.EqualFold(d, domain) })
 }
 
 // dropUntrustedAuthRes removes Authentication-Results fields whose

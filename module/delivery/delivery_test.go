@@ -320,13 +320,20 @@ func TestCutConnectionIsTemporary(t *testing.T) {
 }
 
 func TestEnvelopeHeader(t *testing.T) {
+	const recv = "Received: from mx.sender.example by mx.isp.example; Tue, 1 Dec 2026 10:00:00 +0000\r\n"
 	cases := []struct{ hdr, want string }{
-		{"X-Original-To: bob@example.org\r\nDelivered-To: carol@example.org\r\n", "bob@example.org"},
-		{"Delivered-To: <carol@Example.ORG>\r\n", "carol@example.org"},
+		{"X-Original-To: bob@example.org\r\nDelivered-To: carol@example.org\r\n" + recv, "bob@example.org"},
+		{"Delivered-To: <carol@Example.ORG>\r\n" + recv, "carol@example.org"},
 		// Topmost occurrence: the upstream's final delivery.
-		{"X-Original-To: first@example.org\r\nX-Original-To: second@example.org\r\n", "first@example.org"},
-		{"Delivered-To: not an address\r\n", "alice@example.org"},
+		{"X-Original-To: first@example.org\r\nX-Original-To: second@example.org\r\n" + recv, "first@example.org"},
+		{"Delivered-To: not an address\r\n" + recv, "alice@example.org"},
 		{"To: dave@example.org\r\n", "alice@example.org"}, // To is never guessed from
+		// Spoofing: the sender wrote X-Original-To below the upstream's
+		// Received field; the upstream added only Delivered-To.
+		{"Delivered-To: carol@example.org\r\n" + recv + "X-Original-To: postmaster@example.org\r\n", "carol@example.org"},
+		{"Return-Path: <x@sender.example>\r\n" + recv + "X-Original-To: postmaster@example.org\r\n", "alice@example.org"},
+		// An address outside envelope_domains (default: rcpt_to's) is not taken.
+		{"X-Original-To: victim@elsewhere.example\r\n" + recv, "alice@example.org"},
 	}
 	for _, c := range cases {
 		p := &pipeline{}
@@ -379,5 +386,24 @@ func TestSpoolSizeCap(t *testing.T) {
 	_, err = tg.Deliver(context.Background(), sp, origin)
 	if !IsPermanent(err) || !strings.HasPrefix(Reason(err), "552 5.3.4") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// envelope_domains widens or narrows the accepted domains.
+func TestEnvelopeDomains(t *testing.T) {
+	tg := newTarget(t, &pipeline{})
+	tg.EnvelopeHeaders = []string{"Delivered-To"}
+	tg.EnvelopeDomains = []string{"other.example"}
+	for hdr, want := range map[string]string{
+		"Delivered-To: bob@Other.Example\r\n": "bob@other.example",
+		"Delivered-To: bob@example.org\r\n":   "alice@example.org", // rcpt_to's domain is no longer implied
+	} {
+		sp, err := tg.Spool(strings.NewReader(hdr + "Subject: s\r\n\r\nb\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tg.recipients(sp.Header); len(got) != 1 || got[0] != want {
+			t.Errorf("%q: %v, want %s", hdr, got, want)
+		}
 	}
 }
