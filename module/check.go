@@ -42,7 +42,7 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 	if acc.OAuth2 != nil {
 		tokens = newTokens(acc, quiet)
 	}
-	up := newUpstream(acc, tokens, log.Logger{Name: "remote_pull/" + acc.Name, Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })})
+	up := newUpstream(acc, tokens, quiet, nil)
 	var sess source.Session
 	if ro, ok := up.(source.ReadOnlyConnector); ok {
 		sess, err = ro.ConnectReadOnly(ctx)
@@ -145,6 +145,13 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		fmt.Fprintf(out, ", %d delivered and still to be removed upstream", remove)
 	}
 	fmt.Fprintln(out)
+	if d, ok := mb.(interface {
+		Disposal(context.Context) (string, error)
+	}); ok && !acc.Keep {
+		if how, err := d.Disposal(ctx); err == nil {
+			fmt.Fprintf(out, "  %s: with keep no, delivered messages are %s\n", folder, how)
+		}
+	}
 	if id, ok := mb.(interface{ Identity() string }); ok && id.Identity() != "" {
 		fmt.Fprintf(out, "  %s: messages are told apart by %s\n", folder, id.Identity())
 	}

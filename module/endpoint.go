@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	maddycfg "github.com/foxcpp/maddy/framework/config"
@@ -141,13 +142,23 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 	}
 	slots := make(chan struct{}, maxParallel)
 	for _, acc := range block.Accounts {
-		settings, err := e.accountSettings(acc, spoolDir)
+		// What a source warns about (a server without UIDPLUS or UIDL) is
+		// logged, and shown in the account's status.
+		var notes atomic.Pointer[account.Account]
+		note := func(msg string) {
+			if a := notes.Load(); a != nil {
+				a.Note(msg)
+			}
+		}
+		settings, err := e.accountSettings(acc, spoolDir, note)
 		if err != nil {
 			return err
 		}
 		settings.Slots = slots
 		settings.SyncStorage = syncStorage
-		e.accounts = append(e.accounts, account.New(settings))
+		a := account.New(settings)
+		notes.Store(a)
+		e.accounts = append(e.accounts, a)
 		e.secrets = append(e.secrets, acc.Password)
 	}
 	hooks.AddHook(hooks.EventReload, e.reload)
@@ -155,7 +166,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 	return nil
 }
 
-func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (account.Settings, error) {
+func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string, note func(string)) (account.Settings, error) {
 	l := log.Logger{Name: "remote_pull/" + acc.Name, Debug: acc.Debug || e.log.Debug}
 	var tokens *oauth.Tokens
 	if acc.OAuth2 != nil {
@@ -164,7 +175,7 @@ func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string) (accoun
 	e.tokens = append(e.tokens, tokens)
 	return account.Settings{
 		Name:               acc.Name,
-		Upstream:           newUpstream(acc, tokens, l),
+		Upstream:           newUpstream(acc, tokens, l, note),
 		Folders:            acc.Folders,
 		Keep:               acc.Keep,
 		Idle:               acc.Idle,
@@ -208,8 +219,9 @@ func newTokens(acc *config.Account, l log.Logger) *oauth.Tokens {
 	return tokens
 }
 
-// newUpstream makes the account's IMAP or POP3 upstream.
-func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger) source.Upstream {
+// newUpstream makes the account's IMAP or POP3 upstream; what it warns
+// about is logged and passed to note (nil: logged only).
+func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger, note func(string)) source.Upstream {
 	password := acc.Password
 	var token source.TokenFunc
 	if tokens != nil {
@@ -230,7 +242,12 @@ func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger) source
 		Password:    func() (string, error) { return password.Value(), nil },
 		Timeout:     acc.Timeout,
 	}
-	warn := func(msg string) { l.Msg(msg, "account", acc.Name) }
+	warn := func(msg string) {
+		l.Msg(msg, "account", acc.Name)
+		if note != nil {
+			note(msg)
+		}
+	}
 	if acc.Protocol == "pop3" {
 		return pop3src.New(pop3src.Config{Endpoint: ep, Keep: acc.Keep, Warn: warn})
 	}

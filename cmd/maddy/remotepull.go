@@ -114,7 +114,15 @@ func statusCommand(c *cli.Context) error {
 		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", st.Account, st.Protocol, st.Host, st.State,
 			ago(st.LastSuccess), until(st.NextPoll), st.Delivered, st.Refused, waiting, shortErr(st.LastError))
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, st := range sts {
+		if st.Note != "" {
+			fmt.Printf("note: %s: %s\n", st.Account, st.Note)
+		}
+	}
+	return nil
 }
 
 func ago(t time.Time) string {

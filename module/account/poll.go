@@ -202,6 +202,12 @@ type Rules struct {
 	FlagOnly bool
 }
 
+// disposer is a mailbox that can say how delivered messages leave it
+// (IMAP: expunged, moved to Trash, or only flagged).
+type disposer interface {
+	Disposal(ctx context.Context) (string, error)
+}
+
 // RulesFor are the Rules for one opened mailbox of an account.
 func RulesFor(mb source.Mailbox, keep bool, maxMessageSize int64) Rules {
 	fo, ok := mb.(interface{ FlagOnly() bool })
@@ -317,6 +323,13 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		states[uid] = e.State
 	}
 	var toFetch, toRemove []string
+	if d, ok := mb.(disposer); ok && !a.s.Keep {
+		// Learn how this server lets delivered messages go (IMAP without
+		// UIDPLUS: MOVE to Trash, or only a flag) before deciding.
+		if _, err := d.Disposal(ctx); err != nil {
+			return res, &fatalError{err}
+		}
+	}
 	rules := RulesFor(mb, a.s.Keep, a.s.MaxMessageSize)
 	for _, m := range msgs {
 		switch Decide(m, known[m.UID], rules) {

@@ -1162,7 +1162,13 @@ func (d *propDelivery) Body(_ context.Context, h textproto.Header, b buffer.Buff
 	w := d.w
 	m := w.byID[h.Get("X-Prop-Id")]
 	if m == nil {
-		w.violate("unknown", nil, "Body got a message with X-Prop-Id %q", h.Get("X-Prop-Id"))
+		// Every upstream message with a header maddy can read has an
+		// X-Prop-Id: a header without one was cut short.
+		kind := "unknown"
+		if h.Get("X-Prop-Id") == "" {
+			kind = "partial"
+		}
+		w.violate(kind, nil, "Body got a header that is no upstream message's (X-Prop-Id %q, Subject %q): cut short?", h.Get("X-Prop-Id"), h.Get("Subject"))
 		return propTemp("Body")
 	}
 	d.m = m

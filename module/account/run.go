@@ -35,6 +35,7 @@ type Account struct {
 // Status is what the account is doing, for logs and the status command.
 type Status struct {
 	State       string // one of the State constants (classify.go)
+	Note        string // what the admin should know although nothing failed
 	LastSuccess time.Time
 	LastError   string
 	NextPoll    time.Time
@@ -82,10 +83,22 @@ func (a *Account) publish(delivered, refused int) {
 	defer cancel()
 	err := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
 		Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
-		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll,
+		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll, Note: st.Note,
 	}, delivered, refused)
 	if err != nil {
 		a.s.Log.Error("saving status", err, "account", a.s.Name)
+	}
+}
+
+// Note shows msg in the status until the next Note: something about the
+// upstream the admin should know although nothing failed.
+func (a *Account) Note(msg string) {
+	a.mu.Lock()
+	changed := a.status.Note != msg
+	a.status.Note = msg
+	a.mu.Unlock()
+	if changed {
+		a.publish(0, 0)
 	}
 }
 

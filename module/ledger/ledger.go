@@ -126,7 +126,8 @@ CREATE TABLE IF NOT EXISTS account_status (
 	next_poll       INTEGER NOT NULL DEFAULT 0,
 	delivered_total INTEGER NOT NULL DEFAULT 0,
 	refused_total   INTEGER NOT NULL DEFAULT 0,
-	updated         INTEGER NOT NULL DEFAULT 0
+	updated         INTEGER NOT NULL DEFAULT 0,
+	note            TEXT    NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 `
 
@@ -154,15 +155,25 @@ func Open(path string) (*Ledger, error) {
 	return &Ledger{db: db, path: path}, nil
 }
 
-// migrate brings a ledger written by an earlier version up to the schema.
+// migrate brings a ledger written by an earlier version up to the schema:
+// columns added since are added to existing tables.
 func migrate(db *sql.DB) error {
-	var n int
-	err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('mailboxes') WHERE name = 'generation'`).Scan(&n)
-	if err != nil || n > 0 {
-		return err
+	for _, c := range []struct{ table, column, def string }{
+		{"mailboxes", "generation", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "note", "TEXT NOT NULL DEFAULT ''"},
+	} {
+		var n int
+		err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.column).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := db.Exec(`ALTER TABLE ` + c.table + ` ADD COLUMN ` + c.column + ` ` + c.def); err != nil {
+				return err
+			}
+		}
 	}
-	_, err = db.Exec(`ALTER TABLE mailboxes ADD COLUMN generation INTEGER NOT NULL DEFAULT 0`)
-	return err
+	return nil
 }
 
 // OpenReadOnly opens an existing ledger for reading while maddy may be
@@ -555,20 +566,23 @@ type AccountStatus struct {
 	// Waiting upstream now, recorded as refused or too large.
 	RefusedWaiting  int64 `json:"refused_waiting"`
 	TooLargeWaiting int64 `json:"too_large_waiting"`
+	// Note is what the admin should know about the upstream although
+	// nothing failed (keep no on a server that can only flag messages).
+	Note string `json:"note,omitempty"`
 }
 
 // SaveStatus stores an account's status, adding to its running totals.
 func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus, addDelivered, addRefused int) error {
 	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
-		(account, protocol, host, state, last_success, last_error, next_poll, delivered_total, refused_total, updated)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		(account, protocol, host, state, last_success, last_error, next_poll, delivered_total, refused_total, updated, note)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET protocol = excluded.protocol, host = excluded.host,
 			state = excluded.state, last_success = excluded.last_success, last_error = excluded.last_error,
-			next_poll = excluded.next_poll, updated = excluded.updated,
+			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note,
 			delivered_total = delivered_total + excluded.delivered_total,
 			refused_total = refused_total + excluded.refused_total`,
 		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), st.LastError, unix(st.NextPoll),
-		addDelivered, addRefused, time.Now().Unix())
+		addDelivered, addRefused, time.Now().Unix(), st.Note)
 	if err != nil {
 		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
 	}
@@ -578,7 +592,7 @@ func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus, addDelivered,
 // Statuses returns every account's last reported status.
 func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
 	rows, err := l.db.QueryContext(ctx, `SELECT s.account, s.protocol, s.host, s.state, s.last_success, s.last_error,
-			s.next_poll, s.updated, s.delivered_total, s.refused_total,
+			s.next_poll, s.updated, s.delivered_total, s.refused_total, s.note,
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = 'refused'),
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = 'too_large')
 		FROM account_status s ORDER BY s.account`)
@@ -591,7 +605,7 @@ func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
 		var st AccountStatus
 		var last, next, updated int64
 		if err := rows.Scan(&st.Account, &st.Protocol, &st.Host, &st.State, &last, &st.LastError, &next, &updated,
-			&st.Delivered, &st.Refused, &st.RefusedWaiting, &st.TooLargeWaiting); err != nil {
+			&st.Delivered, &st.Refused, &st.Note, &st.RefusedWaiting, &st.TooLargeWaiting); err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)
 		}
 		st.LastSuccess, st.NextPoll, st.Updated = fromUnix(last), fromUnix(next), fromUnix(updated)

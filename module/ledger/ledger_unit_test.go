@@ -260,3 +260,32 @@ func TestSyncWithAReader(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A status note is saved and read back; an older ledger gains the column.
+func TestStatusNote(t *testing.T) {
+	l, path := open(t)
+	if err := l.SaveStatus(bg, AccountStatus{Account: "a", State: "ok", Note: "keep no: flagged only"}, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	sts, err := l.Statuses(bg)
+	if err != nil || len(sts) != 1 || sts[0].Note != "keep no: flagged only" {
+		t.Fatalf("statuses %+v %v", sts, err)
+	}
+	// An older ledger: drop the new columns' table and re-create it the old way.
+	if _, err := l.db.Exec(`DROP TABLE account_status; CREATE TABLE account_status (account TEXT NOT NULL PRIMARY KEY,
+		protocol TEXT NOT NULL DEFAULT '', host TEXT NOT NULL DEFAULT '', state TEXT NOT NULL DEFAULT '',
+		last_success INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', next_poll INTEGER NOT NULL DEFAULT 0,
+		delivered_total INTEGER NOT NULL DEFAULT 0, refused_total INTEGER NOT NULL DEFAULT 0,
+		updated INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	again, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if err := again.SaveStatus(bg, AccountStatus{Account: "a", Note: "n"}, 0, 0); err != nil {
+		t.Fatalf("after migration: %v", err)
+	}
+}

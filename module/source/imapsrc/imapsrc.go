@@ -212,9 +212,10 @@ type Session struct {
 	raw net.Conn
 	c   *imapclient.Client
 
-	warnedNoUIDPlus bool
-	tlsState        tls.ConnectionState
-	readOnly        bool
+	dispose  string // how delivered messages leave (remove.go)
+	trash    string // the \Trash folder, for disposeMove
+	tlsState tls.ConnectionState
+	readOnly bool
 
 	lastRead atomic.Int64 // UnixNano of the last byte read from the server
 	paused   atomic.Int32 // > 0 while maddy delivers: not the server's time
@@ -390,13 +391,6 @@ type Mailbox struct {
 
 func (m *Mailbox) UIDValidity() uint32 { return m.sel.UIDValidity }
 
-// FlagOnly: without UIDPLUS a plain EXPUNGE could take messages another
-// client flagged, so delivered messages are only flagged \Deleted.
-func (m *Mailbox) FlagOnly() bool {
-	caps := m.s.c.Caps()
-	return !caps.Has(imap.CapUIDPlus) && !caps.Has(imap.CapIMAP4rev2)
-}
-
 // UIDNext is the UIDNEXT the server gave at SELECT (0 if none).
 func (m *Mailbox) UIDNext() uint32 { return uint32(m.sel.UIDNext) }
 func (m *Mailbox) Complete() bool  { return false }
@@ -527,40 +521,6 @@ func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]s
 		}
 	}
 	return out, nil
-}
-
-// Remove flags the messages \Deleted and expunges exactly them with UID
-// EXPUNGE. Without UIDPLUS a plain EXPUNGE could take messages another
-// client flagged, so the flag stays and nothing is expunged.
-func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
-	if len(uids) == 0 {
-		return nil, nil
-	}
-	set, err := uidSet(uids)
-	if err != nil {
-		return nil, err
-	}
-	err = m.s.command(ctx, func() error {
-		return m.s.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
-	})
-	if err != nil {
-		return nil, fmt.Errorf("flagging \\Deleted: %w", err)
-	}
-	if m.FlagOnly() {
-		if !m.s.warnedNoUIDPlus {
-			m.s.warnedNoUIDPlus = true
-			m.s.cfg.Warn("server lacks UIDPLUS: delivered messages are flagged \\Deleted but not expunged, so that other clients' flagged messages are never expunged by remote_pull")
-		}
-		return nil, nil
-	}
-	err = m.s.command(ctx, func() error {
-		_, err := m.s.c.UIDExpunge(set).Collect()
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("UID EXPUNGE: %w", err)
-	}
-	return uids, nil
 }
 
 func uidSet(uids []string) (imap.UIDSet, error) {
