@@ -262,14 +262,15 @@ func (c *Client) cmd(ctx context.Context, line, redacted string) (string, error)
 }
 
 // readListing reads the lines of a multi-line reply after its +OK and
-// calls fn for each non-empty line. If fn fails, the rest of the listing
+// calls fn for each non-empty line; at most maxN lines of at most lineMax
+// bytes, or the server is in breach. If fn fails, the rest of the listing
 // is still consumed so the connection stays usable.
-func (c *Client) readListing(fn func(line string) error) error {
+func (c *Client) readListing(maxN, lineMax int, fn func(line string) error) error {
 	lr := bufio.NewReaderSize(newDotReader(c.br), 4<<10)
 	var first error
 	entries := 0
 	for {
-		line, err := readLine(lr, maxLine)
+		line, err := readLine(lr, lineMax)
 		if err == io.EOF {
 			c.tracef("S: .")
 			return first
@@ -283,8 +284,8 @@ func (c *Client) readListing(fn func(line string) error) error {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
-		if entries++; entries > maxEntries {
-			return c.fail(fmt.Errorf("%w: listing longer than %d lines", ErrProtocol, maxEntries))
+		if entries++; entries > maxN {
+			return c.fail(fmt.Errorf("%w: listing longer than %d lines", ErrProtocol, maxN))
 		}
 		if first == nil {
 			first = fn(line)
@@ -323,7 +324,7 @@ func (c *Client) Capa(ctx context.Context) (Capabilities, error) {
 		return nil, err
 	}
 	caps := Capabilities{}
-	err = c.readListing(func(line string) error {
+	err = c.readListing(maxCapaLines, maxCapaLine, func(line string) error {
 		f := fields(line)
 		caps[strings.ToUpper(f[0])] = f[1:]
 		return nil
@@ -448,7 +449,7 @@ func (c *Client) listCmd(ctx context.Context, cmd string, fn func(string) error)
 	if _, err := c.readOK(); err != nil {
 		return err
 	}
-	return c.readListing(fn)
+	return c.readListing(maxEntries, maxLine, fn)
 }
 
 // Rset unmarks all messages marked deleted in this session.

@@ -27,6 +27,10 @@ const (
 	// maxEntries caps the lines of a LIST, UIDL or CAPA listing, so a
 	// server streaming an endless listing cannot exhaust memory.
 	maxEntries = 1 << 20
+	// maxCapaLines and maxCapaLine cap a CAPA reply, which is kept whole:
+	// RFC 2449 lines are at most 512 octets, and servers list a dozen.
+	maxCapaLines = 256
+	maxCapaLine  = 1 << 10
 	// maxUIDLen caps a unique-id. RFC 1939 says 1 to 70 octets; some
 	// servers exceed that, so allow some slack.
 	maxUIDLen = 255

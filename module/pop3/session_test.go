@@ -386,3 +386,33 @@ func TestListingLeniencyAndLimits(t *testing.T) {
 		t.Fatalf("huge line: %v", err)
 	}
 }
+
+// A CAPA reply, kept whole, is capped in lines and line length: 2,000
+// long lines once kept 124 MiB.
+func TestCapaLimits(t *testing.T) {
+	for name, reply := range map[string]string{
+		"many lines": "+OK\r\n" + strings.Repeat("X-CAP a b c\r\n", maxCapaLines+1) + ".\r\n",
+		"long line":  "+OK\r\nSASL " + strings.Repeat("PLAIN ", maxCapaLine/6+1) + "\r\n.\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := newServer(t, "+OK\r\n", func(s *session, cmd string) bool {
+				if cmd == "CAPA" {
+					s.send(reply)
+				}
+				return true
+			})
+			c := srv.dial(t, nil)
+			if _, err := c.Capa(ctx(t)); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("Capa: %v, want a protocol error", err)
+			}
+		})
+	}
+	// A real server's CAPA passes.
+	srv := newServer(t, "+OK\r\n", func(s *session, cmd string) bool {
+		s.send("+OK\r\nTOP\r\nUSER\r\nUIDL\r\nPIPELINING\r\nSASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSTLS\r\n.\r\n")
+		return true
+	})
+	if caps, err := srv.dial(t, nil).Capa(ctx(t)); err != nil || !caps.Has("UIDL") {
+		t.Fatalf("Capa %v %v", caps, err)
+	}
+}

@@ -122,14 +122,16 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 	opts.TLSConfig = tlsCfg
 
 	err = s.guard(ctx, func() error {
+		// What go-imap reads is bounded: no line or non-body literal may
+		// cost more than a few MiB (guard.go).
 		if u.cfg.Plaintext {
-			s.c = imapclient.New(conn, opts)
+			s.c = imapclient.New(newGuardedConn(conn, &s.bodies), opts)
 		} else if u.cfg.ImplicitTLS {
 			tc := tls.Client(conn, tlsCfg)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return err
 			}
-			s.c = imapclient.New(tc, opts)
+			s.c = imapclient.New(newGuardedConn(tc, &s.bodies), opts)
 		} else {
 			// STARTTLS is mandatory: a server that refuses it never sees
 			// credentials.
@@ -137,7 +139,7 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 			if err != nil {
 				return fmt.Errorf("STARTTLS: %w", err)
 			}
-			s.c = imapclient.New(tc, opts)
+			s.c = imapclient.New(newGuardedConn(tc, &s.bodies), opts)
 		}
 		if err := s.c.WaitGreeting(); err != nil {
 			return err
@@ -217,6 +219,7 @@ type Session struct {
 	tlsState tls.ConnectionState
 	readOnly bool
 
+	bodies   atomic.Bool  // a body FETCH is under way: literals of any size
 	lastRead atomic.Int64 // UnixNano of the last byte read from the server
 	paused   atomic.Int32 // > 0 while maddy delivers: not the server's time
 }
@@ -420,6 +423,8 @@ func (m *Mailbox) fetchBatch(ctx context.Context, uids []string, spool source.Sp
 		defer func() { m.s.paused.Add(-1); m.s.touch() }()
 		return deliver(uid, sp)
 	}
+	m.s.bodies.Store(true)
+	defer m.s.bodies.Store(false)
 	return m.s.command(ctx, func() error {
 		cmd := m.s.c.Fetch(set, &imap.FetchOptions{
 			UID:         true,
