@@ -277,6 +277,11 @@ func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID strin
 	mailFrom := envelopeSender(s.Header)
 	rcpts := t.recipients(s.Header)
 	header := s.Header.Copy()
+	// The upstream's Return-Path is now the envelope sender, and maddy's
+	// final delivery writes a fresh one from it: a stale copy below would
+	// leave two, and filters may read the wrong one (RFC 5321 4.4: a
+	// message goes on without Return-Path fields).
+	header.Del("Return-Path")
 	t.dropUntrustedAuthRes(&header)
 	header.Add("Received", t.received(o, rcpts, time.Now()))
 

@@ -200,6 +200,9 @@ func TestEnvelopeSender(t *testing.T) {
 		if _, err := deliver(t, newTarget(t, p), []byte(hdr+"Subject: s\r\n\r\nb\r\n")); err != nil {
 			t.Fatal(err)
 		}
+		if strings.Contains(string(p.committed[0]), "Return-Path") {
+			t.Errorf("%q: the upstream's Return-Path was passed on:\n%s", hdr, p.committed[0])
+		}
 		if p.from[0] != want {
 			t.Errorf("%q: sender %q, want %q", hdr, p.from[0], want)
 		}
