@@ -242,8 +242,18 @@ func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger, note f
 		Password:    func() (string, error) { return password.Value(), nil },
 		Timeout:     acc.Timeout,
 	}
+	// Sources warn once per session; the log says it once per account
+	// (each distinct message), the status keeps the latest.
+	var warnMu sync.Mutex
+	warned := map[string]bool{}
 	warn := func(msg string) {
-		l.Msg(msg, "account", acc.Name)
+		warnMu.Lock()
+		again := warned[msg]
+		warned[msg] = true
+		warnMu.Unlock()
+		if !again {
+			l.Msg(msg, "account", acc.Name)
+		}
 		if note != nil {
 			note(msg)
 		}
