@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	maddycfg "github.com/foxcpp/maddy/framework/config"
@@ -39,13 +38,19 @@ func init() {
 type Endpoint struct {
 	args     []string
 	log      log.Logger
-	accounts []*account.Account
+	accounts []*running
 	ledger   *ledger.Ledger
-	secrets  []*config.Secret // by account, in e.accounts' order
-	tokens   []*oauth.Tokens  // by account; nil for password accounts
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+}
+
+// running is one account of the block as the endpoint runs it: its loop
+// and the credentials a reload reads again.
+type running struct {
+	*account.Account
+	password *config.Secret
+	tokens   *oauth.Tokens // nil for password accounts
 }
 
 // New is called by maddy for every remote_pull block.
@@ -142,40 +147,31 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 	}
 	slots := make(chan struct{}, maxParallel)
 	for _, acc := range block.Accounts {
-		// What a source warns about (a server without UIDPLUS or UIDL) is
-		// logged, and shown in the account's status.
-		var notes atomic.Pointer[account.Account]
-		note := func(msg string) {
-			if a := notes.Load(); a != nil {
-				a.Note(msg)
-			}
-		}
-		settings, err := e.accountSettings(acc, spoolDir, note)
-		if err != nil {
-			return err
-		}
-		settings.Slots = slots
-		settings.SyncStorage = syncStorage
-		a := account.New(settings)
-		notes.Store(a)
-		e.accounts = append(e.accounts, a)
-		e.secrets = append(e.secrets, acc.Password)
+		e.accounts = append(e.accounts, e.newRunning(acc, spoolDir, slots))
 	}
 	hooks.AddHook(hooks.EventReload, e.reload)
 	e.start()
 	return nil
 }
 
-func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string, note func(string)) (account.Settings, error) {
-	l := log.Logger{Name: "remote_pull/" + acc.Name, Debug: acc.Debug || e.log.Debug}
-	var tokens *oauth.Tokens
+// newRunning makes an account's loop from its configuration.
+func (e *Endpoint) newRunning(acc *config.Account, spoolDir string, slots chan struct{}) *running {
+	r := &running{password: acc.Password}
+	l := log.Logger{Name: "remote_pull/" + acc.Name, Debug: acc.Debug || e.log.Debug,
+		Fields: map[string]interface{}{"account": acc.Name}}
 	if acc.OAuth2 != nil {
-		tokens = newTokens(acc, l)
+		r.tokens = newTokens(acc, l)
 	}
-	e.tokens = append(e.tokens, tokens)
-	return account.Settings{
+	// What a source warns about (a server without UIDPLUS or UIDL) is
+	// logged, and shown in the account's status.
+	note := func(msg string) {
+		if r.Account != nil {
+			r.Note(msg)
+		}
+	}
+	r.Account = account.New(account.Settings{
 		Name:               acc.Name,
-		Upstream:           newUpstream(acc, tokens, l, note),
+		Upstream:           newUpstream(acc, r.tokens, l, note),
 		Folders:            acc.Folders,
 		Keep:               acc.Keep,
 		Idle:               acc.Idle,
@@ -197,7 +193,10 @@ func (e *Endpoint) accountSettings(acc *config.Account, spoolDir string, note fu
 			TrustedAuthRes:  acc.TrustedAuthRes,
 			MaxMessageSize:  acc.MaxMessageSize,
 		},
-	}, nil
+		Slots:       slots,
+		SyncStorage: syncStorage,
+	})
+	return r
 }
 
 // newTokens makes an OAuth2 account's token keeper and loads its token
@@ -214,7 +213,7 @@ func newTokens(acc *config.Account, l log.Logger) *oauth.Tokens {
 	}
 	tokens := oauth.New(cfg, o.TokenFile)
 	if err := tokens.Load(); err != nil && !module.NoRun {
-		l.Error("OAuth2 token not loaded", err, "account", acc.Name)
+		l.Error("OAuth2 token not loaded", err)
 	}
 	return tokens
 }
@@ -252,7 +251,7 @@ func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger, note f
 		warned[msg] = true
 		warnMu.Unlock()
 		if !again {
-			l.Msg(msg, "account", acc.Name)
+			l.Msg(msg)
 		}
 		if note != nil {
 			note(msg)
@@ -278,13 +277,13 @@ func cloneTLS(c *tls.Config) *tls.Config {
 // again and every account retries at once, even one backing off after a
 // refused login, so that fixing a password does not mean waiting an hour.
 func (e *Endpoint) reload() {
-	for i, acc := range e.accounts {
-		if err := e.secrets[i].Reload(); err != nil {
+	for _, acc := range e.accounts {
+		if err := acc.password.Reload(); err != nil {
 			e.log.Error("reload: keeping the old password", err, "account", acc.Name())
 		}
-		if e.tokens[i] != nil {
+		if acc.tokens != nil {
 			// oauth2-login may have written a new token file.
-			if err := e.tokens[i].Load(); err != nil {
+			if err := acc.tokens.Load(); err != nil {
 				e.log.Error("reload: OAuth2 token file", err, "account", acc.Name())
 			}
 		}

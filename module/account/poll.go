@@ -142,7 +142,7 @@ func (p *poll) close(ctx context.Context) error {
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := p.sess.Close(closeCtx); err != nil {
-		p.a.s.Log.DebugMsg("closing upstream session", "account", p.a.s.Name, "reason", err.Error())
+		p.a.s.Log.DebugMsg("closing upstream session", "reason", err.Error())
 		return nil // nothing was removed; the next poll finds the messages again
 	}
 	for key, uids := range p.deferred {
@@ -150,7 +150,7 @@ func (p *poll) close(ctx context.Context) error {
 			// The entries stay "delivered": safe, since a reused UIDL
 			// must also match the recorded size before anything is
 			// removed on its strength.
-			p.a.s.Log.Error("recording upstream removals", err, "account", p.a.s.Name, "folder", key.Mailbox)
+			p.a.s.Log.Error("recording upstream removals", err, "folder", key.Mailbox)
 			return localErr(err)
 		}
 	}
@@ -276,7 +276,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 			// mail. Match everything by fingerprint, as after a change of
 			// UIDVALIDITY.
 			a.s.Log.Msg("UIDNEXT is below what was already seen although UIDVALIDITY is unchanged: treating the folder as renumbered",
-				"account", a.s.Name, "folder", folder, "uidnext", next, "floor", floor)
+				"folder", folder, "uidnext", next, "floor", floor)
 			renumbered, floor = true, 1
 		}
 	}
@@ -348,7 +348,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 			states[m.UID] = ledger.TooLarge
 			res.TooLarge++
 			messagesTotal.WithLabelValues(a.s.Name, string(ledger.TooLarge)).Inc()
-			a.s.Log.Msg("message too large, left upstream", "account", a.s.Name, "folder", folder,
+			a.s.Log.Msg("message too large, left upstream", "folder", folder,
 				"uid", m.UID, "size", m.Size, "max_message_size", a.s.MaxMessageSize)
 		}
 	}
@@ -436,10 +436,10 @@ func (a *Account) verifyRemovals(ctx context.Context, mb source.Mailbox, folder 
 		case got != "" && mb.Complete():
 			others = append(others, uid)
 			a.s.Log.Msg("a message listed under a delivered message's identity differs from it: fetching it as new mail",
-				"account", a.s.Name, "folder", folder, "uid", uid)
+				"folder", folder, "uid", uid)
 		default:
 			a.s.Log.Msg("cannot confirm a delivered message is the one listed: left upstream",
-				"account", a.s.Name, "folder", folder, "uid", uid)
+				"folder", folder, "uid", uid)
 		}
 	}
 	return verified, others, nil
@@ -484,7 +484,7 @@ func (a *Account) warnAmbiguous(folder string, msgs []source.Message) {
 	a.mu.Unlock()
 	if !again {
 		a.s.Log.Msg("the upstream lists several messages under one identity (UIDL): they are fetched, but never removed upstream on the strength of the ledger",
-			"account", a.s.Name, "folder", folder, "identities", strings.Join(dups, " "))
+			"folder", folder, "identities", strings.Join(dups, " "))
 	}
 }
 
@@ -556,7 +556,7 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 	case delivery.IsPermanent(err):
 		entry.State = ledger.Refused
 		entry.Reason = delivery.Reason(err)
-		a.s.Log.Msg("message refused, left upstream", "account", a.s.Name, "folder", key.Mailbox,
+		a.s.Log.Msg("message refused, left upstream", "folder", key.Mailbox,
 			"uid", uid, "msg_id", msgID, "reason", entry.Reason)
 	default:
 		return "", &deliveryError{fmt.Errorf("delivery of UID %s failed temporarily, will retry: %w", uid, err)}
@@ -565,10 +565,10 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 		if entry.State == ledger.Delivered {
 			// The one way to a duplicate: said loudly, with what finds it.
 			a.s.Log.Error("message committed to maddy but not recorded in the ledger: it will be delivered again", err,
-				"account", a.s.Name, "folder", key.Mailbox, "uid", uid, "msg_id", msgID)
+				"folder", key.Mailbox, "uid", uid, "msg_id", msgID)
 		} else {
 			a.s.Log.Error("refusal not recorded in the ledger: the message will be tried again", err,
-				"account", a.s.Name, "folder", key.Mailbox, "uid", uid, "msg_id", msgID)
+				"folder", key.Mailbox, "uid", uid, "msg_id", msgID)
 		}
 		return "", &localError{err}
 	}
@@ -621,7 +621,7 @@ func (a *Account) adopt(ctx context.Context, mb source.Mailbox, key ledger.Mailb
 	}
 	messagesTotal.WithLabelValues(a.s.Name, string(ledger.Adopted)).Add(float64(len(msgs)))
 	a.s.Log.Msg("first sync: adopted what is upstream without fetching it (first_sync new)",
-		"account", a.s.Name, "folder", key.Mailbox, "messages", len(msgs))
+		"folder", key.Mailbox, "messages", len(msgs))
 	return PollResult{Adopted: len(msgs)}, nil
 }
 
@@ -771,7 +771,7 @@ func (a *Account) adoptAfterRenumbering(ctx context.Context, mb source.Mailbox, 
 		byPrint[prints[uid]] = olds[1:]
 	}
 	a.s.Log.Msg("UIDVALIDITY changed upstream, matched known messages by fingerprint",
-		"account", a.s.Name, "folder", cur.Mailbox, "old_uidvalidity", old.UIDValidity,
+		"folder", cur.Mailbox, "old_uidvalidity", old.UIDValidity,
 		"new_uidvalidity", cur.UIDValidity, "known", len(entries), "matched", len(moves))
 	if err := a.s.Ledger.Rekey(ctx, old, cur.UIDValidity, moves); err != nil {
 		return localErr(err)

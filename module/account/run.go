@@ -86,7 +86,7 @@ func (a *Account) publish(delivered, refused int) {
 		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll, Note: st.Note,
 	}, delivered, refused)
 	if err != nil {
-		a.s.Log.Error("saving status", err, "account", a.s.Name)
+		a.s.Log.Error("saving status", err)
 	}
 }
 
@@ -198,7 +198,7 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 	a.setPolling()
 	res, err = a.Poll(ctx)
 	if res != (PollResult{}) {
-		a.s.Log.Msg("poll done", "account", a.s.Name, "fetched", res.Fetched, "delivered", res.Delivered,
+		a.s.Log.Msg("poll done", "fetched", res.Fetched, "delivered", res.Delivered,
 			"refused", res.Refused, "too_large", res.TooLarge, "removed", res.Removed, "more", res.More,
 			"duration", time.Since(start).Round(time.Millisecond).String())
 	}
@@ -248,7 +248,7 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 	if err == nil {
 		a.status.LastError = ""
 		if prevState != string(StateOK) && prevState != string(StatePolling) && prevState != string(StateStarting) {
-			a.s.Log.Msg("account recovered", "account", a.s.Name)
+			a.s.Log.Msg("account recovered")
 		}
 		return
 	}
@@ -256,7 +256,7 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 	// Once per kind of failure, not at every retry: the text may carry a
 	// changing detail (the local port of a reset connection).
 	if class != prevClass {
-		a.s.Log.Error("poll failed", err, "account", a.s.Name, "state", a.status.State,
+		a.s.Log.Error("poll failed", err, "state", a.status.State,
 			"retry_in", wait.Round(time.Second).String())
 	}
 }
@@ -317,7 +317,7 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 			return
 		}
 		if errors.Is(err, source.ErrNoPush) {
-			a.s.Log.Msg("server offers no IDLE; polling every poll_interval", "account", a.s.Name, "folder", folder)
+			a.s.Log.Msg("server offers no IDLE; polling every poll_interval", "folder", folder)
 			return
 		}
 		if class := classify(err); class != logged {
@@ -325,7 +325,7 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 			// detail (a local port) that would log every retry.
 			logged = class
 			a.s.Log.Error("IDLE connection lost; reconnecting after the next good poll", err,
-				"account", a.s.Name, "folder", folder)
+				"folder", folder)
 		}
 		// New mail may have come while the watch was down: poll (when the
 		// back-off allows), and reconnect once that poll has worked.

@@ -38,9 +38,6 @@ import (
 // AuthOAuthBearer; Timeout defaults to 2 minutes.
 type Config struct {
 	source.Endpoint
-	// BatchSize is how many messages one UID FETCH asks for. Default 500:
-	// each FETCH costs a round trip before its first message arrives.
-	BatchSize int
 	// Warn reports things an admin should know, such as a server without
 	// UIDPLUS; it is called at most once per session per kind.
 	Warn func(msg string)
@@ -53,9 +50,6 @@ type Upstream struct{ cfg Config }
 func New(cfg Config) *Upstream {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Minute
-	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 500
 	}
 	if cfg.Warn == nil {
 		cfg.Warn = func(string) {}
@@ -398,18 +392,11 @@ func (m *Mailbox) UIDValidity() uint32 { return m.sel.UIDValidity }
 func (m *Mailbox) UIDNext() uint32 { return uint32(m.sel.UIDNext) }
 func (m *Mailbox) Complete() bool  { return false }
 
-// Fetch streams the messages in batches of BatchSize UIDs, one UID FETCH
-// each. Bodies are read from the connection as they arrive; nothing holds a
-// whole message but the spool.
+// Fetch streams the messages with one UID FETCH (the account loop has
+// already cut the work into batches). Bodies are read from the connection
+// as they arrive; nothing holds a whole message but the spool.
 func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
-	for len(uids) > 0 {
-		n := min(len(uids), m.s.cfg.BatchSize)
-		if err := m.fetchBatch(ctx, uids[:n], spool, deliver); err != nil {
-			return err
-		}
-		uids = uids[n:]
-	}
-	return nil
+	return m.fetchBatch(ctx, uids, spool, deliver)
 }
 
 func (m *Mailbox) fetchBatch(ctx context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
@@ -485,6 +472,10 @@ func (m *Mailbox) fetchOne(msg *imapclient.FetchMessageData, spool source.SpoolF
 	return deliver(strconv.FormatUint(uint64(uid), 10), spooled)
 }
 
+// fingerprintBatch bounds one UID FETCH of fingerprint header fields,
+// which go-imap collects in memory: a few hundred bytes each.
+const fingerprintBatch = 1000
+
 // Fingerprints fetches only the fingerprint header fields.
 func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]string, error) {
 	out := make(map[string]string, len(uids))
@@ -494,7 +485,7 @@ func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]s
 		Peek:         true,
 	}
 	for len(uids) > 0 {
-		n := min(len(uids), 1000)
+		n := min(len(uids), fingerprintBatch)
 		set, err := uidSet(uids[:n])
 		if err != nil {
 			return nil, err
