@@ -257,7 +257,7 @@ func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger, note f
 			note(msg)
 		}
 	}
-	if acc.Protocol == "pop3" {
+	if acc.Protocol == source.POP3 {
 		return pop3src.New(pop3src.Config{Endpoint: ep, Keep: acc.Keep, Warn: warn})
 	}
 	return imapsrc.New(imapsrc.Config{

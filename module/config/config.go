@@ -42,6 +42,8 @@ import (
 	modconfig "github.com/foxcpp/maddy/framework/config/module"
 	tlscfg "github.com/foxcpp/maddy/framework/config/tls"
 	"github.com/foxcpp/maddy/framework/module"
+
+	"remote_pull/module/source"
 )
 
 // Node is a maddy config node.
@@ -56,7 +58,7 @@ type Block struct {
 // Account is one parsed account block.
 type Account struct {
 	Name     string
-	Protocol string // "imap" or "pop3"
+	Protocol string // source.IMAP or source.POP3
 	Host     string
 	Port     string
 	// ImplicitTLS is tls://; tcp:// means STARTTLS/STLS, which is then
@@ -286,7 +288,8 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.Enum("first_sync", false, false, []string{"all", "new"}, "all", &firstSync)
 	m.StringList("trusted_authres", false, false, nil, &acc.TrustedAuthRes)
 	m.StringList("quarantine_folders", false, false, nil, &acc.QuarantineFolders)
-	m.Enum("auth", false, false, []string{"auto", "plain", "login", "apop", "xoauth2", "oauthbearer"}, "auto", &acc.Auth)
+	m.Enum("auth", false, false, []string{source.AuthAuto, source.AuthPlain, source.AuthLogin, source.AuthAPOP,
+		source.AuthXOAUTH2, source.AuthOAuthBearer}, source.AuthAuto, &acc.Auth)
 	m.StringList("tls_pin", false, false, nil, &acc.Pins)
 	m.Custom("oauth2", false, false, nil, oauth2Block, &acc.OAuth2)
 	var plaintextHosts []string
@@ -332,19 +335,19 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	case imapAddr != "" && pop3Addr != "":
 		return nil, maddycfg.NodeErr(n, "account %s: use either imap or pop3, not both", name)
 	case imapAddr != "":
-		acc.Protocol = "imap"
+		acc.Protocol = source.IMAP
 	case pop3Addr != "":
-		acc.Protocol = "pop3"
+		acc.Protocol = source.POP3
 	default:
 		return nil, maddycfg.NodeErr(n, "account %s: no upstream: add 'imap tls://HOST:PORT' or 'pop3 tls://HOST:PORT'", name)
 	}
 	if err := acc.parseEndpoint(imapAddr + pop3Addr); err != nil {
-		return nil, errAt(n, merged, acc.Protocol, "%v", err)
+		return nil, errAt(n, merged, strings.ToLower(acc.Protocol), "%v", err)
 	}
 	if err := acc.checkSecurity(n, merged, plaintextHosts); err != nil {
 		return nil, err
 	}
-	if acc.Protocol == "pop3" && (len(acc.Folders) != 1 || acc.Folders[0] != "INBOX") {
+	if acc.Protocol == source.POP3 && (len(acc.Folders) != 1 || acc.Folders[0] != "INBOX") {
 		return nil, errAt(n, merged, "folders", "account %s: POP3 has a single mailbox; 'folders' is for IMAP accounts", name)
 	}
 
@@ -446,26 +449,26 @@ func (acc *Account) parseEndpoint(s string) error {
 }
 
 var defaultPorts = map[string]map[bool]string{
-	"imap": {true: "993", false: "143"},
-	"pop3": {true: "995", false: "110"},
+	source.IMAP: {true: "993", false: "143"},
+	source.POP3: {true: "995", false: "110"},
 }
 
 // checkSecurity validates auth, tls_pin and insecure_plaintext.
 func (acc *Account) checkSecurity(n Node, merged []Node, plaintextHosts []string) error {
 	switch acc.Auth {
-	case "xoauth2", "oauthbearer":
+	case source.AuthXOAUTH2, source.AuthOAuthBearer:
 		if acc.OAuth2 == nil {
 			return errAt(n, merged, "auth", "account %s: auth %s needs an oauth2 { ... } block", acc.Name, acc.Auth)
 		}
 		if acc.OAuth2.TokenFile == "" {
 			acc.OAuth2.TokenFile = filepath.Join(maddycfg.StateDirectory, "remote_pull", acc.Name+".token")
 		}
-	case "apop":
-		if acc.Protocol != "pop3" {
+	case source.AuthAPOP:
+		if acc.Protocol != source.POP3 {
 			return errAt(n, merged, "auth", "account %s: auth apop is for POP3 accounts", acc.Name)
 		}
 	}
-	if acc.OAuth2 != nil && acc.Auth != "xoauth2" && acc.Auth != "oauthbearer" {
+	if acc.OAuth2 != nil && acc.Auth != source.AuthXOAUTH2 && acc.Auth != source.AuthOAuthBearer {
 		return errAt(n, merged, "oauth2", "account %s: an oauth2 block needs auth xoauth2 or auth oauthbearer", acc.Name)
 	}
 	for _, p := range acc.Pins {
@@ -494,8 +497,8 @@ func (acc *Account) checkSecurity(n Node, merged []Node, plaintextHosts []string
 	return nil
 }
 
-// Provider presets, kept here (not in package oauth) so that config does
-// not depend on it; oauth.Providers holds the same.
+// Provider presets: endpoints and scopes of the providers that need
+// OAuth2, so that an account names the provider, not its URLs.
 var oauthProviders = map[string]OAuth2{
 	"google": {
 		AuthURL:  "https://accounts.google.com/o/oauth2/auth",

@@ -12,6 +12,8 @@ import (
 	parser "github.com/foxcpp/maddy/framework/cfgparser"
 	maddycfg "github.com/foxcpp/maddy/framework/config"
 	"github.com/foxcpp/maddy/framework/module"
+
+	"remote_pull/module/source"
 )
 
 var globals = map[string]interface{}{"hostname": "mx.example.org"}
@@ -73,7 +75,7 @@ remote_pull {
 		t.Fatalf("block = %+v", b)
 	}
 	g := b.Accounts[0]
-	if g.Name != "gmail" || g.Protocol != "imap" || g.Host != "imap.gmail.com" || g.Port != "993" || !g.ImplicitTLS {
+	if g.Name != "gmail" || g.Protocol != source.IMAP || g.Host != "imap.gmail.com" || g.Port != "993" || !g.ImplicitTLS {
 		t.Errorf("gmail endpoint = %+v", g)
 	}
 	if g.Password.Value() != "s3cret" {

@@ -366,14 +366,14 @@ func (l *Ledger) Rename(ctx context.Context, key MailboxKey, renames map[string]
 // messages are gone for certain.
 func (l *Ledger) MarkRemoved(ctx context.Context, key MailboxKey, uids []string) error {
 	return l.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE messages SET state = 'removed'
-			WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ? AND state = 'delivered'`)
+		stmt, err := tx.PrepareContext(ctx, `UPDATE messages SET state = ?
+			WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ? AND state = ?`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		for _, uid := range uids {
-			if _, err := stmt.ExecContext(ctx, key.Account, key.Mailbox, key.UIDValidity, uid); err != nil {
+			if _, err := stmt.ExecContext(ctx, string(Removed), key.Account, key.Mailbox, key.UIDValidity, uid, string(Delivered)); err != nil {
 				return err
 			}
 		}
@@ -593,9 +593,9 @@ func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus, addDelivered,
 func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
 	rows, err := l.db.QueryContext(ctx, `SELECT s.account, s.protocol, s.host, s.state, s.last_success, s.last_error,
 			s.next_poll, s.updated, s.delivered_total, s.refused_total, s.note,
-			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = 'refused'),
-			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = 'too_large')
-		FROM account_status s ORDER BY s.account`)
+			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
+			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?)
+		FROM account_status s ORDER BY s.account`, string(Refused), string(TooLarge))
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}

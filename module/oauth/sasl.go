@@ -5,12 +5,15 @@ import (
 	"strconv"
 
 	"github.com/emersion/go-sasl"
+
+	"remote_pull/module/source"
 )
 
-// SASLClient is the mechanism mech ("xoauth2" or "oauthbearer") carrying
-// token for user; host and port go into OAUTHBEARER's message.
+// SASLClient is the mechanism mech (source.AuthXOAUTH2 or
+// source.AuthOAuthBearer) carrying token for user; host and port go into
+// OAUTHBEARER's message.
 func SASLClient(mech, user, token, host, port string) sasl.Client {
-	if mech == "xoauth2" {
+	if mech == source.AuthXOAUTH2 {
 		return NewXOAUTH2Client(user, token)
 	}
 	p, _ := strconv.Atoi(port)

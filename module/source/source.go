@@ -24,11 +24,18 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
+// Protocol names, spelt as trace fields, logs, status and metrics show
+// them. (The configuration's directives are their lower-case forms.)
+const (
+	IMAP = "IMAP"
+	POP3 = "POP3"
+)
+
 // Upstream is a configured upstream server and account.
 type Upstream interface {
 	// Connect dials, secures and authenticates a session.
 	Connect(ctx context.Context) (Session, error)
-	// Protocol is "IMAP" or "POP3", for trace fields and logs.
+	// Protocol is IMAP or POP3, for trace fields and logs.
 	Protocol() string
 	// Host is the configured host name.
 	Host() string

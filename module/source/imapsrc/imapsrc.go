@@ -57,7 +57,7 @@ func New(cfg Config) *Upstream {
 	return &Upstream{cfg: cfg}
 }
 
-func (u *Upstream) Protocol() string { return "IMAP" }
+func (u *Upstream) Protocol() string { return source.IMAP }
 func (u *Upstream) Host() string     { return u.cfg.Host }
 
 // Connect dials, secures the connection (implicit TLS or mandatory

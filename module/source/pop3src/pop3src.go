@@ -59,7 +59,7 @@ func New(cfg Config) *Upstream {
 	return &Upstream{cfg: cfg}
 }
 
-func (u *Upstream) Protocol() string { return "POP3" }
+func (u *Upstream) Protocol() string { return source.POP3 }
 func (u *Upstream) Host() string     { return u.cfg.Host }
 
 // Connect dials, secures (implicit TLS, or STLS which is then mandatory)
