@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -174,5 +175,67 @@ func TestRetry(t *testing.T) {
 	}
 	if left := r.upstream(t, "INBOX"); len(left) != 0 {
 		t.Fatalf("%d left upstream after the retried delivery (keep no)", len(left))
+	}
+}
+
+// status tells the truth: when maddy is stopped it says so instead of a
+// state and a next poll; a removed account shows with --all until
+// forgotten; retry of an unknown account fails.
+func TestStatusWhenStoppedAndRemoved(t *testing.T) {
+	up := newUpstream(t)
+	up.Seed(t, upUser, "INBOX", harness.Message(1, 500))
+	addr := "tls://localhost:" + port(up.IMAPSAddr)
+	one := accountConf{Name: "one", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true, Poll: "1h"}.String()
+	two := accountConf{Name: "two", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true, Poll: "1h"}.String()
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		Extra: "remote_pull {\n" + one + two + "}\n",
+		Files: map[string]string{"upstream-password": upPass + "\n"},
+	})
+	m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong)
+	harness.Eventually(t, waitLong, func() bool {
+		return strings.Count(m.CLI(t, "remote-pull", "status"), "idle") == 2
+	}, "both accounts idle")
+	if out := m.CLI(t, "remote-pull", "status"); strings.Contains(out, "not running") {
+		t.Fatalf("status says maddy is not running while it runs:\n%s", out)
+	}
+
+	m.Stop(t)
+	out := m.CLI(t, "remote-pull", "status")
+	if !strings.Contains(out, "maddy is not running") || !strings.Contains(out, "stopped (last: idle)") || strings.Contains(out, "in 59m") {
+		t.Fatalf("status after a stop:\n%s", out)
+	}
+	var sts []struct {
+		Account    string `json:"account"`
+		Running    bool   `json:"running"`
+		Configured bool   `json:"configured"`
+	}
+	if err := json.Unmarshal([]byte(m.CLI(t, "remote-pull", "status", "--json")), &sts); err != nil || len(sts) != 2 || sts[0].Running {
+		t.Fatalf("status --json after a stop: %+v %v", sts, err)
+	}
+
+	// Remove account "two" from the configuration.
+	conf, err := os.ReadFile(m.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(m.ConfigPath, []byte(strings.Replace(string(conf), two, "", 1)), 0o600)
+	if out := m.CLI(t, "remote-pull", "status"); strings.Contains(out, "two") {
+		t.Fatalf("a removed account listed without --all:\n%s", out)
+	}
+	if out := m.CLI(t, "remote-pull", "status", "--all"); !strings.Contains(out, "removed from the configuration") {
+		t.Fatalf("status --all:\n%s", out)
+	}
+	if out, code := m.CLIStatus(t, "remote-pull", "forget", "one"); code == 0 {
+		t.Fatalf("forget of a configured account succeeded:\n%s", out)
+	}
+	if out := m.CLI(t, "remote-pull", "forget", "two"); !strings.Contains(out, "forgot account two (1 message entries)") {
+		t.Fatalf("forget: %s", out)
+	}
+	if out := m.CLI(t, "remote-pull", "status", "--all"); strings.Contains(out, "two") {
+		t.Fatalf("a forgotten account still listed:\n%s", out)
+	}
+	if out, code := m.CLIStatus(t, "remote-pull", "retry", "nosuch"); code != 1 {
+		t.Fatalf("retry of an unknown account: exit %d\n%s", code, out)
 	}
 }

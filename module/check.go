@@ -21,7 +21,29 @@ import (
 
 // LedgerPath is where the ledger of this maddy lives.
 func LedgerPath() string {
-	return filepath.Join(maddycfg.StateDirectory, "remote_pull", "ledger.db")
+	return filepath.Join(StateDir(), "ledger.db")
+}
+
+// StateDir is remote_pull's directory in maddy's state_dir.
+func StateDir() string {
+	return filepath.Join(maddycfg.StateDirectory, "remote_pull")
+}
+
+// AccountNames parses the remote_pull blocks and returns the names of the
+// configured accounts, in order.
+func AccountNames(blocks []maddycfg.Node, globals map[string]interface{}) ([]string, error) {
+	seen := map[string]maddycfg.Node{}
+	var names []string
+	for _, b := range blocks {
+		parsed, err := config.Parse(b, globals, seen)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range parsed.Accounts {
+			names = append(names, a.Name)
+		}
+	}
+	return names, nil
 }
 
 // CheckAccount is 'maddy remote-pull check': it connects to one account's

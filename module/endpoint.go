@@ -111,7 +111,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 		return nil
 	}
 
-	stateDir := filepath.Join(maddycfg.StateDirectory, "remote_pull")
+	stateDir := StateDir()
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("remote_pull: %w", err)
 	}

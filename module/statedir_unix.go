@@ -32,6 +32,21 @@ func lockStateDir(dir string) error {
 	return nil
 }
 
+// Running reports whether a maddy holds the lock of the remote_pull state
+// directory dir, that is, is running remote_pull there.
+func Running(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "lock"))
+	if err != nil {
+		return false // never started here
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
 func unlockStateDir() {
 	if stateLock != nil {
 		stateLock.Close() // releases the flock

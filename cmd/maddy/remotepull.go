@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,13 +23,22 @@ import (
 func init() {
 	extraCommands = append(extraCommands, &cli.Command{
 		Name:  "remote-pull",
-		Usage: "Fetched accounts (remote_pull): status, check, retry",
+		Usage: "Fetched accounts (remote_pull): status, check, retry, forget, oauth2-login",
 		Subcommands: []*cli.Command{
 			{
-				Name:   "status",
-				Usage:  "Show every fetched account: state, last success, last error, counts, next poll",
-				Flags:  []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}},
+				Name:  "status",
+				Usage: "Show every fetched account: state, last success, last error, counts, next poll",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"},
+					&cli.BoolFlag{Name: "all", Usage: "also accounts removed from the configuration that still have ledger data"},
+				},
 				Action: statusCommand,
+			},
+			{
+				Name:      "forget",
+				Usage:     "Drop the ledger data of an account removed from the configuration",
+				ArgsUsage: "ACCOUNT",
+				Action:    forgetCommand,
 			},
 			{
 				Name:      "check",
@@ -61,58 +71,114 @@ restart it) to use it.`,
 	})
 }
 
-// openLedger reads the configuration's globals for state_dir and opens the
-// ledger there.
-func openLedger(c *cli.Context, readOnly bool) (*ledger.Ledger, func(), error) {
-	_, _, _, closeAll, err := loadConfig(c)
-	if err != nil {
-		return nil, nil, err
-	}
+// openLedgerFile opens the ledger in the state_dir of the configuration
+// already loaded.
+func openLedgerFile(readOnly bool) (*ledger.Ledger, error) {
 	path := remotepull.LedgerPath()
 	if _, err := os.Stat(path); err != nil {
-		closeAll()
-		return nil, nil, cli.Exit(fmt.Sprintf("no remote_pull ledger at %s yet: has maddy run with a remote_pull block?", path), 1)
+		return nil, cli.Exit(fmt.Sprintf("no remote_pull ledger at %s yet: has maddy run with a remote_pull block?", path), 1)
 	}
-	open := ledger.Open
 	if readOnly {
-		open = ledger.OpenReadOnly
+		return ledger.OpenReadOnly(path)
 	}
-	l, err := open(path)
+	return ledger.Open(path)
+}
+
+// configuredAccounts loads the configuration and returns the names of its
+// remote_pull accounts; closeAll ends what loading started.
+func configuredAccounts(c *cli.Context) (names []string, closeAll func(), err error) {
+	globals, blocks, closeAll, err := remotePullBlocks(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	names, err = remotepull.AccountNames(blocks, globals)
 	if err != nil {
 		closeAll()
 		return nil, nil, err
 	}
-	return l, func() { l.Close(); closeAll() }, nil
+	return names, closeAll, nil
+}
+
+// accountStatus is one line of 'remote-pull status': what the ledger
+// holds, and whether the account is in the configuration.
+type accountStatus struct {
+	ledger.AccountStatus
+	Configured bool `json:"configured"`
+	// Running: a maddy is running remote_pull on this state directory;
+	// when false, State is what it last saw before it stopped.
+	Running bool `json:"running"`
 }
 
 func statusCommand(c *cli.Context) error {
-	l, done, err := openLedger(c, true)
+	names, closeAll, err := configuredAccounts(c)
 	if err != nil {
 		return err
 	}
-	defer done()
-	sts, err := l.Statuses(c.Context)
-	if err != nil {
-		return err
+	defer closeAll()
+	running := remotepull.Running(remotepull.StateDir())
+	var saved []ledger.AccountStatus
+	if _, err := os.Stat(remotepull.LedgerPath()); err == nil {
+		l, err := ledger.OpenReadOnly(remotepull.LedgerPath())
+		if err != nil {
+			return err
+		}
+		saved, err = l.Statuses(c.Context)
+		l.Close()
+		if err != nil {
+			return err
+		}
+	}
+	byName := map[string]ledger.AccountStatus{}
+	for _, st := range saved {
+		byName[st.Account] = st
+	}
+	// Configured accounts, by name; with --all, then the removed ones that
+	// still have ledger data.
+	slices.Sort(names)
+	var sts []accountStatus
+	for _, name := range names {
+		st, ok := byName[name]
+		if !ok {
+			st = ledger.AccountStatus{Account: name, State: "not started"}
+		}
+		delete(byName, name)
+		sts = append(sts, accountStatus{AccountStatus: st, Configured: true, Running: running})
+	}
+	if c.Bool("all") {
+		for _, st := range saved {
+			if _, removed := byName[st.Account]; removed {
+				sts = append(sts, accountStatus{AccountStatus: st, Running: running})
+			}
+		}
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		if sts == nil {
-			sts = []ledger.AccountStatus{}
+			sts = []accountStatus{}
 		}
 		return enc.Encode(sts)
 	}
+	if !running {
+		fmt.Println("maddy is not running remote_pull here: the states below are as it last saw them.")
+	}
 	if len(sts) == 0 {
-		fmt.Println("No account has reported yet.")
+		fmt.Println("No remote_pull account is configured.")
 		return nil
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ACCOUNT\tUPSTREAM\tSTATE\tLAST SUCCESS\tNEXT POLL\tDELIVERED\tREFUSED\tWAITING UPSTREAM\tLAST ERROR")
 	for _, st := range sts {
 		waiting := fmt.Sprintf("%d refused, %d too large", st.RefusedWaiting, st.TooLargeWaiting)
-		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", st.Account, st.Protocol, st.Host, st.State,
-			ago(st.LastSuccess), until(st.NextPoll), st.Delivered, st.Refused, waiting, shortErr(st.LastError))
+		state, next := st.State, until(st.NextPoll)
+		switch {
+		case !st.Configured:
+			state, next = "removed from the configuration", "-"
+		case !running:
+			state, next = "stopped (last: "+st.State+")", "-"
+		}
+		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", st.Account, st.Protocol, st.Host, state,
+			ago(st.LastSuccess), next, st.Delivered, st.Refused, waiting, shortErr(st.LastError))
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -122,6 +188,34 @@ func statusCommand(c *cli.Context) error {
 			fmt.Printf("note: %s: %s\n", st.Account, st.Note)
 		}
 	}
+	return nil
+}
+
+// forgetCommand drops the ledger data of an account removed from the
+// configuration.
+func forgetCommand(c *cli.Context) error {
+	name := c.Args().First()
+	if name == "" {
+		return cli.Exit("Error: ACCOUNT is required", 2)
+	}
+	names, closeAll, err := configuredAccounts(c)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	if slices.Contains(names, name) {
+		return cli.Exit(fmt.Sprintf("account %s is still configured: remove it from the configuration (and reload) first", name), 1)
+	}
+	l, err := openLedgerFile(false)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	n, err := l.ForgetAccount(c.Context, name)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("forgot account %s (%d message entries)\n", name, n)
 	return nil
 }
 
@@ -253,11 +347,19 @@ func retryCommand(c *cli.Context) error {
 			uids = append(uids, arg)
 		}
 	}
-	l, done, err := openLedger(c, false)
+	names, closeAll, err := configuredAccounts(c)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer closeAll()
+	if !slices.Contains(names, name) {
+		return cli.Exit(fmt.Sprintf("no account %q in the configuration", name), 1)
+	}
+	l, err := openLedgerFile(false)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
 	n, err := l.Retry(c.Context, name, all, folder, uids)
 	if err != nil {
 		return err

@@ -549,6 +549,26 @@ func (l *Ledger) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
+// ForgetAccount drops everything the ledger holds about an account that
+// is no longer configured. It returns how many message entries it dropped.
+func (l *Ledger) ForgetAccount(ctx context.Context, account string) (int64, error) {
+	var n int64
+	err := l.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE account = ?`, account)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		for _, table := range []string{"mailboxes", "accounts", "account_status"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ?`, account); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
 // AccountStatus is what the running maddy last reported of an account, for
 // the status command, which reads it from another process.
 type AccountStatus struct {
