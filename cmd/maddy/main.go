@@ -86,7 +86,7 @@ IMAP accounts elsewhere and delivers it through maddy's own pipeline.`
 			Name:  "version",
 			Usage: "Print version and build metadata, then exit",
 			Action: func(c *cli.Context) error {
-				fmt.Println(maddy.BuildInfo())
+				fmt.Println(versionString())
 				return nil
 			},
 		},
