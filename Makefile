@@ -9,12 +9,17 @@ GO      ?= go
 BIN     := bin/maddy
 export REMOTE_PULL_MADDY := $(CURDIR)/$(BIN)
 
-.PHONY: all build deps test unit integration lint demo bench clean
+.PHONY: all build deps test unit integration lint demo bench soak clean
 
 all: build
 
+# remote_pull's version in 'maddy version': the git description of the
+# checkout, when there is one (else the Go build info decides).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X main.Version=$(VERSION))
+
 build:
-	$(GO) build -o $(BIN) ./cmd/maddy
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/maddy
 
 # deps installs what the end-to-end tests run against. In CI a missing
 # dependency fails the run; nothing is skipped silently.
@@ -25,6 +30,9 @@ lint:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) build -tags docker -o /dev/null ./cmd/maddy
+	@scripts/verify-dist
 
 unit:
 	$(GO) test -race -count=1 ./module/... ./cmd/...
@@ -41,6 +49,10 @@ demo: deps build
 bench: build
 	REMOTE_PULL_BENCH=1 scripts/ensure-deps
 	$(GO) run ./integration/cmd/bench $(BENCHFLAGS)
+
+soak: build
+	@scripts/ensure-deps
+	$(GO) run ./integration/cmd/soak $(SOAKFLAGS)
 
 clean:
 	rm -rf bin
