@@ -425,7 +425,8 @@ func (a *Account) verifyRemovals(ctx context.Context, mb source.Mailbox, folder 
 		return nil, nil, err
 	}
 	for _, uid := range uids {
-		recorded, got := known[uid].Fingerprint, prints[uid]
+		recorded := known[uid].Fingerprint
+		got, answered := prints[uid]
 		switch {
 		case recorded != "" && got == recorded:
 			verified = append(verified, uid)
@@ -433,7 +434,9 @@ func (a *Account) verifyRemovals(ctx context.Context, mb source.Mailbox, folder 
 			// An IMAP entry from before fingerprints were recorded: UIDs
 			// are not reused within a UIDVALIDITY, and the size matched.
 			verified = append(verified, uid)
-		case got != "" && mb.Complete():
+		case answered && mb.Complete():
+			// A different header, or one that does not parse (the
+			// delivered message's did): not the recorded message.
 			others = append(others, uid)
 			a.s.Log.Msg("a message listed under a delivered message's identity differs from it: fetching it as new mail",
 				"folder", folder, "uid", uid)

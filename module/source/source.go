@@ -90,7 +90,10 @@ type Mailbox interface {
 	Fetch(ctx context.Context, uids []string, spool SpoolFunc, deliver DeliverFunc) error
 	// Fingerprints returns the fingerprint of each listed message, by UID,
 	// computed as Fingerprint does from the header. Used to recognise
-	// messages after a UIDVALIDITY change without downloading them.
+	// messages after a UIDVALIDITY change without downloading them, and to
+	// confirm a message is the one recorded before its removal is finished.
+	// A UID is absent when the server gave nothing for it, and maps to ""
+	// when the header it gave does not parse.
 	Fingerprints(ctx context.Context, uids []string) (map[string]string, error)
 	// Remove deletes the given messages upstream, and only them. It reports
 	// which were removed for certain (or, for a DeferredRemover session,

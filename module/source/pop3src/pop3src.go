@@ -376,7 +376,7 @@ func (m *Mailbox) splitDuplicates(ctx context.Context, idOf map[int]string) erro
 	m.dup = make(map[int]bool, len(nums))
 	m.base = make(map[int]string, len(nums))
 	m.print = make(map[int]string, len(nums))
-	prints, err := m.headerPrints(ctx, nums)
+	prints, _, err := m.headerPrints(ctx, nums)
 	if err != nil {
 		return err
 	}
@@ -390,25 +390,31 @@ func (m *Mailbox) splitDuplicates(ctx context.Context, idOf map[int]string) erro
 	return nil
 }
 
-// maxIdentityHeader bounds what one TOP reply may cost in memory.
-const maxIdentityHeader = 256 << 10
+// maxIdentityHeader bounds what one TOP reply may cost in memory. It is
+// the spool's header limit (delivery.DefaultMaxHeaderBytes): a header that
+// was delivered, and so fingerprinted, also parses here.
+const maxIdentityHeader = 1 << 20
 
 // headerPrints returns the fingerprint of the header and listed size of
-// each message, from TOP n 0. A message whose TOP fails or whose header
-// does not parse is left out.
-func (m *Mailbox) headerPrints(ctx context.Context, nums []int) (map[int]string, error) {
-	prints := make(map[int]string, len(nums))
-	_, err := m.s.c.TopEach(ctx, nums, m.s.pipelining, func(num int, hdr io.Reader) error {
+// each message, from TOP n 0. A message whose TOP fails is left out; one
+// whose header the server sent but that does not parse (or exceeds
+// maxIdentityHeader) is in unparsable.
+func (m *Mailbox) headerPrints(ctx context.Context, nums []int) (prints map[int]string, unparsable map[int]bool, err error) {
+	prints = make(map[int]string, len(nums))
+	unparsable = map[int]bool{}
+	_, err = m.s.c.TopEach(ctx, nums, m.s.pipelining, func(num int, hdr io.Reader) error {
 		h, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(hdr, maxIdentityHeader)))
-		if err == nil {
-			prints[num] = source.Fingerprint(h, m.sizes[num])
+		if err != nil {
+			unparsable[num] = true
+			return nil
 		}
+		prints[num] = source.Fingerprint(h, m.sizes[num])
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("TOP: %w", err)
+		return nil, nil, fmt.Errorf("TOP: %w", err)
 	}
-	return prints, nil
+	return prints, unparsable, nil
 }
 
 // identifyByHeader names each message of a server without UIDL by its
@@ -419,14 +425,14 @@ func (m *Mailbox) identifyByHeader(ctx context.Context, infos []pop3.MessageInfo
 	for _, info := range infos {
 		nums = append(nums, info.Num)
 	}
-	ids, err := m.headerPrints(ctx, nums)
+	ids, unparsable, err := m.headerPrints(ctx, nums)
 	if err != nil {
 		return nil, err
 	}
 	for num, p := range ids {
 		ids[num] = "hdr:" + p
 	}
-	if len(nums) > 0 && len(ids) == 0 {
+	if len(nums) > 0 && len(ids) == 0 && len(unparsable) == 0 {
 		m.identity = "message numbers, valid for one session (the server has neither UIDL nor TOP): a failed QUIT delivers messages again, and a refused message is fetched at every poll"
 	} else {
 		m.identity = "header fingerprints (the server has no UIDL): a message delivered but not deleted (a failed QUIT) is left upstream, not deleted on a fingerprint"
@@ -463,7 +469,9 @@ func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFu
 // Fingerprints computes the fingerprint of the given messages from their
 // header (TOP n 0), as source.Fingerprint does from a delivered message:
 // before a removal is finished on the strength of a ledger entry, the
-// message must be the one recorded. A server without TOP gives none.
+// message must be the one recorded. A server without TOP gives none; a
+// header that does not parse gives "" (it cannot be a delivered message's:
+// that one's header parsed).
 func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]string, error) {
 	nums := make([]int, 0, len(uids))
 	uidOf := make(map[int]string, len(uids))
@@ -473,13 +481,16 @@ func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]s
 			uidOf[n] = uid
 		}
 	}
-	prints, err := m.headerPrints(ctx, nums)
+	prints, unparsable, err := m.headerPrints(ctx, nums)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]string, len(prints))
+	out := make(map[string]string, len(prints)+len(unparsable))
 	for n, p := range prints {
 		out[uidOf[n]] = p
+	}
+	for n := range unparsable {
+		out[uidOf[n]] = ""
 	}
 	return out, nil
 }
