@@ -69,10 +69,11 @@ func (a *Account) statusLocked() Status {
 }
 
 // publish shows the current status in the metrics and saves it to the
-// ledger, where the status command reads it, adding the counts of a poll.
+// ledger, where the status command reads it (the ledger counts deliveries
+// itself, as it records them).
 // Publishers take turns and each saves the status as it is when its turn
 // comes, so that the last one saved is never a stale one.
-func (a *Account) publish(delivered, refused int) {
+func (a *Account) publish() {
 	a.pubMu.Lock()
 	defer a.pubMu.Unlock()
 	a.mu.Lock()
@@ -84,7 +85,7 @@ func (a *Account) publish(delivered, refused int) {
 	err := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
 		Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
 		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll, Note: st.Note,
-	}, delivered, refused)
+	})
 	if err != nil {
 		a.s.Log.Error("saving status", err)
 	}
@@ -98,7 +99,7 @@ func (a *Account) Note(msg string) {
 	a.status.Note = msg
 	a.mu.Unlock()
 	if changed {
-		a.publish(0, 0)
+		a.publish()
 	}
 }
 
@@ -234,7 +235,7 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 	a.mu.Lock()
 	defer func() {
 		a.mu.Unlock()
-		a.publish(res.Delivered, res.Refused)
+		a.publish()
 	}()
 	prevState, prevClass := a.status.State, a.lastClass
 	a.lastClass = class
@@ -269,7 +270,7 @@ func (a *Account) setPolling() {
 		a.status.State = string(StatePolling)
 	}
 	a.mu.Unlock()
-	a.publish(0, 0)
+	a.publish()
 }
 
 // setIdling counts a folder's IDLE connection up (+1) or down (-1) and
@@ -281,7 +282,7 @@ func (a *Account) setIdling(delta int) {
 	now := a.statusLocked().State
 	a.mu.Unlock()
 	if now != was {
-		a.publish(0, 0)
+		a.publish()
 	}
 }
 

@@ -198,16 +198,34 @@ func OpenReadOnly(path string) (*Ledger, error) {
 func (l *Ledger) Close() error { return l.db.Close() }
 
 // Record stores what became of one message. It returns once the entry
-// survives a crash of the process.
+// survives a crash of the process. A delivery or a refusal is counted in
+// the account's status totals in the same transaction, so that the totals
+// survive a crash as exactly as the entries do.
 func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
 	if e.At.IsZero() {
 		e.At = time.Now()
 	}
-	_, err := l.db.ExecContext(ctx, `INSERT OR REPLACE INTO messages
-		(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State), e.Reason,
-		e.Fingerprint, e.Size, e.MsgID, e.At.Unix())
+	var delivered, refused int
+	switch e.State {
+	case Delivered:
+		delivered = 1
+	case Refused:
+		refused = 1
+	}
+	err := l.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO messages
+			(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State), e.Reason,
+			e.Fingerprint, e.Size, e.MsgID, e.At.Unix())
+		if err != nil || delivered+refused == 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO account_status (account, delivered_total, refused_total) VALUES (?, ?, ?)
+			ON CONFLICT (account) DO UPDATE SET delivered_total = delivered_total + excluded.delivered_total,
+				refused_total = refused_total + excluded.refused_total`, key.Account, delivered, refused)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("ledger: record %s/%s: %w", key, e.UID, err)
 	}
@@ -591,18 +609,17 @@ type AccountStatus struct {
 	Note string `json:"note,omitempty"`
 }
 
-// SaveStatus stores an account's status, adding to its running totals.
-func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus, addDelivered, addRefused int) error {
+// SaveStatus stores an account's status. Its delivered and refused totals
+// are kept by Record.
+func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
 	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
-		(account, protocol, host, state, last_success, last_error, next_poll, delivered_total, refused_total, updated, note)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		(account, protocol, host, state, last_success, last_error, next_poll, updated, note)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET protocol = excluded.protocol, host = excluded.host,
 			state = excluded.state, last_success = excluded.last_success, last_error = excluded.last_error,
-			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note,
-			delivered_total = delivered_total + excluded.delivered_total,
-			refused_total = refused_total + excluded.refused_total`,
+			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note`,
 		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), st.LastError, unix(st.NextPoll),
-		addDelivered, addRefused, time.Now().Unix(), st.Note)
+		time.Now().Unix(), st.Note)
 	if err != nil {
 		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
 	}

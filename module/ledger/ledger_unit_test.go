@@ -264,7 +264,7 @@ func TestSyncWithAReader(t *testing.T) {
 // A status note is saved and read back; an older ledger gains the column.
 func TestStatusNote(t *testing.T) {
 	l, path := open(t)
-	if err := l.SaveStatus(bg, AccountStatus{Account: "a", State: "ok", Note: "keep no: flagged only"}, 1, 0); err != nil {
+	if err := l.SaveStatus(bg, AccountStatus{Account: "a", State: "ok", Note: "keep no: flagged only"}); err != nil {
 		t.Fatal(err)
 	}
 	sts, err := l.Statuses(bg)
@@ -285,7 +285,25 @@ func TestStatusNote(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer again.Close()
-	if err := again.SaveStatus(bg, AccountStatus{Account: "a", Note: "n"}, 0, 0); err != nil {
+	if err := again.SaveStatus(bg, AccountStatus{Account: "a", Note: "n"}); err != nil {
 		t.Fatalf("after migration: %v", err)
+	}
+}
+
+// The delivered and refused totals are counted with the entries, in one
+// transaction: a crash after a delivery cannot lose its count.
+func TestTotalsCountedWithEntries(t *testing.T) {
+	l, _ := open(t)
+	key := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 1}
+	l.Record(bg, key, Entry{UID: "1", State: Delivered})
+	l.Record(bg, key, Entry{UID: "2", State: Refused})
+	l.Record(bg, key, Entry{UID: "3", State: TooLarge})
+	if err := l.SaveStatus(bg, AccountStatus{Account: "a", State: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(bg, key, Entry{UID: "4", State: Delivered})
+	sts, err := l.Statuses(bg)
+	if err != nil || len(sts) != 1 || sts[0].Delivered != 2 || sts[0].Refused != 1 || sts[0].State != "ok" {
+		t.Fatalf("statuses %+v %v", sts, err)
 	}
 }
