@@ -263,12 +263,13 @@ func (c *Client) cmd(ctx context.Context, line, redacted string) (string, error)
 
 // readListing reads the lines of a multi-line reply after its +OK and
 // calls fn for each non-empty line; at most maxN lines of at most lineMax
-// bytes, or the server is in breach. If fn fails, the rest of the listing
-// is still consumed so the connection stays usable.
+// bytes, and maxListingBytes in all, or the server is in breach. If fn
+// fails, the rest of the listing is still consumed so the connection stays
+// usable.
 func (c *Client) readListing(maxN, lineMax int, fn func(line string) error) error {
 	lr := bufio.NewReaderSize(newDotReader(c.br), 4<<10)
 	var first error
-	entries := 0
+	entries, total := 0, 0
 	for {
 		line, err := readLine(lr, lineMax)
 		if err == io.EOF {
@@ -286,6 +287,9 @@ func (c *Client) readListing(maxN, lineMax int, fn func(line string) error) erro
 		}
 		if entries++; entries > maxN {
 			return c.fail(fmt.Errorf("%w: listing longer than %d lines", ErrProtocol, maxN))
+		}
+		if total += len(line); total > maxListingBytes {
+			return c.fail(fmt.Errorf("%w: listing larger than %d bytes", ErrProtocol, maxListingBytes))
 		}
 		if first == nil {
 			first = fn(line)

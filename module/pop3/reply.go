@@ -24,9 +24,11 @@ const (
 	// maxLine caps one status or listing line (RFC 2449 allows 512
 	// octets for responses; some servers send more in greetings).
 	maxLine = 64 << 10
-	// maxEntries caps the lines of a LIST, UIDL or CAPA listing, so a
-	// server streaming an endless listing cannot exhaust memory.
-	maxEntries = 1 << 20
+	// maxEntries and maxListingBytes cap a LIST or UIDL listing, which is
+	// kept whole, so a server streaming an endless listing cannot exhaust
+	// memory. 16 MiB is half a million UIDLs of Dovecot's form.
+	maxEntries      = 1 << 20
+	maxListingBytes = 16 << 20
 	// maxCapaLines and maxCapaLine cap a CAPA reply, which is kept whole:
 	// RFC 2449 lines are at most 512 octets, and servers list a dozen.
 	maxCapaLines = 256

@@ -416,3 +416,26 @@ func TestCapaLimits(t *testing.T) {
 		t.Fatalf("Capa %v %v", caps, err)
 	}
 }
+
+// A UIDL listing larger than maxListingBytes is a protocol error, not a
+// memory blowup.
+func TestListingByteLimit(t *testing.T) {
+	line := strings.Repeat("u", 250)
+	n := maxListingBytes/len(line) + 10
+	var b strings.Builder
+	b.WriteString("+OK\r\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "%d %s\r\n", i, line)
+	}
+	b.WriteString(".\r\n")
+	reply := b.String()
+	srv := newServer(t, "+OK\r\n", func(s *session, cmd string) bool {
+		if cmd == "UIDL" {
+			s.send(reply)
+		}
+		return true
+	})
+	if _, err := srv.dial(t, nil).UIDL(ctx(t)); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("UIDL of %d bytes: %v", len(reply), err)
+	}
+}
