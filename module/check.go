@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	maddycfg "github.com/foxcpp/maddy/framework/config"
@@ -89,8 +90,18 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 		}
 		defer ldg.Close()
 	}
+	folders := account.NewFolderSet(acc.Folders, acc.ExcludeFolders)
+	names := folders.Literal()
+	if l, ok := sess.(source.FolderLister); ok && folders.Dynamic() {
+		listed, err := l.Folders(ctx)
+		if err != nil {
+			return fmt.Errorf("listing folders: %w", err)
+		}
+		names = folders.Resolve(listed)
+		fmt.Fprintf(out, "  folders: %s\n", strings.Join(names, ", "))
+	}
 	var errs []error
-	for _, folder := range acc.Folders {
+	for _, folder := range names {
 		if err := checkFolder(ctx, out, acc, sess, ldg, folder); err != nil {
 			fmt.Fprintf(out, "  %s: %v\n", folder, err)
 			errs = append(errs, fmt.Errorf("folder %q: %w", folder, err))
@@ -140,7 +151,10 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 	}
 	// The poll's own rule, so that check cannot disagree with it.
 	rules := account.RulesFor(mb, acc.Keep, acc.MaxMessageSize)
-	var fetch, handled, large, foreign, remove int
+	if acc.MaxAge > 0 {
+		rules.OlderThan = time.Now().Add(-acc.MaxAge)
+	}
+	var fetch, handled, large, foreign, remove, old int
 	for _, m := range msgs {
 		switch account.Decide(m, known[m.UID], rules) {
 		case account.Fetch:
@@ -149,6 +163,8 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 			large++
 		case account.FinishRemoval:
 			remove++
+		case account.AdoptOld:
+			old++
 		case account.Leave:
 			if known[m.UID].State == "" && m.Deleted {
 				foreign++
@@ -165,6 +181,9 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		folder, len(msgs), fetch, handled, large, foreign)
 	if remove > 0 {
 		fmt.Fprintf(out, ", %d delivered and still to be removed upstream", remove)
+	}
+	if old > 0 {
+		fmt.Fprintf(out, ", %d older than max_age (recorded, not fetched)", old)
 	}
 	fmt.Fprintln(out)
 	if d, ok := mb.(interface {

@@ -173,6 +173,10 @@ func (e *Endpoint) newRunning(acc *config.Account, spoolDir string, slots chan s
 		Name:               acc.Name,
 		Upstream:           newUpstream(acc, r.tokens, l, note),
 		Folders:            acc.Folders,
+		ExcludeFolders:     acc.ExcludeFolders,
+		MaxAge:             acc.MaxAge,
+		MarkSeen:           acc.MarkSeen,
+		DeleteAfter:        acc.DeleteAfter,
 		Keep:               acc.Keep,
 		Idle:               acc.Idle,
 		PollInterval:       acc.PollInterval,
@@ -263,6 +267,7 @@ func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger, note f
 	return imapsrc.New(imapsrc.Config{
 		Endpoint: ep,
 		Warn:     warn,
+		MoveTo:   acc.MoveTo,
 	})
 }
 

@@ -37,8 +37,11 @@ import (
 type Settings struct {
 	Name     string
 	Upstream source.Upstream
-	Folders  []string
-	Keep     bool
+	// Folders are names and patterns (folders.go); ExcludeFolders are
+	// patterns taken out of what they match.
+	Folders        []string
+	ExcludeFolders []string
+	Keep           bool
 	// Idle: watch each folder for new mail (IMAP IDLE) where the server
 	// can, polling at once when it announces some.
 	Idle         bool
@@ -65,6 +68,14 @@ type Settings struct {
 	// the file system of its storage); called once per batch, before any
 	// upstream copy is removed. Nil: nothing to do.
 	SyncStorage func() error
+	// MaxAge: a message older than this (INTERNALDATE) when first seen is
+	// recorded as adopted, not fetched. 0: no bound.
+	MaxAge time.Duration
+	// MarkSeen (keep yes): \Seen is set upstream on delivered messages.
+	MarkSeen bool
+	// DeleteAfter (keep yes): delivered messages are removed upstream this
+	// long after their delivery. 0: never.
+	DeleteAfter time.Duration
 }
 
 // batchSize is how many messages are fetched between two ledger syncs and
@@ -112,9 +123,14 @@ func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 	}
 	p := &poll{a: a, sess: sess}
 
+	folders, err := a.folders(ctx, sess)
+	if err != nil {
+		sess.Abort()
+		return total, fmt.Errorf("listing folders: %w", err)
+	}
 	var errs []error
 	budget := a.s.MaxMessagesPerPoll
-	for _, folder := range a.s.Folders {
+	for _, folder := range folders {
 		if a.s.MaxMessagesPerPoll > 0 && budget <= 0 {
 			total.More = true
 			break
@@ -135,6 +151,26 @@ func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 	}
 	return total, errors.Join(errs...)
 }
+
+// folders is the folders this poll visits: the named ones, and where
+// folders has patterns, the upstream's selectable folders they match.
+func (a *Account) folders(ctx context.Context, sess source.Session) ([]string, error) {
+	fs := a.folderSet()
+	if !fs.Dynamic() {
+		return fs.Literal(), nil
+	}
+	l, ok := sess.(source.FolderLister)
+	if !ok {
+		return fs.Literal(), nil
+	}
+	listed, err := l.Folders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return fs.Resolve(listed), nil
+}
+
+func (a *Account) folderSet() *FolderSet { return NewFolderSet(a.s.Folders, a.s.ExcludeFolders) }
 
 // close ends the session politely. Removals that only a good end makes
 // real (POP3 QUIT) are recorded as done only then.
@@ -188,6 +224,8 @@ const (
 	FinishRemoval
 	// RecordTooLarge: over max_message_size; recorded, left upstream.
 	RecordTooLarge
+	// AdoptOld: older than max_age when first seen; recorded, not fetched.
+	AdoptOld
 )
 
 // Rules are what Decide needs to know of the account and the mailbox.
@@ -200,6 +238,12 @@ type Rules struct {
 	// FlagOnly: the upstream can flag \Deleted but not expunge exactly
 	// our messages (IMAP without UIDPLUS).
 	FlagOnly bool
+	// RemovesNothing: delivered messages stay where they are (move_to
+	// where the server can neither move nor expunge them).
+	RemovesNothing bool
+	// OlderThan: a new message that arrived upstream before this (max_age)
+	// is adopted, not fetched. Zero: no bound.
+	OlderThan time.Time
 }
 
 // disposer is a mailbox that can say how delivered messages leave it
@@ -210,8 +254,14 @@ type disposer interface {
 
 // RulesFor are the Rules for one opened mailbox of an account.
 func RulesFor(mb source.Mailbox, keep bool, maxMessageSize int64) Rules {
-	fo, ok := mb.(interface{ FlagOnly() bool })
-	return Rules{Keep: keep, MaxMessageSize: maxMessageSize, Reusable: mb.Complete(), FlagOnly: ok && fo.FlagOnly()}
+	r := Rules{Keep: keep, MaxMessageSize: maxMessageSize, Reusable: mb.Complete()}
+	if fo, ok := mb.(interface{ FlagOnly() bool }); ok {
+		r.FlagOnly = fo.FlagOnly()
+	}
+	if rn, ok := mb.(interface{ RemovesNothing() bool }); ok {
+		r.RemovesNothing = rn.RemovesNothing()
+	}
+	return r
 }
 
 // Decide is the rule for one listed message, given what the ledger
@@ -233,7 +283,7 @@ func Decide(m source.Message, known ledger.Entry, r Rules) Action {
 		// The copy delivered under this identity is gone for certain:
 		// this is a later message that was given the same UIDL.
 	case known.State == ledger.Delivered && !r.Keep:
-		if m.Ambiguous || known.Size != m.Size || (m.Deleted && r.FlagOnly) {
+		if m.Ambiguous || known.Size != m.Size || (m.Deleted && r.FlagOnly) || r.RemovesNothing {
 			return Leave
 		}
 		// Ours even when flagged \Deleted: our own STORE may have been
@@ -245,6 +295,8 @@ func Decide(m source.Message, known ledger.Entry, r Rules) Action {
 	switch {
 	case m.Deleted:
 		return Leave
+	case !r.OlderThan.IsZero() && !m.Date.IsZero() && m.Date.Before(r.OlderThan):
+		return AdoptOld
 	case r.MaxMessageSize > 0 && m.Size > r.MaxMessageSize:
 		return RecordTooLarge
 	}
@@ -331,8 +383,15 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		}
 	}
 	rules := RulesFor(mb, a.s.Keep, a.s.MaxMessageSize)
+	if a.s.MaxAge > 0 {
+		rules.OlderThan = time.Now().Add(-a.s.MaxAge)
+	}
+	var toAdopt []source.Message
 	for _, m := range msgs {
 		switch Decide(m, known[m.UID], rules) {
+		case AdoptOld:
+			toAdopt = append(toAdopt, m)
+			states[m.UID] = ledger.Adopted
 		case FinishRemoval:
 			toRemove = append(toRemove, m.UID)
 		case Fetch:
@@ -351,6 +410,13 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 			a.s.Log.Msg("message too large, left upstream", "folder", folder,
 				"uid", m.UID, "size", m.Size, "max_message_size", a.s.MaxMessageSize)
 		}
+	}
+	if len(toAdopt) > 0 {
+		if err := a.record(ctx, mb, key, toAdopt, ledger.Adopted); err != nil {
+			return res, err
+		}
+		res.Adopted += len(toAdopt)
+		a.s.Log.Msg("older than max_age: recorded, not fetched", "folder", folder, "messages", len(toAdopt))
 	}
 	if !a.s.Keep && len(toRemove) > 0 {
 		verified, others, err := a.verifyRemovals(ctx, mb, folder, toRemove, known)
@@ -392,12 +458,25 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		if err := a.durable(ctx); err != nil {
 			return res, localErr(err)
 		}
+		if sm, ok := mb.(source.SeenMarker); ok && a.s.Keep && a.s.MarkSeen && len(delivered) > 0 {
+			if err := sm.MarkSeen(ctx, delivered); err != nil {
+				return res, &fatalError{err}
+			}
+		}
 		if !a.s.Keep && len(delivered) > 0 {
 			n, err := p.remove(ctx, mb, key, delivered, states)
 			res.Removed += n
 			if err != nil {
 				return res, &fatalError{err}
 			}
+		}
+	}
+
+	if a.s.Keep && a.s.DeleteAfter > 0 {
+		n, err := p.deleteExpired(ctx, mb, key, folder, msgs, known, states)
+		res.Removed += n
+		if err != nil {
+			return res, &fatalError{err}
 		}
 	}
 
@@ -409,6 +488,72 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		return res, floorErr(err)
 	}
 	return res, nil
+}
+
+// deleteExpired removes upstream what was delivered more than
+// delete_after ago (keep yes). An IMAP UID names one message for good in
+// its UIDVALIDITY; a POP3 UIDL is trusted, as for any removal, only with
+// the recorded size and fingerprint.
+func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, folder string,
+	msgs []source.Message, known map[string]ledger.Entry, states map[string]ledger.State) (int, error) {
+	a := p.a
+	expired, err := a.s.Ledger.DeliveredBefore(ctx, key, time.Now().Add(-a.s.DeleteAfter))
+	if err != nil || len(expired) == 0 {
+		return 0, localErrIf(err)
+	}
+	uids := make([]string, 0, len(expired))
+	for _, e := range expired {
+		uids = append(uids, e.UID)
+	}
+	if mb.Complete() {
+		listed := make(map[string]source.Message, len(msgs))
+		for _, m := range msgs {
+			listed[m.UID] = m
+		}
+		var candidates []string
+		for _, e := range expired {
+			if m, ok := listed[e.UID]; ok && !m.Ambiguous && m.Size == e.Size {
+				candidates = append(candidates, e.UID)
+			}
+		}
+		if uids, _, err = a.verifyRemovals(ctx, mb, folder, candidates, known); err != nil {
+			return 0, err
+		}
+	}
+	if len(uids) == 0 {
+		return 0, nil
+	}
+	return p.remove(ctx, mb, key, uids, states)
+}
+
+// localErrIf is localErr for a non-nil err.
+func localErrIf(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &localError{err}
+}
+
+// record records msgs in state, with their fingerprints so that a
+// renumbering recognises them (adopted entries are never fetched again).
+func (a *Account) record(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message, state ledger.State) error {
+	uids := make([]string, len(msgs))
+	for i, m := range msgs {
+		uids[i] = m.UID
+	}
+	prints, err := mb.Fingerprints(ctx, uids)
+	if err != nil {
+		return &fatalError{err}
+	}
+	entries := make([]ledger.Entry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = ledger.Entry{UID: m.UID, State: state, Size: m.Size, Fingerprint: prints[m.UID]}
+	}
+	if err := a.s.Ledger.RecordMany(ctx, key, entries); err != nil {
+		return localErr(err)
+	}
+	messagesTotal.WithLabelValues(a.s.Name, string(state)).Add(float64(len(msgs)))
+	return nil
 }
 
 // verifyRemovals checks, before an interrupted removal is finished, that
@@ -599,22 +744,12 @@ func isDeliveryErr(err error) bool {
 // after a UIDVALIDITY change the adopted messages are recognised, not
 // imported after all.
 func (a *Account) adopt(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message) (PollResult, error) {
-	uids := make([]string, len(msgs))
-	for i, m := range msgs {
-		uids[i] = m.UID
+	if err := a.record(ctx, mb, key, msgs, ledger.Adopted); err != nil {
+		return PollResult{}, err
 	}
-	prints, err := mb.Fingerprints(ctx, uids)
-	if err != nil {
-		return PollResult{}, &fatalError{err}
-	}
-	entries := make([]ledger.Entry, len(msgs))
 	states := make(map[string]ledger.State, len(msgs))
-	for i, m := range msgs {
-		entries[i] = ledger.Entry{UID: m.UID, State: ledger.Adopted, Size: m.Size, Fingerprint: prints[m.UID]}
+	for _, m := range msgs {
 		states[m.UID] = ledger.Adopted
-	}
-	if err := a.s.Ledger.RecordMany(ctx, key, entries); err != nil {
-		return PollResult{}, localErr(err)
 	}
 	if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, key.Mailbox, ledger.MailboxState{
 		UIDValidity: key.UIDValidity,
@@ -622,7 +757,6 @@ func (a *Account) adopt(ctx context.Context, mb source.Mailbox, key ledger.Mailb
 	}); err != nil {
 		return PollResult{}, floorErr(err)
 	}
-	messagesTotal.WithLabelValues(a.s.Name, string(ledger.Adopted)).Add(float64(len(msgs)))
 	a.s.Log.Msg("first sync: adopted what is upstream without fetching it (first_sync new)",
 		"folder", key.Mailbox, "messages", len(msgs))
 	return PollResult{Adopted: len(msgs)}, nil

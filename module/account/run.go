@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,7 +131,14 @@ const (
 // the upstream account) to the larger of the poll interval and an hour.
 func (a *Account) Run(ctx context.Context) {
 	if w, ok := a.s.Upstream.(source.Watcher); ok && a.s.Idle {
-		for _, folder := range a.s.Folders {
+		// The named folders are watched, and INBOX when a pattern takes
+		// it in; other folders a pattern matches are polled.
+		fs := a.folderSet()
+		watched := fs.Literal()
+		if fs.Polls("INBOX") && !slices.Contains(watched, "INBOX") {
+			watched = append(watched, "INBOX")
+		}
+		for _, folder := range watched {
 			go a.watch(ctx, w, folder)
 		}
 	}

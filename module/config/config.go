@@ -43,6 +43,7 @@ import (
 	tlscfg "github.com/foxcpp/maddy/framework/config/tls"
 	"github.com/foxcpp/maddy/framework/module"
 
+	"remote_pull/module/account"
 	"remote_pull/module/source"
 )
 
@@ -74,7 +75,20 @@ type Account struct {
 	// waits for it, before the connection is given up.
 	Timeout time.Duration
 	Folders []string
-	Idle    bool
+	// ExcludeFolders are patterns taken out of Folders' matches.
+	ExcludeFolders []string
+	Idle           bool
+	// MaxAge (max_age): older messages, by INTERNALDATE, are recorded and
+	// not fetched when first seen (IMAP). 0: no bound.
+	MaxAge time.Duration
+	// MarkSeen (mark_seen, keep yes): set \Seen upstream once delivered.
+	MarkSeen bool
+	// MoveTo (move_to, keep no): move delivered messages there instead of
+	// deleting them.
+	MoveTo string
+	// DeleteAfter (delete_after, keep yes): delete upstream this long after
+	// delivery. 0: never.
+	DeleteAfter time.Duration
 	// EnvelopeHeaders name the headers that carry the envelope recipient of
 	// a catch-all mailbox; RcptTo is then the fallback.
 	EnvelopeHeaders    []string
@@ -155,6 +169,7 @@ var accountDirectives = map[string]bool{
 	"imap": true, "pop3": true, "username": true, "password": true, "password_file": true,
 	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
 	"debug": true, "idle": true, "timeout": true,
+	"exclude_folders": true, "max_age": true, "mark_seen": true, "move_to": true, "delete_after": true,
 	"envelope_header": true, "envelope_domains": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
@@ -279,6 +294,12 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.Custom("tls_client", true, false, func() (interface{}, error) { return &tls.Config{}, nil },
 		tlscfg.TLSClientBlock, &acc.TLS)
 	m.StringList("folders", false, false, []string{"INBOX"}, &acc.Folders)
+	m.StringList("exclude_folders", false, false, nil, &acc.ExcludeFolders)
+	var maxAge, deleteAfter string
+	m.String("max_age", false, false, "", &maxAge)
+	m.String("delete_after", false, false, "", &deleteAfter)
+	m.Bool("mark_seen", false, false, &acc.MarkSeen)
+	m.String("move_to", false, false, "", &acc.MoveTo)
 	m.Bool("idle", false, true, &acc.Idle)
 	m.StringList("envelope_header", false, false, nil, &acc.EnvelopeHeaders)
 	m.StringList("envelope_domains", false, false, nil, &acc.EnvelopeDomains)
@@ -318,10 +339,36 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	if acc.MaxMessageSize <= 0 {
 		return nil, errAt(n, merged, "max_message_size", "max_message_size must be positive")
 	}
+	for _, dir := range []struct {
+		name  string
+		value []string
+	}{{"folders", acc.Folders}, {"exclude_folders", acc.ExcludeFolders}} {
+		for _, f := range dir.value {
+			if err := account.CheckFolderPattern(f); err != nil {
+				return nil, errAt(n, merged, dir.name, "account %s: %s: %v", name, dir.name, err)
+			}
+		}
+	}
+	folders := account.NewFolderSet(acc.Folders, acc.ExcludeFolders)
 	for _, q := range acc.QuarantineFolders {
-		if !slices.Contains(acc.Folders, q) {
+		if !folders.Polls(q) {
 			return nil, errAt(n, merged, "quarantine_folders", "account %s: quarantine folder %q is not in folders", name, q)
 		}
+	}
+	var err error
+	if acc.MaxAge, err = parseAge(maxAge); err != nil {
+		return nil, errAt(n, merged, "max_age", "account %s: max_age: %v", name, err)
+	}
+	if acc.DeleteAfter, err = parseAge(deleteAfter); err != nil {
+		return nil, errAt(n, merged, "delete_after", "account %s: delete_after: %v", name, err)
+	}
+	switch {
+	case acc.MarkSeen && !keep:
+		return nil, errAt(n, merged, "mark_seen", "account %s: mark_seen is for keep yes (with keep no the messages are removed)", name)
+	case acc.MoveTo != "" && keep:
+		return nil, errAt(n, merged, "move_to", "account %s: move_to is for keep no (with keep yes messages stay where they are; see delete_after)", name)
+	case acc.DeleteAfter > 0 && !keep:
+		return nil, errAt(n, merged, "delete_after", "account %s: delete_after is for keep yes (keep no deletes at once)", name)
 	}
 	acc.ConfigHash = configHash(merged)
 	if acc.PollInterval < time.Second {
@@ -349,6 +396,16 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	}
 	if acc.Protocol == source.POP3 && (len(acc.Folders) != 1 || acc.Folders[0] != "INBOX") {
 		return nil, errAt(n, merged, "folders", "account %s: POP3 has a single mailbox; 'folders' is for IMAP accounts", name)
+	}
+	if acc.Protocol == source.POP3 {
+		for _, d := range []struct {
+			name string
+			set  bool
+		}{{"exclude_folders", len(acc.ExcludeFolders) > 0}, {"max_age", acc.MaxAge > 0}, {"mark_seen", acc.MarkSeen}, {"move_to", acc.MoveTo != ""}} {
+			if d.set {
+				return nil, errAt(n, merged, d.name, "account %s: %s is for IMAP accounts (POP3 has one mailbox, no dates before download, no flags, no folders)", name, d.name)
+			}
+		}
 	}
 
 	if acc.Username == "" {
@@ -568,6 +625,26 @@ func oauth2Block(_ *maddycfg.Map, node Node) (interface{}, error) {
 	}
 	o.TokenFile = tokenFile
 	return o, nil
+}
+
+// parseAge reads a duration that may be given in days ("365d", "30d") as
+// well as Go's units ("12h"); "" is 0.
+func parseAge(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		if _, err := fmt.Sscanf(days, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != days {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a duration (365d, 12h)", s)
+	}
+	return d, nil
 }
 
 // httpsOrLoopback accepts https:// URLs, and http:// only to a loopback

@@ -380,6 +380,29 @@ func (l *Ledger) Rename(ctx context.Context, key MailboxKey, renames map[string]
 	})
 }
 
+// DeliveredBefore returns the entries of the mailbox delivered (and kept
+// upstream) before cutoff: the candidates of delete_after.
+func (l *Ledger) DeliveredBefore(ctx context.Context, key MailboxKey, cutoff time.Time) ([]Entry, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT uid, size, fingerprint, at FROM messages
+		WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND state = ? AND at < ?`,
+		key.Account, key.Mailbox, key.UIDValidity, string(Delivered), cutoff.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		e := Entry{State: Delivered}
+		var at int64
+		if err := rows.Scan(&e.UID, &e.Size, &e.Fingerprint, &at); err != nil {
+			return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+		}
+		e.At = time.Unix(at, 0)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
 // MarkRemoved records that the upstream copies of these delivered
 // messages are gone for certain.
 func (l *Ledger) MarkRemoved(ctx context.Context, key MailboxKey, uids []string) error {

@@ -60,6 +60,9 @@ type Message struct {
 	UID     string // IMAP UID in decimal, or POP3 UIDL
 	Size    int64  // as the server reports it: RFC822.SIZE or LIST
 	Deleted bool   // flagged \Deleted by some client: not ours to fetch
+	// Date is the server's arrival time (IMAP INTERNALDATE); zero if the
+	// protocol has none (POP3).
+	Date time.Time
 	// Ambiguous: a ledger entry under UID cannot prove it was this message
 	// (a POP3 UIDL the server gave several messages; no UIDL at all).
 	Ambiguous bool
@@ -134,6 +137,17 @@ func Fingerprint(h textproto.Header, size int64) string {
 	}
 	io.WriteString(sum, strconv.FormatInt(size, 10))
 	return hex.EncodeToString(sum.Sum(nil)[:16])
+}
+
+// SeenMarker is a mailbox that can set \Seen on messages (mark_seen).
+type SeenMarker interface {
+	MarkSeen(ctx context.Context, uids []string) error
+}
+
+// FolderLister is a session that can list the upstream's selectable
+// folders (IMAP LIST), for folder patterns.
+type FolderLister interface {
+	Folders(ctx context.Context) ([]string, error)
 }
 
 // ReadOnlyConnector is an upstream that can open sessions that change

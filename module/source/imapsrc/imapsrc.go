@@ -41,6 +41,9 @@ type Config struct {
 	// Warn reports things an admin should know, such as a server without
 	// UIDPLUS; it is called at most once per session per kind.
 	Warn func(msg string)
+	// MoveTo (move_to): delivered messages are moved to this folder
+	// instead of being deleted.
+	MoveTo string
 }
 
 // Upstream is an IMAP account.
@@ -350,7 +353,7 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 	var msgs []source.Message
 	err := m.s.command(ctx, func() error {
 		cmd := m.s.c.Fetch(imap.UIDSet{{Start: imap.UID(floor), Stop: 0}},
-			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true})
+			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true})
 		for {
 			msg := cmd.Next()
 			if msg == nil {
@@ -369,6 +372,7 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 				UID:     strconv.FormatUint(uint64(buf.UID), 10),
 				Size:    buf.RFC822Size,
 				Deleted: slices.Contains(buf.Flags, imap.FlagDeleted),
+				Date:    buf.InternalDate,
 			})
 		}
 		return cmd.Close()

@@ -21,6 +21,11 @@ const (
 	// disposeFlag: neither: flagged \Deleted only, and left for another
 	// client to expunge; the upstream folder grows.
 	disposeFlag = "flagged \\Deleted but not removed (the server lacks UIDPLUS and MOVE, or has no Trash folder): the upstream folder grows until another client expunges it"
+	// move_to: UID MOVE there, or UID COPY, \Deleted and UID EXPUNGE of
+	// exactly those UIDs; never a bare EXPUNGE.
+	disposeMoveTo   = "moved to the move_to folder"
+	disposeCopyTo   = "copied to the move_to folder, then deleted (UID COPY, UID EXPUNGE)"
+	disposeMoveNone = "left in place: move_to needs MOVE or UIDPLUS, and the server has neither"
 )
 
 // disposal decides, once per session, how delivered messages are removed,
@@ -30,8 +35,15 @@ func (s *Session) disposal(ctx context.Context) (how, trash string, err error) {
 		return s.dispose, s.trash, nil
 	}
 	caps := s.c.Caps()
+	uidplus := caps.Has(imap.CapUIDPlus) || caps.Has(imap.CapIMAP4rev2)
 	switch {
-	case caps.Has(imap.CapUIDPlus) || caps.Has(imap.CapIMAP4rev2):
+	case s.cfg.MoveTo != "" && (caps.Has(imap.CapMove) || caps.Has(imap.CapIMAP4rev2)):
+		s.dispose, s.trash = disposeMoveTo, s.cfg.MoveTo
+	case s.cfg.MoveTo != "" && uidplus:
+		s.dispose, s.trash = disposeCopyTo, s.cfg.MoveTo
+	case s.cfg.MoveTo != "":
+		s.dispose = disposeMoveNone
+	case uidplus:
 		s.dispose = disposeExpunge
 	case caps.Has(imap.CapMove):
 		if s.trash, err = s.findTrash(ctx); err != nil {
@@ -44,7 +56,7 @@ func (s *Session) disposal(ctx context.Context) (how, trash string, err error) {
 	default:
 		s.dispose = disposeFlag
 	}
-	if s.dispose != disposeExpunge {
+	if s.dispose != disposeExpunge && s.dispose != disposeMoveTo && s.dispose != disposeCopyTo {
 		s.cfg.Warn("keep no: delivered messages are " + s.dispose)
 	}
 	return s.dispose, s.trash, nil
@@ -53,19 +65,10 @@ func (s *Session) disposal(ctx context.Context) (how, trash string, err error) {
 // findTrash returns the folder the server marks \Trash, or "".
 func (s *Session) findTrash(ctx context.Context) (string, error) {
 	var trash string
-	err := s.command(ctx, func() error {
-		opts := &imap.ListOptions{ReturnSpecialUse: s.c.Caps().Has(imap.CapSpecialUse)}
-		cmd := s.c.List("", "*", opts)
-		for {
-			mb := cmd.Next()
-			if mb == nil {
-				break
-			}
-			if trash == "" && slices.Contains(mb.Attrs, imap.MailboxAttrTrash) {
-				trash = mb.Mailbox
-			}
+	err := s.list(ctx, func(mb *imap.ListData) {
+		if trash == "" && slices.Contains(mb.Attrs, imap.MailboxAttrTrash) {
+			trash = mb.Mailbox
 		}
-		return cmd.Close()
 	})
 	if err != nil {
 		return "", fmt.Errorf("looking for the Trash folder: %w", err)
@@ -73,11 +76,53 @@ func (s *Session) findTrash(ctx context.Context) (string, error) {
 	return trash, nil
 }
 
+// Folders lists the selectable folders (source.FolderLister).
+func (s *Session) Folders(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.list(ctx, func(mb *imap.ListData) {
+		if !slices.Contains(mb.Attrs, imap.MailboxAttrNoSelect) && !slices.Contains(mb.Attrs, imap.MailboxAttrNonExistent) {
+			out = append(out, mb.Mailbox)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("LIST: %w", err)
+	}
+	return out, nil
+}
+
+// maxFolders bounds a LIST reply, which is kept whole.
+const maxFolders = 10000
+
+// list runs LIST "" "*" (with SPECIAL-USE attributes where offered) and
+// hands each folder to fn, streaming.
+func (s *Session) list(ctx context.Context, fn func(*imap.ListData)) error {
+	return s.command(ctx, func() error {
+		opts := &imap.ListOptions{ReturnSpecialUse: s.c.Caps().Has(imap.CapSpecialUse)}
+		cmd := s.c.List("", "*", opts)
+		n := 0
+		for {
+			mb := cmd.Next()
+			if mb == nil {
+				break
+			}
+			if n++; n > maxFolders {
+				cmd.Close()
+				return fmt.Errorf("%w: more than %d folders", errOversized, maxFolders)
+			}
+			fn(mb)
+		}
+		return cmd.Close()
+	})
+}
+
 // Disposal says how delivered messages leave this folder, for 'check'.
 func (m *Mailbox) Disposal(ctx context.Context) (string, error) {
 	how, trash, err := m.s.disposal(ctx)
-	if how == disposeMove && trash == m.name {
+	switch {
+	case how == disposeMove && trash == m.name:
 		how = disposeFlag
+	case (how == disposeMoveTo || how == disposeCopyTo) && trash == m.name:
+		how = disposeMoveNone // the move_to folder itself: its messages stay
 	}
 	return how, err
 }
@@ -97,7 +142,8 @@ func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if how == disposeMove {
+	switch how {
+	case disposeMove, disposeMoveTo:
 		err = m.s.command(ctx, func() error {
 			_, err := m.s.c.Move(set, m.s.trash).Wait() // MOVE is offered: no COPY/EXPUNGE fallback
 			return err
@@ -106,6 +152,16 @@ func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
 			return nil, fmt.Errorf("UID MOVE to %q: %w", m.s.trash, err)
 		}
 		return uids, nil
+	case disposeMoveNone:
+		return nil, nil
+	case disposeCopyTo:
+		err = m.s.command(ctx, func() error {
+			_, err := m.s.c.Copy(set, m.s.trash).Wait()
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("UID COPY to %q: %w", m.s.trash, err)
+		}
 	}
 	err = m.s.command(ctx, func() error {
 		return m.s.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
@@ -124,6 +180,28 @@ func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
 		return nil, fmt.Errorf("UID EXPUNGE: %w", err)
 	}
 	return uids, nil
+}
+
+// RemovesNothing: delivered messages stay in this folder untouched
+// (move_to on a server without MOVE or UIDPLUS, or the move_to folder
+// itself).
+func (m *Mailbox) RemovesNothing() bool {
+	return m.s.dispose == disposeMoveNone || ((m.s.dispose == disposeMoveTo || m.s.dispose == disposeCopyTo) && m.s.trash == m.name)
+}
+
+// MarkSeen sets \Seen on the messages (mark_seen).
+func (m *Mailbox) MarkSeen(ctx context.Context, uids []string) error {
+	set, err := uidSet(uids)
+	if err != nil {
+		return err
+	}
+	err = m.s.command(ctx, func() error {
+		return m.s.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("flagging \\Seen: %w", err)
+	}
+	return nil
 }
 
 // FlagOnly: delivered messages can only be flagged \Deleted here, so one

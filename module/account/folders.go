@@ -1,0 +1,115 @@
+package account
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Folder patterns (folders, exclude_folders): a name is taken as it is; a
+// name with * (any run of characters, hierarchy separators included) or ?
+// (any one character) matches the upstream's selectable folders, listed
+// again at every poll.
+
+// IsFolderPattern reports whether a folders entry is a pattern.
+func IsFolderPattern(s string) bool { return strings.ContainsAny(s, "*?") }
+
+// CheckFolderPattern rejects IMAP's own wildcard, %, which means something
+// else than * there; brackets and the rest are parts of names ("[Gmail]").
+func CheckFolderPattern(s string) error {
+	if s == "" {
+		return fmt.Errorf("an empty folder name")
+	}
+	if strings.Contains(s, "%") {
+		return fmt.Errorf("%q: %% is not pattern syntax here (use * for any run of characters, ? for one)", s)
+	}
+	return nil
+}
+
+func compilePattern(p string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("^")
+	for _, r := range p {
+		switch r {
+		case '*':
+			b.WriteString(".*")
+		case '?':
+			b.WriteString(".")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	b.WriteString("$")
+	return regexp.MustCompile(b.String())
+}
+
+// FolderSet is an account's folders and exclude_folders.
+type FolderSet struct {
+	include, exclude []string
+	incRe, excRe     []*regexp.Regexp
+}
+
+// NewFolderSet compiles the patterns (CheckFolderPattern has passed them).
+func NewFolderSet(include, exclude []string) *FolderSet {
+	fs := &FolderSet{include: include, exclude: exclude}
+	for _, p := range include {
+		fs.incRe = append(fs.incRe, compilePattern(p))
+	}
+	for _, p := range exclude {
+		fs.excRe = append(fs.excRe, compilePattern(p))
+	}
+	return fs
+}
+
+// Dynamic: some entry is a pattern, so the upstream's folder list is needed.
+func (fs *FolderSet) Dynamic() bool { return slices.ContainsFunc(fs.include, IsFolderPattern) }
+
+// Literal is the folders named without a pattern and not excluded.
+func (fs *FolderSet) Literal() []string {
+	var out []string
+	for _, f := range fs.include {
+		if !IsFolderPattern(f) && !fs.excluded(f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Resolve is the folders to poll given the upstream's selectable folders:
+// the named ones, in order, then the matching ones in the upstream's order,
+// each once, none excluded. INBOX matches case-insensitively (RFC 3501).
+func (fs *FolderSet) Resolve(listed []string) []string {
+	out := fs.Literal()
+	for _, f := range listed {
+		name := f
+		if strings.EqualFold(f, "INBOX") {
+			name = "INBOX"
+		}
+		if slices.Contains(out, name) || fs.excluded(name) {
+			continue
+		}
+		for _, re := range fs.incRe {
+			if re.MatchString(name) {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Polls reports whether the folder name is polled: named or matched, and
+// not excluded.
+func (fs *FolderSet) Polls(name string) bool {
+	return slices.Contains(fs.Resolve([]string{name}), name)
+}
+
+func (fs *FolderSet) excluded(name string) bool {
+	for _, re := range fs.excRe {
+		if re.MatchString(name) {
+			return true
+		}
+	}
+	return false
+}
