@@ -187,6 +187,9 @@ func statusCommand(c *cli.Context) error {
 		if st.Note != "" {
 			fmt.Printf("note: %s: %s\n", st.Account, st.Note)
 		}
+		if p := st.Progress; running && p.Total > 0 {
+			fmt.Printf("progress: %s: %s\n", st.Account, progressLine(p))
+		}
 	}
 	return nil
 }
@@ -217,6 +220,19 @@ func forgetCommand(c *cli.Context) error {
 	}
 	fmt.Printf("forgot account %s (%d message entries)\n", name, n)
 	return nil
+}
+
+// progressLine renders a poll's progress: "1200 of 50000 (2.4%), 310
+// messages/s, about 2m35s left".
+func progressLine(p ledger.Progress) string {
+	s := fmt.Sprintf("%d of %d (%.1f%%)", p.Done, p.Total, 100*float64(p.Done)/float64(p.Total))
+	elapsed := time.Since(p.Started).Seconds()
+	if p.Done == 0 || elapsed <= 0 {
+		return s + ", starting"
+	}
+	rate := float64(p.Done) / elapsed
+	left := time.Duration(float64(p.Total-p.Done) / rate * float64(time.Second)).Round(time.Second)
+	return fmt.Sprintf("%s, %.0f messages/s, about %s left", s, rate, left)
 }
 
 func ago(t time.Time) string {

@@ -187,3 +187,32 @@ func TestShutdownDuringDelivery(t *testing.T) {
 		t.Fatalf("committed %v", keys(r.p.committed))
 	}
 }
+
+// A long poll shows its progress in the status (saved every couple of
+// seconds, not at every message) and clears it at the end.
+func TestProgress(t *testing.T) {
+	up := newFake(10)
+	r := newRig(t, up, true)
+	var during ledger.Progress
+	r.p.onCommit = func(subject string) {
+		switch subject {
+		case "m5":
+			time.Sleep(progressEvery + 100*time.Millisecond)
+		case "m6":
+			sts, err := r.l.Statuses(context.Background())
+			if err != nil || len(sts) != 1 {
+				t.Errorf("statuses %v %v", sts, err)
+				return
+			}
+			during = sts[0].Progress
+		}
+	}
+	r.mustPoll(t)
+	if during.Total != 10 || during.Done != 6 || during.Started.IsZero() {
+		t.Fatalf("progress during the poll: %+v, want 6 of 10", during)
+	}
+	r.acc.report(PollResult{}, nil, classOK, time.Minute)
+	if sts, _ := r.l.Statuses(context.Background()); sts[0].Progress.Total != 0 {
+		t.Fatalf("progress after the poll: %+v", sts[0].Progress)
+	}
+}

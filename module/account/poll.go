@@ -434,6 +434,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		toFetch = toFetch[:max(budget, 0)]
 		res.More = true
 	}
+	a.planned(len(toFetch))
 
 	if !a.s.Keep && len(toRemove) > 0 {
 		n, err := p.remove(ctx, mb, key, toRemove, states)
@@ -658,6 +659,7 @@ func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source
 		}
 		delete(wanted, uid)
 		res.Fetched++
+		a.fetched()
 		state, err := a.deliverOne(ctx, sess, key, uid, sizes[uid], sp.(*delivery.Spooled))
 		if err != nil {
 			return err

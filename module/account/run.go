@@ -28,6 +28,9 @@ type Account struct {
 	warned    map[string]bool // upstream oddities already logged
 	lastClass errClass        // the kind of the last poll's outcome, to log changes only
 
+	progress      ledger.Progress // the poll under way (progress.go)
+	progressSaved time.Time       // when progress was last published
+
 	okMu sync.Mutex
 	okAt time.Time     // when the last successful poll ended
 	okCh chan struct{} // closed at the next successful poll
@@ -37,6 +40,7 @@ type Account struct {
 type Status struct {
 	State       string // one of the State constants (classify.go)
 	Note        string // what the admin should know although nothing failed
+	Progress    ledger.Progress
 	LastSuccess time.Time
 	LastError   string
 	NextPoll    time.Time
@@ -63,6 +67,7 @@ func (a *Account) Status() Status {
 // connections wait for new mail.
 func (a *Account) statusLocked() Status {
 	st := a.status
+	st.Progress = a.progress
 	if st.State == string(StateOK) && a.idleNow > 0 {
 		st.State = string(StateIdle)
 	}
@@ -86,6 +91,7 @@ func (a *Account) publish() {
 	err := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
 		Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
 		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll, Note: st.Note,
+		Progress: st.Progress,
 	})
 	if err != nil {
 		a.s.Log.Error("saving status", err)
@@ -190,6 +196,7 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 			a.s.Log.Printf("panic during poll of account %s: %v\n%s", a.s.Name, p, debug.Stack())
 			err = fmt.Errorf("%w: %v", errInternal, p)
 		}
+		a.progressDone()
 		pollDuration.WithLabelValues(a.s.Name).Observe(time.Since(start).Seconds())
 		pollsTotal.WithLabelValues(a.s.Name, classify(err).metric()).Inc()
 		if err == nil {

@@ -127,7 +127,10 @@ CREATE TABLE IF NOT EXISTS account_status (
 	delivered_total INTEGER NOT NULL DEFAULT 0,
 	refused_total   INTEGER NOT NULL DEFAULT 0,
 	updated         INTEGER NOT NULL DEFAULT 0,
-	note            TEXT    NOT NULL DEFAULT ''
+	note            TEXT    NOT NULL DEFAULT '',
+	progress_done   INTEGER NOT NULL DEFAULT 0,
+	progress_total  INTEGER NOT NULL DEFAULT 0,
+	progress_start  INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 `
 
@@ -161,6 +164,9 @@ func migrate(db *sql.DB) error {
 	for _, c := range []struct{ table, column, def string }{
 		{"mailboxes", "generation", "INTEGER NOT NULL DEFAULT 0"},
 		{"account_status", "note", "TEXT NOT NULL DEFAULT ''"},
+		{"account_status", "progress_done", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "progress_total", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "progress_start", "INTEGER NOT NULL DEFAULT 0"},
 	} {
 		var n int
 		err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.column).Scan(&n)
@@ -630,19 +636,32 @@ type AccountStatus struct {
 	// Note is what the admin should know about the upstream although
 	// nothing failed (keep no on a server that can only flag messages).
 	Note string `json:"note,omitempty"`
+	// Progress of the poll under way; zero between polls.
+	Progress Progress `json:"progress"`
+}
+
+// Progress is a poll's messages fetched (Done) of those it decided to
+// fetch so far (Total), since Started.
+type Progress struct {
+	Done    int       `json:"done"`
+	Total   int       `json:"total"`
+	Started time.Time `json:"started"`
 }
 
 // SaveStatus stores an account's status. Its delivered and refused totals
 // are kept by Record.
 func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
 	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
-		(account, protocol, host, state, last_success, last_error, next_poll, updated, note)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		(account, protocol, host, state, last_success, last_error, next_poll, updated, note,
+			progress_done, progress_total, progress_start)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET protocol = excluded.protocol, host = excluded.host,
 			state = excluded.state, last_success = excluded.last_success, last_error = excluded.last_error,
-			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note`,
+			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note,
+			progress_done = excluded.progress_done, progress_total = excluded.progress_total,
+			progress_start = excluded.progress_start`,
 		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), st.LastError, unix(st.NextPoll),
-		time.Now().Unix(), st.Note)
+		time.Now().Unix(), st.Note, st.Progress.Done, st.Progress.Total, unix(st.Progress.Started))
 	if err != nil {
 		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
 	}
@@ -653,6 +672,7 @@ func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
 func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
 	rows, err := l.db.QueryContext(ctx, `SELECT s.account, s.protocol, s.host, s.state, s.last_success, s.last_error,
 			s.next_poll, s.updated, s.delivered_total, s.refused_total, s.note,
+			s.progress_done, s.progress_total, s.progress_start,
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?)
 		FROM account_status s ORDER BY s.account`, string(Refused), string(TooLarge))
@@ -663,12 +683,14 @@ func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
 	var out []AccountStatus
 	for rows.Next() {
 		var st AccountStatus
-		var last, next, updated int64
+		var last, next, updated, pstart int64
 		if err := rows.Scan(&st.Account, &st.Protocol, &st.Host, &st.State, &last, &st.LastError, &next, &updated,
-			&st.Delivered, &st.Refused, &st.Note, &st.RefusedWaiting, &st.TooLargeWaiting); err != nil {
+			&st.Delivered, &st.Refused, &st.Note, &st.Progress.Done, &st.Progress.Total, &pstart,
+			&st.RefusedWaiting, &st.TooLargeWaiting); err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)
 		}
 		st.LastSuccess, st.NextPoll, st.Updated = fromUnix(last), fromUnix(next), fromUnix(updated)
+		st.Progress.Started = fromUnix(pstart)
 		out = append(out, st)
 	}
 	return out, rows.Err()
