@@ -1,6 +1,11 @@
 package integration
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,4 +78,90 @@ func TestMoveTo(t *testing.T) {
 	harness.Eventually(t, waitLong, func() bool {
 		return len(r.upstream(t, "INBOX")) == 0 && len(r.upstream(t, "Fetched")) == 4
 	}, "delivered messages moved to Fetched")
+}
+
+// local_folders mirror with keep_flags: each upstream folder's messages go
+// to the same-named local folder, the upstream's \Sent folder (whatever its
+// name) to the local folder marked \Sent, and flags and keywords of the
+// upstream copy come along; an explicit local_folder wins.
+func TestMirrorFoldersAndFlags(t *testing.T) {
+	up := newUpstream(t, `namespace inbox {
+  inbox = yes
+  mailbox "Sent Items" {
+    special_use = \Sent
+  }
+}`)
+	inbox := harness.Message(1, 600)
+	sent := harness.Message(2, 600)
+	work := harness.Message(3, 600)
+	clients := harness.Message(4, 600)
+	up.SeedSeen(t, upUser, "INBOX", inbox)
+	up.Seed(t, upUser, "Sent Items", sent)
+	up.Seed(t, upUser, "Work", work)
+	up.Seed(t, upUser, "Clients", clients)
+	up.AddFlags(t, upUser, "Work", 1, `\Flagged`, "$Important")
+
+	bin := harness.BuildMaddy(t)
+	m := harness.StartMaddy(t, bin, harness.MaddyOptions{
+		Users:        map[string]string{localUser: localPass},
+		StorageExtra: "imap_filter { remote_pull }",
+		Extra: accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile,
+			Extra: "        folders *\n        local_folders mirror\n        local_folder Clients Customers\n"}.String(),
+		Files: map[string]string{"upstream-password": upPass + "\n"},
+	})
+	get := func(folder string) harness.MailboxMessage {
+		t.Helper()
+		msgs := m.WaitMessages(t, localUser, localPass, folder, 1, waitLong)
+		if len(msgs) != 1 {
+			t.Fatalf("%s holds %d messages", folder, len(msgs))
+		}
+		return msgs[0]
+	}
+	for folder, want := range map[string][]byte{"INBOX": inbox, "Work": work, "Customers": clients} {
+		if _, raw, _ := harness.Delivered(get(folder).Raw); subject(raw) != subject(want) {
+			t.Errorf("%s holds %q, want %q", folder, subject(raw), subject(want))
+		}
+	}
+	// maddy's user has a Sent folder marked \Sent: "Sent Items" goes there.
+	if _, raw, _ := harness.Delivered(get("Sent").Raw); subject(raw) != subject(sent) {
+		t.Errorf("Sent holds %q", subject(raw))
+	}
+	if !get("INBOX").HasFlag(`\Seen`) {
+		t.Error("the upstream \\Seen did not come along")
+	}
+	if w := get("Work"); !w.HasFlag(`\Flagged`) || !w.HasFlag("$Important") {
+		t.Errorf("Work flags %v, want \\Flagged and $Important", w.Flags)
+	}
+	if get("Customers").HasFlag(`\Seen`) {
+		t.Error("an unread message arrived read")
+	}
+}
+
+// Without the imap_filter in the storage, mirror stops maddy at start
+// with file:line: never a silent fallback to INBOX.
+func TestMirrorNeedsTheFilter(t *testing.T) {
+	up := newUpstream(t)
+	bin := harness.BuildMaddy(t)
+	conf := accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile,
+		Extra: "        local_folders mirror\n"}.String()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "upstream-password"), []byte(upPass), 0o600)
+	cfg := filepath.Join(dir, "maddy.conf")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`state_dir %s
+runtime_dir %s
+hostname mx.example.org
+storage.imapsql local_mailboxes {
+    driver sqlite3
+    dsn imapsql.db
+}
+msgpipeline local_routing {
+    deliver_to &local_mailboxes
+}
+%s`, dir, dir, conf)), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--config", cfg, "run", "--log", "stderr").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "need remote_pull's imap_filter in the storage") || !strings.Contains(string(out), "maddy.conf:") {
+		t.Fatalf("maddy started, or failed otherwise (%v):\n%s", err, out)
+	}
 }

@@ -122,6 +122,9 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 	}
 
 	for _, acc := range block.Accounts {
+		if acc.Storage != nil && !filterConfigured.Load() {
+			return maddycfg.NodeErr(acc.Node, "account %s: local_folders, local_folder and keep_flags need remote_pull's imap_filter in the storage: add 'imap_filter { remote_pull }' to its block (storage.imapsql)", acc.Name)
+		}
 		for _, w := range acc.Warnings {
 			e.log.Msg("warning: "+w, "account", acc.Name)
 		}
@@ -177,6 +180,9 @@ func (e *Endpoint) newRunning(acc *config.Account, spoolDir string, slots chan s
 		MaxAge:             acc.MaxAge,
 		MarkSeen:           acc.MarkSeen,
 		DeleteAfter:        acc.DeleteAfter,
+		MirrorFolders:      acc.MirrorFolders,
+		LocalFolder:        acc.LocalFolder,
+		KeepFlags:          acc.KeepFlags,
 		Keep:               acc.Keep,
 		Idle:               acc.Idle,
 		PollInterval:       acc.PollInterval,
@@ -196,6 +202,7 @@ func (e *Endpoint) newRunning(acc *config.Account, spoolDir string, slots chan s
 			EnvelopeDomains: acc.EnvelopeDomains,
 			TrustedAuthRes:  acc.TrustedAuthRes,
 			MaxMessageSize:  acc.MaxMessageSize,
+			Storage:         acc.Storage,
 		},
 		Slots:       slots,
 		SyncStorage: syncStorage,

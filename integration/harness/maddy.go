@@ -35,6 +35,9 @@ type MaddyOptions struct {
 	// remote_pull blocks. It may refer to &local_routing,
 	// &local_mailboxes and &local_authdb.
 	Extra string
+	// StorageExtra lines go into the local_mailboxes storage block (an
+	// imap_filter, say).
+	StorageExtra string
 	// Debug starts maddy with --debug.
 	Debug bool
 	// SQLDriver is the database/sql driver for the credentials and
@@ -76,6 +79,7 @@ type maddyConf struct {
 	IMAPAddr, SMTPAddr   string
 	MetricsAddr          string
 	Extra                string
+	StorageExtra         string
 }
 
 var maddyConfTmpl = template.Must(template.New("maddy.conf").Parse(
@@ -99,6 +103,9 @@ auth.pass_table local_authdb {
 storage.imapsql local_mailboxes {
     driver {{.Driver}}
     dsn imapsql.db
+{{- if .StorageExtra}}
+    {{.StorageExtra}}
+{{- end}}
 }
 
 msgpipeline local_routing {
@@ -149,11 +156,12 @@ func StartMaddy(t T, bin string, opts MaddyOptions) *Maddy {
 		env:        append(os.Environ(), opts.Env...),
 	}
 	c := maddyConf{
-		StateDir:   m.StateDir,
-		RuntimeDir: filepath.Join(dir, "run"),
-		Driver:     opts.SQLDriver,
-		IMAPAddr:   m.IMAPAddr,
-		Extra:      opts.Extra,
+		StateDir:     m.StateDir,
+		RuntimeDir:   filepath.Join(dir, "run"),
+		Driver:       opts.SQLDriver,
+		IMAPAddr:     m.IMAPAddr,
+		Extra:        opts.Extra,
+		StorageExtra: opts.StorageExtra,
 	}
 	if c.Driver == "" {
 		c.Driver = "sqlite3"

@@ -76,6 +76,13 @@ type Settings struct {
 	// DeleteAfter (keep yes): delivered messages are removed upstream this
 	// long after their delivery. 0: never.
 	DeleteAfter time.Duration
+	// MirrorFolders: each folder's messages go to the same-named local
+	// folder (SPECIAL-USE ones to the local folder with the attribute);
+	// LocalFolder maps upstream folders to local ones, over it.
+	MirrorFolders bool
+	LocalFolder   map[string]string
+	// KeepFlags: the upstream copy's flags are set on the delivered one.
+	KeepFlags bool
 }
 
 // batchSize is how many messages are fetched between two ledger syncs and
@@ -444,12 +451,16 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		}
 	}
 
-	sizes := make(map[string]int64, len(toFetch))
+	listed := make(map[string]source.Message, len(msgs))
 	for _, m := range msgs {
-		sizes[m.UID] = m.Size
+		listed[m.UID] = m
+	}
+	place, err := a.placement(ctx, mb, folder)
+	if err != nil {
+		return res, &fatalError{err}
 	}
 	for batch := range slices.Chunk(toFetch, batchSize) {
-		delivered, br, err := a.fetchBatch(ctx, p.sess, mb, key, batch, sizes, states)
+		delivered, br, err := a.fetchBatch(ctx, p.sess, mb, key, batch, listed, place, states)
 		res.add(br)
 		if err != nil {
 			return res, &fatalError{err}
@@ -594,6 +605,30 @@ func (a *Account) verifyRemovals(ctx context.Context, mb source.Mailbox, folder 
 	return verified, others, nil
 }
 
+// placement is where the messages of an upstream folder go locally:
+// local_folder's mapping, or with local_folders mirror the same-named
+// folder, or for a SPECIAL-USE folder the local folder with that
+// attribute (named as upstream if the user has none); INBOX otherwise.
+func (a *Account) placement(ctx context.Context, mb source.Mailbox, folder string) (delivery.Placement, error) {
+	var p delivery.Placement
+	if local, ok := a.s.LocalFolder[folder]; ok {
+		p.Folder = local
+		return p, nil
+	}
+	if !a.s.MirrorFolders || strings.EqualFold(folder, "INBOX") {
+		return p, nil
+	}
+	p.Folder = folder
+	if su, ok := mb.(source.SpecialUser); ok {
+		use, err := su.SpecialUse(ctx)
+		if err != nil {
+			return p, err
+		}
+		p.SpecialUse = use
+	}
+	return p, nil
+}
+
 // floorErr: a floor reset by 'remote-pull retry' during the poll is not an
 // error (the next poll starts from the reset floor); anything else is.
 func floorErr(err error) error {
@@ -640,7 +675,7 @@ func (a *Account) warnAmbiguous(folder string, msgs []source.Message) {
 // fetchBatch streams one batch into maddy and records each outcome. It
 // returns the UIDs delivered and recorded.
 func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source.Mailbox, key ledger.MailboxKey,
-	uids []string, sizes map[string]int64, states map[string]ledger.State) ([]string, PollResult, error) {
+	uids []string, listed map[string]source.Message, place delivery.Placement, states map[string]ledger.State) ([]string, PollResult, error) {
 	var (
 		res       PollResult
 		delivered []string
@@ -660,7 +695,11 @@ func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source
 		delete(wanted, uid)
 		res.Fetched++
 		a.fetched()
-		state, err := a.deliverOne(ctx, sess, key, uid, sizes[uid], sp.(*delivery.Spooled))
+		m := listed[uid]
+		if a.s.KeepFlags {
+			place.Flags = m.Flags
+		}
+		state, err := a.deliverOne(ctx, sess, key, uid, m.Size, place, sp.(*delivery.Spooled))
 		if err != nil {
 			return err
 		}
@@ -681,8 +720,9 @@ func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source
 // deliverOne hands one spooled message to maddy and records the outcome.
 // A temporary failure records nothing and is returned, ending the poll.
 func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledger.MailboxKey,
-	uid string, size int64, sp *delivery.Spooled) (ledger.State, error) {
+	uid string, size int64, place delivery.Placement, sp *delivery.Spooled) (ledger.State, error) {
 	origin := delivery.Origin{
+		Placement:   place,
 		Quarantine:  slices.Contains(a.s.QuarantineFolders, key.Mailbox),
 		Protocol:    a.s.Upstream.Protocol(),
 		Host:        a.s.Upstream.Host(),

@@ -89,6 +89,19 @@ type Account struct {
 	// DeleteAfter (delete_after, keep yes): delete upstream this long after
 	// delivery. 0: never.
 	DeleteAfter time.Duration
+	// MirrorFolders (local_folders mirror): each upstream folder goes to
+	// the same-named local folder, a SPECIAL-USE one to the local folder
+	// with its attribute.
+	MirrorFolders bool
+	// LocalFolder (local_folder UPSTREAM LOCAL, repeatable) maps upstream
+	// folders to local ones, over MirrorFolders.
+	LocalFolder map[string]string
+	// KeepFlags (keep_flags): the upstream copy's flags are set on the
+	// delivered one.
+	KeepFlags bool
+	// Storage is the maddy storage the pipeline delivers into, when
+	// MirrorFolders, LocalFolder or KeepFlags need it.
+	Storage module.Storage
 	// EnvelopeHeaders name the headers that carry the envelope recipient of
 	// a catch-all mailbox; RcptTo is then the fallback.
 	EnvelopeHeaders    []string
@@ -170,6 +183,7 @@ var accountDirectives = map[string]bool{
 	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
 	"debug": true, "idle": true, "timeout": true,
 	"exclude_folders": true, "max_age": true, "mark_seen": true, "move_to": true, "delete_after": true,
+	"local_folders": true, "local_folder": true, "keep_flags": true,
 	"envelope_header": true, "envelope_domains": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
@@ -267,11 +281,14 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	}
 	merged := merge(own, defaults)
 
-	var pipeline, settings []Node
+	var pipeline, settings, localFolder []Node
 	for _, c := range merged {
-		if pipelineDirectives[c.Name] {
+		switch {
+		case pipelineDirectives[c.Name]:
 			pipeline = append(pipeline, c)
-		} else {
+		case c.Name == "local_folder": // repeatable: read below
+			localFolder = append(localFolder, c)
+		default:
 			settings = append(settings, c)
 		}
 	}
@@ -300,6 +317,10 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.String("delete_after", false, false, "", &deleteAfter)
 	m.Bool("mark_seen", false, false, &acc.MarkSeen)
 	m.String("move_to", false, false, "", &acc.MoveTo)
+	var localFolders string
+	m.Enum("local_folders", false, false, []string{"inbox", "mirror"}, "inbox", &localFolders)
+	var keepFlags string
+	m.Enum("keep_flags", false, false, []string{"yes", "no", "default"}, "default", &keepFlags)
 	m.Bool("idle", false, true, &acc.Idle)
 	m.StringList("envelope_header", false, false, nil, &acc.EnvelopeHeaders)
 	m.StringList("envelope_domains", false, false, nil, &acc.EnvelopeDomains)
@@ -355,6 +376,17 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 			return nil, errAt(n, merged, "quarantine_folders", "account %s: quarantine folder %q is not in folders", name, q)
 		}
 	}
+	acc.MirrorFolders = localFolders == "mirror"
+	acc.KeepFlags = keepFlags == "yes" || (keepFlags == "default" && acc.MirrorFolders)
+	for _, c := range localFolder {
+		if len(c.Args) != 2 || c.Args[0] == "" || c.Args[1] == "" {
+			return nil, maddycfg.NodeErr(c, "account %s: local_folder takes an upstream folder and a local one: local_folder UPSTREAM LOCAL", name)
+		}
+		if acc.LocalFolder == nil {
+			acc.LocalFolder = map[string]string{}
+		}
+		acc.LocalFolder[c.Args[0]] = c.Args[1]
+	}
 	var err error
 	if acc.MaxAge, err = parseAge(maxAge); err != nil {
 		return nil, errAt(n, merged, "max_age", "account %s: max_age: %v", name, err)
@@ -401,7 +433,8 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 		for _, d := range []struct {
 			name string
 			set  bool
-		}{{"exclude_folders", len(acc.ExcludeFolders) > 0}, {"max_age", acc.MaxAge > 0}, {"mark_seen", acc.MarkSeen}, {"move_to", acc.MoveTo != ""}} {
+		}{{"exclude_folders", len(acc.ExcludeFolders) > 0}, {"max_age", acc.MaxAge > 0}, {"mark_seen", acc.MarkSeen}, {"move_to", acc.MoveTo != ""},
+			{"local_folders", acc.MirrorFolders}, {"local_folder", len(acc.LocalFolder) > 0}, {"keep_flags", keepFlags == "yes"}} {
 			if d.set {
 				return nil, errAt(n, merged, d.name, "account %s: %s is for IMAP accounts (POP3 has one mailbox, no dates before download, no flags, no folders)", name, d.name)
 			}
@@ -467,6 +500,16 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	case all > 1 && len(acc.RcptTo) > 1:
 		return nil, errAt(n, merged, "rcpt_to", "account %s: the %d rcpt_to addresses may be routed to different delivery targets (%d in the pipeline); "+
 			"remote_pull needs one target per message, since a failure in the second after the first stored it would store it again on retry", name, len(acc.RcptTo), all)
+	}
+	if acc.MirrorFolders || len(acc.LocalFolder) > 0 || acc.KeepFlags {
+		// Folders and flags are set by the storage: the pipeline must end
+		// in one (and it must have remote_pull's imap_filter, which the
+		// endpoint checks once every module is configured).
+		store, ok := pipelineStorage(target)
+		if !ok {
+			return nil, errAt(n, merged, "local_folders", "account %s: local_folders, local_folder and keep_flags need a pipeline that delivers into one maddy storage (storage.imapsql)", name)
+		}
+		acc.Storage = store
 	}
 	acc.Pipeline = target
 	return acc, nil

@@ -19,6 +19,21 @@ import (
 // rcptBlock in 0.8.2). If they are not where expected (another maddy
 // version), the count is unknown and the caller warns instead.
 
+// pipelineStorage returns the maddy storage target's pipeline delivers
+// into, when every route leads to the same one (local_folders mirror needs
+// it to find and create folders).
+func pipelineStorage(target module.DeliveryTarget) (module.Storage, bool) {
+	leaves := map[any]bool{}
+	if _, ok := countTargets(reflect.ValueOf(target), leaves, 0); !ok || len(leaves) != 1 {
+		return nil, false
+	}
+	for leaf := range leaves {
+		s, ok := leaf.(module.Storage)
+		return s, ok
+	}
+	return nil, false
+}
+
 // pipelineTargets reports, for target, the most delivery targets one
 // message to a single recipient can be committed to (perRcpt), and how many
 // distinct targets any recipient can reach (all). ok is false when the

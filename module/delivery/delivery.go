@@ -68,6 +68,10 @@ type Target struct {
 	// MaxMessageSize caps what Spool accepts, whatever size the upstream
 	// announced (0: no cap).
 	MaxMessageSize int64
+	// Storage is the maddy storage the pipeline delivers into, where a
+	// Placement's folders are found or created; nil when messages only go
+	// to INBOX.
+	Storage module.Storage
 }
 
 // Origin says where a message came from, for the trace field and logs.
@@ -80,6 +84,8 @@ type Origin struct {
 	UIDValidity uint32
 	UID         string
 	Quarantine  bool
+	// Placement: the local folder and flags (zero: INBOX, no flags).
+	Placement Placement
 }
 
 // ID is the value of the Received field's id clause, which finds the
@@ -296,6 +302,11 @@ func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID strin
 	t.Log.Msg("incoming message", "msg_id", msgID, "account", o.Account, "folder", o.Folder,
 		"uid", o.UID, "sender", mailFrom, "size", s.Size)
 
+	if !o.Placement.IsZero() {
+		o.Placement.Storage = t.Storage
+		placements.Store(msgID, o.Placement)
+		defer placements.Delete(msgID)
+	}
 	d, err := t.Pipeline.Start(ctx, meta, mailFrom)
 	if err != nil {
 		return msgID, err

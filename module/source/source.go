@@ -63,6 +63,9 @@ type Message struct {
 	// Date is the server's arrival time (IMAP INTERNALDATE); zero if the
 	// protocol has none (POP3).
 	Date time.Time
+	// Flags are the message's flags and keywords upstream as listed (IMAP;
+	// \Recent and \Deleted left out), for keep_flags.
+	Flags []string
 	// Ambiguous: a ledger entry under UID cannot prove it was this message
 	// (a POP3 UIDL the server gave several messages; no UIDL at all).
 	Ambiguous bool
@@ -137,6 +140,12 @@ func Fingerprint(h textproto.Header, size int64) string {
 	}
 	io.WriteString(sum, strconv.FormatInt(size, 10))
 	return hex.EncodeToString(sum.Sum(nil)[:16])
+}
+
+// SpecialUser is a mailbox that can tell its SPECIAL-USE attribute
+// (RFC 6154: \Sent, \Drafts, \Junk, \Trash, \Archive), or "".
+type SpecialUser interface {
+	SpecialUse(ctx context.Context) (string, error)
 }
 
 // SeenMarker is a mailbox that can set \Seen on messages (mark_seen).

@@ -211,10 +211,11 @@ type Session struct {
 	raw net.Conn
 	c   *imapclient.Client
 
-	dispose  string // how delivered messages leave (remove.go)
-	trash    string // the \Trash folder, for disposeMove
-	tlsState tls.ConnectionState
-	readOnly bool
+	dispose    string            // how delivered messages leave (remove.go)
+	specialUse map[string]string // folder → SPECIAL-USE attribute, once listed
+	trash      string            // the \Trash folder, for disposeMove
+	tlsState   tls.ConnectionState
+	readOnly   bool
 
 	bodies   atomic.Bool  // a body FETCH is under way: literals of any size
 	lastRead atomic.Int64 // UnixNano of the last byte read from the server
@@ -373,6 +374,7 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 				Size:    buf.RFC822Size,
 				Deleted: slices.Contains(buf.Flags, imap.FlagDeleted),
 				Date:    buf.InternalDate,
+				Flags:   keptFlags(buf.Flags),
 			})
 		}
 		return cmd.Close()

@@ -76,6 +76,42 @@ func (s *Session) findTrash(ctx context.Context) (string, error) {
 	return trash, nil
 }
 
+// keptFlags are the flags worth carrying to the delivered copy: all but
+// \Recent (session state) and \Deleted (another client's intent here).
+func keptFlags(flags []imap.Flag) []string {
+	var out []string
+	for _, f := range flags {
+		if f != imap.FlagDeleted && f != "\\Recent" {
+			out = append(out, string(f))
+		}
+	}
+	return out
+}
+
+// specialUses are the SPECIAL-USE attributes a folder can be mirrored by.
+var specialUses = []imap.MailboxAttr{imap.MailboxAttrSent, imap.MailboxAttrDrafts, imap.MailboxAttrJunk,
+	imap.MailboxAttrTrash, imap.MailboxAttrArchive}
+
+// SpecialUse is the folder's SPECIAL-USE attribute, or "" (one LIST per
+// session, remembered).
+func (m *Mailbox) SpecialUse(ctx context.Context) (string, error) {
+	if m.s.specialUse == nil {
+		uses := map[string]string{}
+		err := m.s.list(ctx, func(mb *imap.ListData) {
+			for _, a := range mb.Attrs {
+				if slices.Contains(specialUses, a) {
+					uses[mb.Mailbox] = string(a)
+				}
+			}
+		})
+		if err != nil {
+			return "", fmt.Errorf("LIST: %w", err)
+		}
+		m.s.specialUse = uses
+	}
+	return m.s.specialUse[m.name], nil
+}
+
 // Folders lists the selectable folders (source.FolderLister).
 func (s *Session) Folders(ctx context.Context) ([]string, error) {
 	var out []string
