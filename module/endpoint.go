@@ -183,6 +183,7 @@ func (e *Endpoint) newRunning(acc *config.Account, spoolDir string, slots chan s
 		MirrorFolders:      acc.MirrorFolders,
 		LocalFolder:        acc.LocalFolder,
 		KeepFlags:          acc.KeepFlags,
+		Dedupe:             acc.Dedupe,
 		Keep:               acc.Keep,
 		Idle:               acc.Idle,
 		PollInterval:       acc.PollInterval,

@@ -216,3 +216,35 @@ func TestProgress(t *testing.T) {
 		t.Fatalf("progress after the poll: %+v", sts[0].Progress)
 	}
 }
+
+// dedupe message_id: a message delivered from one folder and listed in
+// another (a Gmail message with two labels) is recorded as a duplicate,
+// not delivered twice, and left upstream.
+func TestDedupeAcrossFolders(t *testing.T) {
+	// The fake serves the same messages in every folder, as Gmail serves a
+	// message with two labels in two folders.
+	up := newFake(3)
+	r := newRig(t, up, true)
+	r.acc.s.Folders = []string{"INBOX", "Label"}
+	r.acc.s.Dedupe = true
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	if len(r.p.committed) != 3 {
+		t.Fatalf("committed %v", keys(r.p.committed))
+	}
+	st, _ := r.l.States(context.Background(), ledger.MailboxKey{Account: "acct", Mailbox: "Label", UIDValidity: 1}, 0)
+	if len(st) != 3 || st["1"].State != ledger.Duplicate {
+		t.Fatalf("Label entries %+v, want 3 duplicates", st)
+	}
+	if r.mustPoll(t); len(r.p.committed) != 3 {
+		t.Fatalf("a later poll delivered duplicates: %v", keys(r.p.committed))
+	}
+	// Without dedupe, the second folder delivers them again.
+	up3 := newFake(3)
+	r3 := newRig(t, up3, true)
+	r3.acc.s.Folders = []string{"INBOX", "Label"}
+	r3.mustPoll(t)
+	if len(r3.p.committed) != 6 {
+		t.Fatalf("without dedupe: %d committed, want 6 (3 twice)", len(r3.p.committed))
+	}
+}

@@ -83,6 +83,10 @@ type Settings struct {
 	LocalFolder   map[string]string
 	// KeepFlags: the upstream copy's flags are set on the delivered one.
 	KeepFlags bool
+	// Dedupe (dedupe message_id): a message already delivered from another
+	// folder of the account (same Message-ID and fingerprint) is recorded
+	// as a duplicate, not delivered again.
+	Dedupe bool
 }
 
 // batchSize is how many messages are fetched between two ledger syncs and
@@ -738,6 +742,21 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 	defer cancel()
 
 	entry := ledger.Entry{UID: uid, Size: size, Fingerprint: source.Fingerprint(sp.Header, size)}
+	if a.s.Dedupe && strings.TrimSpace(sp.Header.Get("Message-Id")) != "" {
+		dup, err := a.s.Ledger.DeliveredElsewhere(dctx, a.s.Name, key.Mailbox, entry.Fingerprint)
+		if err != nil {
+			return "", &localError{err}
+		}
+		if dup {
+			entry.State = ledger.Duplicate
+			if err := a.s.Ledger.Record(dctx, key, entry); err != nil {
+				return "", &localError{err}
+			}
+			messagesTotal.WithLabelValues(a.s.Name, string(ledger.Duplicate)).Inc()
+			a.s.Log.DebugMsg("already delivered from another folder: recorded as a duplicate", "folder", key.Mailbox, "uid", uid)
+			return ledger.Duplicate, nil
+		}
+	}
 	msgID, err := a.s.Target.Deliver(dctx, sp, origin)
 	entry.MsgID = msgID
 	switch {

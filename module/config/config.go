@@ -99,6 +99,9 @@ type Account struct {
 	// KeepFlags (keep_flags): the upstream copy's flags are set on the
 	// delivered one.
 	KeepFlags bool
+	// Dedupe (dedupe message_id): a message already delivered from another
+	// folder is not delivered again.
+	Dedupe bool
 	// Storage is the maddy storage the pipeline delivers into, when
 	// MirrorFolders, LocalFolder or KeepFlags need it.
 	Storage module.Storage
@@ -183,7 +186,7 @@ var accountDirectives = map[string]bool{
 	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
 	"debug": true, "idle": true, "timeout": true,
 	"exclude_folders": true, "max_age": true, "mark_seen": true, "move_to": true, "delete_after": true,
-	"local_folders": true, "local_folder": true, "keep_flags": true,
+	"local_folders": true, "local_folder": true, "keep_flags": true, "dedupe": true,
 	"envelope_header": true, "envelope_domains": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
@@ -319,6 +322,8 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.String("move_to", false, false, "", &acc.MoveTo)
 	var localFolders string
 	m.Enum("local_folders", false, false, []string{"inbox", "mirror"}, "inbox", &localFolders)
+	var dedupe string
+	m.Enum("dedupe", false, false, []string{"none", "message_id"}, "none", &dedupe)
 	var keepFlags string
 	m.Enum("keep_flags", false, false, []string{"yes", "no", "default"}, "default", &keepFlags)
 	m.Bool("idle", false, true, &acc.Idle)
@@ -376,6 +381,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 			return nil, errAt(n, merged, "quarantine_folders", "account %s: quarantine folder %q is not in folders", name, q)
 		}
 	}
+	acc.Dedupe = dedupe == "message_id"
 	acc.MirrorFolders = localFolders == "mirror"
 	acc.KeepFlags = keepFlags == "yes" || (keepFlags == "default" && acc.MirrorFolders)
 	for _, c := range localFolder {

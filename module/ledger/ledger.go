@@ -46,6 +46,10 @@ const (
 	// may reuse the UIDL for a later message: one listed under a removed
 	// entry's UIDL is that new message.
 	Removed State = "removed"
+	// Duplicate: the same message (by fingerprint, with a Message-ID) was
+	// already delivered from another folder of the account (dedupe
+	// message_id); not delivered again, left upstream.
+	Duplicate State = "duplicate"
 )
 
 // Final reports whether a message in this state needs no more work, given
@@ -104,6 +108,7 @@ CREATE TABLE IF NOT EXISTS messages (
 	at          INTEGER NOT NULL,
 	PRIMARY KEY (account, mailbox, uidvalidity, uid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_fingerprint ON messages (account, fingerprint);
 CREATE TABLE IF NOT EXISTS mailboxes (
 	account     TEXT    NOT NULL,
 	mailbox     TEXT    NOT NULL,
@@ -407,6 +412,19 @@ func (l *Ledger) DeliveredBefore(ctx context.Context, key MailboxKey, cutoff tim
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// DeliveredElsewhere reports whether the account has a message with this
+// fingerprint delivered from another folder than mailbox (dedupe).
+func (l *Ledger) DeliveredElsewhere(ctx context.Context, account, mailbox, fingerprint string) (bool, error) {
+	var n int
+	err := l.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages
+		WHERE account = ? AND fingerprint = ? AND mailbox != ? AND state IN (?, ?)`,
+		account, fingerprint, mailbox, string(Delivered), string(Removed)).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("ledger: %w", err)
+	}
+	return n > 0, nil
 }
 
 // MarkRemoved records that the upstream copies of these delivered
