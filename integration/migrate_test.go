@@ -165,3 +165,18 @@ msgpipeline local_routing {
 		t.Fatalf("maddy started, or failed otherwise (%v):\n%s", err, out)
 	}
 }
+
+// dedupe message_id against Dovecot: one message in two folders (a Gmail
+// message with two labels) arrives once.
+func TestDedupeTwoFolders(t *testing.T) {
+	up := newUpstream(t)
+	twice := harness.Message(1, 800)
+	once := harness.Message(2, 800)
+	up.Seed(t, upUser, "INBOX", twice, once)
+	up.Seed(t, upUser, "Archive", twice)
+	r := startMaddy(t, up, accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile,
+		Extra: "        folders INBOX Archive\n        dedupe message_id\n        idle no\n"}.String())
+	r.local(t, 2)
+	r.waitPolls(t, 2)
+	checkOnce(t, r.local(t, 2), map[string][]byte{subject(twice): twice, subject(once): once}, 0)
+}
