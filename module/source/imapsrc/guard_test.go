@@ -8,9 +8,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"remote_pull/module/source"
 )
 
 func TestLiteralSize(t *testing.T) {
@@ -55,26 +52,14 @@ func TestOversizedLiteralRefused(t *testing.T) {
 		fmt.Fprintf(c, ")\r\n%s OK done\r\n", tag)
 		return true
 	})
-	_, port, _ := net.SplitHostPort(addr)
-	up := New(Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, Plaintext: true,
-		Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second}})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	s, err := up.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Abort()
-	mb, err := s.Open(ctx, "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, mb := openInbox(t, testUpstream(addr, nil))
+	ctx := context.Background()
 	if _, err := mb.Fingerprints(ctx, []string{"5"}); err == nil || !strings.Contains(err.Error(), "oversized") {
 		t.Fatalf("Fingerprints: %v, want the oversized-response error", err)
 	}
 
 	addr, _ = fetchServer(t, false, dripFetch(big, 1<<20, 0, 0))
-	if n, err := fetchOnce(t, addr, func(*Config) {}, func() error { return nil }); err != nil || n != big {
+	if n, err := fetchOnce(t, addr, func() error { return nil }); err != nil || n != big {
 		t.Fatalf("a body of %d bytes: %d, %v", big, n, err)
 	}
 }

@@ -81,30 +81,10 @@ func (m *memServer) append(t *testing.T, msgs []string, flags ...imap.Flag) {
 	}
 }
 
-func (m *memServer) upstream() *Upstream {
-	_, port, _ := net.SplitHostPort(m.addr)
-	return New(Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, Plaintext: true,
-		Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second}})
-}
+func (m *memServer) upstream() *Upstream { return testUpstream(m.addr, nil) }
 
 func memMsg(i int) string {
 	return fmt.Sprintf("Message-Id: <m%d@x>\r\nSubject: m%d\r\nFrom: a@b.example\r\n\r\nbody %d %s\r\n", i, i, i, strings.Repeat("z", i*10))
-}
-
-func openInbox(t *testing.T, up *Upstream) (source.Session, source.Mailbox) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	s, err := up.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Abort)
-	mb, err := s.Open(ctx, "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, mb
 }
 
 func TestMemListFetchFingerprintsRemove(t *testing.T) {

@@ -8,9 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"remote_pull/module/source"
 )
 
 // scripted is an IMAP server that logs anyone in and answers by command
@@ -70,20 +67,8 @@ func removeVia(t *testing.T, caps string, list string) (*scripted, []string) {
 		"LIST":       list,
 		"CAPABILITY": "* CAPABILITY " + caps + "\r\n",
 	})
-	_, port, _ := net.SplitHostPort(addr)
-	up := New(Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, Plaintext: true,
-		Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := up.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Abort()
-	mb, err := s.Open(ctx, "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, mb := openInbox(t, testUpstream(addr, nil))
+	ctx := context.Background()
 	removed, err := mb.Remove(ctx, []string{"1", "2"})
 	if err != nil {
 		t.Fatal(err)

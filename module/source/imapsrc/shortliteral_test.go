@@ -2,15 +2,12 @@ package imapsrc
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"remote_pull/module/source"
 )
@@ -118,28 +115,12 @@ func TestShortLiteralIsNeverDelivered(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, tlsCfg := literalServer(t, tc.tls, 5000, 1200, tc.ending)
-			_, port, _ := net.SplitHostPort(addr)
-			up := New(Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, ImplicitTLS: tc.tls, Plaintext: !tc.tls,
-				TLS: tlsCfg, Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second}})
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			s, err := up.Connect(ctx)
-			if err != nil {
-				t.Fatal(err)
+			if !tc.tls {
+				tlsCfg = nil
 			}
-			defer s.Abort()
-			mb, err := s.Open(ctx, "INBOX")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var spoolErr error
-			delivered := 0
-			err = mb.Fetch(ctx, []string{"5"},
-				func(body io.Reader) (source.Spooled, error) {
-					_, spoolErr = io.Copy(io.Discard, body)
-					return discard{}, spoolErr
-				},
-				func(string, source.Spooled) error { delivered++; return nil })
+			_, mb := openInbox(t, testUpstream(addr, tlsCfg))
+			_, spoolErr, got, err := fetchCount(mb, []string{"5"}, nil)
+			delivered := len(got)
 			if delivered != 0 {
 				t.Fatalf("a literal cut after 1200 of 5000 bytes was delivered")
 			}
@@ -156,41 +137,12 @@ func TestShortLiteralIsNeverDelivered(t *testing.T) {
 // The control case: the same server sending the whole literal delivers it.
 func TestWholeLiteralIsDelivered(t *testing.T) {
 	addr, tlsCfg := literalServer(t, true, 5000, 5000, nil)
-	_, port, _ := net.SplitHostPort(addr)
-	up := New(Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, ImplicitTLS: true,
-		TLS: tlsCfg, Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second}})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	s, err := up.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Abort()
-	mb, err := s.Open(ctx, "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	err = mb.Fetch(ctx, []string{"5"},
-		func(body io.Reader) (source.Spooled, error) {
-			var err error
-			n, err = io.Copy(io.Discard, body)
-			return discard{}, err
-		},
-		func(uid string, _ source.Spooled) error {
-			if uid != "5" {
-				t.Errorf("uid %q", uid)
-			}
-			return nil
-		})
-	if err != nil || n != 5000 {
-		t.Fatalf("err %v, %d bytes: want the whole 5000-byte literal", err, n)
+	_, mb := openInbox(t, testUpstream(addr, tlsCfg))
+	n, _, got, err := fetchCount(mb, []string{"5"}, nil)
+	if err != nil || n != 5000 || len(got) != 1 || got[0] != "5" {
+		t.Fatalf("err %v, %d bytes, delivered %v: want the whole 5000-byte literal of UID 5", err, n, got)
 	}
 }
-
-type discard struct{}
-
-func (discard) Discard() {}
 
 func isNetErr(err error) bool {
 	var ne net.Error

@@ -1,15 +1,11 @@
 package imapsrc
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
-
-	"remote_pull/module/source"
 )
 
 // dripFetch sends a literal of size bytes in chunks every interval, then
@@ -30,32 +26,10 @@ func dripFetch(size, chunk int, every, stallAfterHalf time.Duration) func(net.Co
 	}
 }
 
-func fetchOnce(t *testing.T, addr string, cfg func(*Config), deliver func() error) (int64, error) {
+func fetchOnce(t *testing.T, addr string, deliver func() error) (int64, error) {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(addr)
-	c := Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, Plaintext: true,
-		Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 300 * time.Millisecond}}
-	cfg(&c)
-	up := New(c)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := up.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Abort()
-	mb, err := s.Open(ctx, "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	err = mb.Fetch(ctx, []string{"5"},
-		func(body io.Reader) (source.Spooled, error) {
-			var err error
-			n, err = io.Copy(io.Discard, body)
-			return discard{}, err
-		},
-		func(string, source.Spooled) error { return deliver() })
+	_, mb := openInbox(t, testUpstream(addr, nil, func(c *Config) { c.Timeout = 300 * time.Millisecond }))
+	n, _, _, err := fetchCount(mb, []string{"5"}, deliver)
 	return n, err
 }
 
@@ -66,7 +40,7 @@ func TestTimeoutMeasuresStalls(t *testing.T) {
 	// 60 kB in 1 kB chunks every 20 ms: about 1.2 s, four times the timeout.
 	addr, _ := fetchServer(t, false, dripFetch(60_000, 1000, 20*time.Millisecond, 0))
 	start := time.Now()
-	n, err := fetchOnce(t, addr, func(*Config) {}, func() error { time.Sleep(time.Second); return nil })
+	n, err := fetchOnce(t, addr, func() error { time.Sleep(time.Second); return nil })
 	if err != nil || n != 60_000 {
 		t.Fatalf("slow download: %d bytes, %v", n, err)
 	}
@@ -80,7 +54,7 @@ func TestTimeoutMeasuresStalls(t *testing.T) {
 func TestStallEndsTheFetch(t *testing.T) {
 	addr, _ := fetchServer(t, false, dripFetch(20_000, 1000, time.Millisecond, 2*time.Second))
 	delivered := false
-	_, err := fetchOnce(t, addr, func(*Config) {}, func() error { delivered = true; return nil })
+	_, err := fetchOnce(t, addr, func() error { delivered = true; return nil })
 	if err == nil || delivered || !strings.Contains(err.Error(), "stalled") {
 		t.Fatalf("err %v, delivered %v: want a stall error and no delivery", err, delivered)
 	}
