@@ -184,6 +184,7 @@ func (e *Endpoint) newRunning(acc *config.Account, spoolDir string, slots chan s
 		LocalFolder:        acc.LocalFolder,
 		KeepFlags:          acc.KeepFlags,
 		Dedupe:             acc.Dedupe,
+		Notify:             acc.Notify,
 		Keep:               acc.Keep,
 		Idle:               acc.Idle,
 		PollInterval:       acc.PollInterval,

@@ -87,6 +87,8 @@ type Settings struct {
 	// folder of the account (same Message-ID and fingerprint) is recorded
 	// as a duplicate, not delivered again.
 	Dedupe bool
+	// Notify: where notices about the account go (notice.go); empty: none.
+	Notify []string
 }
 
 // batchSize is how many messages are fetched between two ledger syncs and

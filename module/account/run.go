@@ -17,9 +17,10 @@ import (
 
 // Account is one fetched account and its poll loop.
 type Account struct {
-	s    Settings
-	wake chan struct{}
-	gate *gate // the back-off shared by polls and IDLE reconnections
+	s       Settings
+	wake    chan struct{}
+	gate    *gate     // the back-off shared by polls and IDLE reconnections
+	started time.Time // when New made it, for 'no successful poll since'
 
 	pubMu     sync.Mutex // one publish at a time (publish)
 	mu        sync.Mutex
@@ -50,7 +51,8 @@ type Status struct {
 
 // New returns an account; Run starts it.
 func New(s Settings) *Account {
-	return &Account{s: s, wake: make(chan struct{}, 1), gate: newGate(), status: Status{State: string(StateStarting)}}
+	return &Account{s: s, wake: make(chan struct{}, 1), gate: newGate(), status: Status{State: string(StateStarting)},
+		started: time.Now()}
 }
 
 // Name is the account's configured name.
@@ -173,6 +175,7 @@ func (a *Account) Run(ctx context.Context) {
 			a.goodPoll()
 		}
 		a.report(res, err, class, wait)
+		a.checkNotice(ctx)
 
 		timer := time.NewTimer(wait)
 		select {

@@ -102,6 +102,9 @@ type Account struct {
 	// Dedupe (dedupe message_id): a message already delivered from another
 	// folder is not delivered again.
 	Dedupe bool
+	// Notify (notify ADDR... | off): where notices about the account go;
+	// default rcpt_to, empty with notify off.
+	Notify []string
 	// Storage is the maddy storage the pipeline delivers into, when
 	// MirrorFolders, LocalFolder or KeepFlags need it.
 	Storage module.Storage
@@ -186,7 +189,7 @@ var accountDirectives = map[string]bool{
 	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
 	"debug": true, "idle": true, "timeout": true,
 	"exclude_folders": true, "max_age": true, "mark_seen": true, "move_to": true, "delete_after": true,
-	"local_folders": true, "local_folder": true, "keep_flags": true, "dedupe": true,
+	"local_folders": true, "local_folder": true, "keep_flags": true, "dedupe": true, "notify": true,
 	"envelope_header": true, "envelope_domains": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
@@ -322,6 +325,8 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.String("move_to", false, false, "", &acc.MoveTo)
 	var localFolders string
 	m.Enum("local_folders", false, false, []string{"inbox", "mirror"}, "inbox", &localFolders)
+	var notify []string
+	m.StringList("notify", false, false, nil, &notify)
 	var dedupe string
 	m.Enum("dedupe", false, false, []string{"none", "message_id"}, "none", &dedupe)
 	var keepFlags string
@@ -483,6 +488,20 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 			return nil, errAt(n, merged, "rcpt_to", "account %s: rcpt_to: invalid address %q", name, rcpt)
 		}
 		acc.RcptTo[i] = clean
+	}
+
+	switch {
+	case len(notify) == 1 && notify[0] == "off":
+	case len(notify) == 0:
+		acc.Notify = acc.RcptTo
+	default:
+		for _, a := range notify {
+			clean, err := address.CleanDomain(a)
+			if err != nil || !address.Valid(clean) {
+				return nil, errAt(n, merged, "notify", "account %s: notify: invalid address %q (or 'notify off')", name, a)
+			}
+			acc.Notify = append(acc.Notify, clean)
+		}
 	}
 
 	if len(pipeline) == 0 {

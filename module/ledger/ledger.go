@@ -135,7 +135,10 @@ CREATE TABLE IF NOT EXISTS account_status (
 	note            TEXT    NOT NULL DEFAULT '',
 	progress_done   INTEGER NOT NULL DEFAULT 0,
 	progress_total  INTEGER NOT NULL DEFAULT 0,
-	progress_start  INTEGER NOT NULL DEFAULT 0
+	progress_start  INTEGER NOT NULL DEFAULT 0,
+	notice_kind     TEXT    NOT NULL DEFAULT '',
+	notice_since    INTEGER NOT NULL DEFAULT 0,
+	notice_sent     INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 `
 
@@ -172,6 +175,9 @@ func migrate(db *sql.DB) error {
 		{"account_status", "progress_done", "INTEGER NOT NULL DEFAULT 0"},
 		{"account_status", "progress_total", "INTEGER NOT NULL DEFAULT 0"},
 		{"account_status", "progress_start", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "notice_kind", "TEXT NOT NULL DEFAULT ''"},
+		{"account_status", "notice_since", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "notice_sent", "INTEGER NOT NULL DEFAULT 0"},
 	} {
 		var n int
 		err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.column).Scan(&n)
@@ -632,6 +638,54 @@ func (l *Ledger) ForgetAccount(ctx context.Context, account string) (int64, erro
 		return nil
 	})
 	return n, err
+}
+
+// NoticeState is the trouble an account's owner was last told about by
+// mail (empty: none, or told of the recovery), since when, and when the
+// last notice went.
+type NoticeState struct {
+	Kind        string
+	Since, Sent time.Time
+}
+
+// Notice returns an account's NoticeState.
+func (l *Ledger) Notice(ctx context.Context, account string) (NoticeState, error) {
+	var st NoticeState
+	var since, sent int64
+	err := l.db.QueryRowContext(ctx, `SELECT notice_kind, notice_since, notice_sent FROM account_status WHERE account = ?`,
+		account).Scan(&st.Kind, &since, &sent)
+	if errors.Is(err, sql.ErrNoRows) {
+		return NoticeState{}, nil
+	}
+	if err != nil {
+		return NoticeState{}, fmt.Errorf("ledger: %w", err)
+	}
+	st.Since, st.Sent = fromUnix(since), fromUnix(sent)
+	return st, nil
+}
+
+// SetNotice stores an account's NoticeState.
+func (l *Ledger) SetNotice(ctx context.Context, account string, st NoticeState) error {
+	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status (account, notice_kind, notice_since, notice_sent) VALUES (?, ?, ?, ?)
+		ON CONFLICT (account) DO UPDATE SET notice_kind = excluded.notice_kind, notice_since = excluded.notice_since,
+			notice_sent = excluded.notice_sent`, account, st.Kind, unix(st.Since), unix(st.Sent))
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
+// Waiting counts an account's messages left upstream as refused and as
+// too large.
+func (l *Ledger) Waiting(ctx context.Context, account string) (refused, tooLarge int64, err error) {
+	err = l.db.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM messages WHERE account = ? AND state = ?),
+		(SELECT COUNT(*) FROM messages WHERE account = ? AND state = ?)`,
+		account, string(Refused), account, string(TooLarge)).Scan(&refused, &tooLarge)
+	if err != nil {
+		return 0, 0, fmt.Errorf("ledger: %w", err)
+	}
+	return refused, tooLarge, nil
 }
 
 // AccountStatus is what the running maddy last reported of an account, for

@@ -1,0 +1,112 @@
+package account
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"remote_pull/module/ledger"
+)
+
+// Notices by mail: when an account needs its owner (a refused login, a
+// revoked OAuth2 grant, messages refused or too large waiting upstream, no
+// successful poll for a day), one short message goes to Settings.Notify
+// through the account's own pipeline; a reminder at most daily while it
+// lasts, and one when it is over. What was said is kept in the ledger, so
+// a restart does not say it again.
+
+// Notice kinds, in the order they are looked for.
+const (
+	noticeAuth      = "auth failed"
+	noticeReconsent = "re-consent needed"
+	noticeWaiting   = "messages waiting upstream"
+	noticeStalled   = "no successful poll"
+)
+
+// noticeRemind is how often a lasting trouble is said again, and how long
+// without a successful poll is a trouble.
+const noticeRemind = 24 * time.Hour
+
+// trouble is what the account's owner should hear about now, if anything.
+func (a *Account) trouble(ctx context.Context) (kind, text string, err error) {
+	st := a.Status()
+	switch st.State {
+	case string(StateReconsent):
+		return noticeReconsent, fmt.Sprintf("The provider refused remote_pull's OAuth2 grant for account %s: consent was revoked or has expired.\n\n"+
+			"Last error: %s\n\nTo fix it, run on the server:\n\n    maddy remote-pull oauth2-login %s\n\n"+
+			"then reload maddy (systemctl reload maddy, or SIGUSR2).\n", a.s.Name, st.LastError, a.s.Name), nil
+	case string(StateAuthFailed):
+		return noticeAuth, fmt.Sprintf("The upstream server refuses remote_pull's login for account %s (%s %s).\n\n"+
+			"Last error: %s\n\nIf the password changed, put the new one in the account's password_file, then reload maddy "+
+			"(systemctl reload maddy, or SIGUSR2). remote_pull retries at once after a reload, and otherwise backs off "+
+			"so that the upstream does not lock the account.\n", a.s.Name, a.s.Upstream.Protocol(), a.s.Upstream.Host(), st.LastError), nil
+	}
+	refused, tooLarge, err := a.s.Ledger.Waiting(ctx, a.s.Name)
+	if err != nil {
+		return "", "", err
+	}
+	if refused+tooLarge > 0 {
+		return noticeWaiting, fmt.Sprintf("Account %s has messages that maddy did not take and that wait upstream: "+
+			"%d refused, %d larger than max_message_size.\n\nSee why with:\n\n    maddy remote-pull status\n\n"+
+			"and the 'message refused' lines of maddy's log. Once the cause is fixed (rcpt_to, the account's pipeline, "+
+			"max_message_size), fetch them again with:\n\n    maddy remote-pull retry --all %s\n", a.s.Name, refused, tooLarge, a.s.Name), nil
+	}
+	since := st.LastSuccess
+	if since.IsZero() {
+		since = a.started
+	}
+	if time.Since(since) >= noticeRemind {
+		return noticeStalled, fmt.Sprintf("Account %s has had no successful poll since %s.\n\nLast error: %s\n\n"+
+			"Check the connection and login with:\n\n    maddy remote-pull check %s\n", a.s.Name,
+			since.Format(time.RFC1123), st.LastError, a.s.Name), nil
+	}
+	return "", "", nil
+}
+
+// checkNotice tells the owner about a change of trouble, or reminds them.
+func (a *Account) checkNotice(ctx context.Context) {
+	if len(a.s.Notify) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DeliveryTimeout)
+	defer cancel()
+	kind, text, err := a.trouble(ctx)
+	if err != nil {
+		a.s.Log.Error("checking whether to notify the account's owner", err)
+		return
+	}
+	prev, err := a.s.Ledger.Notice(ctx, a.s.Name)
+	if err != nil {
+		a.s.Log.Error("checking whether to notify the account's owner", err)
+		return
+	}
+	now := time.Now()
+	next := ledger.NoticeState{Kind: kind, Since: prev.Since, Sent: now}
+	var subject string
+	switch {
+	case kind == "" && prev.Kind == "":
+		return
+	case kind == "":
+		subject = fmt.Sprintf("remote_pull: account %s works again", a.s.Name)
+		text = fmt.Sprintf("Account %s works again (%s since %s).\n", a.s.Name, prev.Kind, prev.Since.Format(time.RFC1123))
+		next = ledger.NoticeState{Sent: now}
+	case kind != prev.Kind:
+		subject = fmt.Sprintf("remote_pull: account %s: %s", a.s.Name, kind)
+		next.Since = now
+	case now.Sub(prev.Sent) >= noticeRemind:
+		subject = fmt.Sprintf("remote_pull: account %s: still %s", a.s.Name, kind)
+		text += fmt.Sprintf("\n(This has lasted since %s; a reminder follows daily until it is fixed.)\n", prev.Since.Format(time.RFC1123))
+	default:
+		return
+	}
+	msgID, err := a.s.Target.Notice(ctx, a.s.Notify, subject, text)
+	if err != nil {
+		a.s.Log.Error("notice to the account's owner not delivered; will try again", err, "to", strings.Join(a.s.Notify, ","))
+		return
+	}
+	a.s.Log.Msg("notice delivered to the account's owner", "subject", subject, "msg_id", msgID)
+	if err := a.s.Ledger.SetNotice(ctx, a.s.Name, next); err != nil {
+		a.s.Log.Error("recording the notice", err)
+	}
+}
