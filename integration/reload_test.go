@@ -43,3 +43,67 @@ func TestReloadFixesPassword(t *testing.T) {
 	// delivery within 30 seconds.
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, 30*time.Second)
 }
+
+// Account changes without a restart: on the reload signal the remote_pull
+// blocks are read again; an added account starts, a removed one stops, a
+// disabled one is not polled, a mistake keeps what runs and says where;
+// maddy's IMAP listener serves throughout and nothing else restarts.
+func TestReloadAccounts(t *testing.T) {
+	up := newUpstream(t)
+	up.AddUser(t, "remote-bob", upPass)
+	up.Seed(t, upUser, "INBOX", harness.Message(1, 700))
+	up.Seed(t, "remote-bob", "INBOX", harness.Message(2, 700))
+	addr := "tls://localhost:" + port(up.IMAPSAddr)
+	alice := accountConf{Name: "alice", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true, Poll: "1h"}.String()
+	bob := strings.Replace(accountConf{Name: "bob", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true, Poll: "1h"}.String(),
+		"username "+upUser, "username remote-bob", 1)
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		Extra: "remote_pull {\n" + alice + "}\n",
+		Files: map[string]string{"upstream-password": upPass + "\n"},
+	})
+	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
+	conf, err := os.ReadFile(m.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(from, to string) {
+		t.Helper()
+		if err := os.WriteFile(m.ConfigPath, []byte(strings.Replace(string(conf), from, to, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m.Signal(t, syscall.SIGUSR2)
+	}
+
+	// Added: bob starts and delivers, alice keeps running.
+	rewrite(alice, alice+bob)
+	m.WaitLog(t, `reload: account started	{"account":"bob"}`, waitLong)
+	m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong)
+
+	// A mistake: nothing changes, and the log says where.
+	rewrite(alice, strings.Replace(alice, "keep yes", "keep perhaps", 1)+bob)
+	m.WaitLog(t, "the remote_pull configuration has a mistake", waitLong)
+	if !strings.Contains(m.Log(), "maddy.conf:") {
+		t.Errorf("the mistake's file:line is not logged:\n%s", grep(m.Log(), "mistake"))
+	}
+
+	// Removed: bob stops; disabled: alice stays configured but is not polled.
+	rewrite(alice, strings.Replace(alice, "poll_interval 1h", "poll_interval 1h\n        disabled yes", 1))
+	m.WaitLog(t, `account removed from the configuration; stopped`, waitLong)
+	harness.Eventually(t, waitLong, func() bool {
+		return strings.Contains(m.CLI(t, "remote-pull", "status"), "disabled")
+	}, "alice shown as disabled")
+	before := up.LoginCount(upUser) + up.LoginCount("remote-bob")
+	m.Signal(t, syscall.SIGUSR2) // a retry signal: nothing is polled
+	time.Sleep(2 * time.Second)
+	if after := up.LoginCount(upUser) + up.LoginCount("remote-bob"); after != before {
+		t.Errorf("%d logins after everything was removed or disabled", after-before)
+	}
+	// The IMAP listener served throughout; maddy never restarted.
+	if n := len(m.Mailbox(t, localUser, localPass, "INBOX")); n != 2 {
+		t.Errorf("INBOX holds %d messages, want 2", n)
+	}
+	if strings.Count(m.Log(), "listening on") > 1 {
+		t.Error("maddy's listeners were started again")
+	}
+}

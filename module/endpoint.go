@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -34,23 +33,12 @@ func init() {
 	module.RegisterEndpoint("remote_pull", New)
 }
 
-// Endpoint is one remote_pull block.
+// Endpoint is one remote_pull block. Its accounts run in the fleet
+// (fleet.go), which a reload can change without restarting maddy.
 type Endpoint struct {
-	args     []string
-	log      log.Logger
-	accounts []*running
-	ledger   *ledger.Ledger
-
-	cancel context.CancelFunc
-	done   sync.WaitGroup
-}
-
-// running is one account of the block as the endpoint runs it: its loop
-// and the credentials a reload reads again.
-type running struct {
-	*account.Account
-	password *config.Secret
-	tokens   *oauth.Tokens // nil for password accounts
+	args  []string
+	log   log.Logger
+	names []string // the accounts this block started
 }
 
 // New is called by maddy for every remote_pull block.
@@ -116,7 +104,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 		return fmt.Errorf("remote_pull: %w", err)
 	}
 	spoolDir := filepath.Join(stateDir, "spool")
-	e.ledger, err = openShared(stateDir, LedgerPath(), spoolDir)
+	ldg, err := openShared(stateDir, LedgerPath(), spoolDir)
 	if err != nil {
 		return fmt.Errorf("remote_pull: %w", err)
 	}
@@ -128,39 +116,24 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 		for _, w := range acc.Warnings {
 			e.log.Msg("warning: "+w, "account", acc.Name)
 		}
-		// A changed configuration (recipients, pipeline, limits) gives
-		// earlier refusals another chance.
-		changed, err := e.ledger.ConfigChanged(context.Background(), acc.Name, acc.ConfigHash)
-		if err != nil {
+	}
+	if fleet.init(ldg, spoolDir, cfg.Globals, e.log) {
+		hooks.AddHook(hooks.EventReload, fleet.reload)
+	}
+	slots := newSlots(block.MaxParallel)
+	for _, acc := range block.Accounts {
+		if err := fleet.start(acc, slots); err != nil {
 			return fmt.Errorf("remote_pull: %w", err)
 		}
-		if changed {
-			n, err := e.ledger.Retry(context.Background(), acc.Name, true, "", nil)
-			if err != nil {
-				return fmt.Errorf("remote_pull: %w", err)
-			}
-			if n > 0 {
-				e.log.Msg("configuration changed: refused and over-size messages will be tried again", "account", acc.Name, "messages", n)
-			}
-		}
+		e.names = append(e.names, acc.Name)
 	}
-	maxParallel := block.MaxParallel
-	if maxParallel == 0 {
-		maxParallel = defaultMaxParallel
-	}
-	slots := make(chan struct{}, maxParallel)
-	for _, acc := range block.Accounts {
-		e.accounts = append(e.accounts, e.newRunning(acc, spoolDir, slots))
-	}
-	hooks.AddHook(hooks.EventReload, e.reload)
-	e.start()
 	return nil
 }
 
 // newRunning makes an account's loop from its configuration.
-func (e *Endpoint) newRunning(acc *config.Account, spoolDir string, slots chan struct{}) *running {
-	r := &running{password: acc.Password}
-	l := log.Logger{Name: "remote_pull/" + acc.Name, Debug: acc.Debug || e.log.Debug,
+func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots chan struct{}, debug bool) *running {
+	r := &running{cfg: acc, password: acc.Password}
+	l := log.Logger{Name: "remote_pull/" + acc.Name, Debug: acc.Debug || debug,
 		Fields: map[string]interface{}{"account": acc.Name}}
 	if acc.OAuth2 != nil {
 		r.tokens = newTokens(acc, l)
@@ -188,7 +161,7 @@ func (e *Endpoint) newRunning(acc *config.Account, spoolDir string, slots chan s
 		Keep:               acc.Keep,
 		Idle:               acc.Idle,
 		PollInterval:       acc.PollInterval,
-		Ledger:             e.ledger,
+		Ledger:             ldg,
 		Log:                l,
 		MaxMessageSize:     acc.MaxMessageSize,
 		MaxMessagesPerPoll: acc.MaxMessagesPerPoll,
@@ -287,66 +260,19 @@ func cloneTLS(c *tls.Config) *tls.Config {
 	return c.Clone()
 }
 
-// reload runs on maddy's reload signal (SIGUSR2): password files are read
-// again and every account retries at once, even one backing off after a
-// refused login, so that fixing a password does not mean waiting an hour.
-func (e *Endpoint) reload() {
-	for _, acc := range e.accounts {
-		if err := acc.password.Reload(); err != nil {
-			e.log.Error("reload: keeping the old password", err, "account", acc.Name())
-		}
-		if acc.tokens != nil {
-			// oauth2-login may have written a new token file.
-			if err := acc.tokens.Load(); err != nil {
-				e.log.Error("reload: OAuth2 token file", err, "account", acc.Name())
-			}
-		}
-		acc.RetryNow()
-	}
-	e.log.Msg("reloaded password files; polling every account now")
-}
-
-// defaultMaxParallel: enough that a few slow upstreams do not hold up the
-// rest, few enough not to flood maddy's storage with concurrent writers.
-const defaultMaxParallel = 8
-
-// start runs every account's loop.
-func (e *Endpoint) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	for _, acc := range e.accounts {
-		e.done.Add(1)
-		go func() {
-			defer e.done.Done()
-			defer func() {
-				if p := recover(); p != nil {
-					e.log.Printf("panic in account %s: %v\n%s", acc.Name(), p, debug.Stack())
-				}
-			}()
-			if waitStart(ctx) {
-				acc.Run(ctx)
-			}
-		}()
-	}
-}
-
 // closeTimeout bounds Close. It is longer than a delivery may take, so that
 // a message in flight is committed and recorded before the ledger closes;
 // maddy's second SIGTERM exits hard anyway.
 const closeTimeout = account.DeliveryTimeout + 15*time.Second
 
-// Close stops every account. A message in the middle of delivery is finished
-// and recorded; fetching stops; connections are closed.
+// Close stops every account (of every block: the first Close stops the
+// fleet). A message in the middle of delivery is finished and recorded;
+// fetching stops; connections are closed.
 func (e *Endpoint) Close() error {
-	if e.cancel == nil {
+	if e.names == nil {
 		return nil
 	}
-	e.cancel()
-	finished := make(chan struct{})
-	go func() { e.done.Wait(); close(finished) }()
-	select {
-	case <-finished:
-	case <-time.After(closeTimeout):
+	if !fleet.stopAll() {
 		// The ledger stays open under the delivery still running: closing
 		// it would lose that delivery's record. The process exits next.
 		e.log.Msg("accounts did not stop in time; leaving the ledger open for the delivery still in flight")

@@ -17,7 +17,7 @@ import (
 	"github.com/foxcpp/maddy/framework/log"
 	"github.com/urfave/cli/v2"
 
-	_ "remote_pull/module" // registers the remote_pull endpoint
+	remotepull "remote_pull/module" // registers the remote_pull endpoint
 )
 
 func main() {
@@ -107,5 +107,7 @@ IMAP accounts elsewhere and delivers it through maddy's own pipeline.`
 func run(c *cli.Context) error {
 	stop := gateOnReady()
 	defer stop()
+	// A reload (SIGUSR2) reads the remote_pull blocks from here again.
+	remotepull.ConfigPath = c.Path("config")
 	return maddy.Run(c)
 }

@@ -75,11 +75,12 @@ const (
 	StateAuthFailed    State = "auth failed"
 	StateBusy          State = "upstream busy"
 	StateReconsent     State = "re-consent needed"
+	StateDisabled      State = "disabled" // configured with disabled yes, not polled
 )
 
 // states lists every State, for the state metric.
 var states = []State{StateStarting, StatePolling, StateOK, StateIdle, StateFolderFailing, StateBackingOff,
-	StateAuthFailed, StateBusy, StateReconsent}
+	StateAuthFailed, StateBusy, StateReconsent, StateDisabled}
 
 // state is the State a poll's outcome puts the account in.
 func (c errClass) state() State {

@@ -130,10 +130,15 @@ type Account struct {
 	// changes (recipients, pipeline, limits), so that earlier refusals get
 	// another chance. Secrets are left out of it.
 	ConfigHash string
-	Debug      bool
-	Pipeline   module.DeliveryTarget
-	Hostname   string // maddy's hostname, for trace fields
-	Node       Node   // for error messages
+	// Digest changes when anything in the account's configuration changes:
+	// a reload restarts the account.
+	Digest string
+	// Disabled (disabled yes): configured, not polled.
+	Disabled bool
+	Debug    bool
+	Pipeline module.DeliveryTarget
+	Hostname string // maddy's hostname, for trace fields
+	Node     Node   // for error messages
 	// Warnings are logged at every start: not errors, but worth fixing.
 	Warnings []string
 }
@@ -189,7 +194,7 @@ var accountDirectives = map[string]bool{
 	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
 	"debug": true, "idle": true, "timeout": true,
 	"exclude_folders": true, "max_age": true, "mark_seen": true, "move_to": true, "delete_after": true,
-	"local_folders": true, "local_folder": true, "keep_flags": true, "dedupe": true, "notify": true,
+	"local_folders": true, "local_folder": true, "keep_flags": true, "dedupe": true, "notify": true, "disabled": true,
 	"envelope_header": true, "envelope_domains": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
@@ -348,6 +353,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	m.Bool("insecure_plaintext", false, false, &acc.Plaintext)
 	m.StringList("insecure_plaintext_hosts", false, false, nil, &plaintextHosts)
 	m.Bool("debug", true, false, &acc.Debug)
+	m.Bool("disabled", false, false, &acc.Disabled)
 	m.String("hostname", true, false, "", &acc.Hostname)
 	if _, err := m.Process(); err != nil {
 		return nil, err
@@ -414,6 +420,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 		return nil, errAt(n, merged, "delete_after", "account %s: delete_after is for keep yes (keep no deletes at once)", name)
 	}
 	acc.ConfigHash = configHash(merged)
+	acc.Digest = digest(merged)
 	if acc.PollInterval < time.Second {
 		return nil, errAt(n, merged, "poll_interval", "poll_interval must be at least 1s")
 	}
@@ -739,6 +746,20 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// digest digests every directive of the account, secrets included.
+func digest(nodes []Node) string {
+	h := sha256.New()
+	var walk func(ns []Node, depth int)
+	walk = func(ns []Node, depth int) {
+		for _, n := range ns {
+			fmt.Fprintf(h, "%d %q %q\n", depth, n.Name, n.Args)
+			walk(n.Children, depth+1)
+		}
+	}
+	walk(nodes, 0)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // configHash digests the account's directives but its secrets.
