@@ -18,10 +18,10 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/foxcpp/maddy/framework/buffer"
 	"github.com/foxcpp/maddy/framework/exterrors"
-	"github.com/foxcpp/maddy/framework/log"
 	"github.com/foxcpp/maddy/framework/module"
 
 	"remote_pull/module/delivery"
+	"remote_pull/module/internal/testlib"
 	"remote_pull/module/ledger"
 	"remote_pull/module/source"
 )
@@ -240,7 +240,7 @@ func newRig(t *testing.T, up *fakeUpstream, keep bool) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	quiet := log.Logger{Name: "test", Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })}
+	quiet := testlib.Quiet("test")
 	p := &pipeline{committed: map[string][]byte{}}
 	acc := New(Settings{
 		Name: "acct", Upstream: up, Folders: []string{"INBOX"}, Keep: keep, PollInterval: time.Minute,

@@ -92,6 +92,7 @@ import (
 	"github.com/foxcpp/maddy/framework/module"
 
 	"remote_pull/module/delivery"
+	"remote_pull/module/internal/testlib"
 	"remote_pull/module/ledger"
 	"remote_pull/module/source"
 )
@@ -1379,7 +1380,7 @@ func newPropWorld(seed uint64, dir string) *propWorld {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 	w := &propWorld{seed: seed, rng: rng, byID: map[string]*propMsg{}, folders: map[string]*propFolder{},
 		prob: map[string]float64{}, fired: map[string]int{}, dir: dir, path: filepath.Join(dir, "ledger.db"),
-		quiet: log.Logger{Name: "prop", Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })}}
+		quiet: testlib.Quiet("prop")}
 	c := &w.cfg
 	c.pop3 = rng.IntN(2) == 0
 	c.keep = rng.IntN(5) == 0

@@ -14,8 +14,9 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/foxcpp/maddy/framework/buffer"
 	"github.com/foxcpp/maddy/framework/exterrors"
-	"github.com/foxcpp/maddy/framework/log"
 	"github.com/foxcpp/maddy/framework/module"
+
+	"remote_pull/module/internal/testlib"
 )
 
 // pipeline is a module.DeliveryTarget that keeps what was committed.
@@ -76,7 +77,7 @@ func newTarget(t *testing.T, p *pipeline) *Target {
 		Hostname: "mx.example.org",
 		SpoolDir: t.TempDir(),
 		// Not log.WriterOutput: maddy 0.8.2's ignores its writer.
-		Log: log.Logger{Name: "test", Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })},
+		Log: testlib.Quiet("test"),
 	}
 }
 
