@@ -4,16 +4,20 @@
 //
 // The order of those steps is the whole guarantee:
 //
-//  1. A message is fetched only if the ledger has no entry for it.
-//  2. maddy commits it (or refuses it for good, or fails temporarily).
+//  1. A message is fetched only if Decide says so: no entry for its
+//     identity, or one that belongs to another message (size, fingerprint).
+//  2. maddy commits it (or refuses it for good, or fails temporarily). A
+//     body cut short is an error, never a message.
 //  3. The ledger records a commit or a refusal; a temporary failure records
 //     nothing and ends the poll, so the message is fetched again next time.
-//  4. Once per batch the ledger is synced to disk, and only then are the
-//     batch's delivered messages removed upstream (keep no).
+//  4. Once per batch the ledger's WAL and maddy's storage are synced to
+//     disk, and only then are the batch's delivered messages removed
+//     upstream (keep no) and, once that is certain, recorded as removed.
 //
 // A crash between 2 and 3 is the one case that can deliver a message twice.
 // A crash between 3 and 4 leaves delivered messages upstream; the next poll
-// sees them in the ledger and removes them without delivering them again.
+// sees them in the ledger and removes them without delivering them again,
+// once their size and fingerprint show they are the recorded ones.
 package account
 
 import (
@@ -197,8 +201,8 @@ func (p *poll) close(ctx context.Context) error {
 	for key, uids := range p.deferred {
 		if err := p.a.s.Ledger.MarkRemoved(closeCtx, key, uids); err != nil {
 			// The entries stay "delivered": safe, since a reused UIDL
-			// must also match the recorded size before anything is
-			// removed on its strength.
+			// must also match the recorded size and fingerprint before
+			// anything is removed on its strength.
 			p.a.s.Log.Error("recording upstream removals", err, "folder", key.Mailbox)
 			return localErr(err)
 		}
