@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -15,10 +14,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
-	"github.com/emersion/go-smtp"
-	"github.com/foxcpp/maddy/framework/buffer"
 	"github.com/foxcpp/maddy/framework/exterrors"
-	"github.com/foxcpp/maddy/framework/module"
 
 	"remote_pull/module/delivery"
 	"remote_pull/module/internal/testlib"
@@ -177,6 +173,7 @@ func (s *fakeSession) Remove(_ context.Context, uids []string) ([]string, error)
 
 // pipeline records commits; refuse and tempFail pick messages by subject.
 type pipeline struct {
+	*testlib.Pipeline
 	committed map[string][]byte // subject → stored bytes
 	refuse    string
 	tempFail  string
@@ -184,46 +181,40 @@ type pipeline struct {
 	onCommit  func(subject string) // called after each commit
 }
 
-type pipelineDelivery struct {
-	p    *pipeline
-	hdr  textproto.Header
-	body buffer.Buffer
+func newPipeline() *pipeline {
+	p := &pipeline{committed: map[string][]byte{}}
+	p.Pipeline = &testlib.Pipeline{Check: p.check, Committed: p.record}
+	return p
 }
 
-func (p *pipeline) Start(context.Context, *module.MsgMetadata, string) (module.Delivery, error) {
-	return &pipelineDelivery{p: p}, nil
-}
-func (d *pipelineDelivery) AddRcpt(context.Context, string, smtp.RcptOptions) error { return nil }
-func (d *pipelineDelivery) Body(_ context.Context, h textproto.Header, b buffer.Buffer) error {
-	subj := h.Get("Subject")
-	switch subj {
-	case d.p.refuse:
+// check refuses, fails or panics on the subjects the test names.
+func (p *pipeline) check(h textproto.Header) error {
+	switch h.Get("Subject") {
+	case p.refuse:
 		return &exterrors.SMTPError{Code: 550, EnhancedCode: exterrors.EnhancedCode{5, 7, 1}, Message: "refused by policy"}
-	case d.p.tempFail:
+	case p.tempFail:
 		return &exterrors.SMTPError{Code: 451, EnhancedCode: exterrors.EnhancedCode{4, 3, 0}, Message: "storage busy"}
-	case d.p.panicOn:
+	case p.panicOn:
 		panic("pipeline bug")
 	}
-	d.hdr, d.body = h, b
 	return nil
 }
-func (d *pipelineDelivery) Abort(context.Context) error { return nil }
-func (d *pipelineDelivery) Commit(context.Context) error {
-	var out bytes.Buffer
-	textproto.WriteHeader(&out, d.hdr)
-	r, _ := d.body.Open()
-	io.Copy(&out, r)
-	r.Close()
-	subj := d.hdr.Get("Subject")
-	if _, dup := d.p.committed[subj]; dup {
-		d.p.committed[subj+" (DUPLICATE)"] = out.Bytes()
+
+// record keeps a committed message by subject, marking a second copy.
+func (p *pipeline) record(m testlib.Message) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.Raw)))
+	if err != nil {
+		panic(err)
+	}
+	subj := h.Get("Subject")
+	if _, dup := p.committed[subj]; dup {
+		p.committed[subj+" (DUPLICATE)"] = m.Raw
 	} else {
-		d.p.committed[subj] = out.Bytes()
+		p.committed[subj] = m.Raw
 	}
-	if d.p.onCommit != nil {
-		d.p.onCommit(subj)
+	if p.onCommit != nil {
+		p.onCommit(subj)
 	}
-	return nil
 }
 
 type rig struct {
@@ -241,7 +232,7 @@ func newRig(t *testing.T, up *fakeUpstream, keep bool) *rig {
 	}
 	t.Cleanup(func() { l.Close() })
 	quiet := testlib.Quiet("test")
-	p := &pipeline{committed: map[string][]byte{}}
+	p := newPipeline()
 	acc := New(Settings{
 		Name: "acct", Upstream: up, Folders: []string{"INBOX"}, Keep: keep, PollInterval: time.Minute,
 		Ledger: l, Log: quiet,

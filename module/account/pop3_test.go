@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"remote_pull/module/internal/testlib"
 	"remote_pull/module/ledger"
 	"remote_pull/module/source"
 	"remote_pull/module/source/pop3src"
@@ -37,21 +38,8 @@ type pop3Msg struct {
 
 func newPOP3Drop(t *testing.T, msgs ...pop3Msg) *pop3Drop {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	d := &pop3Drop{msgs: msgs, addr: ln.Addr().String()}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go d.serve(c)
-		}
-	}()
+	d := &pop3Drop{msgs: msgs}
+	d.addr = testlib.Serve(t, nil, d.serve)
 	return d
 }
 
@@ -72,7 +60,6 @@ func (d *pop3Drop) uidls() []string {
 }
 
 func (d *pop3Drop) serve(c net.Conn) {
-	defer c.Close()
 	d.mu.Lock()
 	snapshot := append([]pop3Msg(nil), d.msgs...)
 	d.mu.Unlock()

@@ -11,66 +11,18 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
-	"github.com/emersion/go-smtp"
 	"github.com/foxcpp/maddy/framework/buffer"
 	"github.com/foxcpp/maddy/framework/exterrors"
-	"github.com/foxcpp/maddy/framework/module"
 
 	"remote_pull/module/internal/testlib"
 )
 
-// pipeline is a module.DeliveryTarget that keeps what was committed.
-type pipeline struct {
-	rcptErr, bodyErr error
-	committed        [][]byte
-	from             []string
-	metas            []*module.MsgMetadata
-	aborted          int
+// failing is a pipeline whose Body answers err.
+func failing(err error) *testlib.Pipeline {
+	return &testlib.Pipeline{Check: func(textproto.Header) error { return err }}
 }
 
-type pipelineDelivery struct {
-	p      *pipeline
-	meta   *module.MsgMetadata
-	from   string
-	header textproto.Header
-	body   []byte
-}
-
-func (p *pipeline) Start(_ context.Context, meta *module.MsgMetadata, from string) (module.Delivery, error) {
-	return &pipelineDelivery{p: p, meta: meta, from: from}, nil
-}
-
-func (d *pipelineDelivery) AddRcpt(context.Context, string, smtp.RcptOptions) error {
-	return d.p.rcptErr
-}
-
-func (d *pipelineDelivery) Body(_ context.Context, h textproto.Header, b buffer.Buffer) error {
-	if d.p.bodyErr != nil {
-		return d.p.bodyErr
-	}
-	r, err := b.Open()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	d.header = h
-	d.body, err = io.ReadAll(r)
-	return err
-}
-
-func (d *pipelineDelivery) Abort(context.Context) error { d.p.aborted++; return nil }
-
-func (d *pipelineDelivery) Commit(context.Context) error {
-	var out bytes.Buffer
-	textproto.WriteHeader(&out, d.header)
-	out.Write(d.body)
-	d.p.committed = append(d.p.committed, out.Bytes())
-	d.p.from = append(d.p.from, d.from)
-	d.p.metas = append(d.p.metas, d.meta)
-	return nil
-}
-
-func newTarget(t *testing.T, p *pipeline) *Target {
+func newTarget(t *testing.T, p *testlib.Pipeline) *Target {
 	return &Target{
 		Pipeline: p,
 		Rcpts:    []string{"alice@example.org"},
@@ -130,11 +82,11 @@ func TestBytesSurvive(t *testing.T) {
 	}
 	for name, raw := range cases {
 		t.Run(name, func(t *testing.T) {
-			p := &pipeline{}
+			p := &testlib.Pipeline{}
 			if _, err := deliver(t, newTarget(t, p), []byte(raw)); err != nil {
 				t.Fatalf("Deliver: %v", err)
 			}
-			received, rest := splitReceived(t, p.committed[0])
+			received, rest := splitReceived(t, p.Messages()[0].Raw)
 			if !bytes.Equal(rest, []byte(raw)) && !(name == "header only" && string(rest) == raw+"\r\n") {
 				t.Fatalf("bytes changed:\n got %q\nwant %q", trim(rest), trim([]byte(raw)))
 			}
@@ -154,7 +106,7 @@ func trim(b []byte) []byte {
 }
 
 func TestLargeMessageSpillsToFile(t *testing.T) {
-	tg := newTarget(t, &pipeline{})
+	tg := newTarget(t, &testlib.Pipeline{})
 	raw := "Subject: big\r\n\r\n" + strings.Repeat("y", 3<<20)
 	sp, err := tg.Spool(strings.NewReader(raw))
 	if err != nil {
@@ -175,7 +127,7 @@ func TestLargeMessageSpillsToFile(t *testing.T) {
 }
 
 func TestReceivedField(t *testing.T) {
-	tg := newTarget(t, &pipeline{})
+	tg := newTarget(t, &testlib.Pipeline{})
 	got := tg.received(origin, tg.Rcpts, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	want := "from imap.example.com (imap.example.com [192.0.2.1]) by mx.example.org (maddy remote_pull) " +
 		"with IMAP id <acct/[Gmail]/All%20Mail/7/42> for <alice@example.org>; Fri, 02 Jan 2026 03:04:05 +0000"
@@ -197,25 +149,25 @@ func TestEnvelopeSender(t *testing.T) {
 		"Return-Path: <a@b.example>\r\nReturn-Path: <c@d.example>\r\n": "a@b.example",
 	}
 	for hdr, want := range cases {
-		p := &pipeline{}
+		p := &testlib.Pipeline{}
 		if _, err := deliver(t, newTarget(t, p), []byte(hdr+"Subject: s\r\n\r\nb\r\n")); err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(p.committed[0]), "Return-Path") {
-			t.Errorf("%q: the upstream's Return-Path was passed on:\n%s", hdr, p.committed[0])
+		if strings.Contains(string(p.Messages()[0].Raw), "Return-Path") {
+			t.Errorf("%q: the upstream's Return-Path was passed on:\n%s", hdr, p.Messages()[0].Raw)
 		}
-		if p.from[0] != want {
-			t.Errorf("%q: sender %q, want %q", hdr, p.from[0], want)
+		if p.Messages()[0].From != want {
+			t.Errorf("%q: sender %q, want %q", hdr, p.Messages()[0].From, want)
 		}
-		if p.metas[0].Conn != nil || p.metas[0].ID == "" || p.metas[0].OriginalFrom != want {
-			t.Errorf("%q: metadata %+v", hdr, p.metas[0])
+		if p.Messages()[0].Meta.Conn != nil || p.Messages()[0].Meta.ID == "" || p.Messages()[0].Meta.OriginalFrom != want {
+			t.Errorf("%q: metadata %+v", hdr, p.Messages()[0].Meta)
 		}
 	}
 }
 
 func TestRefusals(t *testing.T) {
 	t.Run("malformed header is a permanent refusal", func(t *testing.T) {
-		p := &pipeline{}
+		p := &testlib.Pipeline{}
 		raw := "Subject ok\r\nno colon here\r\n\r\nbody\r\n"
 		r := strings.NewReader(raw)
 		tg := newTarget(t, p)
@@ -230,12 +182,12 @@ func TestRefusals(t *testing.T) {
 		if !IsPermanent(err) || !strings.HasPrefix(Reason(err), "554 5.6.0") {
 			t.Fatalf("err %v (%q), want a permanent 554 5.6.0", err, Reason(err))
 		}
-		if len(p.committed) != 0 {
+		if len(p.Messages()) != 0 {
 			t.Fatal("committed a malformed message")
 		}
 	})
 	t.Run("oversized header", func(t *testing.T) {
-		p := &pipeline{}
+		p := &testlib.Pipeline{}
 		tg := newTarget(t, p)
 		tg.MaxHeaderBytes = 1024
 		raw := "X-Big: " + strings.Repeat("h", 5000) + "\r\n\r\nbody\r\n"
@@ -253,7 +205,7 @@ func TestRefusals(t *testing.T) {
 		}
 	})
 	t.Run("routing loop", func(t *testing.T) {
-		p := &pipeline{}
+		p := &testlib.Pipeline{}
 		raw := strings.Repeat("Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\r\n", 51) + "Subject: loop\r\n\r\nb\r\n"
 		_, err := deliver(t, newTarget(t, p), []byte(raw))
 		if !IsPermanent(err) || !strings.HasPrefix(Reason(err), "554 5.4.6") {
@@ -261,21 +213,21 @@ func TestRefusals(t *testing.T) {
 		}
 	})
 	t.Run("pipeline refusal is permanent and aborts", func(t *testing.T) {
-		p := &pipeline{rcptErr: &exterrors.SMTPError{Code: 550, EnhancedCode: exterrors.EnhancedCode{5, 1, 1}, Message: "User doesn't exist"}}
+		p := &testlib.Pipeline{RcptErr: &exterrors.SMTPError{Code: 550, EnhancedCode: exterrors.EnhancedCode{5, 1, 1}, Message: "User doesn't exist"}}
 		_, err := deliver(t, newTarget(t, p), []byte("Subject: s\r\n\r\nb\r\n"))
-		if !IsPermanent(err) || Reason(err) != "550 5.1.1 User doesn't exist" || p.aborted != 1 {
-			t.Fatalf("err %v, reason %q, aborted %d", err, Reason(err), p.aborted)
+		if !IsPermanent(err) || Reason(err) != "550 5.1.1 User doesn't exist" || p.Aborted() != 1 {
+			t.Fatalf("err %v, reason %q, aborted %d", err, Reason(err), p.Aborted())
 		}
 	})
 	t.Run("pipeline temporary failure", func(t *testing.T) {
-		p := &pipeline{bodyErr: &exterrors.SMTPError{Code: 451, Message: "try later"}}
+		p := failing(&exterrors.SMTPError{Code: 451, Message: "try later"})
 		_, err := deliver(t, newTarget(t, p), []byte("Subject: s\r\n\r\nb\r\n"))
-		if err == nil || IsPermanent(err) || p.aborted != 1 {
-			t.Fatalf("err %v, aborted %d: want temporary and aborted", err, p.aborted)
+		if err == nil || IsPermanent(err) || p.Aborted() != 1 {
+			t.Fatalf("err %v, aborted %d: want temporary and aborted", err, p.Aborted())
 		}
 	})
 	t.Run("error without a code is temporary", func(t *testing.T) {
-		p := &pipeline{bodyErr: errors.New("database is locked")}
+		p := failing(errors.New("database is locked"))
 		_, err := deliver(t, newTarget(t, p), []byte("Subject: s\r\n\r\nb\r\n"))
 		if err == nil || IsPermanent(err) {
 			t.Fatalf("err %v: want temporary", err)
@@ -309,7 +261,7 @@ func TestCutConnectionIsTemporary(t *testing.T) {
 		// but complete body: coming from the upstream, it must still fail.
 		for _, cut := range []error{errors.New("connection reset by peer"), io.ErrUnexpectedEOF} {
 			t.Run(name+"/"+cut.Error(), func(t *testing.T) {
-				tg := newTarget(t, &pipeline{})
+				tg := newTarget(t, &testlib.Pipeline{})
 				sp, err := tg.Spool(&brokenReader{data: []byte(raw), err: cut})
 				if err == nil {
 					sp.Discard()
@@ -340,7 +292,7 @@ func TestEnvelopeHeader(t *testing.T) {
 		{"X-Original-To: victim@elsewhere.example\r\n" + recv, "alice@example.org"},
 	}
 	for _, c := range cases {
-		p := &pipeline{}
+		p := &testlib.Pipeline{}
 		tg := newTarget(t, p)
 		tg.EnvelopeHeaders = []string{"X-Original-To", "Delivered-To"}
 		sp, err := tg.Spool(strings.NewReader(c.hdr + "Subject: s\r\n\r\nb\r\n"))
@@ -358,20 +310,20 @@ func TestAuthResultsFiltered(t *testing.T) {
 		"Authentication-Results: evil.example; dkim=pass header.d=bank.example\r\n" +
 		"Authentication-Results: garbage without structure ;;;\r\n" +
 		"Subject: s\r\n\r\nb\r\n"
-	p := &pipeline{}
+	p := &testlib.Pipeline{}
 	tg := newTarget(t, p)
 	tg.TrustedAuthRes = []string{"MX.google.com"}
 	if _, err := deliver(t, tg, []byte(raw)); err != nil {
 		t.Fatal(err)
 	}
-	got := string(p.committed[0])
+	got := string(p.Messages()[0].Raw)
 	if !strings.Contains(got, "mx.google.com; dkim=pass") || strings.Contains(got, "evil.example") || strings.Contains(got, "garbage") {
 		t.Fatalf("Authentication-Results not filtered:\n%s", got)
 	}
 }
 
 func TestSpoolSizeCap(t *testing.T) {
-	tg := newTarget(t, &pipeline{})
+	tg := newTarget(t, &testlib.Pipeline{})
 	tg.MaxMessageSize = 2 << 20
 	exact := "Subject: s\r\n\r\n" + strings.Repeat("a", 2<<20-len("Subject: s\r\n\r\n"))
 	sp, err := tg.Spool(strings.NewReader(exact))
@@ -395,7 +347,7 @@ func TestSpoolSizeCap(t *testing.T) {
 
 // envelope_domains widens or narrows the accepted domains.
 func TestEnvelopeDomains(t *testing.T) {
-	tg := newTarget(t, &pipeline{})
+	tg := newTarget(t, &testlib.Pipeline{})
 	tg.EnvelopeHeaders = []string{"Delivered-To"}
 	tg.EnvelopeDomains = []string{"other.example"}
 	for hdr, want := range map[string]string{

@@ -27,7 +27,7 @@ import (
 // answer on; it returns false to hang up.
 type fakeServer struct {
 	t        *testing.T
-	ln       net.Listener
+	addr     string
 	greeting string
 	handle   func(s *session, cmd string) bool
 	// trickle writes replies one byte at a time, so that replies arrive
@@ -59,29 +59,15 @@ func (s *session) send(text string) {
 // it accepts anything.
 func newServer(t *testing.T, greeting string, handle func(s *session, cmd string) bool, configure ...func(*fakeServer)) *fakeServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fakeServer{t: t, ln: ln, greeting: greeting, handle: handle}
+	srv := &fakeServer{t: t, greeting: greeting, handle: handle}
 	for _, f := range configure {
 		f(srv)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go srv.serve(conn)
-		}
-	}()
+	srv.addr = testlib.Serve(t, nil, srv.serve)
 	return srv
 }
 
 func (srv *fakeServer) serve(conn net.Conn) {
-	defer conn.Close()
 	s := &session{srv: srv, conn: conn, br: bufio.NewReader(conn)}
 	s.send(srv.greeting)
 	for {
@@ -116,7 +102,7 @@ func (srv *fakeServer) received() string {
 
 func (srv *fakeServer) dial(t *testing.T, opts *Options) *Client {
 	t.Helper()
-	conn, err := net.Dial("tcp", srv.ln.Addr().String())
+	conn, err := net.Dial("tcp", srv.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -621,7 +607,7 @@ func TestStallHonoursContext(t *testing.T) {
 func TestBadGreetingAndGarbage(t *testing.T) {
 	for _, greeting := range []string{"* OK this is IMAP\r\n", "-ERR [SYS/TEMP] go away\r\n", ""} {
 		srv := newServer(t, greeting, func(*session, string) bool { return false })
-		conn, err := net.Dial("tcp", srv.ln.Addr().String())
+		conn, err := net.Dial("tcp", srv.addr)
 		if err != nil {
 			t.Fatal(err)
 		}

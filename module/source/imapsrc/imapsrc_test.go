@@ -25,40 +25,26 @@ type recorder struct {
 }
 
 func newRecorder(t *testing.T) *recorder {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	r := &recorder{addr: ln.Addr().String()}
-	go func() {
+	r := &recorder{}
+	r.addr = testlib.Serve(t, nil, func(c net.Conn) {
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n"))
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
+			r.mu.Lock()
+			r.got.WriteString(line)
+			r.mu.Unlock()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n"))
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					r.mu.Lock()
-					r.got.WriteString(line)
-					r.mu.Unlock()
-					if err != nil {
-						return
-					}
-					tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
-					if strings.EqualFold(rest, "CAPABILITY") {
-						c.Write([]byte("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + " OK done\r\n"))
-					} else {
-						c.Write([]byte(tag + " BAD no such command here\r\n"))
-					}
-				}
-			}()
+			tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+			if strings.EqualFold(rest, "CAPABILITY") {
+				c.Write([]byte("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + " OK done\r\n"))
+			} else {
+				c.Write([]byte(tag + " BAD no such command here\r\n"))
+			}
 		}
-	}()
+	})
 	return r
 }
 
@@ -94,25 +80,13 @@ func TestNoStartTLSNoPassword(t *testing.T) {
 // A certificate for another name is refused although its CA is trusted.
 func TestWrongHostName(t *testing.T) {
 	cert, pool := selfSigned(t, "other.example")
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("* OK ready\r\n"))
-			time.AfterFunc(5*time.Second, func() { c.Close() })
-		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	addr := testlib.Serve(t, &tls.Config{Certificates: []tls.Certificate{cert}}, func(c net.Conn) {
+		c.Write([]byte("* OK ready\r\n"))
+	})
+	_, port, _ := net.SplitHostPort(addr)
 	up := New(Config{Endpoint: source.Endpoint{Host: "127.0.0.1", Port: port, ImplicitTLS: true, TLS: &tls.Config{RootCAs: pool},
 		Username: "bob", Password: func() (string, error) { return "pw", nil }, Timeout: 5 * time.Second}})
-	_, err = up.Connect(context.Background())
+	_, err := up.Connect(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("err = %v, want a certificate name mismatch", err)
 	}

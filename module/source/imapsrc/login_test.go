@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"remote_pull/module/internal/testlib"
 	"remote_pull/module/source"
 )
 
@@ -18,22 +19,12 @@ import (
 func TestSASLLoginWithoutInitialResponse(t *testing.T) {
 	for _, saslIR := range []bool{false, true} {
 		t.Run(fmt.Sprintf("SASL-IR=%v", saslIR), func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
 			caps := "IMAP4rev1 AUTH=LOGIN"
 			if saslIR {
 				caps += " SASL-IR"
 			}
 			result := make(chan string, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
+			addr := testlib.Serve(t, nil, func(c net.Conn) {
 				fmt.Fprintf(c, "* OK [CAPABILITY %s] hi\r\n", caps)
 				br := bufio.NewReader(c)
 				line, _ := br.ReadString('\n')
@@ -58,10 +49,11 @@ func TestSASLLoginWithoutInitialResponse(t *testing.T) {
 					result <- fmt.Sprintf("answers %q", got)
 				}
 				br.ReadString('\n')
-			}()
-			_, port, _ := net.SplitHostPort(ln.Addr().String())
-			up := New(Config{Endpoint: source.Endpoint{Host: "localhost", Port: port, Plaintext: true, Auth: source.AuthLogin,
-				Username: "bob", Password: func() (string, error) { return "hunter2", nil }, Timeout: 5 * time.Second}})
+			})
+			up := testUpstream(addr, nil, func(c *Config) {
+				c.Auth = source.AuthLogin
+				c.Password = func() (string, error) { return "hunter2", nil }
+			})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			s, err := up.Connect(ctx)

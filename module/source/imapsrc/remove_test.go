@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"remote_pull/module/internal/testlib"
 )
 
 // scripted is an IMAP server that logs anyone in and answers by command
@@ -25,18 +27,8 @@ func (sc *scripted) commands() string {
 
 func serveScripted(t *testing.T, caps string, replies map[string]string) (*scripted, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	sc := &scripted{}
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := testlib.Serve(t, nil, func(c net.Conn) {
 		fmt.Fprintf(c, "* OK [CAPABILITY %s] hi\r\n", caps)
 		br := bufio.NewReader(c)
 		for {
@@ -56,8 +48,8 @@ func serveScripted(t *testing.T, caps string, replies map[string]string) (*scrip
 			}
 			fmt.Fprintf(c, "%s%s OK done\r\n", reply, tag)
 		}
-	}()
-	return sc, ln.Addr().String()
+	})
+	return sc, addr
 }
 
 func removeVia(t *testing.T, caps string, list string) (*scripted, []string) {

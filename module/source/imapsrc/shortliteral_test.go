@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"remote_pull/module/internal/testlib"
 	"remote_pull/module/source"
 )
 
@@ -35,23 +36,11 @@ func literalServer(t *testing.T, useTLS bool, announce, send int, end func(net.C
 func fetchServer(t *testing.T, useTLS bool, fetch func(c net.Conn, tag string) bool) (addr string, caPool *tls.Config) {
 	t.Helper()
 	cert, pool := selfSigned(t, "localhost")
-	var ln net.Listener
-	var err error
+	var srvTLS *tls.Config
 	if useTLS {
-		ln, err = tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	} else {
-		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		srvTLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr = testlib.Serve(t, srvTLS, func(c net.Conn) {
 		fmt.Fprint(c, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN UIDPLUS] fake\r\n")
 		br := bufio.NewReader(c)
 		for {
@@ -77,8 +66,8 @@ func fetchServer(t *testing.T, useTLS bool, fetch func(c net.Conn, tag string) b
 				fmt.Fprintf(c, "%s BAD unknown\r\n", tag)
 			}
 		}
-	}()
-	return ln.Addr().String(), &tls.Config{RootCAs: pool}
+	})
+	return addr, &tls.Config{RootCAs: pool}
 }
 
 // A literal that ends early, however the connection ends (FIN, TLS

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"remote_pull/module/internal/testlib"
 	"remote_pull/module/source"
 )
 
@@ -19,18 +20,8 @@ import (
 func startTLSServer(t *testing.T, delay time.Duration, reply string) (addr string, cfg *tls.Config, early chan bool) {
 	t.Helper()
 	cert, pool := selfSigned(t, "localhost")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	early = make(chan bool, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr = testlib.Serve(t, nil, func(c net.Conn) {
 		c.SetReadDeadline(time.Now().Add(delay))
 		var one [1]byte
 		n, _ := c.Read(one[:])
@@ -60,8 +51,8 @@ func startTLSServer(t *testing.T, delay time.Duration, reply string) (addr strin
 				io.WriteString(tc, tag+" OK\r\n")
 			}
 		}
-	}()
-	return ln.Addr().String(), &tls.Config{RootCAs: pool}, early
+	})
+	return addr, &tls.Config{RootCAs: pool}, early
 }
 
 func dialStartTLS(t *testing.T, addr string, cfg *tls.Config) error {

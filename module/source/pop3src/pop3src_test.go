@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"remote_pull/module/internal/testlib"
 	"remote_pull/module/source"
 )
 
@@ -16,41 +17,28 @@ import (
 // both with CAPA that lacks STLS and without CAPA at all.
 func TestNoSTLSNoPassword(t *testing.T) {
 	for _, capa := range []string{"+OK\r\nUSER\r\nUIDL\r\n.\r\n", "-ERR unknown command\r\n"} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
 		var mu sync.Mutex
 		var got strings.Builder
-		go func() {
+		addr := testlib.Serve(t, nil, func(c net.Conn) {
+			c.Write([]byte("+OK fake POP3 ready\r\n"))
+			br := bufio.NewReader(c)
 			for {
-				c, err := ln.Accept()
+				line, err := br.ReadString('\n')
+				mu.Lock()
+				got.WriteString(line)
+				mu.Unlock()
 				if err != nil {
 					return
 				}
-				go func() {
-					defer c.Close()
-					c.Write([]byte("+OK fake POP3 ready\r\n"))
-					br := bufio.NewReader(c)
-					for {
-						line, err := br.ReadString('\n')
-						mu.Lock()
-						got.WriteString(line)
-						mu.Unlock()
-						if err != nil {
-							return
-						}
-						switch strings.ToUpper(strings.TrimSpace(line)) {
-						case "CAPA":
-							c.Write([]byte(capa))
-						default:
-							c.Write([]byte("-ERR no\r\n"))
-						}
-					}
-				}()
+				switch strings.ToUpper(strings.TrimSpace(line)) {
+				case "CAPA":
+					c.Write([]byte(capa))
+				default:
+					c.Write([]byte("-ERR no\r\n"))
+				}
 			}
-		}()
-		host, port, _ := net.SplitHostPort(ln.Addr().String())
+		})
+		host, port, _ := net.SplitHostPort(addr)
 		up := New(Config{Endpoint: source.Endpoint{Host: host, Port: port, Username: "bob", Timeout: 5 * time.Second,
 			Password: func() (string, error) { return "hunter2-secret", nil }}})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -60,7 +48,6 @@ func TestNoSTLSNoPassword(t *testing.T) {
 		}
 		cancel()
 		time.Sleep(100 * time.Millisecond)
-		ln.Close()
 		mu.Lock()
 		sent := got.String()
 		mu.Unlock()
