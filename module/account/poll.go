@@ -548,6 +548,15 @@ func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.
 	return p.remove(ctx, mb, key, uids, states)
 }
 
+// uidsOf lists the messages' UIDs.
+func uidsOf(msgs []source.Message) []string {
+	uids := make([]string, len(msgs))
+	for i, m := range msgs {
+		uids[i] = m.UID
+	}
+	return uids
+}
+
 // localErrIf is localErr for a non-nil err.
 func localErrIf(err error) error {
 	if err == nil {
@@ -559,10 +568,7 @@ func localErrIf(err error) error {
 // record records msgs in state, with their fingerprints so that a
 // renumbering recognises them (adopted entries are never fetched again).
 func (a *Account) record(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message, state ledger.State) error {
-	uids := make([]string, len(msgs))
-	for i, m := range msgs {
-		uids[i] = m.UID
-	}
+	uids := uidsOf(msgs)
 	prints, err := mb.Fingerprints(ctx, uids)
 	if err != nil {
 		return &fatalError{err}
@@ -957,10 +963,7 @@ func (a *Account) adoptAfterRenumbering(ctx context.Context, mb source.Mailbox, 
 			byPrint[e.Fingerprint] = append(byPrint[e.Fingerprint], e.UID)
 		}
 	}
-	uids := make([]string, len(msgs))
-	for i, m := range msgs {
-		uids[i] = m.UID
-	}
+	uids := uidsOf(msgs)
 	prints, err := mb.Fingerprints(ctx, uids)
 	if err != nil {
 		return &fatalError{err}

@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net/smtp"
 	"regexp"
 	"strings"
 	"time"
@@ -37,33 +36,9 @@ func (b *bench) migrate() {
 
 	// maddy's SMTP intake, one connection, one transaction per message.
 	m := harness.StartMaddy(s, b.bin, harness.MaddyOptions{Users: map[string]string{localUser: localPass}, SMTP: true})
-	c, err := smtp.Dial(m.SMTPAddr)
-	if err != nil {
-		s.Fatalf("bench: %v", err)
-	}
-	if err := c.Hello("bench.example.net"); err != nil {
-		s.Fatalf("bench: %v", err)
-	}
 	cpu0 := cpuTime(m.PID())
 	var stamps []time.Time
-	for i, msg := range corpus {
-		if err := c.Mail("sender@example.net"); err != nil {
-			s.Fatalf("bench: MAIL %d: %v", i, err)
-		}
-		if err := c.Rcpt(localUser); err != nil {
-			s.Fatalf("bench: RCPT %d: %v", i, err)
-		}
-		w, err := c.Data()
-		if err != nil {
-			s.Fatalf("bench: DATA %d: %v", i, err)
-		}
-		w.Write(msg)
-		if err := w.Close(); err != nil {
-			s.Fatalf("bench: DATA %d: %v", i, err)
-		}
-		stamps = append(stamps, time.Now())
-	}
-	c.Quit()
+	submit(s, m.SMTPAddr, corpus, func() { stamps = append(stamps, time.Now()) })
 	b.migrateRow("maddy's SMTP intake", stamps, cpuTime(m.PID())-cpu0, procStatus(m.PID(), "VmHWM"))
 	m.Stop(s)
 

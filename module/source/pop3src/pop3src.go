@@ -441,19 +441,25 @@ func (m *Mailbox) identifyByHeader(ctx context.Context, infos []pop3.MessageInfo
 	return ids, nil
 }
 
-// Identity says how messages are told apart, for 'remote-pull check'.
-func (m *Mailbox) Identity() string { return m.identity }
-
-// Fetch retrieves the messages, pipelined when the server allows.
-func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
-	nums := make([]int, 0, len(uids))
-	uidOf := make(map[int]string, len(uids))
+// numbers are the session's message numbers of the listed uids, in order,
+// and the way back; unlisted uids are left out.
+func (m *Mailbox) numbers(uids []string) (nums []int, uidOf map[int]string) {
+	uidOf = make(map[int]string, len(uids))
 	for _, uid := range uids {
 		if n, ok := m.byUID[uid]; ok {
 			nums = append(nums, n)
 			uidOf[n] = uid
 		}
 	}
+	return nums, uidOf
+}
+
+// Identity says how messages are told apart, for 'remote-pull check'.
+func (m *Mailbox) Identity() string { return m.identity }
+
+// Fetch retrieves the messages, pipelined when the server allows.
+func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
+	nums, uidOf := m.numbers(uids)
 	// A message the server refuses to RETR (deleted meanwhile by another
 	// session) is skipped: it stays unrecorded and is looked at again.
 	_, err := m.s.c.RetrEach(ctx, nums, m.s.pipelining, func(num int, body io.Reader) error {
@@ -473,14 +479,7 @@ func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFu
 // header that does not parse gives "" (it cannot be a delivered message's:
 // that one's header parsed).
 func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]string, error) {
-	nums := make([]int, 0, len(uids))
-	uidOf := make(map[int]string, len(uids))
-	for _, uid := range uids {
-		if n, ok := m.byUID[uid]; ok {
-			nums = append(nums, n)
-			uidOf[n] = uid
-		}
-	}
+	nums, uidOf := m.numbers(uids)
 	prints, unparsable, err := m.headerPrints(ctx, nums)
 	if err != nil {
 		return nil, err
@@ -499,19 +498,16 @@ func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]s
 // if the session ends any other way, they stay, and the ledger still knows
 // they were delivered.
 func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
-	nums := make([]int, 0, len(uids))
-	var marked []string
-	for _, uid := range uids {
-		if n, ok := m.byUID[uid]; ok {
-			nums = append(nums, n)
-			marked = append(marked, uid)
-		}
-	}
+	nums, uidOf := m.numbers(uids)
 	if len(nums) == 0 {
 		return nil, nil
 	}
 	if err := m.s.c.Dele(ctx, nums, m.s.pipelining); err != nil {
 		return nil, fmt.Errorf("DELE: %w", err)
+	}
+	marked := make([]string, len(nums))
+	for i, n := range nums {
+		marked[i] = uidOf[n]
 	}
 	return marked, nil
 }
