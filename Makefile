@@ -9,7 +9,7 @@ GO      ?= go
 BIN     := bin/maddy
 export REMOTE_PULL_MADDY := $(CURDIR)/$(BIN)
 
-.PHONY: all build deps test unit integration lint demo bench soak clean
+.PHONY: all build deps test unit integration lint demo bench soak interop clean
 
 all: build
 
@@ -40,8 +40,11 @@ unit:
 integration: build
 	$(GO) test -count=1 -timeout 40m ./integration/...
 
+# The IMAP source also under the race detector: go-imap reads in a
+# goroutine of its own, and a cut literal once raced inside it.
 test: deps lint build
 	$(GO) test -count=1 -timeout 45m ./...
+	$(GO) test -race -count=1 ./module/source/imapsrc/
 
 demo: deps build
 	$(GO) run ./integration/cmd/demo
@@ -53,6 +56,15 @@ bench: build
 soak: build
 	@scripts/ensure-deps
 	$(GO) run ./integration/cmd/soak $(SOAKFLAGS)
+
+# interop runs the end-to-end basics against Cyrus IMAP, Courier IMAP and
+# POP3, GNU Mailutils imap4d and pop3d, and popa3d (README "Interoperability").
+# The setup unpacks their Debian packages into a cache without installing
+# them (they conflict with Dovecot) and installs the libraries they need;
+# it and the tests need root.
+interop: build
+	@integration/interop/setup.sh
+	$(GO) test -tags interop -count=1 -timeout 30m -parallel 4 -v ./integration/interop/ $(INTEROPFLAGS)
 
 clean:
 	rm -rf bin

@@ -381,6 +381,9 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		if err := a.followIdentities(ctx, mb, key, msgs, known); err != nil {
 			return res, err
 		}
+		if err := a.followGrowth(ctx, mb, key, folder, msgs, known); err != nil {
+			return res, err
+		}
 		if err := a.forgetVanished(ctx, key, msgs, known); err != nil {
 			return res, localErr(err)
 		}
@@ -674,8 +677,14 @@ func (a *Account) warnAmbiguous(folder string, msgs []source.Message) {
 	if len(dups) == 0 {
 		return
 	}
+	a.warnOnce(folder+"\x00"+strings.Join(dups, " "),
+		"the upstream lists several messages under one identity (UIDL): they are fetched, but never removed upstream on the strength of the ledger",
+		"folder", folder, "identities", strings.Join(dups, " "))
+}
+
+// warnOnce logs msg the first time key is seen in the account's life.
+func (a *Account) warnOnce(key, msg string, fields ...interface{}) {
 	a.mu.Lock()
-	key := folder + "\x00" + strings.Join(dups, " ")
 	again := a.warned[key]
 	if a.warned == nil {
 		a.warned = map[string]bool{}
@@ -683,8 +692,7 @@ func (a *Account) warnAmbiguous(folder string, msgs []source.Message) {
 	a.warned[key] = true
 	a.mu.Unlock()
 	if !again {
-		a.s.Log.Msg("the upstream lists several messages under one identity (UIDL): they are fetched, but never removed upstream on the strength of the ledger",
-			"folder", folder, "identities", strings.Join(dups, " "))
+		a.s.Log.Msg(msg, fields...)
 	}
 }
 
@@ -923,6 +931,55 @@ func (a *Account) followIdentities(ctx context.Context, mb source.Mailbox, key l
 		delete(known, from)
 		e.UID = to
 		known[to] = e
+	}
+	return nil
+}
+
+// followGrowth recognises messages the server changed after serving them:
+// listed under a recorded UIDL at another size, with the header the ledger
+// fingerprinted when they were delivered (GNU Mailutils pop3d adds an
+// X-UIDL field at the first RETR). Their entries take the new size and
+// fingerprint; without this they would pass for new messages under a
+// reused UIDL and be delivered again.
+func (a *Account) followGrowth(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, folder string, msgs []source.Message, known map[string]ledger.Entry) error {
+	sf, ok := mb.(source.SizedFingerprinter)
+	if !ok {
+		return nil
+	}
+	recorded := map[string]int64{}
+	listed := map[string]int64{}
+	for _, m := range msgs {
+		if e, ok := known[m.UID]; ok && e.Size != m.Size && e.Fingerprint != "" && !m.Ambiguous {
+			recorded[m.UID], listed[m.UID] = e.Size, m.Size
+		}
+	}
+	if len(recorded) == 0 {
+		return nil
+	}
+	was, err := sf.FingerprintsAt(ctx, recorded)
+	if err != nil {
+		return &fatalError{err}
+	}
+	now, err := sf.FingerprintsAt(ctx, listed)
+	if err != nil {
+		return &fatalError{err}
+	}
+	grown := 0
+	for uid := range recorded {
+		e := known[uid]
+		if was[uid] == "" || was[uid] != e.Fingerprint || now[uid] == "" {
+			continue // another message under a reused UIDL
+		}
+		if err := a.s.Ledger.Resize(ctx, key, uid, listed[uid], now[uid]); err != nil {
+			return localErr(err)
+		}
+		e.Size, e.Fingerprint = listed[uid], now[uid]
+		known[uid] = e
+		grown++
+	}
+	if grown > 0 {
+		a.warnOnce("grown "+folder, "the upstream changed messages after serving them (a header field added): recognised by their header, not fetched again",
+			"folder", folder, "messages", grown)
 	}
 	return nil
 }

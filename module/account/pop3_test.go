@@ -29,6 +29,9 @@ type pop3Drop struct {
 
 	noUIDL, noTOP bool // the server lacks these optional commands
 	failQuit      bool // hang up at QUIT without applying the DELEs
+	// grow: a message served once gains an X-UIDL field for later
+	// sessions, as GNU Mailutils pop3d does.
+	grow bool
 }
 
 type pop3Msg struct {
@@ -124,6 +127,15 @@ func (d *pop3Drop) serve(c net.Conn) {
 			}
 			d.mu.Lock()
 			d.retrs = append(d.retrs, snapshot[n-1].uidl)
+			if d.grow {
+				for i := range d.msgs {
+					m := &d.msgs[i]
+					if m.uidl == snapshot[n-1].uidl && !strings.Contains(m.raw, "X-UIDL:") {
+						hdr, body, _ := strings.Cut(m.raw, "\r\n\r\n")
+						m.raw = hdr + "\r\nX-UIDL: " + m.uidl + "\r\n\r\n" + body
+					}
+				}
+			}
 			d.mu.Unlock()
 			fmt.Fprintf(c, "+OK\r\n%s.\r\n", snapshot[n-1].raw)
 		case "QUIT":
@@ -358,4 +370,46 @@ func TestPOP3SharedUIDLComesAndGoes(t *testing.T) {
 			t.Errorf("%q was not delivered", s)
 		}
 	}
+}
+
+// A server that changes a message after serving it (Mailutils pop3d adds
+// X-UIDL, so the same UIDL is listed larger next time): the message is
+// recognised by its header, not delivered again, and with keep no still
+// removed after a lost QUIT.
+func TestPOP3MessageGrownUpstream(t *testing.T) {
+	t.Run("keep yes", func(t *testing.T) {
+		d := newPOP3Drop(t, popMsg("u1", "one"), popMsg("u2", "two"))
+		d.grow = true
+		r := newPOP3Rig(t, d, true)
+		for i := 0; i < 3; i++ {
+			r.mustPoll(t)
+		}
+		r.noDuplicates(t)
+		if len(r.p.committed) != 2 || len(d.uidls()) != 2 {
+			t.Fatalf("committed %v, upstream %v", keys(r.p.committed), d.uidls())
+		}
+	})
+	t.Run("keep no, QUIT lost", func(t *testing.T) {
+		d := newPOP3Drop(t, popMsg("u1", "one"))
+		d.grow, d.failQuit = true, true
+		r := newPOP3Rig(t, d, false)
+		r.mustPoll(t)
+		r.mustPoll(t)
+		r.noDuplicates(t)
+		if len(r.p.committed) != 1 || len(d.uidls()) != 0 {
+			t.Fatalf("committed %v, upstream %v", keys(r.p.committed), d.uidls())
+		}
+	})
+	// The same UIDL at another size with another header is a new message.
+	t.Run("reused", func(t *testing.T) {
+		d := newPOP3Drop(t, popMsg("u1", "one"))
+		d.grow = true
+		r := newPOP3Rig(t, d, true)
+		r.mustPoll(t)
+		d.set(popMsg("u1", "another-message"))
+		r.mustPoll(t)
+		if _, ok := r.p.committed["another-message"]; !ok {
+			t.Fatalf("a new message under the reused UIDL was not delivered: %v", keys(r.p.committed))
+		}
+	})
 }

@@ -433,6 +433,18 @@ func (l *Ledger) DeliveredElsewhere(ctx context.Context, account, mailbox, finge
 	return n > 0, nil
 }
 
+// Resize records a new size and fingerprint for an entry: the upstream
+// changed the message after it was delivered (a header field added).
+func (l *Ledger) Resize(ctx context.Context, key MailboxKey, uid string, size int64, fingerprint string) error {
+	_, err := l.db.ExecContext(ctx, `UPDATE messages SET size = ?, fingerprint = ?
+		WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?`,
+		size, fingerprint, key.Account, key.Mailbox, key.UIDValidity, uid)
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
 // MarkRemoved records that the upstream copies of these delivered
 // messages are gone for certain.
 func (l *Ledger) MarkRemoved(ctx context.Context, key MailboxKey, uids []string) error {

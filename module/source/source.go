@@ -142,6 +142,14 @@ func Fingerprint(h textproto.Header, size int64) string {
 	return hex.EncodeToString(sum.Sum(nil)[:16])
 }
 
+// SizedFingerprinter is a mailbox that can compute fingerprints taking
+// each message at a given size rather than the listed one: to recognise a
+// message the server changed after serving it (GNU Mailutils pop3d adds an
+// X-UIDL field, so the same UIDL is listed larger in the next session).
+type SizedFingerprinter interface {
+	FingerprintsAt(ctx context.Context, sizes map[string]int64) (map[string]string, error)
+}
+
 // SpecialUser is a mailbox that can tell its SPECIAL-USE attribute
 // (RFC 6154: \Sent, \Drafts, \Junk, \Trash, \Archive), or "".
 type SpecialUser interface {

@@ -400,6 +400,11 @@ const maxIdentityHeader = 1 << 20
 // whose header the server sent but that does not parse (or exceeds
 // maxIdentityHeader) is in unparsable.
 func (m *Mailbox) headerPrints(ctx context.Context, nums []int) (prints map[int]string, unparsable map[int]bool, err error) {
+	return m.headerPrintsAt(ctx, nums, m.sizes)
+}
+
+// headerPrintsAt is headerPrints with the sizes given, by message number.
+func (m *Mailbox) headerPrintsAt(ctx context.Context, nums []int, sizes map[int]int64) (prints map[int]string, unparsable map[int]bool, err error) {
 	prints = make(map[int]string, len(nums))
 	unparsable = map[int]bool{}
 	_, err = m.s.c.TopEach(ctx, nums, m.s.pipelining, func(num int, hdr io.Reader) error {
@@ -408,7 +413,7 @@ func (m *Mailbox) headerPrints(ctx context.Context, nums []int) (prints map[int]
 			unparsable[num] = true
 			return nil
 		}
-		prints[num] = source.Fingerprint(h, m.sizes[num])
+		prints[num] = source.Fingerprint(h, sizes[num])
 		return nil
 	})
 	if err != nil {
@@ -480,7 +485,26 @@ func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFu
 // that one's header parsed).
 func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]string, error) {
 	nums, uidOf := m.numbers(uids)
-	prints, unparsable, err := m.headerPrints(ctx, nums)
+	return m.fingerprints(ctx, nums, uidOf, m.sizes)
+}
+
+// FingerprintsAt is Fingerprints with each message taken at the size
+// given (source.SizedFingerprinter).
+func (m *Mailbox) FingerprintsAt(ctx context.Context, sizes map[string]int64) (map[string]string, error) {
+	uids := make([]string, 0, len(sizes))
+	for uid := range sizes {
+		uids = append(uids, uid)
+	}
+	nums, uidOf := m.numbers(uids)
+	byNum := make(map[int]int64, len(nums))
+	for _, n := range nums {
+		byNum[n] = sizes[uidOf[n]]
+	}
+	return m.fingerprints(ctx, nums, uidOf, byNum)
+}
+
+func (m *Mailbox) fingerprints(ctx context.Context, nums []int, uidOf map[int]string, sizes map[int]int64) (map[string]string, error) {
+	prints, unparsable, err := m.headerPrintsAt(ctx, nums, sizes)
 	if err != nil {
 		return nil, err
 	}
