@@ -392,6 +392,7 @@ type conn struct {
 	turns []int64
 	cut   bool
 	cutAt int64
+	torn  bool // teardown ran: a server connection made after it is closed at once
 
 	once sync.Once
 	dead chan struct{} // closed by teardown
@@ -409,14 +410,13 @@ func (c *conn) run() {
 		return
 	}
 	c.mu.Lock()
-	c.server = server
-	c.mu.Unlock()
-	select {
-	case <-c.dead: // the proxy was closed meanwhile
+	if c.torn { // the proxy was closed meanwhile
+		c.mu.Unlock()
 		server.Close()
 		return
-	default:
 	}
+	c.server = server
+	c.mu.Unlock()
 
 	if p.terminate {
 		if err := c.setupTLS(); err != nil {
@@ -471,6 +471,7 @@ func (c *conn) teardown(rst bool) {
 		}
 		c.client.Close()
 		c.mu.Lock()
+		c.torn = true
 		server := c.server
 		c.mu.Unlock()
 		if server != nil {
@@ -972,15 +973,18 @@ func (c *conn) relayPlaintext() (cb, sb *bufio.Reader, err error) {
 			<-clientDone
 			return nil, nil, err
 		}
+		// Whether this line may answer STARTTLS/STLS is decided before the
+		// client sees it: once it has, it may already have sent the command
+		// (after the greeting, say), whose answer is a later line.
+		mu.Lock()
+		tag := expect
+		mu.Unlock()
 		c.preTLS += int64(len(line))
 		if _, err := io.WriteString(c.client, line); err != nil {
 			c.teardown(false)
 			<-clientDone
 			return nil, nil, err
 		}
-		mu.Lock()
-		tag := expect
-		mu.Unlock()
 		if tag == "" {
 			continue
 		}
