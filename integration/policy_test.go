@@ -30,12 +30,16 @@ func TestMultidrop(t *testing.T) {
 		Files: map[string]string{"upstream-password": upPass + "\n"},
 	})
 	r := &rig{up: up, maddy: m}
-	alice := r.local(t, 2)
+	// Alice, the account's rcpt_to, also gets the notice about the
+	// refused message (docs/reference.md, notify).
+	r.local(t, 3)
 	bob := m.WaitMessages(t, "bob@example.org", "bob-pass", "INBOX", 1, waitLong)
 	r.waitPolls(t, 3)
+	alice, notices := harness.SplitNotices(r.local(t, 3))
 	if got := subjects(t, alice); got != "policy 1,policy 3" {
 		t.Errorf("alice got %s", got)
 	}
+	checkNotice(t, notices, "messages waiting upstream", "1 refused, 0 larger than max_message_size")
 	if got := subjects(t, bob); got != "policy 2" {
 		t.Errorf("bob got %s", got)
 	}
@@ -45,6 +49,18 @@ func TestMultidrop(t *testing.T) {
 	left := r.upstream(t, "INBOX")
 	if len(left) != 1 || subject(left[0].Raw) != "policy 4" {
 		t.Fatalf("upstream should hold only the refused message, holds %d", len(left))
+	}
+}
+
+// checkNotice checks that exactly one notice came, about kind, saying text.
+func checkNotice(t *testing.T, notices []harness.MailboxMessage, kind, text string) {
+	t.Helper()
+	if len(notices) != 1 {
+		t.Fatalf("%d notices to the account's owner, want 1", len(notices))
+	}
+	raw := string(notices[0].Raw)
+	if !strings.Contains(subject(notices[0].Raw), kind) || !strings.Contains(raw, text) {
+		t.Fatalf("the notice should be about %q and say %q:\n%s", kind, text, raw)
 	}
 }
 
@@ -67,11 +83,13 @@ func TestMaxMessageSize(t *testing.T) {
 	up.Seed(t, upUser, "INBOX", harness.Message(3, 2000))
 	r := startMaddy(t, up, accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), CAFile: up.CA.CAFile,
 		Extra: "        max_message_size 1M\n"}.String())
-	r.local(t, 2)
+	r.local(t, 3)
 	r.waitPolls(t, 3)
-	if n := len(r.local(t, 2)); n != 2 {
+	fetched, notices := harness.SplitNotices(r.local(t, 3))
+	if n := len(fetched); n != 2 {
 		t.Fatalf("maddy holds %d messages, want the 2 small ones", n)
 	}
+	checkNotice(t, notices, "messages waiting upstream", "0 refused, 1 larger than max_message_size")
 	if n := r.countLog("message too large, left upstream"); n != 1 {
 		t.Fatalf("logged %d times, want once", n)
 	}

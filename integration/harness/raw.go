@@ -125,3 +125,17 @@ func AsDelivered(raw []byte) []byte {
 	}
 	return out
 }
+
+// SplitNotices separates remote_pull's notices to an account's owner
+// (docs/reference.md, notify) from fetched mail in a local mailbox.
+func SplitNotices(msgs []MailboxMessage) (fetched, notices []MailboxMessage) {
+	for _, m := range msgs {
+		hdr, _, _ := bytes.Cut(m.Raw, []byte("\r\n\r\n"))
+		if bytes.Contains(hdr, []byte("\r\nAuto-Submitted: auto-generated")) && bytes.Contains(hdr, []byte("\r\nSubject: remote_pull: account ")) {
+			notices = append(notices, m)
+		} else {
+			fetched = append(fetched, m)
+		}
+	}
+	return fetched, notices
+}

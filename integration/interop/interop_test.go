@@ -512,10 +512,10 @@ func testCRLFFile(t *testing.T, sc serverCase) {
 	want := map[string][]byte{subject(good): harness.CRLF(good)}
 	// The good message and the notice about the refused one
 	// (docs/reference.md, notify).
-	fetched, notices := splitNotices(m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong))
+	fetched, notices := harness.SplitNotices(m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong))
 	checkOnce(t, up, fetched, want)
 	waitPolls(t, m, "up", 3)
-	fetched, notices = splitNotices(m.Mailbox(t, localUser, localPass, "INBOX"))
+	fetched, notices = harness.SplitNotices(m.Mailbox(t, localUser, localPass, "INBOX"))
 	checkOnce(t, up, fetched, want)
 	if len(notices) != 1 || !strings.Contains(subject(notices[0].Raw), "messages waiting upstream") {
 		t.Fatalf("want one notice about the message waiting upstream, got %d: %q", len(notices), subjects(notices))
@@ -532,21 +532,6 @@ func testCRLFFile(t *testing.T, sc serverCase) {
 	}
 	result(t, sc, "CRLF maildir file", "pass (as documented): served as CR CR LF, refused once (%s), left upstream with keep no; status: %d refused waiting; notice %q",
 		firstMatch(grepLines(m.Log(), "message refused"), `"reason":"([^"]*)"`), st.RefusedWaiting, subject(notices[0].Raw))
-}
-
-// splitNotices separates the notices remote_pull mails to the account's
-// owner (docs/reference.md, notify: auto-generated, from remote_pull) from
-// fetched mail.
-func splitNotices(msgs []harness.MailboxMessage) (fetched, notices []harness.MailboxMessage) {
-	for _, m := range msgs {
-		hdr, _, _ := bytes.Cut(m.Raw, []byte("\r\n\r\n"))
-		if bytes.Contains(hdr, []byte("\r\nAuto-Submitted: auto-generated")) && strings.HasPrefix(subject(m.Raw), "remote_pull: account ") {
-			notices = append(notices, m)
-		} else {
-			fetched = append(fetched, m)
-		}
-	}
-	return fetched, notices
 }
 
 func subjects(msgs []harness.MailboxMessage) []string {
