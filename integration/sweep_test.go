@@ -21,11 +21,9 @@ package integration
 // login on a busy machine) is run again on a fresh mailbox, and counted.
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -36,14 +34,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
-	"github.com/emersion/go-smtp"
-	"github.com/foxcpp/maddy/framework/buffer"
 	"github.com/foxcpp/maddy/framework/log"
-	"github.com/foxcpp/maddy/framework/module"
 
 	"remote_pull/integration/faultproxy"
 	"remote_pull/integration/harness"
+	"remote_pull/internal/testlib"
 	"remote_pull/module/account"
 	"remote_pull/module/delivery"
 	"remote_pull/module/ledger"
@@ -551,7 +546,7 @@ func (env *sweepEnv) run(t *testing.T, g sweepGroup, c sweepCase, term bool, fau
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { led.Close() })
-	rec := &recorder{}
+	rec := &testlib.Pipeline{}
 	logs := &logBuffer{}
 	// The faulted poll runs with the short timeout that ends stalls; the
 	// clean polls after it with a long one, so that a slow login on this
@@ -649,7 +644,7 @@ func poll(t *testing.T, acct *account.Account, limit time.Duration) (account.Pol
 	}
 }
 
-func (env *sweepEnv) settings(t *testing.T, g sweepGroup, px *faultproxy.Proxy, c sweepCase, led *ledger.Ledger, rec *recorder, logs *logBuffer, timeout time.Duration) account.Settings {
+func (env *sweepEnv) settings(t *testing.T, g sweepGroup, px *faultproxy.Proxy, c sweepCase, led *ledger.Ledger, rec *testlib.Pipeline, logs *logBuffer, timeout time.Duration) account.Settings {
 	_, port, err := net.SplitHostPort(px.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -689,10 +684,11 @@ func (env *sweepEnv) settings(t *testing.T, g sweepGroup, px *faultproxy.Proxy, 
 }
 
 // check asserts the invariants once the polls are done.
-func (env *sweepEnv) check(t *testing.T, rec *recorder, c sweepCase) {
+func (env *sweepEnv) check(t *testing.T, rec *testlib.Pipeline, c sweepCase) {
 	t.Helper()
 	got := make([]int, len(env.msgs))
-	for _, m := range rec.messages() {
+	for _, d := range rec.Messages() {
+		m := d.Raw
 		raw := harness.StripTopReceived(m)
 		if len(raw) == len(m) {
 			t.Errorf("a delivered message (%d bytes) lacks remote_pull's Received field", len(m))
@@ -798,55 +794,6 @@ func commonPrefix(a, b []byte) int {
 		}
 	}
 	return n
-}
-
-// recorder is a maddy delivery target that keeps what was committed.
-type recorder struct {
-	mu        sync.Mutex
-	committed [][]byte
-}
-
-func (r *recorder) messages() [][]byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([][]byte(nil), r.committed...)
-}
-
-func (r *recorder) Start(context.Context, *module.MsgMetadata, string) (module.Delivery, error) {
-	return &recorded{r: r}, nil
-}
-
-type recorded struct {
-	r      *recorder
-	header textproto.Header
-	body   []byte
-}
-
-func (d *recorded) AddRcpt(context.Context, string, smtp.RcptOptions) error { return nil }
-
-func (d *recorded) Body(_ context.Context, h textproto.Header, b buffer.Buffer) error {
-	rc, err := b.Open()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	d.header = h.Copy()
-	d.body, err = io.ReadAll(rc)
-	return err
-}
-
-func (d *recorded) Abort(context.Context) error { return nil }
-
-func (d *recorded) Commit(context.Context) error {
-	var out bytes.Buffer
-	if err := textproto.WriteHeader(&out, d.header); err != nil {
-		return err
-	}
-	out.Write(d.body)
-	d.r.mu.Lock()
-	d.r.committed = append(d.r.committed, out.Bytes())
-	d.r.mu.Unlock()
-	return nil
 }
 
 // logBuffer keeps an account's log, shown when its case fails.

@@ -16,8 +16,8 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/foxcpp/maddy/framework/exterrors"
 
+	"remote_pull/internal/testlib"
 	"remote_pull/module/delivery"
-	"remote_pull/module/internal/testlib"
 	"remote_pull/module/ledger"
 	"remote_pull/module/source"
 )

@@ -91,8 +91,8 @@ import (
 	"github.com/foxcpp/maddy/framework/log"
 	"github.com/foxcpp/maddy/framework/module"
 
+	"remote_pull/internal/testlib"
 	"remote_pull/module/delivery"
-	"remote_pull/module/internal/testlib"
 	"remote_pull/module/ledger"
 	"remote_pull/module/source"
 )
@@ -1181,6 +1181,10 @@ func (b *propIMAPBox) Remove(_ context.Context, uids []string) ([]string, error)
 }
 
 // ---- the fake maddy pipeline ----
+//
+// Not testlib.Pipeline: this one fails or crashes the world at every step
+// of maddy's delivery API (Start, AddRcpt, Body, Commit before and after
+// committing), and records into the world's model rather than a list.
 
 type propPipeline struct{ w *propWorld }
 

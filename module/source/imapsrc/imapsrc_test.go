@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/module/internal/testlib"
+	"remote_pull/internal/testlib"
 	"remote_pull/module/source"
 )
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"remote_pull/module/internal/testlib"
+	"remote_pull/internal/testlib"
 	"remote_pull/module/source"
 )
 
