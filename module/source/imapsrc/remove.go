@@ -20,7 +20,7 @@ const (
 	disposeMove = "moved to the Trash folder (the server lacks UIDPLUS; UID MOVE)"
 	// disposeFlag: neither: flagged \Deleted only, and left for another
 	// client to expunge; the upstream folder grows.
-	disposeFlag = "flagged \\Deleted but not removed (the server lacks UIDPLUS and MOVE, or has no Trash folder): the upstream folder grows until another client expunges it"
+	disposeFlag = "flagged \\Deleted but not removed (the server lacks UIDPLUS and MOVE, or has no Trash folder; move_to names one): the upstream folder grows until another client expunges it"
 	// move_to: UID MOVE there, or UID COPY, \Deleted and UID EXPUNGE of
 	// exactly those UIDs; never a bare EXPUNGE.
 	disposeMoveTo   = "moved to the move_to folder"
