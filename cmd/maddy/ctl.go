@@ -14,52 +14,19 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap"
-	"github.com/foxcpp/maddy"
-	parser "github.com/foxcpp/maddy/framework/cfgparser"
 	"github.com/foxcpp/maddy/framework/config"
-	"github.com/foxcpp/maddy/framework/hooks"
 	"github.com/foxcpp/maddy/framework/module"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
-)
 
-// loadConfig reads the configuration exactly as 'maddy run' does (globals,
-// state directory, every block registered) without starting anything. The
-// returned function runs the shutdown hooks of whatever got initialised.
-func loadConfig(c *cli.Context) (globals map[string]interface{}, endpoints, mods []maddy.ModInfo, closeAll func(), err error) {
-	cfgPath := c.Path("config")
-	if cfgPath == "" {
-		return nil, nil, nil, nil, cli.Exit("Error: config is required", 2)
-	}
-	f, err := os.Open(cfgPath)
-	if err != nil {
-		return nil, nil, nil, nil, cli.Exit(fmt.Sprintf("Error: failed to open config: %v", err), 2)
-	}
-	defer f.Close()
-	nodes, err := parser.Read(f, f.Name())
-	if err != nil {
-		return nil, nil, nil, nil, cli.Exit(fmt.Sprintf("Error: failed to parse config: %v", err), 2)
-	}
-	globals, nodes, err = maddy.ReadGlobals(nodes)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	if err := maddy.InitDirs(); err != nil {
-		return nil, nil, nil, nil, err
-	}
-	module.NoRun = true
-	endpoints, mods, err = maddy.RegisterModules(globals, nodes)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	return globals, endpoints, mods, func() { hooks.RunHooks(hooks.EventShutdown) }, nil
-}
+	"remote_pull/commands"
+)
 
 // openBlock initialises the block named by --cfg-block. The returned
 // function closes it, flushing its database.
 func openBlock(c *cli.Context) (module.Module, func(), error) {
-	globals, _, mods, closeAll, err := loadConfig(c)
+	globals, _, mods, closeAll, err := commands.LoadConfig(c)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/foxcpp/maddy/framework/log"
 	"github.com/urfave/cli/v2"
 
-	remotepull "remote_pull/module" // registers the remote_pull endpoint
+	"remote_pull/commands" // the remote-pull commands; registers the remote_pull endpoint
 )
 
 func main() {
@@ -80,7 +80,7 @@ IMAP accounts elsewhere and delivers it through maddy's own pipeline.`
 			Name:   "run",
 			Usage:  "Start the server",
 			Flags:  runFlags,
-			Action: run,
+			Action: maddy.Run,
 		},
 		{
 			Name:  "version",
@@ -98,16 +98,9 @@ IMAP accounts elsewhere and delivers it through maddy's own pipeline.`
 	app.Flags = append(app.Flags, runFlags...)
 	app.Action = func(c *cli.Context) error {
 		log.Println("WARNING: Starting server not via 'maddy run' is deprecated and will stop working in the next version")
-		return run(c)
+		return maddy.Run(c)
 	}
+	// Exactly what a custom maddy build does to add remote_pull.
+	commands.Add(app)
 	return app
-}
-
-// run is maddy.Run with remote_pull's accounts held until maddy is up.
-func run(c *cli.Context) error {
-	stop := gateOnReady()
-	defer stop()
-	// A reload (SIGUSR2) reads the remote_pull blocks from here again.
-	remotepull.ConfigPath = c.Path("config")
-	return maddy.Run(c)
 }

@@ -250,9 +250,16 @@ func (m *Maddy) CLIStatus(t T, args ...string) (string, int) {
 // CLIInput is CLIStatus with stdin, for commands that read an answer.
 func (m *Maddy) CLIInput(t T, stdin string, args ...string) (string, int) {
 	t.Helper()
+	return m.CLIOf(t, m.bin, stdin, args...)
+}
+
+// CLIOf is CLIInput with another binary (another build of maddy) on this
+// maddy's configuration, directory and environment.
+func (m *Maddy) CLIOf(t T, bin, stdin string, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, m.bin, append([]string{"--config", m.ConfigPath}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--config", m.ConfigPath}, args...)...)
 	cmd.Env = m.env
 	cmd.Dir = m.Dir
 	cmd.Stdin = strings.NewReader(stdin)

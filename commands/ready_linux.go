@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package commands
 
 import (
 	"fmt"
@@ -60,6 +60,8 @@ func gateOnReady() (stop func()) {
 		os.Remove(path)
 		if upstream != "" {
 			os.Setenv("NOTIFY_SOCKET", upstream)
+		} else {
+			os.Unsetenv("NOTIFY_SOCKET")
 		}
 	}
 }

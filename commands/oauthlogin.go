@@ -1,4 +1,4 @@
-package main
+package commands
 
 // The one-time OAuth2 consent for 'maddy remote-pull oauth2-login': the
 // authorization code flow with PKCE and a loopback redirect (RFC 8252), or

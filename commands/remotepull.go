@@ -1,7 +1,8 @@
-package main
+package commands
 
-// 'maddy remote-pull status|check|retry': look at and steer the fetched
-// accounts. status and retry work on the ledger while maddy runs.
+// 'maddy remote-pull status|check|retry|forget|oauth2-login': look at and
+// steer the fetched accounts. status and retry work on the ledger while
+// maddy runs.
 
 import (
 	"context"
@@ -20,8 +21,10 @@ import (
 	"remote_pull/module/ledger"
 )
 
-func init() {
-	extraCommands = append(extraCommands, &cli.Command{
+// Command returns the "remote-pull" command and its subcommands; Add puts
+// it into an app.
+func Command() *cli.Command {
+	return &cli.Command{
 		Name:  "remote-pull",
 		Usage: "Fetched accounts (remote_pull): status, check, retry, forget, oauth2-login",
 		Subcommands: []*cli.Command{
@@ -68,7 +71,7 @@ restart it) to use it.`,
 				Action: retryCommand,
 			},
 		},
-	})
+	}
 }
 
 // openLedgerFile opens the ledger in the state_dir of the configuration
@@ -268,7 +271,7 @@ func checkCommand(c *cli.Context) error {
 	if name == "" {
 		return cli.Exit("Error: ACCOUNT is required", 2)
 	}
-	globals, endpoints, _, closeAll, err := loadConfig(c)
+	globals, endpoints, _, closeAll, err := LoadConfig(c)
 	if err != nil {
 		return err
 	}
@@ -291,7 +294,7 @@ func checkCommand(c *cli.Context) error {
 // remotePullBlocks loads the configuration and returns its remote_pull
 // blocks.
 func remotePullBlocks(c *cli.Context) (map[string]interface{}, []config.Node, func(), error) {
-	globals, endpoints, _, closeAll, err := loadConfig(c)
+	globals, endpoints, _, closeAll, err := LoadConfig(c)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package main
+package commands
 
 // gateOnReady: maddy announces readiness only on Linux (systemd); elsewhere
 // accounts start as their blocks are initialised.
