@@ -1,10 +1,12 @@
 package integration
 
 import (
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	_ "github.com/mattn/go-sqlite3"
 
 	"remote_pull/integration/harness"
 )
@@ -237,5 +240,74 @@ func TestStatusWhenStoppedAndRemoved(t *testing.T) {
 	}
 	if out, code := m.CLIStatus(t, "remote-pull", "retry", "nosuch"); code != 1 {
 		t.Fatalf("retry of an unknown account: exit %d\n%s", code, out)
+	}
+}
+
+// 'maddy hash' prints what auth.pass_table accepts: a running maddy logs a
+// user in with each kind of hash put straight into its credentials table.
+// 'imap-acct appendlimit' reads and sets the limit maddy's IMAP APPEND
+// enforces.
+func TestHashAndAppendLimit(t *testing.T) {
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{Users: map[string]string{localUser: localPass}, SMTP: true})
+	db, err := sql.Open("sqlite3", filepath.Join(m.StateDir, "credentials.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, args := range [][]string{
+		{"hash", "--password", "hashed-pass"},
+		{"hash", "--password", "hashed-pass", "--hash", "argon2"},
+		{"hash", "--password", "hashed-pass", "--hash", "argon2", "--argon2-time", "1", "--argon2-memory", "2048", "--argon2-threads", "2"},
+		{"hash", "--password", "hashed-pass", "--bcrypt-cost", "5"},
+	} {
+		hash := strings.TrimSpace(m.CLI(t, args...))
+		if _, err := db.Exec("UPDATE passwords SET value = ? WHERE key = ?", hash, localUser); err != nil {
+			t.Fatal(err)
+		}
+		for pass, ok := range map[string]bool{"hashed-pass": true, "wrong-pass": false} {
+			c, err := imapclient.DialInsecure(m.IMAPAddr, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Login(localUser, pass).Wait()
+			c.Close()
+			if (err == nil) != ok {
+				t.Errorf("maddy %s → %q: login with %s: %v", strings.Join(args, " "), hash, pass, err)
+			}
+		}
+	}
+	if out, code := m.CLIStatus(t, "hash", "--password", "x", "--hash", "md5"); code != 2 || !strings.Contains(out, "available: bcrypt, argon2") {
+		t.Errorf("unknown hash: exit %d\n%s", code, out)
+	}
+
+	if out := m.CLI(t, "imap-acct", "appendlimit", localUser); strings.TrimSpace(out) != "No limit" {
+		t.Fatalf("appendlimit before: %q", out)
+	}
+	m.CLI(t, "imap-acct", "appendlimit", "-v", "1000", localUser)
+	if out := m.CLI(t, "imap-acct", "appendlimit", localUser); strings.TrimSpace(out) != "1000" {
+		t.Fatalf("appendlimit after -v 1000: %q", out)
+	}
+	c, err := imapclient.DialInsecure(m.IMAPAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(localUser, "hashed-pass").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg := func(size int) error {
+		msg := harness.Message(1, size)
+		cmd := c.Append("INBOX", int64(len(msg)), nil)
+		cmd.Write(msg)
+		cmd.Close()
+		_, err := cmd.Wait()
+		return err
+	}
+	if err := appendMsg(2000); err == nil {
+		t.Error("APPEND of 2,000 bytes accepted over a 1,000-byte limit")
+	}
+	m.CLI(t, "imap-acct", "appendlimit", "-v", "-1", localUser)
+	if err := appendMsg(2000); err != nil {
+		t.Errorf("APPEND after the limit was removed: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap"
+	imapbackend "github.com/emersion/go-imap/backend"
 	"github.com/foxcpp/maddy/framework/config"
 	"github.com/foxcpp/maddy/framework/module"
 	"github.com/urfave/cli/v2"
@@ -255,8 +256,7 @@ Note that in default configuration it is not enough to create an IMAP storage
 account to grant server access. Additionally, user credentials should
 be created using 'creds' subcommand.
 
-Not rebuilt from stock maddy 0.8.2 (they need maddy's internal packages):
-'imap-acct appendlimit', 'imap-mboxes' and 'imap-msgs'.
+Not rebuilt from stock maddy 0.8.2 yet: 'imap-mboxes' and 'imap-msgs'.
 `,
 		Subcommands: []*cli.Command{
 			{
@@ -329,8 +329,72 @@ or error reporting is done.`,
 					return st.DeleteIMAPAcct(user)
 				},
 			},
+			{
+				Name:  "appendlimit",
+				Usage: "Query or set accounts's APPENDLIMIT value",
+				Description: `APPENDLIMIT value determines the size of a message that
+can be saved into a mailbox using IMAP APPEND command. This does not affect the size
+of messages that can be delivered to the mailbox from non-IMAP sources (e.g. SMTP).
+
+Global APPENDLIMIT value set via server configuration takes precedence over
+per-account values configured using this command.
+
+APPENDLIMIT value (either global or per-account) cannot be larger than
+4 GiB due to IMAP protocol limitations.
+`,
+				ArgsUsage: "USERNAME",
+				Flags: []cli.Flag{
+					cfgBlockFlag("local_mailboxes"),
+					&cli.IntFlag{Name: "value", Aliases: []string{"v"}, Usage: "Set APPENDLIMIT to specified value (in bytes)"},
+				},
+				Action: func(c *cli.Context) error {
+					user := c.Args().First()
+					if user == "" {
+						return cli.Exit("Error: USERNAME is required", 2)
+					}
+					st, done, err := openStorage(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					return appendLimit(c, st, user)
+				},
+			},
 		},
 	}
+}
+
+// appendLimitUser is what imapsql's accounts offer for a per-account
+// APPENDLIMIT (stock maddy copies it from go-imap-backend-tests).
+type appendLimitUser interface {
+	imapbackend.AppendLimitUser
+	// SetMessageLimit sets the limit; nil means none.
+	SetMessageLimit(val *uint32) error
+}
+
+// appendLimit prints user's APPENDLIMIT, or sets it with --value (-1: none).
+func appendLimit(c *cli.Context, st module.ManageableStorage, user string) error {
+	acct, err := st.GetIMAPAcct(user)
+	if err != nil {
+		return err
+	}
+	u, ok := acct.(appendLimitUser)
+	if !ok {
+		return cli.Exit("Error: module.Storage does not support per-user append limit", 2)
+	}
+	if !c.IsSet("value") {
+		if lim := u.CreateMessageLimit(); lim == nil {
+			fmt.Println("No limit")
+		} else {
+			fmt.Println(*lim)
+		}
+		return nil
+	}
+	if v := c.Int("value"); v != -1 {
+		lim := uint32(v)
+		return u.SetMessageLimit(&lim)
+	}
+	return u.SetMessageLimit(nil)
 }
 
 // specialUseUser is what imapsql's accounts offer for SPECIAL-USE folders.
