@@ -20,7 +20,7 @@ func checkOnce(t *testing.T, msgs []harness.MailboxMessage, want map[string][]by
 			t.Errorf("UID %d lacks the trace fields", m.UID)
 			continue
 		}
-		s := subject(raw)
+		s := harness.Subject(raw)
 		seen[s]++
 		if w, ok := want[s]; !ok || string(w) != string(raw) {
 			t.Errorf("%q: unexpected or partial message (%d bytes)", s, len(raw))
@@ -46,7 +46,7 @@ func seedN(t *testing.T, up *harness.Dovecot, n, size int) map[string][]byte {
 	msgs := make([][]byte, n)
 	for i := range msgs {
 		msgs[i] = harness.Message(i+1, size)
-		want[subject(msgs[i])] = msgs[i]
+		want[harness.Subject(msgs[i])] = msgs[i]
 	}
 	up.Seed(t, upUser, "INBOX", msgs...)
 	return want
@@ -113,7 +113,7 @@ func TestUIDValidityChange(t *testing.T) {
 	up.SetUIDValidity(t, upUser, "INBOX", 4242)
 	extra := harness.Message(11, 900)
 	up.Seed(t, upUser, "INBOX", extra)
-	want[subject(extra)] = extra
+	want[harness.Subject(extra)] = extra
 
 	r.maddy.Start(t)
 	r.maddy.WaitLog(t, "UIDVALIDITY changed upstream", waitLong)

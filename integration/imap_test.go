@@ -97,7 +97,7 @@ func TestIMAPDelete(t *testing.T) {
 	got := bodies(t, r.local(t, 5))
 	for i := 1; i <= 5; i++ {
 		raw := harness.Message(i, 2000)
-		if !bytes.Equal(got[subject(raw)], raw) {
+		if !bytes.Equal(got[harness.Subject(raw)], raw) {
 			t.Errorf("message %d differs", i)
 		}
 	}
@@ -140,7 +140,7 @@ func TestIMAPNewMailAndRestart(t *testing.T) {
 	seen := map[string]bool{}
 	for _, m := range got {
 		_, raw, _ := harness.Delivered(m.Raw)
-		s := subject(raw)
+		s := harness.Subject(raw)
 		if seen[s] {
 			t.Errorf("%q delivered twice", s)
 		}
@@ -169,7 +169,7 @@ func TestIMAPStartTLS(t *testing.T) {
 	up := newUpstream(t)
 	up.Seed(t, upUser, "INBOX", harness.Message(1, 800))
 	r := startMaddy(t, up, accountConf{Addr: "tcp://localhost:" + port(up.IMAPAddr), Keep: true, CAFile: up.CA.CAFile}.String())
-	if got := bodies(t, r.local(t, 1)); !bytes.Equal(got[subject(harness.Message(1, 800))], harness.Message(1, 800)) {
+	if got := bodies(t, r.local(t, 1)); !bytes.Equal(got[harness.Subject(harness.Message(1, 800))], harness.Message(1, 800)) {
 		t.Fatal("message differs")
 	}
 }

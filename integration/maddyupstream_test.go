@@ -43,20 +43,6 @@ func maddyClient(t *testing.T, m *harness.Maddy) *imapclient.Client {
 	return c
 }
 
-func appendTo(t *testing.T, c *imapclient.Client, folder string, msg []byte, flags ...imap.Flag) {
-	t.Helper()
-	cmd := c.Append(folder, int64(len(msg)), &imap.AppendOptions{Flags: flags})
-	if _, err := cmd.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func maddyUpstreamConf(m *harness.Maddy, keep bool) string {
 	k := "no"
 	if keep {
@@ -85,12 +71,12 @@ func TestMaddyAsUpstream(t *testing.T) {
 			want := map[string][]byte{}
 			for i := 1; i <= 5; i++ {
 				msg := harness.CRLF(harness.Message(i, 3000))
-				want[subject(msg)] = msg
-				appendTo(t, c, "INBOX", msg)
+				want[harness.Subject(msg)] = msg
+				harness.MustAppendIMAP(t, c, "INBOX", msg)
 			}
 			// Another client's \Deleted message is not ours to fetch.
 			foreign := harness.CRLF(harness.Message(99, 500))
-			appendTo(t, c, "INBOX", foreign, imap.FlagDeleted)
+			harness.MustAppendIMAP(t, c, "INBOX", foreign, imap.FlagDeleted)
 
 			bin := harness.BuildMaddy(t)
 			local := harness.StartMaddy(t, bin, harness.MaddyOptions{
@@ -120,7 +106,7 @@ func TestMaddyAsUpstream(t *testing.T) {
 			// stay flagged \Deleted.
 			var ours, flagged int
 			for _, m := range left {
-				if subject(m.Raw) == subject(foreign) {
+				if harness.Subject(m.Raw) == harness.Subject(foreign) {
 					continue
 				}
 				ours++
@@ -128,7 +114,7 @@ func TestMaddyAsUpstream(t *testing.T) {
 					flagged++
 				}
 			}
-			if len(left) == 0 || subject(left[len(left)-1].Raw) != subject(foreign) && ours == 0 {
+			if len(left) == 0 || harness.Subject(left[len(left)-1].Raw) != harness.Subject(foreign) && ours == 0 {
 				t.Fatalf("the other client's \\Deleted message was removed: INBOX %d messages", len(left))
 			}
 			log := local.Log()

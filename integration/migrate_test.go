@@ -24,7 +24,7 @@ func TestMigrationFoldersAgeSeenDeleteAfter(t *testing.T) {
 	seed := func(folder string, i int) {
 		msg := harness.Message(i, 700)
 		up.Seed(t, upUser, folder, msg)
-		want[subject(msg)] = msg
+		want[harness.Subject(msg)] = msg
 	}
 	seed("INBOX", 1)
 	seed("Archive", 2)
@@ -53,8 +53,8 @@ func TestMigrationFoldersAgeSeenDeleteAfter(t *testing.T) {
 	harness.Eventually(t, waitLong, func() bool {
 		return len(r.upstream(t, "INBOX")) == 0 && len(r.upstream(t, "Work.Clients")) == 0 && len(r.upstream(t, "Archive")) == 1
 	}, "delivered messages deleted upstream 4 s after delivery")
-	if left := r.upstream(t, "Archive"); subject(left[0].Raw) != subject(old) {
-		t.Errorf("Archive keeps %q, want the old message", subject(left[0].Raw))
+	if left := r.upstream(t, "Archive"); harness.Subject(left[0].Raw) != harness.Subject(old) {
+		t.Errorf("Archive keeps %q, want the old message", harness.Subject(left[0].Raw))
 	}
 	if len(r.upstream(t, "Old")) != 1 {
 		t.Error("the excluded folder was touched")
@@ -118,13 +118,13 @@ func TestMirrorFoldersAndFlags(t *testing.T) {
 		return msgs[0]
 	}
 	for folder, want := range map[string][]byte{"INBOX": inbox, "Work": work, "Customers": clients} {
-		if _, raw, _ := harness.Delivered(get(folder).Raw); subject(raw) != subject(want) {
-			t.Errorf("%s holds %q, want %q", folder, subject(raw), subject(want))
+		if _, raw, _ := harness.Delivered(get(folder).Raw); harness.Subject(raw) != harness.Subject(want) {
+			t.Errorf("%s holds %q, want %q", folder, harness.Subject(raw), harness.Subject(want))
 		}
 	}
 	// maddy's user has a Sent folder marked \Sent: "Sent Items" goes there.
-	if _, raw, _ := harness.Delivered(get("Sent").Raw); subject(raw) != subject(sent) {
-		t.Errorf("Sent holds %q", subject(raw))
+	if _, raw, _ := harness.Delivered(get("Sent").Raw); harness.Subject(raw) != harness.Subject(sent) {
+		t.Errorf("Sent holds %q", harness.Subject(raw))
 	}
 	if !get("INBOX").HasFlag(`\Seen`) {
 		t.Error("the upstream \\Seen did not come along")
@@ -178,5 +178,5 @@ func TestDedupeTwoFolders(t *testing.T) {
 		Extra: "        folders INBOX Archive\n        dedupe message_id\n        idle no\n"}.String())
 	r.local(t, 2)
 	r.waitPolls(t, 2)
-	checkOnce(t, r.local(t, 2), map[string][]byte{subject(twice): twice, subject(once): once}, 0)
+	checkOnce(t, r.local(t, 2), map[string][]byte{harness.Subject(twice): twice, harness.Subject(once): once}, 0)
 }

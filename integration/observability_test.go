@@ -173,7 +173,7 @@ func TestRetry(t *testing.T) {
 	}
 	r.maddy.Signal(t, syscall.SIGUSR2)
 	got := r.maddy.WaitMessages(t, "late@example.org", "late-pass", "INBOX", 1, waitLong)
-	if subjects(t, got) != subject(harness.Message(1, 900)) {
+	if subjects(t, got) != harness.Subject(harness.Message(1, 900)) {
 		t.Fatalf("got %s", subjects(t, got))
 	}
 	if left := r.upstream(t, "INBOX"); len(left) != 0 {
@@ -296,11 +296,7 @@ func TestHashAndAppendLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendMsg := func(size int) error {
-		msg := harness.Message(1, size)
-		cmd := c.Append("INBOX", int64(len(msg)), nil)
-		cmd.Write(msg)
-		cmd.Close()
-		_, err := cmd.Wait()
+		_, err := harness.AppendIMAP(c, "INBOX", harness.Message(1, size))
 		return err
 	}
 	if err := appendMsg(2000); err == nil {

@@ -47,7 +47,7 @@ func TestMultidrop(t *testing.T) {
 		t.Errorf("the unknown recipient's message was not refused exactly once:\n%s", grep(m.Log(), "refused"))
 	}
 	left := r.upstream(t, "INBOX")
-	if len(left) != 1 || subject(left[0].Raw) != "policy 4" {
+	if len(left) != 1 || harness.Subject(left[0].Raw) != "policy 4" {
 		t.Fatalf("upstream should hold only the refused message, holds %d", len(left))
 	}
 }
@@ -59,7 +59,7 @@ func checkNotice(t *testing.T, notices []harness.MailboxMessage, kind, text stri
 		t.Fatalf("%d notices to the account's owner, want 1", len(notices))
 	}
 	raw := string(notices[0].Raw)
-	if !strings.Contains(subject(notices[0].Raw), kind) || !strings.Contains(raw, text) {
+	if !strings.Contains(harness.Subject(notices[0].Raw), kind) || !strings.Contains(raw, text) {
 		t.Fatalf("the notice should be about %q and say %q:\n%s", kind, text, raw)
 	}
 }
@@ -69,7 +69,7 @@ func subjects(t *testing.T, msgs []harness.MailboxMessage) string {
 	var out []string
 	for _, m := range msgs {
 		_, raw, _ := harness.Delivered(m.Raw)
-		out = append(out, subject(raw))
+		out = append(out, harness.Subject(raw))
 	}
 	return strings.Join(out, ",")
 }
@@ -114,7 +114,7 @@ func TestFirstSyncNew(t *testing.T) {
 	got := r.local(t, 1)
 	r.waitPolls(t, 2)
 	got = r.local(t, 1)
-	if len(got) != 1 || subjects(t, got) != subject(fresh) {
+	if len(got) != 1 || subjects(t, got) != harness.Subject(fresh) {
 		t.Fatalf("maddy holds %s, want only the new message", subjects(t, got))
 	}
 }
@@ -161,7 +161,7 @@ func TestQuarantineFolder(t *testing.T) {
 		Extra: "        folders INBOX Spam\n        quarantine_folders Spam\n"}.String())
 	inbox := r.local(t, 1)
 	junk := r.maddy.WaitMessages(t, localUser, localPass, "Junk", 1, waitLong)
-	if subjects(t, inbox) != subject(harness.Message(1, 600)) || subjects(t, junk) != subject(harness.Message(2, 600)) {
+	if subjects(t, inbox) != harness.Subject(harness.Message(1, 600)) || subjects(t, junk) != harness.Subject(harness.Message(2, 600)) {
 		t.Fatalf("INBOX %s, Junk %s", subjects(t, inbox), subjects(t, junk))
 	}
 }

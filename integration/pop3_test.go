@@ -28,7 +28,7 @@ func seedTrickyPOP3(t *testing.T, up *harness.Dovecot) map[string][]byte {
 	for i := 1; i <= 5; i++ {
 		raw := harness.Message(i, 3000)
 		up.Seed(t, upUser, "INBOX", raw)
-		want[subject(raw)] = raw
+		want[harness.Subject(raw)] = raw
 	}
 	return want
 }
@@ -51,7 +51,7 @@ func TestPOP3Keep(t *testing.T) {
 	r.maddy.Stop(t)
 	extra := harness.Message(99, 1200)
 	up.Seed(t, upUser, "INBOX", extra)
-	want[subject(extra)] = extra
+	want[harness.Subject(extra)] = extra
 	r.maddy.Start(t)
 	r.local(t, len(want))
 	r.waitPolls(t, 2)
@@ -69,7 +69,7 @@ func TestPOP3DeleteSTLS(t *testing.T) {
 
 	more := harness.Message(50, 2500)
 	up.Seed(t, upUser, "INBOX", more)
-	want[subject(more)] = more
+	want[harness.Subject(more)] = more
 	r.local(t, len(want))
 	r.waitPolls(t, 2)
 	checkOnce(t, r.local(t, len(want)), want, 0)

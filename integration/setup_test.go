@@ -132,21 +132,9 @@ func bodies(t *testing.T, msgs []harness.MailboxMessage) map[string][]byte {
 		if !ok || !strings.HasPrefix(received, "Received: from localhost") {
 			t.Errorf("message UID %d lacks remote_pull's Received field under maddy's Delivered-To:\n%.300s", m.UID, m.Raw)
 		}
-		out[subject(raw)] = raw
+		out[harness.Subject(raw)] = raw
 	}
 	return out
-}
-
-func subject(raw []byte) string {
-	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "Subject: ") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "Subject: "))
-		}
-		if strings.TrimSpace(line) == "" {
-			break
-		}
-	}
-	return ""
 }
 
 // countLog counts occurrences of s in maddy's log.

@@ -55,6 +55,40 @@ func openBlock(c *cli.Context) (module.Module, func(), error) {
 	return nil, nil, cli.Exit(fmt.Sprintf("Error: unknown configuration block: %s", name), 2)
 }
 
+// withUserDB is an action on the USERNAME argument and the credentials
+// database --cfg-block names.
+func withUserDB(fn func(c *cli.Context, db module.PlainUserDB, user string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		user := c.Args().First()
+		if user == "" {
+			return cli.Exit("Error: USERNAME is required", 2)
+		}
+		db, done, err := openUserDB(c)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return fn(c, db, user)
+	}
+}
+
+// withStorage is an action on the USERNAME argument and the storage
+// --cfg-block names.
+func withStorage(fn func(c *cli.Context, st module.ManageableStorage, user string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		user := c.Args().First()
+		if user == "" {
+			return cli.Exit("Error: USERNAME is required", 2)
+		}
+		st, done, err := openStorage(c)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return fn(c, st, user)
+	}
+}
+
 func openUserDB(c *cli.Context) (module.PlainUserDB, func(), error) {
 	mod, done, err := openBlock(c)
 	if err != nil {
@@ -154,43 +188,25 @@ using command flags. Otherwise, these options cannot be used.
 					&cli.StringFlag{Name: "hash", Usage: "Use specified hash algorithm. Valid values: sha256, bcrypt, argon2", Value: "bcrypt"},
 					&cli.IntFlag{Name: "bcrypt-cost", Usage: "Specify bcrypt cost value", Value: bcrypt.DefaultCost},
 				},
-				Action: func(c *cli.Context) error {
-					user := c.Args().First()
-					if user == "" {
-						return cli.Exit("Error: USERNAME is required", 2)
-					}
-					db, done, err := openUserDB(c)
-					if err != nil {
-						return err
-					}
-					defer done()
+				Action: withUserDB(func(c *cli.Context, db module.PlainUserDB, user string) error {
 					pass, err := password(c, "Enter password for new user")
 					if err != nil {
 						return err
 					}
 					return createUser(c, db, user, pass)
-				},
+				}),
 			},
 			{
 				Name:      "remove",
 				Usage:     "Delete user account",
 				ArgsUsage: "USERNAME",
 				Flags:     []cli.Flag{cfgBlockFlag("local_authdb"), yesFlag},
-				Action: func(c *cli.Context) error {
-					user := c.Args().First()
-					if user == "" {
-						return errors.New("Error: USERNAME is required")
-					}
-					db, done, err := openUserDB(c)
-					if err != nil {
-						return err
-					}
-					defer done()
+				Action: withUserDB(func(c *cli.Context, db module.PlainUserDB, user string) error {
 					if !c.Bool("yes") && !confirm("Are you sure you want to delete this user account?") {
 						return errors.New("Cancelled")
 					}
 					return db.DeleteUser(user)
-				},
+				}),
 			},
 			{
 				Name:        "password",
@@ -198,22 +214,13 @@ using command flags. Otherwise, these options cannot be used.
 				Description: "Reads password from stdin",
 				ArgsUsage:   "USERNAME",
 				Flags:       []cli.Flag{cfgBlockFlag("local_authdb"), passwordFlag},
-				Action: func(c *cli.Context) error {
-					user := c.Args().First()
-					if user == "" {
-						return errors.New("Error: USERNAME is required")
-					}
-					db, done, err := openUserDB(c)
-					if err != nil {
-						return err
-					}
-					defer done()
+				Action: withUserDB(func(c *cli.Context, db module.PlainUserDB, user string) error {
 					pass, err := password(c, "Enter new password")
 					if err != nil {
 						return err
 					}
 					return db.SetUserPassword(user, pass)
-				},
+				}),
 			},
 		},
 	}
@@ -292,18 +299,9 @@ creates a set of default folder (mailboxes) with special-use attribute set.`,
 					&cli.StringFlag{Name: "drafts-name", Usage: "Name of special mailbox for drafts, use empty string to not create any", Value: "Drafts"},
 					&cli.StringFlag{Name: "archive-name", Usage: "Name of special mailbox for archive, use empty string to not create any", Value: "Archive"},
 				},
-				Action: func(c *cli.Context) error {
-					user := c.Args().First()
-					if user == "" {
-						return cli.Exit("Error: USERNAME is required", 2)
-					}
-					st, done, err := openStorage(c)
-					if err != nil {
-						return err
-					}
-					defer done()
+				Action: withStorage(func(c *cli.Context, st module.ManageableStorage, user string) error {
 					return createIMAPAcct(c, st, user)
-				},
+				}),
 			},
 			{
 				Name:      "remove",
@@ -313,21 +311,12 @@ creates a set of default folder (mailboxes) with special-use attribute set.`,
 messages access will be killed off immediately though connection will remain open. No cleanup
 or error reporting is done.`,
 				Flags: []cli.Flag{cfgBlockFlag("local_mailboxes"), yesFlag},
-				Action: func(c *cli.Context) error {
-					user := c.Args().First()
-					if user == "" {
-						return cli.Exit("Error: USERNAME is required", 2)
-					}
-					st, done, err := openStorage(c)
-					if err != nil {
-						return err
-					}
-					defer done()
+				Action: withStorage(func(c *cli.Context, st module.ManageableStorage, user string) error {
 					if !c.Bool("yes") && !confirm("Are you sure you want to delete this user account?") {
 						return errors.New("Cancelled")
 					}
 					return st.DeleteIMAPAcct(user)
-				},
+				}),
 			},
 			{
 				Name:  "appendlimit",
@@ -347,18 +336,9 @@ APPENDLIMIT value (either global or per-account) cannot be larger than
 					cfgBlockFlag("local_mailboxes"),
 					&cli.IntFlag{Name: "value", Aliases: []string{"v"}, Usage: "Set APPENDLIMIT to specified value (in bytes)"},
 				},
-				Action: func(c *cli.Context) error {
-					user := c.Args().First()
-					if user == "" {
-						return cli.Exit("Error: USERNAME is required", 2)
-					}
-					st, done, err := openStorage(c)
-					if err != nil {
-						return err
-					}
-					defer done()
+				Action: withStorage(func(c *cli.Context, st module.ManageableStorage, user string) error {
 					return appendLimit(c, st, user)
-				},
+				}),
 			},
 		},
 	}

@@ -116,7 +116,7 @@ func StartDovecot(t T, opts DovecotOptions) *Dovecot {
 	t.Cleanup(func() {
 		d.Stop()
 		if t.Failed() {
-			t.Logf("harness: dovecot log %s (tail):\n%s", d.logPath, tail(d.logPath, 60))
+			t.Logf("harness: dovecot log %s (tail):\n%s", d.logPath, Tail(d.logPath, 60))
 		}
 	})
 	d.start(t)
@@ -314,7 +314,7 @@ func (d *Dovecot) start(t T) {
 			continue
 		}
 		if err := waitGreeting(p, a.addr, a.greeting, a.tls, d.CA); err != nil {
-			t.Fatalf("harness: dovecot on %s: %v\ndovecot log:\n%s", a.addr, err, tail(d.logPath, 40))
+			t.Fatalf("harness: dovecot on %s: %v\ndovecot log:\n%s", a.addr, err, Tail(d.logPath, 40))
 		}
 	}
 }

@@ -134,3 +134,25 @@ func listMessages(c *imapclient.Client, folder string) ([]MailboxMessage, error)
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
 	return msgs, nil
 }
+
+// AppendIMAP APPENDs msg to folder with flags over c, as a mail client
+// would.
+func AppendIMAP(c *imapclient.Client, folder string, msg []byte, flags ...imap.Flag) (*imap.AppendData, error) {
+	cmd := c.Append(folder, int64(len(msg)), &imap.AppendOptions{Flags: flags})
+	if _, err := cmd.Write(msg); err != nil {
+		cmd.Close()
+		return nil, err
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, err
+	}
+	return cmd.Wait()
+}
+
+// MustAppendIMAP is AppendIMAP that fails the test on an error.
+func MustAppendIMAP(t T, c *imapclient.Client, folder string, msg []byte, flags ...imap.Flag) {
+	t.Helper()
+	if _, err := AppendIMAP(c, folder, msg, flags...); err != nil {
+		t.Fatalf("harness: APPEND to %s: %v", folder, err)
+	}
+}

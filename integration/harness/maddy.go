@@ -200,7 +200,7 @@ func StartMaddy(t T, bin string, opts MaddyOptions) *Maddy {
 		if t.Failed() {
 			for _, f := range []string{m.LogPath, m.StderrPath} {
 				if _, err := os.Stat(f); err == nil {
-					t.Logf("harness: %s (tail):\n%s", f, tail(f, 80))
+					t.Logf("harness: %s (tail):\n%s", f, Tail(f, 80))
 				}
 			}
 		}
@@ -311,12 +311,12 @@ func (m *Maddy) start(t T) {
 	m.mu.Unlock()
 
 	if err := waitGreeting(p, m.IMAPAddr, "* OK", false, nil); err != nil {
-		t.Fatalf("harness: maddy IMAP on %s: %v\nlog:\n%s\nstderr:\n%s", m.IMAPAddr, err, tail(m.LogPath, 40), tail(m.StderrPath, 40))
+		t.Fatalf("harness: maddy IMAP on %s: %v\nlog:\n%s\nstderr:\n%s", m.IMAPAddr, err, Tail(m.LogPath, 40), Tail(m.StderrPath, 40))
 	}
 	for _, a := range []string{m.SMTPAddr, m.MetricsAddr} {
 		if a != "" {
 			if err := waitAccept(p, a); err != nil {
-				t.Fatalf("harness: maddy on %s: %v\nlog:\n%s", a, err, tail(m.LogPath, 40))
+				t.Fatalf("harness: maddy on %s: %v\nlog:\n%s", a, err, Tail(m.LogPath, 40))
 			}
 		}
 	}
@@ -356,7 +356,7 @@ func (m *Maddy) Stop(t T) {
 	}
 	if err := p.signal(syscall.SIGTERM, 10*time.Second); err != nil {
 		p.kill()
-		t.Fatalf("harness: maddy did not exit within 10 s of SIGTERM: %v\nlog:\n%s", err, tail(m.LogPath, 40))
+		t.Fatalf("harness: maddy did not exit within 10 s of SIGTERM: %v\nlog:\n%s", err, Tail(m.LogPath, 40))
 	}
 }
 
@@ -398,7 +398,7 @@ func (m *Maddy) WaitLog(t T, substring string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(m.Log(), substring) {
 		if time.Now().After(deadline) {
-			t.Fatalf("harness: %q not in maddy's log after %v; log tail:\n%s", substring, timeout, tail(m.LogPath, 40))
+			t.Fatalf("harness: %q not in maddy's log after %v; log tail:\n%s", substring, timeout, Tail(m.LogPath, 40))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -447,7 +447,7 @@ func (m *Maddy) WaitMessages(t T, user, password, folder string, n int, timeout 
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("harness: %s/%s has %d messages after %v, want %d (last error: %v); log tail:\n%s",
-				user, folder, len(msgs), timeout, n, err, tail(m.LogPath, 40))
+				user, folder, len(msgs), timeout, n, err, Tail(m.LogPath, 40))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

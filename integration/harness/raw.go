@@ -139,3 +139,16 @@ func SplitNotices(msgs []MailboxMessage) (fetched, notices []MailboxMessage) {
 	}
 	return fetched, notices
 }
+
+// Subject is the Subject field of a message's header, or "".
+func Subject(raw []byte) string {
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "Subject: ") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "Subject: "))
+		}
+		if strings.TrimSpace(line) == "" {
+			break
+		}
+	}
+	return ""
+}

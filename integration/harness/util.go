@@ -54,9 +54,9 @@ func makeTraversable(t T, dir string) {
 	}
 }
 
-// tail returns at most the last n lines of the file at path, for failure
+// Tail returns at most the last n lines of the file at path, for failure
 // reports.
-func tail(path string, n int) string {
+func Tail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "(" + err.Error() + ")"

@@ -113,7 +113,7 @@ func telemetry(dir string) string {
 	files, _ := filepath.Glob(filepath.Join(dir, "conf/log/remote-alice/*"))
 	var b strings.Builder
 	for _, f := range files {
-		fmt.Fprintf(&b, "--- %s (tail)\n%s", filepath.Base(f), tail(f, 30))
+		fmt.Fprintf(&b, "--- %s (tail)\n%s", filepath.Base(f), harness.Tail(f, 30))
 	}
 	return b.String()
 }

@@ -261,11 +261,11 @@ func checkOnce(t *testing.T, up *upstream, msgs []harness.MailboxMessage, want m
 		if up.served != nil {
 			var err error
 			if raw, err = up.served(raw); err != nil {
-				t.Errorf("UID %d (%s): %v", m.UID, subject(m.Raw), err)
+				t.Errorf("UID %d (%s): %v", m.UID, harness.Subject(m.Raw), err)
 				continue
 			}
 		}
-		s := subject(raw)
+		s := harness.Subject(raw)
 		seen[s]++
 		w, ok := want[s]
 		switch {
@@ -358,7 +358,7 @@ func testKeep(t *testing.T, sc serverCase, keep bool) {
 	var ours, flagged, seenFlag int
 	var foreignLeft *harness.MailboxMessage
 	for i, lm := range left {
-		if subject(lm.Raw) == subject(foreign) {
+		if harness.Subject(lm.Raw) == harness.Subject(foreign) {
 			foreignLeft = &left[i]
 			continue
 		}
@@ -420,7 +420,7 @@ func testKeep(t *testing.T, sc serverCase, keep bool) {
 func flagLast(t *testing.T, up *upstream, msg []byte) {
 	t.Helper()
 	c := up.imapClient(t)
-	appendMsg(t, c, "INBOX", msg)
+	harness.MustAppendIMAP(t, c, "INBOX", msg)
 	sel, err := c.Select("INBOX", nil).Wait()
 	if err != nil {
 		t.Fatal(err)
@@ -430,7 +430,7 @@ func flagLast(t *testing.T, up *upstream, msg []byte) {
 		t.Fatalf("STORE \\Deleted: %v", err)
 	}
 	msgs, err := c.Fetch(last, &imap.FetchOptions{Flags: true, Envelope: true}).Collect()
-	if err != nil || len(msgs) != 1 || msgs[0].Envelope == nil || msgs[0].Envelope.Subject != subject(msg) {
+	if err != nil || len(msgs) != 1 || msgs[0].Envelope == nil || msgs[0].Envelope.Subject != harness.Subject(msg) {
 		t.Fatalf("the message to flag is not the last one: %v %+v", err, msgs)
 	}
 	deleted := false
@@ -459,8 +459,8 @@ func testIdle(t *testing.T, sc serverCase) {
 	time.Sleep(time.Second) // IDLE is accepted before the server starts watching on some servers
 	second := harness.Message(2, 600)
 	start := time.Now()
-	appendMsg(t, c, "INBOX", second)
-	want[subject(second)] = second
+	harness.MustAppendIMAP(t, c, "INBOX", second)
+	want[harness.Subject(second)] = second
 
 	switch sc.want.idle {
 	case "push", "minute":
@@ -509,7 +509,7 @@ func testCRLFFile(t *testing.T, sc serverCase) {
 		t.Fatalf("the server no longer serves a CRLF file as CR CR LF (docs/servers.md): %q", raw[:min(len(raw), 80)])
 	}
 	m := startMaddy(t, nil, remotePull(account{up: up, keep: false}))
-	want := map[string][]byte{subject(good): harness.CRLF(good)}
+	want := map[string][]byte{harness.Subject(good): harness.CRLF(good)}
 	// The good message and the notice about the refused one
 	// (docs/reference.md, notify).
 	fetched, notices := harness.SplitNotices(m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong))
@@ -517,7 +517,7 @@ func testCRLFFile(t *testing.T, sc serverCase) {
 	waitPolls(t, m, "up", 3)
 	fetched, notices = harness.SplitNotices(m.Mailbox(t, localUser, localPass, "INBOX"))
 	checkOnce(t, up, fetched, want)
-	if len(notices) != 1 || !strings.Contains(subject(notices[0].Raw), "messages waiting upstream") {
+	if len(notices) != 1 || !strings.Contains(harness.Subject(notices[0].Raw), "messages waiting upstream") {
 		t.Fatalf("want one notice about the message waiting upstream, got %d: %q", len(notices), subjects(notices))
 	}
 	if n := strings.Count(m.Log(), "message refused, left upstream"); n != 1 {
@@ -531,13 +531,13 @@ func testCRLFFile(t *testing.T, sc serverCase) {
 		t.Fatalf("keep no: the maildrop holds %d messages, want the refused one", n)
 	}
 	result(t, sc, "CRLF maildir file", "pass (as documented): served as CR CR LF, refused once (%s), left upstream with keep no; status: %d refused waiting; notice %q",
-		firstMatch(grepLines(m.Log(), "message refused"), `"reason":"([^"]*)"`), st.RefusedWaiting, subject(notices[0].Raw))
+		firstMatch(grepLines(m.Log(), "message refused"), `"reason":"([^"]*)"`), st.RefusedWaiting, harness.Subject(notices[0].Raw))
 }
 
 func subjects(msgs []harness.MailboxMessage) []string {
 	var out []string
 	for _, m := range msgs {
-		out = append(out, subject(m.Raw))
+		out = append(out, harness.Subject(m.Raw))
 	}
 	return out
 }

@@ -159,19 +159,6 @@ func copyFile(t *testing.T, dst, src string, mode os.FileMode) {
 	writeFile(t, dst, string(data), mode)
 }
 
-// tail returns the last n lines of a file, for failure reports.
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	lines := strings.SplitAfter(string(data), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "")
-}
-
 // etcOverlay writes passwd, group and shadow into etc, the upper layer of
 // a namespace's /etc overlay: the system's files with the given lines
 // appended, so that users a package's postinst would create exist only for

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"remote_pull/integration/harness"
 )
 
 // daemon is a server process started by a test: stdout and stderr go to a
@@ -61,7 +63,7 @@ func startDaemon(t *testing.T, name string, cmd *exec.Cmd, logPath string) *daem
 			if exited {
 				state = fmt.Sprintf("had exited before the test ended (%v)", d.err)
 			}
-			t.Logf("%s %s; log %s (tail):\n%s", name, state, logPath, tail(logPath, 60))
+			t.Logf("%s %s; log %s (tail):\n%s", name, state, logPath, harness.Tail(logPath, 60))
 		}
 	})
 	return d
@@ -111,7 +113,7 @@ func (d *daemon) waitGreeting(t *testing.T, addr, want string) {
 	var last error
 	for time.Now().Before(deadline) {
 		if d.exited() {
-			t.Fatalf("%s exited: %v\nlog:\n%s", d.name, d.err, tail(d.logPath, 40))
+			t.Fatalf("%s exited: %v\nlog:\n%s", d.name, d.err, harness.Tail(d.logPath, 40))
 		}
 		line, err := readGreeting(addr)
 		if err == nil && strings.HasPrefix(line, want) {
@@ -123,7 +125,7 @@ func (d *daemon) waitGreeting(t *testing.T, addr, want string) {
 		last = err
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s on %s: no greeting within 30 s: %v\nlog:\n%s", d.name, addr, last, tail(d.logPath, 40))
+	t.Fatalf("%s on %s: no greeting within 30 s: %v\nlog:\n%s", d.name, addr, last, harness.Tail(d.logPath, 40))
 }
 
 func readGreeting(addr string) (string, error) {

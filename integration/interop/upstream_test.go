@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"remote_pull/integration/harness"
@@ -74,21 +73,6 @@ func (u *upstream) imapClient(t *testing.T) *imapclient.Client {
 	return c
 }
 
-// appendMsg APPENDs msg to folder with flags, as another mail client would.
-func appendMsg(t *testing.T, c *imapclient.Client, folder string, msg []byte, flags ...imap.Flag) {
-	t.Helper()
-	cmd := c.Append(folder, int64(len(msg)), &imap.AppendOptions{Flags: flags})
-	if _, err := cmd.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cmd.Wait(); err != nil {
-		t.Fatalf("APPEND: %v", err)
-	}
-}
-
 // seed puts msgs (wire form, CRLF) into the upstream INBOX: IMAP by APPEND
 // on c, POP3 by writing the maildrop. It returns Subject → the bytes a
 // client is served for each.
@@ -97,15 +81,15 @@ func (u *upstream) seed(t *testing.T, c *imapclient.Client, msgs ...[]byte) map[
 	want := map[string][]byte{}
 	if u.Proto == "imap" {
 		for _, m := range msgs {
-			appendMsg(t, c, "INBOX", m)
-			want[subject(m)] = m
+			harness.MustAppendIMAP(t, c, "INBOX", m)
+			want[harness.Subject(m)] = m
 		}
 		return want
 	}
 	lf := make([][]byte, len(msgs))
 	for i, m := range msgs {
 		lf[i] = bytes.ReplaceAll(m, []byte("\r\n"), []byte("\n"))
-		want[subject(m)] = harness.CRLF(lf[i])
+		want[harness.Subject(m)] = harness.CRLF(lf[i])
 	}
 	u.writeMaildrop(t, lf)
 	return want
@@ -208,18 +192,6 @@ func (p *pop3Conn) stat(t *testing.T) int {
 	}
 	p.ok(t, "QUIT")
 	return n
-}
-
-func subject(raw []byte) string {
-	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "Subject: ") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "Subject: "))
-		}
-		if strings.TrimSpace(line) == "" {
-			break
-		}
-	}
-	return ""
 }
 
 // xUIDL matches the field Mailutils pop3d adds to every message it serves

@@ -58,7 +58,7 @@ func (a *account) appendLoop(ctx context.Context, k *soak, r *rand.Rand) {
 		a.sent = append(a.sent, m)
 		a.bySubject[m.subject] = m
 		a.mu.Unlock()
-		data, err := appendMsg(c, raw)
+		data, err := harness.AppendIMAP(c, "INBOX", raw)
 		if err != nil {
 			// Local Dovecot, no proxy: this should not happen. The
 			// message may or may not be upstream.
@@ -76,18 +76,6 @@ func (a *account) appendLoop(ctx context.Context, k *soak, r *rand.Rand) {
 		a.mu.Unlock()
 		k.ev.logf(a.name, "appended %q, %d bytes, upstream UID %d", m.subject, m.size, m.uid)
 	}
-}
-
-func appendMsg(c *imapclient.Client, raw []byte) (*imap.AppendData, error) {
-	cmd := c.Append("INBOX", int64(len(raw)), nil)
-	if _, err := cmd.Write(raw); err != nil {
-		cmd.Close()
-		return nil, err
-	}
-	if err := cmd.Close(); err != nil {
-		return nil, err
-	}
-	return cmd.Wait()
 }
 
 // dialUpstream logs in to Dovecot directly (IMAPS), bypassing the proxies.
