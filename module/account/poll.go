@@ -479,16 +479,20 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 			return res, &fatalError{err}
 		}
 		// Durable before anything is done upstream, and with keep yes too:
-		// a ledger entry lost to a power cut means a duplicate.
-		if err := a.durable(ctx); err != nil {
-			return res, localErr(err)
+		// a ledger entry lost to a power cut means a duplicate. A removal
+		// makes the batch durable itself, first.
+		removing := !a.s.Keep && len(delivered) > 0
+		if !removing {
+			if err := a.durable(ctx); err != nil {
+				return res, localErr(err)
+			}
 		}
 		if sm, ok := mb.(source.SeenMarker); ok && a.s.Keep && a.s.MarkSeen && len(delivered) > 0 {
 			if err := sm.MarkSeen(ctx, delivered); err != nil {
 				return res, &fatalError{err}
 			}
 		}
-		if !a.s.Keep && len(delivered) > 0 {
+		if removing {
 			n, err := p.remove(ctx, mb, key, delivered, states)
 			res.Removed += n
 			if err != nil {
