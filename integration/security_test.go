@@ -91,11 +91,13 @@ func TestAuthMechanisms(t *testing.T) {
 func TestNoSecretsInDebugLog(t *testing.T) {
 	up := newUpstream(t)
 	up.Seed(t, upUser, "INBOX", harness.Message(1, 700))
+	// Both accounts read one mailbox: keep yes on both, or whichever polls
+	// first would take the message from the other.
 	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
 		Users: map[string]string{localUser: localPass},
 		Debug: true,
 		Extra: "remote_pull {\n    debug yes\n" + accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), CAFile: up.CA.CAFile,
-			Debug: true, NoBlock: true}.String() + accountConf{Name: "pop", Proto: "pop3", Addr: "tcp://localhost:" + port(up.POP3Addr),
+			Keep: true, Debug: true, NoBlock: true}.String() + accountConf{Name: "pop", Proto: "pop3", Addr: "tcp://localhost:" + port(up.POP3Addr),
 			CAFile: up.CA.CAFile, Keep: true, Debug: true, NoBlock: true}.String() + "}\n",
 		Files: map[string]string{"upstream-password": upPass + "\n"},
 	})
