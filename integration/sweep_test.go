@@ -306,7 +306,7 @@ func (env *sweepEnv) group(t *testing.T, g sweepGroup) {
 									break
 								}
 								if attempt == 3 {
-									t.Errorf("inconclusive three times: the faulted poll failed before its fault each time")
+									t.Errorf("inconclusive three times: the session ended before its fault each time")
 									break
 								}
 								env.mu.Lock()
@@ -579,16 +579,17 @@ func (env *sweepEnv) run(t *testing.T, g sweepGroup, c sweepCase, term bool, fau
 	switch {
 	case fault == nil && firstErr != nil:
 		t.Fatalf("clean poll failed: %v", firstErr)
-	case fault != nil && !first.Cut && firstErr != nil && !t.Failed():
+	case fault != nil && !first.Cut && !t.Failed():
 		// Something else ended the session first (a login slower than
-		// the short timeout, on a busy machine): this attempt tested
-		// nothing; the caller runs the case again on a fresh mailbox.
-		t.Logf("inconclusive: the faulted poll failed after %d server bytes, before its fault %v: %v",
-			first.ServerBytes, *fault, firstErr)
+		// the short timeout, on a busy machine), or it ended cleanly
+		// short of a cut in its last bytes, whose count varies from
+		// session to session (the server's close_notify may or may not
+		// go out before the client closes): this attempt tested
+		// nothing; the caller runs the case again on a fresh mailbox,
+		// and fails it if that happens three times.
+		t.Logf("inconclusive: the session ended after %d server bytes, before its fault %v (poll: %+v, %v)",
+			first.ServerBytes, *fault, res, firstErr)
 		return first, true
-	case fault != nil && !first.Cut:
-		t.Errorf("the fault %v was not reached: the session ended after %d server bytes (poll: %+v, %v)",
-			*fault, first.ServerBytes, res, firstErr)
 	}
 
 	// Clean polls until one succeeds, then one that must find nothing.

@@ -5,23 +5,43 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
+// handedOut holds every port FreePort returned in this process: the kernel
+// may offer a port again once its listener is closed, and two listeners of
+// one Dovecot on one port stop it at start.
+var handedOut struct {
+	sync.Mutex
+	ports map[string]bool
+}
+
 // FreePort returns a loopback address "127.0.0.1:PORT" whose port was free a
-// moment ago (found by listening on 127.0.0.1:0 and closing). Another process
-// may take it before the caller binds, which is rare enough for tests.
+// moment ago (found by listening on 127.0.0.1:0 and closing), and that no
+// earlier call in this process returned. Another process may take it before
+// the caller binds, which is rare enough for tests.
 func FreePort(t T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("harness: free port: %v", err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[string]bool{}
 	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatalf("harness: free port: %v", err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("harness: free port: %v", err)
+		}
+		addr := l.Addr().String()
+		if err := l.Close(); err != nil {
+			t.Fatalf("harness: free port: %v", err)
+		}
+		if !handedOut.ports[addr] {
+			handedOut.ports[addr] = true
+			return addr
+		}
 	}
-	return addr
 }
 
 // portOf returns the port part of "host:port".
