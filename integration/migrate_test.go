@@ -85,8 +85,10 @@ func TestMoveTo(t *testing.T) {
 // name) to the local folder marked \Sent, and flags and keywords of the
 // upstream copy come along; an explicit local_folder wins.
 func TestMirrorFoldersAndFlags(t *testing.T) {
+	// The upstream's hierarchy delimiter is "/", as on Gmail; maddy's is ".".
 	up := newUpstream(t, `namespace inbox {
   inbox = yes
+  separator = /
   mailbox "Sent Items" {
     special_use = \Sent
   }
@@ -95,11 +97,15 @@ func TestMirrorFoldersAndFlags(t *testing.T) {
 	sent := harness.Message(2, 600)
 	work := harness.Message(3, 600)
 	clients := harness.Message(4, 600)
+	nested := harness.Message(5, 600)
 	up.SeedSeen(t, upUser, "INBOX", inbox)
 	up.Seed(t, upUser, "Sent Items", sent)
 	up.Seed(t, upUser, "Work", work)
 	up.Seed(t, upUser, "Clients", clients)
 	up.AddFlags(t, upUser, "Work", 1, `\Flagged`, "$Important")
+	// "Work/Clients" upstream; on disk (Maildir++) it is .Work.Clients.
+	up.Doveadm(t, nil, "mailbox", "create", "-s", "-u", upUser, "Work/Clients")
+	up.Seed(t, upUser, "Work.Clients", nested)
 
 	bin := harness.BuildMaddy(t)
 	m := harness.StartMaddy(t, bin, harness.MaddyOptions{
@@ -117,7 +123,7 @@ func TestMirrorFoldersAndFlags(t *testing.T) {
 		}
 		return msgs[0]
 	}
-	for folder, want := range map[string][]byte{"INBOX": inbox, "Work": work, "Customers": clients} {
+	for folder, want := range map[string][]byte{"INBOX": inbox, "Work": work, "Customers": clients, "Work.Clients": nested} {
 		if _, raw, _ := harness.Delivered(get(folder).Raw); harness.Subject(raw) != harness.Subject(want) {
 			t.Errorf("%s holds %q, want %q", folder, harness.Subject(raw), harness.Subject(want))
 		}

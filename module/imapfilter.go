@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/emersion/go-imap/backend"
@@ -64,8 +66,53 @@ func (f *imapFilter) IMAPFilter(accountName, _ string, meta *module.MsgMetadata,
 	if err != nil {
 		return "", p.Flags, err
 	}
+	if p.Delimiter != "" {
+		delim, err := localDelimiter(p.Storage, u)
+		if err != nil {
+			return "", p.Flags, err
+		}
+		p.Folder = translatePath(p.Folder, p.Delimiter, delim)
+	}
 	folder, err := localFolder(u, p)
 	return folder, p.Flags, err
+}
+
+// localDelims caches each storage's hierarchy delimiter, which never
+// changes (imapsql: ".").
+var localDelims sync.Map // module.Storage → string
+
+// localDelimiter is the hierarchy delimiter of the storage's folder names,
+// or "" if it has none.
+func localDelimiter(s module.Storage, u backend.User) (string, error) {
+	if d, ok := localDelims.Load(s); ok {
+		return d.(string), nil
+	}
+	infos, err := u.ListMailboxes(false)
+	if err != nil {
+		return "", err
+	}
+	for _, info := range infos {
+		if info.Delimiter != "" {
+			localDelims.Store(s, info.Delimiter)
+			return info.Delimiter, nil
+		}
+	}
+	return "", nil
+}
+
+// translatePath rebuilds an upstream folder path with the local delimiter:
+// "Work/Clients" from Gmail becomes "Work.Clients" in imapsql, the same
+// tree. A local delimiter inside one part ("v1.2" under "/") becomes "_",
+// so that it does not split the part into two levels.
+func translatePath(name, from, to string) string {
+	if from == to || to == "" {
+		return name
+	}
+	parts := strings.Split(name, from)
+	for i, part := range parts {
+		parts[i] = strings.ReplaceAll(part, to, "_")
+	}
+	return strings.Join(parts, to)
 }
 
 // specialCreator is go-imap-sql's user, which creates special-use folders.

@@ -632,6 +632,8 @@ func (a *Account) verifyRemovals(ctx context.Context, mb source.Mailbox, folder 
 // local_folder's mapping, or with local_folders mirror the same-named
 // folder, or for a SPECIAL-USE folder the local folder with that
 // attribute (named as upstream if the user has none); INBOX otherwise.
+// A mirrored name keeps the upstream's hierarchy delimiter, for the
+// imap_filter to translate.
 func (a *Account) placement(ctx context.Context, mb source.Mailbox, folder string) (delivery.Placement, error) {
 	var p delivery.Placement
 	if local, ok := a.s.LocalFolder[folder]; ok {
@@ -648,6 +650,13 @@ func (a *Account) placement(ctx context.Context, mb source.Mailbox, folder strin
 			return p, err
 		}
 		p.SpecialUse = use
+	}
+	if d, ok := mb.(source.Delimited); ok {
+		delim, err := d.HierarchyDelimiter(ctx)
+		if err != nil {
+			return p, err
+		}
+		p.Delimiter = delim
 	}
 	return p, nil
 }

@@ -17,6 +17,11 @@ type Placement struct {
 	// the local folder to use (\Sent...), which wins; both empty: INBOX.
 	Folder     string
 	SpecialUse string
+	// Delimiter is the hierarchy delimiter in Folder when Folder is an
+	// upstream folder's name (mirror): the imap_filter rebuilds the path
+	// with the local storage's delimiter. "" takes Folder as it is
+	// (local_folder names are local already).
+	Delimiter string
 	// Flags are set on the stored copy (the upstream copy's flags).
 	Flags []string
 	// Storage is where the folder is looked up or created (Target.Storage).

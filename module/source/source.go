@@ -156,6 +156,15 @@ type SpecialUser interface {
 	SpecialUse(ctx context.Context) (string, error)
 }
 
+// Delimited is a mailbox whose name is a path in the upstream's folder
+// hierarchy: it tells the delimiter between the parts ("/" on Gmail and
+// Cyrus with unixhierarchysep, "." on Courier and Dovecot's Maildir++),
+// or "" for a flat name, so that local_folders mirror can rebuild the
+// same tree under maddy's own delimiter.
+type Delimited interface {
+	HierarchyDelimiter(ctx context.Context) (string, error)
+}
+
 // SeenMarker is a mailbox that can set \Seen on messages (mark_seen).
 type SeenMarker interface {
 	MarkSeen(ctx context.Context, uids []string) error

@@ -211,11 +211,11 @@ type Session struct {
 	raw net.Conn
 	c   *imapclient.Client
 
-	dispose    string            // how delivered messages leave (remove.go)
-	specialUse map[string]string // folder → SPECIAL-USE attribute, once listed
-	trash      string            // the \Trash folder, for disposeMove
-	tlsState   tls.ConnectionState
-	readOnly   bool
+	dispose  string                // how delivered messages leave (remove.go)
+	folders  map[string]folderInfo // from LIST, once per session (remove.go)
+	trash    string                // the \Trash folder, for disposeMove
+	tlsState tls.ConnectionState
+	readOnly bool
 
 	bodies   atomic.Bool  // a body FETCH is under way: literals of any size
 	lastRead atomic.Int64 // UnixNano of the last byte read from the server

@@ -92,24 +92,48 @@ func keptFlags(flags []imap.Flag) []string {
 var specialUses = []imap.MailboxAttr{imap.MailboxAttrSent, imap.MailboxAttrDrafts, imap.MailboxAttrJunk,
 	imap.MailboxAttrTrash, imap.MailboxAttrArchive}
 
-// SpecialUse is the folder's SPECIAL-USE attribute, or "" (one LIST per
-// session, remembered).
-func (m *Mailbox) SpecialUse(ctx context.Context) (string, error) {
-	if m.s.specialUse == nil {
-		uses := map[string]string{}
+// folderInfo is what LIST said of a folder.
+type folderInfo struct {
+	specialUse string // SPECIAL-USE attribute, or ""
+	delim      string // hierarchy delimiter, or "" for a flat name
+}
+
+// folderInfo is LIST's word on this folder (one LIST per session,
+// remembered).
+func (m *Mailbox) folderInfo(ctx context.Context) (folderInfo, error) {
+	if m.s.folders == nil {
+		folders := map[string]folderInfo{}
 		err := m.s.list(ctx, func(mb *imap.ListData) {
+			var info folderInfo
+			if mb.Delim != 0 {
+				info.delim = string(mb.Delim)
+			}
 			for _, a := range mb.Attrs {
 				if slices.Contains(specialUses, a) {
-					uses[mb.Mailbox] = string(a)
+					info.specialUse = string(a)
 				}
 			}
+			folders[mb.Mailbox] = info
 		})
 		if err != nil {
-			return "", fmt.Errorf("LIST: %w", err)
+			return folderInfo{}, fmt.Errorf("LIST: %w", err)
 		}
-		m.s.specialUse = uses
+		m.s.folders = folders
 	}
-	return m.s.specialUse[m.name], nil
+	return m.s.folders[m.name], nil
+}
+
+// SpecialUse is the folder's SPECIAL-USE attribute, or "".
+func (m *Mailbox) SpecialUse(ctx context.Context) (string, error) {
+	info, err := m.folderInfo(ctx)
+	return info.specialUse, err
+}
+
+// HierarchyDelimiter is the upstream's hierarchy delimiter in this
+// folder's name ("/", "."), or "" if the server has none.
+func (m *Mailbox) HierarchyDelimiter(ctx context.Context) (string, error) {
+	info, err := m.folderInfo(ctx)
+	return info.delim, err
 }
 
 // Folders lists the selectable folders (source.FolderLister).
