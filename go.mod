@@ -8,6 +8,10 @@ replace github.com/emersion/go-smtp => github.com/foxcpp/go-smtp v1.21.4-0.20250
 
 replace github.com/libdns/gandi => github.com/foxcpp/libdns-gandi v1.0.4-0.20240127130558-4782f9d5ce3e
 
+// maddy's IMAP storage, patched: a delivery no longer reads every UID of
+// the folder (third_party/README.md).
+replace github.com/foxcpp/go-imap-sql => ./third_party/go-imap-sql
+
 require (
 	github.com/emersion/go-imap v1.2.2-0.20220928192137-6fac715be9cf
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8

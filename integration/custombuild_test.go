@@ -49,10 +49,11 @@ func TestCustomBuild(t *testing.T) {
 	var mod strings.Builder
 	mod.WriteString("module example.com/mymaddy\n\ngo 1.24\n\nrequire remote_pull v0.0.0\n\nreplace remote_pull => " + root + "\n")
 	// maddy's own replace lines are needed by every build that links it
-	// (../shared/notes/maddy-integration.md); README says so.
+	// (../shared/notes/maddy-integration.md), and so is the patched
+	// storage, by a path into this checkout; README says so.
 	for _, line := range strings.Split(string(ourMod), "\n") {
 		if strings.HasPrefix(line, "replace ") {
-			mod.WriteString(line + "\n")
+			mod.WriteString(strings.Replace(line, "=> ./", "=> "+root+"/", 1) + "\n")
 		}
 	}
 	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
