@@ -97,6 +97,25 @@ func (u *User) ListMailboxes(subscribed bool) ([]imap.MailboxInfo, error) {
 	return res, nil
 }
 
+// deliveryMailbox is u's folder name for a delivery, which needs its ID
+// alone. (remote_pull's patch: GetMailbox also reads every UID in the
+// folder, for a session's sequence numbers, which made each delivery cost
+// time in proportion to the folder's size.)
+func (u *User) deliveryMailbox(name string) (*Mailbox, error) {
+	if strings.EqualFold(name, "INBOX") {
+		return &Mailbox{user: *u, id: u.inboxId, name: name, parent: u.parent, readOnly: true}, nil
+	}
+	var id uint64
+	if err := u.parent.mboxId.QueryRow(u.id, name).Scan(&id); err != nil {
+		if err == sql.ErrNoRows {
+			return nil, backend.ErrNoSuchMailbox
+		}
+		u.parent.logUserErr(u, err, "deliveryMailbox", name)
+		return nil, wrapErrf(err, "GetMailbox %s", name)
+	}
+	return &Mailbox{user: *u, id: id, name: name, parent: u.parent, readOnly: true}, nil
+}
+
 func (u *User) GetMailbox(name string, readOnly bool, conn backend.Conn) (*imap.MailboxStatus, backend.Mailbox, error) {
 	var mbox *Mailbox
 
