@@ -1,4 +1,4 @@
-module remote_pull
+module github.com/remote-pull/remote_pull
 
 go 1.24
 

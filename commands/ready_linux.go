@@ -11,7 +11,7 @@ import (
 
 	"github.com/foxcpp/maddy/framework/log"
 
-	remotepull "remote_pull/module"
+	remotepull "github.com/remote-pull/remote_pull/module"
 )
 
 // gateOnReady holds remote_pull's first polls until maddy has initialised

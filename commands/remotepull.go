@@ -17,8 +17,8 @@ import (
 	"github.com/foxcpp/maddy/framework/config"
 	"github.com/urfave/cli/v2"
 
-	remotepull "remote_pull/module"
-	"remote_pull/module/ledger"
+	remotepull "github.com/remote-pull/remote_pull/module"
+	"github.com/remote-pull/remote_pull/module/ledger"
 )
 
 // Command returns the "remote-pull" command and its subcommands; Add puts

@@ -21,7 +21,7 @@ import (
 	"github.com/foxcpp/maddy"
 	"github.com/urfave/cli/v2"
 
-	"remote_pull/commands"
+	"github.com/remote-pull/remote_pull/commands"
 )
 
 func main() {
@@ -47,7 +47,7 @@ func TestCustomBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	var mod strings.Builder
-	mod.WriteString("module example.com/mymaddy\n\ngo 1.24\n\nrequire remote_pull v0.0.0\n\nreplace remote_pull => " + root + "\n")
+	mod.WriteString("module example.com/mymaddy\n\ngo 1.24\n\nrequire github.com/remote-pull/remote_pull v0.0.0\n\nreplace github.com/remote-pull/remote_pull => " + root + "\n")
 	// maddy's own replace lines are needed by every build that links it
 	// (../shared/notes/maddy-integration.md), and so is the patched
 	// storage, by a path into this checkout; README says so.

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"remote_pull/integration/faultproxy"
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/faultproxy"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // checkOnce asserts that maddy holds every message exactly once, byte for

@@ -3,7 +3,7 @@ package integration
 import (
 	"testing"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // With IDLE, new mail arrives although the next poll is an hour away; after

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // seedTricky puts the tricky corpus upstream, some messages already \Seen.

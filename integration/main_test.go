@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }

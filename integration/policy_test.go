@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 func msgWith(i int, headers string) []byte {

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // popWant is what arrives over POP3 for a seeded message: as over IMAP,

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // A wrong password backs off (at least a minute: no hammering of the

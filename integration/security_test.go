@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // pinOf is the tls_pin of Dovecot's certificate.
@@ -102,7 +102,7 @@ func TestNoSecretsInDebugLog(t *testing.T) {
 		Files: map[string]string{"upstream-password": upPass + "\n"},
 	})
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
-	m.WaitLog(t, "remote_pull/pop: incoming message", waitLong)
+	m.WaitLog(t, "github.com/remote-pull/remote_pull/pop: incoming message", waitLong)
 	m.Signal(t, 12) // SIGUSR2: the reload path logs too
 	m.WaitLog(t, "reloaded password files", waitLong)
 	log := m.Log()

@@ -36,15 +36,15 @@ import (
 
 	"github.com/foxcpp/maddy/framework/log"
 
-	"remote_pull/integration/faultproxy"
-	"remote_pull/integration/harness"
-	"remote_pull/internal/testlib"
-	"remote_pull/module/account"
-	"remote_pull/module/delivery"
-	"remote_pull/module/ledger"
-	"remote_pull/module/source"
-	"remote_pull/module/source/imapsrc"
-	"remote_pull/module/source/pop3src"
+	"github.com/remote-pull/remote_pull/integration/faultproxy"
+	"github.com/remote-pull/remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/account"
+	"github.com/remote-pull/remote_pull/module/delivery"
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source/imapsrc"
+	"github.com/remote-pull/remote_pull/module/source/pop3src"
 )
 
 const (

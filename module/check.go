@@ -13,11 +13,11 @@ import (
 	maddycfg "github.com/foxcpp/maddy/framework/config"
 	"github.com/foxcpp/maddy/framework/log"
 
-	"remote_pull/module/account"
-	"remote_pull/module/config"
-	"remote_pull/module/ledger"
-	"remote_pull/module/oauth"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/account"
+	"github.com/remote-pull/remote_pull/module/config"
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/oauth"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // LedgerPath is where the ledger of this maddy lives.
@@ -61,7 +61,7 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 	fmt.Fprintf(out, "account %s: %s %s:%s (%s)\n", acc.Name, acc.Protocol, acc.Host, acc.Port, tlsMode(acc))
 
 	var tokens *oauth.Tokens
-	quiet := log.Logger{Name: "remote_pull/" + acc.Name, Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })}
+	quiet := log.Logger{Name: "github.com/remote-pull/remote_pull/" + acc.Name, Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })}
 	if acc.OAuth2 != nil {
 		tokens = newTokens(acc, quiet)
 	}

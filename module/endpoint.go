@@ -16,14 +16,14 @@ import (
 	"github.com/foxcpp/maddy/framework/module"
 	"golang.org/x/oauth2"
 
-	"remote_pull/module/account"
-	"remote_pull/module/config"
-	"remote_pull/module/delivery"
-	"remote_pull/module/ledger"
-	"remote_pull/module/oauth"
-	"remote_pull/module/source"
-	"remote_pull/module/source/imapsrc"
-	"remote_pull/module/source/pop3src"
+	"github.com/remote-pull/remote_pull/module/account"
+	"github.com/remote-pull/remote_pull/module/config"
+	"github.com/remote-pull/remote_pull/module/delivery"
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/oauth"
+	"github.com/remote-pull/remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source/imapsrc"
+	"github.com/remote-pull/remote_pull/module/source/pop3src"
 )
 
 // This file and module/config are where remote_pull meets maddy's module
@@ -133,7 +133,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 // newRunning makes an account's loop from its configuration.
 func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots chan struct{}, debug bool) *running {
 	r := &running{cfg: acc, password: acc.Password}
-	l := log.Logger{Name: "remote_pull/" + acc.Name, Debug: acc.Debug || debug,
+	l := log.Logger{Name: "github.com/remote-pull/remote_pull/" + acc.Name, Debug: acc.Debug || debug,
 		Fields: map[string]interface{}{"account": acc.Name}}
 	if acc.OAuth2 != nil {
 		r.tokens = newTokens(acc, l)

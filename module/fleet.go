@@ -13,10 +13,10 @@ import (
 	maddycfg "github.com/foxcpp/maddy/framework/config"
 	"github.com/foxcpp/maddy/framework/log"
 
-	"remote_pull/module/account"
-	"remote_pull/module/config"
-	"remote_pull/module/ledger"
-	"remote_pull/module/oauth"
+	"github.com/remote-pull/remote_pull/module/account"
+	"github.com/remote-pull/remote_pull/module/config"
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/oauth"
 )
 
 // ConfigPath is maddy's configuration file, set by the binary before

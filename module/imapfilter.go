@@ -14,7 +14,7 @@ import (
 	maddycfg "github.com/foxcpp/maddy/framework/config"
 	"github.com/foxcpp/maddy/framework/module"
 
-	"remote_pull/module/delivery"
+	"github.com/remote-pull/remote_pull/module/delivery"
 )
 
 // The remote_pull imap_filter puts fetched messages where their account

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"remote_pull/module/account"
+	"github.com/remote-pull/remote_pull/module/account"
 )
 
 // A second poller on the same state directory is refused with a clear

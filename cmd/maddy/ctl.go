@@ -21,7 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 
-	"remote_pull/commands"
+	"github.com/remote-pull/remote_pull/commands"
 )
 
 // openBlock initialises the block named by --cfg-block. The returned

@@ -17,7 +17,7 @@ import (
 	"github.com/foxcpp/maddy/framework/log"
 	"github.com/urfave/cli/v2"
 
-	"remote_pull/commands" // the remote-pull commands; registers the remote_pull endpoint
+	"github.com/remote-pull/remote_pull/commands" // the remote-pull commands; registers the remote_pull endpoint
 )
 
 func main() {

@@ -86,4 +86,4 @@ func remotePullVersion() string {
 }
 
 // modulePath is remote_pull's Go module path.
-const modulePath = "remote_pull"
+const modulePath = "github.com/remote-pull/remote_pull"

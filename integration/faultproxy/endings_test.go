@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // The stream every test server sends once TLS is up: 40 pieces of 1000

@@ -21,7 +21,7 @@ var build struct {
 }
 
 // BuildMaddy returns the path of the custom maddy binary: $REMOTE_PULL_MADDY
-// if set, else `go build -o TMP remote_pull/cmd/maddy`, once per test process
+// if set, else `go build -o TMP github.com/remote-pull/remote_pull/cmd/maddy`, once per test process
 // (a cold build takes about two minutes, later ones share the result). The
 // build lands in a directory under os.TempDir() that Main removes when the
 // tests end; without a TestMain calling Main that directory is left behind.
@@ -39,11 +39,11 @@ func BuildMaddy(t T) string {
 			return
 		}
 		build.bin = filepath.Join(build.dir, "maddy")
-		t.Logf("harness: building remote_pull/cmd/maddy (set $%s to skip)", MaddyEnv)
-		cmd := exec.Command("go", "build", "-o", build.bin, "remote_pull/cmd/maddy")
+		t.Logf("harness: building github.com/remote-pull/remote_pull/cmd/maddy (set $%s to skip)", MaddyEnv)
+		cmd := exec.Command("go", "build", "-o", build.bin, "github.com/remote-pull/remote_pull/cmd/maddy")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			build.err = fmt.Errorf("go build remote_pull/cmd/maddy: %v\n%s", err, out)
+			build.err = fmt.Errorf("go build github.com/remote-pull/remote_pull/cmd/maddy: %v\n%s", err, out)
 		}
 	})
 	if build.err != nil {

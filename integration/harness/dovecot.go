@@ -138,7 +138,7 @@ type confData struct {
 }
 
 var dovecotConf = template.Must(template.New("dovecot.conf").Parse(
-	`# Written by remote_pull/integration/harness.
+	`# Written by github.com/remote-pull/remote_pull/integration/harness.
 protocols = imap pop3
 listen = 127.0.0.1
 base_dir = {{.Dir}}/run

@@ -83,7 +83,7 @@ type maddyConf struct {
 }
 
 var maddyConfTmpl = template.Must(template.New("maddy.conf").Parse(
-	`# Written by remote_pull/integration/harness.
+	`# Written by github.com/remote-pull/remote_pull/integration/harness.
 state_dir {{.StateDir}}
 runtime_dir {{.RuntimeDir}}
 hostname mx.example.org

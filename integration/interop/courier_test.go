@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // courierRun is the namespace's init: Courier looks for its configuration

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // cyrusOptions: Idled runs Cyrus's idled, which tells idling imapd

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // startMailutils runs GNU Mailutils 3.15 imap4d or pop3d (Debian's

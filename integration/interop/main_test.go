@@ -31,7 +31,7 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 const (

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // popa3dRun is the namespace's init for popa3d, which takes everything from

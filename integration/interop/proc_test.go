@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // daemon is a server process started by a test: stdout and stderr go to a

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // tap sits between maddy and an upstream and records what each side says,

@@ -16,7 +16,7 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // upstream is one running server with one test user whose password is

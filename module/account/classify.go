@@ -3,7 +3,7 @@ package account
 import (
 	"errors"
 
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // errClass is what a poll's error means for the account: one answer, used

@@ -10,7 +10,7 @@ import (
 
 	"github.com/foxcpp/maddy/framework/exterrors"
 
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // One classification feeds the back-off, the state, and the metric; a

@@ -4,7 +4,7 @@ import (
 	"regexp"
 	"testing"
 
-	"remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/internal/testlib"
 )
 
 // The documentation states the batch size (docs/guarantees.md, the

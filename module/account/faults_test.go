@@ -9,7 +9,7 @@ import (
 
 	"github.com/foxcpp/maddy/framework/log"
 
-	"remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/ledger"
 )
 
 // A removal cut between UID STORE +FLAGS (\Deleted) and UID EXPUNGE leaves

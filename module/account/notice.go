@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/ledger"
 )
 
 // Notices by mail: when an account needs its owner (a refused login, a

@@ -32,9 +32,9 @@ import (
 
 	"github.com/foxcpp/maddy/framework/log"
 
-	"remote_pull/module/delivery"
-	"remote_pull/module/ledger"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/delivery"
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // Settings is one account's configuration, as parsed by module/config.

@@ -16,10 +16,10 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/foxcpp/maddy/framework/exterrors"
 
-	"remote_pull/internal/testlib"
-	"remote_pull/module/delivery"
-	"remote_pull/module/ledger"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/delivery"
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // fakeUpstream is an in-memory IMAP-like mailbox with fault injection.

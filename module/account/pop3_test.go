@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/internal/testlib"
-	"remote_pull/module/ledger"
-	"remote_pull/module/source"
-	"remote_pull/module/source/pop3src"
+	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source/pop3src"
 )
 
 // pop3Drop is a scripted POP3 server (plain TCP, USER/PASS) over a

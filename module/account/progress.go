@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/ledger"
 )
 
 // A poll's progress (ledger.Progress: messages fetched of those it decided

@@ -91,10 +91,10 @@ import (
 	"github.com/foxcpp/maddy/framework/log"
 	"github.com/foxcpp/maddy/framework/module"
 
-	"remote_pull/internal/testlib"
-	"remote_pull/module/delivery"
-	"remote_pull/module/ledger"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/delivery"
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 var (

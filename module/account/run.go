@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"remote_pull/module/ledger"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // Account is one fetched account and its poll loop.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // watchingUpstream is the fake upstream with IDLE: each Watch reports

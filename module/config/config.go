@@ -43,8 +43,8 @@ import (
 	tlscfg "github.com/foxcpp/maddy/framework/config/tls"
 	"github.com/foxcpp/maddy/framework/module"
 
-	"remote_pull/module/account"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/account"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // Node is a maddy config node.

@@ -13,7 +13,7 @@ import (
 	maddycfg "github.com/foxcpp/maddy/framework/config"
 	"github.com/foxcpp/maddy/framework/module"
 
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 var globals = map[string]interface{}{"hostname": "mx.example.org"}

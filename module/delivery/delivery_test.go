@@ -14,7 +14,7 @@ import (
 	"github.com/foxcpp/maddy/framework/buffer"
 	"github.com/foxcpp/maddy/framework/exterrors"
 
-	"remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/internal/testlib"
 )
 
 // failing is a pipeline whose Body answers err.

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // Tokens is one account's token file.

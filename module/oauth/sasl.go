@@ -6,7 +6,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // SASLClient is the mechanism mech (source.AuthXOAUTH2 or

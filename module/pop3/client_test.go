@@ -19,7 +19,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
-	"remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/internal/testlib"
 )
 
 // fakeServer is a scripted POP3 server on loopback, for what a real server

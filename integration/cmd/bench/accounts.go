@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 func init() { register("accounts", 60, (*bench).manyAccounts) }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 func init() { register("fetchmail", 35, (*bench).fetchmailAll) }

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 func init() { register("hostile", 60, (*bench).hostile) }

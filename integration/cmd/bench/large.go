@@ -5,7 +5,7 @@ import (
 	"os"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 func init() { register("large", 40, (*bench).largeMessages) }

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 var (

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 func init() { register("migrate", 70, (*bench).migrate) }

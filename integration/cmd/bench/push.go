@@ -10,7 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 func init() { register("push", 50, (*bench).pushLatency) }

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"remote_pull/integration/faultproxy"
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/faultproxy"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 func init() { register("slow", 30, (*bench).slowLink) }

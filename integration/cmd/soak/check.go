@@ -12,8 +12,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"remote_pull/integration/faultproxy"
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/faultproxy"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // settle waits, at most -quiesce, until maddy shows every appended message

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"remote_pull/integration/faultproxy"
+	"github.com/remote-pull/remote_pull/integration/faultproxy"
 )
 
 // endingWeight: the endings that cut a connection at once come twice as

@@ -41,7 +41,7 @@ import (
 	"syscall"
 	"time"
 
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 var (

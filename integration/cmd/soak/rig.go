@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"remote_pull/integration/faultproxy"
-	"remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/integration/faultproxy"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // account is one remote_pull account of the soak: its upstream user, its
@@ -70,9 +70,9 @@ func (k *soak) setup() {
 		// Outside make: build into the soak's own temporary directory,
 		// which Close removes (harness.BuildMaddy's would stay behind).
 		bin := filepath.Join(s.TempDir(), "maddy")
-		fmt.Println("soak: building remote_pull/cmd/maddy (make soak uses bin/maddy)")
-		if out, err := exec.Command("go", "build", "-o", bin, "remote_pull/cmd/maddy").CombinedOutput(); err != nil {
-			s.Fatalf("soak: go build remote_pull/cmd/maddy: %v\n%s", err, out)
+		fmt.Println("soak: building github.com/remote-pull/remote_pull/cmd/maddy (make soak uses bin/maddy)")
+		if out, err := exec.Command("go", "build", "-o", bin, "github.com/remote-pull/remote_pull/cmd/maddy").CombinedOutput(); err != nil {
+			s.Fatalf("soak: go build github.com/remote-pull/remote_pull/cmd/maddy: %v\n%s", err, out)
 		}
 		os.Setenv(harness.MaddyEnv, bin)
 	}

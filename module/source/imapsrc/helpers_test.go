@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // testUpstream is an upstream for a test server at addr ("127.0.0.1:PORT")

@@ -10,7 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // keepAlive is how often an idling connection is checked: IDLE is stopped,

@@ -28,8 +28,8 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 
-	"remote_pull/module/oauth"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/oauth"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // Config says how to reach and log in to one IMAP account.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/internal/testlib"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // recorder is a fake IMAP server that greets, answers CAPABILITY without

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/internal/testlib"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // A server with AUTH=LOGIN and no SASL-IR asks "Username:" first; the

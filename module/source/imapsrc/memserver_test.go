@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // Fast tests of the IMAP source against go-imap's in-memory server (real

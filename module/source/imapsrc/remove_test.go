@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/internal/testlib"
 )
 
 // scripted is an IMAP server that logs anyone in and answers by command

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"remote_pull/internal/testlib"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // literalServer is a scripted IMAP server that logs anyone in, selects any

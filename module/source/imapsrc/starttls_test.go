@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/internal/testlib"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // startTLSServer greets after delay, then answers STARTTLS with reply (and

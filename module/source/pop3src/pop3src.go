@@ -27,9 +27,9 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 
-	"remote_pull/module/oauth"
-	"remote_pull/module/pop3"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/module/oauth"
+	"github.com/remote-pull/remote_pull/module/pop3"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // Config says how to reach and log in to one POP3 account.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"remote_pull/internal/testlib"
-	"remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // On tcp:// a POP3 server without STLS never sees the user or password:
