@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"database/sql"
 	"encoding/json"
 	"io"
@@ -305,5 +306,90 @@ func TestHashAndAppendLimit(t *testing.T) {
 	m.CLI(t, "imap-acct", "appendlimit", "-v", "-1", localUser)
 	if err := appendMsg(2000); err != nil {
 		t.Errorf("APPEND after the limit was removed: %v", err)
+	}
+}
+
+// imap-mboxes and imap-msgs, rebuilt on maddy's storage API, change what
+// maddy's own IMAP serves: folders, messages (bytes, flags, date), copies,
+// moves and removals.
+func TestIMAPMboxesAndMsgs(t *testing.T) {
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{Users: map[string]string{localUser: localPass}, SMTP: true})
+	cli := func(stdin string, args ...string) string {
+		t.Helper()
+		out, code := m.CLIInput(t, stdin, args...)
+		if code != 0 {
+			t.Fatalf("maddy %s: exit status %d\n%s", strings.Join(args, " "), code, out)
+		}
+		return out
+	}
+	folder := func(name string) []harness.MailboxMessage {
+		t.Helper()
+		return m.Mailbox(t, localUser, localPass, name)
+	}
+
+	cli("", "imap-mboxes", "create", localUser, "Projects")
+	cli("", "imap-mboxes", "create", "--special", "archive", localUser, "Old")
+	if out := cli("", "imap-mboxes", "list", localUser); !strings.Contains(out, "Projects\t") || !strings.Contains(out, `Old	[\Archive `) {
+		t.Fatalf("imap-mboxes list after create:\n%s", out)
+	}
+
+	msg := harness.Message(7, 3000)
+	uid := cli(string(msg), "imap-msgs", "add", "-f", `\Flagged`, "-d", "2020-01-02T03:04:05Z", localUser, "Projects")
+	if strings.TrimSpace(uid) != "1" {
+		t.Errorf("imap-msgs add printed %q, want UID 1", uid)
+	}
+	got := folder("Projects")
+	if len(got) != 1 || !bytes.Equal(got[0].Raw, msg) || !got[0].HasFlag(`\Flagged`) {
+		t.Fatalf("Projects after imap-msgs add: %d messages, flags %v, bytes equal %v", len(got), got[0].Flags, len(got) == 1 && bytes.Equal(got[0].Raw, msg))
+	}
+	if out := cli("", "imap-msgs", "list", "--full", localUser, "Projects"); !strings.Contains(out, "Subject: "+harness.Subject(msg)) ||
+		!strings.Contains(out, "Internal date: 1577934245 ") {
+		t.Errorf("imap-msgs list --full:\n%s", out)
+	}
+	if out := cli("", "imap-msgs", "dump", "-u", localUser, "Projects", "1"); out != string(msg) {
+		t.Errorf("imap-msgs dump: %d bytes, not the message's %d", len(out), len(msg))
+	}
+	if folder("Projects")[0].HasFlag(`\Seen`) {
+		t.Error("imap-msgs dump marked the message \\Seen")
+	}
+
+	cli("", "imap-msgs", "add-flags", "-u", localUser, "Projects", "1", "$Label1", `\Answered`)
+	cli("", "imap-msgs", "rem-flags", "-u", localUser, "Projects", "1", `\Flagged`)
+	if f := folder("Projects")[0]; !f.HasFlag("$Label1") || !f.HasFlag(`\Answered`) || f.HasFlag(`\Flagged`) {
+		t.Errorf("flags after add-flags and rem-flags: %v", f.Flags)
+	}
+	cli("", "imap-msgs", "set-flags", "-u", localUser, "Projects", "1", `\Seen`)
+	if f := folder("Projects")[0]; !f.HasFlag(`\Seen`) || f.HasFlag("$Label1") || f.HasFlag(`\Answered`) {
+		t.Errorf("flags after set-flags \\Seen: %v", f.Flags)
+	}
+
+	cli("", "imap-msgs", "copy", "-u", localUser, "Projects", "1", "INBOX")
+	cli("", "imap-msgs", "move", "-u", localUser, "Projects", "1", "Old")
+	if p, o, i := folder("Projects"), folder("Old"), folder("INBOX"); len(p) != 0 || len(o) != 1 || len(i) != 1 || !bytes.Equal(o[0].Raw, msg) || !bytes.Equal(i[0].Raw, msg) {
+		t.Fatalf("after copy to INBOX and move to Old: Projects %d, Old %d, INBOX %d messages", len(p), len(o), len(i))
+	}
+	if out, code := m.CLIInput(t, "n\n", "imap-msgs", "remove", "-u", localUser, "INBOX", "1"); code == 0 || len(folder("INBOX")) != 1 {
+		t.Errorf("imap-msgs remove answered no: exit %d, INBOX %d messages\n%s", code, len(folder("INBOX")), out)
+	}
+	cli("", "imap-msgs", "remove", "-y", "-u", localUser, "INBOX", "1")
+	if n := len(folder("INBOX")); n != 0 {
+		t.Errorf("INBOX holds %d messages after imap-msgs remove", n)
+	}
+
+	cli("", "imap-mboxes", "rename", localUser, "Projects", "Work")
+	cli("", "imap-mboxes", "remove", "-y", localUser, "Work")
+	if out := cli("", "imap-mboxes", "list", localUser); strings.Contains(out, "Projects") || strings.Contains(out, "Work") {
+		t.Errorf("imap-mboxes list after rename and remove:\n%s", out)
+	}
+
+	for _, args := range [][]string{
+		{"imap-msgs", "add", localUser},
+		{"imap-msgs", "add-flags", localUser, "Old", "1"},
+		{"imap-msgs", "move", localUser, "Old", "1"},
+		{"imap-mboxes", "rename", localUser, "Old"},
+	} {
+		if out, code := m.CLIStatus(t, args...); code != 2 || !strings.Contains(out, "is required") {
+			t.Errorf("maddy %s: exit %d, want 2 and what is missing\n%s", strings.Join(args, " "), code, out)
+		}
 	}
 }

@@ -1,8 +1,9 @@
 package main
 
-// maddy's management commands (creds, imap-acct) rebuilt on maddy's exported
-// API, with stock maddy 0.8.2's names, flags and behaviour. Stock maddy keeps
-// them in internal/cli/ctl, which cannot be imported.
+// maddy's management commands (creds, imap-acct; imap-mboxes and imap-msgs
+// are in imapctl.go) rebuilt on maddy's exported API, with stock maddy
+// 0.8.2's names, flags and behaviour. Stock maddy keeps them in
+// internal/cli/ctl, which cannot be imported.
 
 import (
 	"bufio"
@@ -262,8 +263,6 @@ flag for subcommands.
 Note that in default configuration it is not enough to create an IMAP storage
 account to grant server access. Additionally, user credentials should
 be created using 'creds' subcommand.
-
-Not rebuilt from stock maddy 0.8.2 yet: 'imap-mboxes' and 'imap-msgs'.
 `,
 		Subcommands: []*cli.Command{
 			{
