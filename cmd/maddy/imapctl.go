@@ -43,9 +43,9 @@ func withIMAPUser(fn func(c *cli.Context, u imapbackend.User, args []string) err
 }
 
 // withMailbox is withIMAPUser with the folder named by the first argument
-// after USERNAME opened (read-only: dumping a message does not mark it
-// \Seen, as in stock maddy) and the SEQSET after it parsed; an absent SEQSET (list, dump) is
-// every message.
+// after USERNAME opened (read-only, as in stock maddy: dumping a message
+// does not mark it \Seen) and the SEQSET after it parsed; an absent SEQSET
+// (list, dump) is every message.
 func withMailbox(fn func(c *cli.Context, mbox imapbackend.Mailbox, uid bool, seq *imap.SeqSet, args []string) error, names ...string) cli.ActionFunc {
 	return withIMAPUser(func(c *cli.Context, u imapbackend.User, args []string) error {
 		seqStr, uid := c.Args().Get(2), c.Bool("uid")
