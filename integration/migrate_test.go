@@ -178,11 +178,23 @@ func TestDedupeTwoFolders(t *testing.T) {
 	up := newUpstream(t)
 	twice := harness.Message(1, 800)
 	once := harness.Message(2, 800)
-	up.Seed(t, upUser, "INBOX", twice, once)
-	up.Seed(t, upUser, "Archive", twice)
+	// Without a Message-ID a message is never deduped: both copies arrive.
+	noID := []byte(strings.Replace(string(harness.Message(3, 800)), "Message-ID: <msg-3@harness.example.net>\r\n", "", 1))
+	up.Seed(t, upUser, "INBOX", twice, once, noID)
+	up.Seed(t, upUser, "Archive", twice, noID)
 	r := startMaddy(t, up, accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile,
 		Extra: "        folders INBOX Archive\n        dedupe message_id\n        idle no\n"}.String())
-	r.local(t, 2)
+	r.local(t, 4)
 	r.waitPolls(t, 2)
-	checkOnce(t, r.local(t, 2), map[string][]byte{harness.Subject(twice): twice, harness.Subject(once): once}, 0)
+	got := r.local(t, 4)
+	checkOnce(t, got, map[string][]byte{harness.Subject(twice): twice, harness.Subject(once): once, harness.Subject(noID): noID}, 1)
+	n := 0
+	for _, m := range got {
+		if _, raw, _ := harness.Delivered(m.Raw); harness.Subject(raw) == harness.Subject(noID) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("the message without a Message-ID arrived %d times, want 2 (once from each folder)", n)
+	}
 }
