@@ -12,6 +12,10 @@ replace github.com/libdns/gandi => github.com/foxcpp/libdns-gandi v1.0.4-0.20240
 // the folder (third_party/README.md).
 replace github.com/foxcpp/go-imap-sql => ./third_party/go-imap-sql
 
+// The IMAP client, patched: FETCH X-GM-MSGID, Gmail's message ID
+// (third_party/README.md).
+replace github.com/emersion/go-imap/v2 => ./third_party/go-imap-v2
+
 require (
 	github.com/emersion/go-imap v1.2.2-0.20220928192137-6fac715be9cf
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
