@@ -34,10 +34,12 @@ lint:
 	$(GO) build -tags docker -o /dev/null ./cmd/maddy
 	@scripts/verify-dist
 
-# github.com/foxcpp/go-imap-sql is maddy's storage, patched in third_party/:
-# its own tests run against the patched copy.
+# github.com/foxcpp/go-imap-sql (maddy's storage) and go-imap v2 (the IMAP
+# client) are patched in third_party/: their own tests run on the copies.
+THIRD_PARTY = github.com/foxcpp/go-imap-sql github.com/emersion/go-imap/v2/...
+
 unit:
-	$(GO) test -race -count=1 ./module/... ./cmd/... github.com/foxcpp/go-imap-sql
+	$(GO) test -race -count=1 ./module/... ./cmd/... $(THIRD_PARTY)
 
 integration: build
 	$(GO) test -count=1 -timeout 40m ./integration/...
@@ -45,7 +47,7 @@ integration: build
 # The IMAP source also under the race detector: go-imap reads in a
 # goroutine of its own, and a cut literal once raced inside it.
 test: deps lint build
-	$(GO) test -count=1 -timeout 45m ./... github.com/foxcpp/go-imap-sql
+	$(GO) test -count=1 -timeout 45m ./... $(THIRD_PARTY)
 	$(GO) test -race -count=1 ./module/source/imapsrc/
 
 demo: deps build

@@ -57,6 +57,7 @@ func writeFetchItems(enc *imapwire.Encoder, numKind imapwire.NumKind, options *i
 		"INTERNALDATE":  options.InternalDate,
 		"RFC822.SIZE":   options.RFC822Size,
 		"MODSEQ":        options.ModSeq,
+		"X-GM-MSGID":    options.GmailMsgID,
 	}
 	for k, req := range m {
 		if req {
@@ -479,6 +480,15 @@ type FetchItemDataModSeq struct {
 
 func (FetchItemDataModSeq) fetchItemData() {}
 
+// FetchItemDataGmailMsgID holds data returned by FETCH X-GM-MSGID: Gmail's
+// ID of the message, the same in every folder (label) that holds it.
+// (remote_pull's patch.)
+type FetchItemDataGmailMsgID struct {
+	MsgID uint64
+}
+
+func (FetchItemDataGmailMsgID) fetchItemData() {}
+
 // FetchBodySectionBuffer is a buffer for the data returned by
 // FetchItemBodySection.
 type FetchBodySectionBuffer struct {
@@ -508,6 +518,7 @@ type FetchMessageBuffer struct {
 	BinarySection     []FetchBinarySectionBuffer
 	BinarySectionSize []FetchItemDataBinarySectionSize
 	ModSeq            uint64 // requires CONDSTORE
+	GmailMsgID        uint64 // requires X-GM-EXT-1 (remote_pull's patch)
 }
 
 func (buf *FetchMessageBuffer) populateItemData(item FetchItemData) error {
@@ -554,6 +565,8 @@ func (buf *FetchMessageBuffer) populateItemData(item FetchItemData) error {
 		buf.BinarySectionSize = append(buf.BinarySectionSize, item)
 	case FetchItemDataModSeq:
 		buf.ModSeq = item.ModSeq
+	case FetchItemDataGmailMsgID:
+		buf.GmailMsgID = item.MsgID
 	default:
 		panic(fmt.Errorf("unsupported fetch item data %T", item))
 	}
@@ -801,6 +814,12 @@ func (c *Client) handleFetch(seqNum uint32) error {
 				return dec.Err()
 			}
 			item = FetchItemDataModSeq{ModSeq: modSeq}
+		case "X-GM-MSGID": // a 64-bit unsigned number, as a mod-sequence is
+			var id uint64
+			if !dec.ExpectSP() || !dec.ExpectModSeq(&id) {
+				return dec.Err()
+			}
+			item = FetchItemDataGmailMsgID{MsgID: id}
 		default:
 			return fmt.Errorf("unsupported msg-att name: %q", attName)
 		}
