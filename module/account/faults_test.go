@@ -248,3 +248,32 @@ func TestDedupeAcrossFolders(t *testing.T) {
 		t.Fatalf("without dedupe: %d committed, want 6 (3 twice)", len(r3.p.committed))
 	}
 }
+
+// dedupe message_id on Gmail: a message whose Gmail ID (X-GM-MSGID) was
+// delivered from another folder is recorded as a duplicate without being
+// downloaded, Message-ID or not; the same bytes under another Gmail ID are
+// another message, delivered.
+func TestDedupeByGlobalID(t *testing.T) {
+	up := newFake(3)
+	up.msgs[3] = []byte("Subject: m3, no Message-ID\r\n\r\nbody 3\r\n")
+	up.globalIDs = map[string]string{
+		"INBOX/1": "gm:100", "INBOX/2": "gm:200", "INBOX/3": "gm:300",
+		"Label/1": "gm:100", "Label/2": "gm:201", "Label/3": "gm:300",
+	}
+	r := newRig(t, up, true)
+	r.acc.s.Folders = []string{"INBOX", "Label"}
+	r.acc.s.Dedupe = true
+	r.mustPoll(t)
+	if got := strings.Join(up.fetched, " "); got != "1 2 3 2" {
+		t.Errorf("downloaded %q, want INBOX's 1 2 3 and Label's 2 alone", got)
+	}
+	st, _ := r.l.States(context.Background(), ledger.MailboxKey{Account: "acct", Mailbox: "Label", UIDValidity: 1}, 0)
+	for uid, want := range map[string]ledger.State{"1": ledger.Duplicate, "2": ledger.Delivered, "3": ledger.Duplicate} {
+		if st[uid].State != want {
+			t.Errorf("Label UID %s: %q, want %q", uid, st[uid].State, want)
+		}
+	}
+	if r.mustPoll(t); len(up.fetched) != 4 {
+		t.Errorf("a later poll downloaded again: %v", up.fetched)
+	}
+}

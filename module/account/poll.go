@@ -709,6 +709,50 @@ func (a *Account) warnOnce(key, msg string, fields ...interface{}) {
 	}
 }
 
+// recordIfDuplicate records entry as a duplicate if the account has it
+// delivered from another folder (dedupe): by its global ID if it has one,
+// else by its fingerprint.
+func (a *Account) recordIfDuplicate(ctx context.Context, key ledger.MailboxKey, entry ledger.Entry) (bool, error) {
+	dup, err := a.s.Ledger.DeliveredElsewhere(ctx, a.s.Name, key.Mailbox, entry.Fingerprint, entry.GlobalID)
+	if err != nil || !dup {
+		return false, localErrIf(err)
+	}
+	entry.State = ledger.Duplicate
+	if err := a.s.Ledger.Record(ctx, key, entry); err != nil {
+		return false, &localError{err}
+	}
+	messagesTotal.WithLabelValues(a.s.Name, string(ledger.Duplicate)).Inc()
+	a.s.Log.DebugMsg("already delivered from another folder: recorded as a duplicate", "folder", key.Mailbox, "uid", entry.UID)
+	return true, nil
+}
+
+// dedupeByGlobalID records as duplicates, without downloading them, the
+// messages of uids whose global ID (Gmail's X-GM-MSGID) the account has
+// delivered from another folder, and returns the others.
+func (a *Account) dedupeByGlobalID(ctx context.Context, key ledger.MailboxKey, uids []string,
+	listed map[string]source.Message, states map[string]ledger.State) ([]string, error) {
+	if !a.s.Dedupe {
+		return uids, nil
+	}
+	rest := uids[:0:0]
+	for _, uid := range uids {
+		m := listed[uid]
+		if m.GlobalID != "" {
+			dup, err := a.recordIfDuplicate(ctx, key, ledger.Entry{UID: uid, Size: m.Size, GlobalID: m.GlobalID})
+			if err != nil {
+				return nil, err
+			}
+			if dup {
+				states[uid] = ledger.Duplicate
+				a.fetched() // done, for the progress, without a download
+				continue
+			}
+		}
+		rest = append(rest, uid)
+	}
+	return rest, nil
+}
+
 // fetchBatch streams one batch into maddy and records each outcome. It
 // returns the UIDs delivered and recorded.
 func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source.Mailbox, key ledger.MailboxKey,
@@ -716,8 +760,12 @@ func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source
 	var (
 		res       PollResult
 		delivered []string
-		wanted    = make(map[string]bool, len(uids))
 	)
+	uids, err := a.dedupeByGlobalID(ctx, key, uids, listed, states)
+	if err != nil || len(uids) == 0 {
+		return nil, res, err
+	}
+	wanted := make(map[string]bool, len(uids))
 	for _, uid := range uids {
 		wanted[uid] = true
 	}
@@ -736,7 +784,7 @@ func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source
 		if a.s.KeepFlags {
 			place.Flags = m.Flags
 		}
-		state, err := a.deliverOne(ctx, sess, key, uid, m.Size, place, sp.(*delivery.Spooled))
+		state, err := a.deliverOne(ctx, sess, key, uid, m, place, sp.(*delivery.Spooled))
 		if err != nil {
 			return err
 		}
@@ -750,14 +798,14 @@ func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source
 		}
 		return nil
 	}
-	err := mb.Fetch(ctx, uids, spool, deliver)
+	err = mb.Fetch(ctx, uids, spool, deliver)
 	return delivered, res, err
 }
 
 // deliverOne hands one spooled message to maddy and records the outcome.
 // A temporary failure records nothing and is returned, ending the poll.
 func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledger.MailboxKey,
-	uid string, size int64, place delivery.Placement, sp *delivery.Spooled) (ledger.State, error) {
+	uid string, m source.Message, place delivery.Placement, sp *delivery.Spooled) (ledger.State, error) {
 	origin := delivery.Origin{
 		Placement:   place,
 		Quarantine:  slices.Contains(a.s.QuarantineFolders, key.Mailbox),
@@ -774,19 +822,15 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DeliveryTimeout)
 	defer cancel()
 
-	entry := ledger.Entry{UID: uid, Size: size, Fingerprint: source.Fingerprint(sp.Header, size)}
-	if a.s.Dedupe && strings.TrimSpace(sp.Header.Get("Message-Id")) != "" {
-		dup, err := a.s.Ledger.DeliveredElsewhere(dctx, a.s.Name, key.Mailbox, entry.Fingerprint)
+	entry := ledger.Entry{UID: uid, Size: m.Size, Fingerprint: source.Fingerprint(sp.Header, m.Size), GlobalID: m.GlobalID}
+	// A message with a global ID was checked by it before the download
+	// (dedupeByGlobalID); by fingerprint only when it has a Message-ID.
+	if a.s.Dedupe && m.GlobalID == "" && strings.TrimSpace(sp.Header.Get("Message-Id")) != "" {
+		dup, err := a.recordIfDuplicate(dctx, key, entry)
 		if err != nil {
-			return "", &localError{err}
+			return "", err
 		}
 		if dup {
-			entry.State = ledger.Duplicate
-			if err := a.s.Ledger.Record(dctx, key, entry); err != nil {
-				return "", &localError{err}
-			}
-			messagesTotal.WithLabelValues(a.s.Name, string(ledger.Duplicate)).Inc()
-			a.s.Log.DebugMsg("already delivered from another folder: recorded as a duplicate", "folder", key.Mailbox, "uid", uid)
 			return ledger.Duplicate, nil
 		}
 	}

@@ -34,8 +34,9 @@ type fakeUpstream struct {
 	// storeOnly: the next Remove flags \Deleted, then the connection is
 	// cut before the expunge.
 	storeOnly  bool
-	uidNext    uint32          // UIDNEXT to report; 0: one past the highest UID
-	badFolders map[string]bool // SELECT answers NO for these
+	uidNext    uint32            // UIDNEXT to report; 0: one past the highest UID
+	badFolders map[string]bool   // SELECT answers NO for these
+	globalIDs  map[string]string // "folder/UID" → source.Message.GlobalID
 	fetched    []string
 	removed    []string
 	connects   int
@@ -60,12 +61,18 @@ func (f *fakeUpstream) Connect(context.Context) (source.Session, error) {
 	return &fakeSession{f: f}, nil
 }
 
-type fakeSession struct{ f *fakeUpstream }
+// fakeSession is a session, and the mailbox it opened last: every folder
+// holds the same messages.
+type fakeSession struct {
+	f      *fakeUpstream
+	folder string
+}
 
 func (s *fakeSession) Open(_ context.Context, folder string) (source.Mailbox, error) {
 	if s.f.badFolders[folder] {
 		return nil, &source.FolderError{Err: fmt.Errorf("SELECT %q: NO no such mailbox", folder)}
 	}
+	s.folder = folder
 	return s, nil
 }
 func (s *fakeSession) FlagOnly() bool { return s.f.noUIDPlus }
@@ -98,7 +105,8 @@ func (s *fakeSession) List(_ context.Context, floor uint32) ([]source.Message, e
 	var out []source.Message
 	for _, uid := range s.uids() {
 		if uid >= floor {
-			out = append(out, source.Message{UID: ledger.FormatUID(uid), Size: int64(len(s.f.msgs[uid])), Deleted: s.f.deleted[uid]})
+			out = append(out, source.Message{UID: ledger.FormatUID(uid), Size: int64(len(s.f.msgs[uid])), Deleted: s.f.deleted[uid],
+				GlobalID: s.f.globalIDs[s.folder+"/"+ledger.FormatUID(uid)]})
 		}
 	}
 	return out, nil

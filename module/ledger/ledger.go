@@ -46,9 +46,10 @@ const (
 	// may reuse the UIDL for a later message: one listed under a removed
 	// entry's UIDL is that new message.
 	Removed State = "removed"
-	// Duplicate: the same message (by fingerprint, with a Message-ID) was
-	// already delivered from another folder of the account (dedupe
-	// message_id); not delivered again, left upstream.
+	// Duplicate: the same message (by the upstream's global ID, or by
+	// fingerprint with a Message-ID) was already delivered from another
+	// folder of the account (dedupe message_id); not delivered again, left
+	// upstream.
 	Duplicate State = "duplicate"
 )
 
@@ -85,7 +86,10 @@ type Entry struct {
 	Fingerprint string // identifies the message across a UIDVALIDITY change
 	Size        int64
 	MsgID       string // maddy's message ID, to find the delivery in maddy's log
-	At          time.Time
+	// GlobalID is the upstream's own ID of the message in every folder
+	// (Gmail's X-GM-MSGID, source.Message.GlobalID), or "": for dedupe.
+	GlobalID string
+	At       time.Time
 }
 
 // Ledger is the SQLite-backed record. It is safe for concurrent use.
@@ -105,6 +109,7 @@ CREATE TABLE IF NOT EXISTS messages (
 	fingerprint TEXT    NOT NULL DEFAULT '',
 	size        INTEGER NOT NULL DEFAULT 0,
 	msg_id      TEXT    NOT NULL DEFAULT '',
+	global_id   TEXT    NOT NULL DEFAULT '',
 	at          INTEGER NOT NULL,
 	PRIMARY KEY (account, mailbox, uidvalidity, uid)
 ) WITHOUT ROWID;
@@ -142,6 +147,12 @@ CREATE TABLE IF NOT EXISTS account_status (
 ) WITHOUT ROWID;
 `
 
+// insertMessage records one entry: account, mailbox, uidvalidity, then the
+// Entry's fields in order, then the time.
+const insertMessage = `INSERT OR REPLACE INTO messages
+	(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, global_id, at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
 // Open opens (creating if needed) the ledger database at path.
 func Open(path string) (*Ledger, error) {
 	dsn := "file:" + path + "?_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL"
@@ -178,6 +189,7 @@ func migrate(db *sql.DB) error {
 		{"account_status", "notice_kind", "TEXT NOT NULL DEFAULT ''"},
 		{"account_status", "notice_since", "INTEGER NOT NULL DEFAULT 0"},
 		{"account_status", "notice_sent", "INTEGER NOT NULL DEFAULT 0"},
+		{"messages", "global_id", "TEXT NOT NULL DEFAULT ''"},
 	} {
 		var n int
 		err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.column).Scan(&n)
@@ -190,7 +202,9 @@ func migrate(db *sql.DB) error {
 			}
 		}
 	}
-	return nil
+	// Indexes on added columns, once they exist.
+	_, err := db.Exec(`CREATE INDEX IF NOT EXISTS messages_global_id ON messages (account, global_id) WHERE global_id != ''`)
+	return err
 }
 
 // OpenReadOnly opens an existing ledger for reading while maddy may be
@@ -230,11 +244,9 @@ func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
 		refused = 1
 	}
 	err := l.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO messages
-			(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := tx.ExecContext(ctx, insertMessage,
 			key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State), e.Reason,
-			e.Fingerprint, e.Size, e.MsgID, e.At.Unix())
+			e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.At.Unix())
 		if err != nil || delivered+refused == 0 {
 			return err
 		}
@@ -254,16 +266,14 @@ func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
 func (l *Ledger) RecordMany(ctx context.Context, key MailboxKey, entries []Entry) error {
 	now := time.Now().Unix()
 	return l.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO messages
-			(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		stmt, err := tx.PrepareContext(ctx, insertMessage)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		for _, e := range entries {
 			if _, err := stmt.ExecContext(ctx, key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State),
-				e.Reason, e.Fingerprint, e.Size, e.MsgID, now); err != nil {
+				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, now); err != nil {
 				return err
 			}
 		}
@@ -420,13 +430,18 @@ func (l *Ledger) DeliveredBefore(ctx context.Context, key MailboxKey, cutoff tim
 	return out, rows.Err()
 }
 
-// DeliveredElsewhere reports whether the account has a message with this
-// fingerprint delivered from another folder than mailbox (dedupe).
-func (l *Ledger) DeliveredElsewhere(ctx context.Context, account, mailbox, fingerprint string) (bool, error) {
+// DeliveredElsewhere reports whether the account has a message delivered
+// from another folder than mailbox with this global ID or, when globalID
+// is "", with this fingerprint (dedupe).
+func (l *Ledger) DeliveredElsewhere(ctx context.Context, account, mailbox, fingerprint, globalID string) (bool, error) {
+	column, value := "fingerprint", fingerprint
+	if globalID != "" {
+		column, value = "global_id", globalID
+	}
 	var n int
 	err := l.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages
-		WHERE account = ? AND fingerprint = ? AND mailbox != ? AND state IN (?, ?)`,
-		account, fingerprint, mailbox, string(Delivered), string(Removed)).Scan(&n)
+		WHERE account = ? AND `+column+` = ? AND mailbox != ? AND state IN (?, ?)`,
+		account, value, mailbox, string(Delivered), string(Removed)).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("ledger: %w", err)
 	}
@@ -466,7 +481,7 @@ func (l *Ledger) MarkRemoved(ctx context.Context, key MailboxKey, uids []string)
 
 // Entries returns the recorded messages of the mailbox.
 func (l *Ledger) Entries(ctx context.Context, key MailboxKey) ([]Entry, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, at
+	rows, err := l.db.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, global_id, at
 		FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
 		key.Account, key.Mailbox, key.UIDValidity)
 	if err != nil {
@@ -478,7 +493,7 @@ func (l *Ledger) Entries(ctx context.Context, key MailboxKey) ([]Entry, error) {
 		var e Entry
 		var state string
 		var at int64
-		if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &at); err != nil {
+		if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &e.GlobalID, &at); err != nil {
 			return nil, fmt.Errorf("ledger: read %s: %w", key, err)
 		}
 		e.State = State(state)
@@ -565,7 +580,7 @@ func (l *Ledger) SetMailbox(ctx context.Context, account, mailbox string, st Mai
 // since in a freak case the fingerprint could belong to a different message.
 func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, moves map[string]string) error {
 	return l.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, at
+		rows, err := tx.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, global_id, at
 			FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
 			from.Account, from.Mailbox, from.UIDValidity)
 		if err != nil {
@@ -577,7 +592,7 @@ func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, 
 			var e Entry
 			var state string
 			var at int64
-			if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &at); err != nil {
+			if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &e.GlobalID, &at); err != nil {
 				rows.Close()
 				return err
 			}
@@ -600,16 +615,14 @@ func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, 
 			from.Account, from.Mailbox, from.UIDValidity); err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO messages
-			(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		stmt, err := tx.PrepareContext(ctx, insertMessage)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		for i, e := range moved {
 			if _, err := stmt.ExecContext(ctx, from.Account, from.Mailbox, toValidity, e.UID, string(e.State),
-				e.Reason, e.Fingerprint, e.Size, e.MsgID, ats[i]); err != nil {
+				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, ats[i]); err != nil {
 				return err
 			}
 		}

@@ -307,3 +307,53 @@ func TestTotalsCountedWithEntries(t *testing.T) {
 		t.Fatalf("statuses %+v %v", sts, err)
 	}
 }
+
+// DeliveredElsewhere matches by global ID when the upstream has one (Gmail's
+// X-GM-MSGID), by fingerprint otherwise; a ledger from before global IDs
+// gains the column.
+func TestDeliveredElsewhereByGlobalID(t *testing.T) {
+	l, path := open(t)
+	// An older ledger: the messages table without global_id.
+	if _, err := l.db.Exec(`DROP TABLE messages; CREATE TABLE messages (account TEXT NOT NULL, mailbox TEXT NOT NULL,
+		uidvalidity INTEGER NOT NULL, uid TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+		fingerprint TEXT NOT NULL DEFAULT '', size INTEGER NOT NULL DEFAULT 0, msg_id TEXT NOT NULL DEFAULT '',
+		at INTEGER NOT NULL, PRIMARY KEY (account, mailbox, uidvalidity, uid)) WITHOUT ROWID`); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l, err := Open(path)
+	if err != nil {
+		t.Fatalf("after migration: %v", err)
+	}
+	defer l.Close()
+
+	inbox := MailboxKey{Account: "gmail", Mailbox: "INBOX", UIDValidity: 1}
+	for _, e := range []Entry{
+		{UID: "1", State: Delivered, Fingerprint: "fp-a", GlobalID: "gm:100"},
+		{UID: "2", State: Refused, Fingerprint: "fp-b", GlobalID: "gm:200"},
+		{UID: "3", State: Delivered, Fingerprint: "fp-c"},
+	} {
+		if err := l.Record(bg, inbox, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		mailbox, fingerprint, globalID string
+		want                           bool
+	}{
+		{"Work", "fp-other", "gm:100", true}, // the same Gmail message, other bytes would not matter
+		{"Work", "fp-a", "gm:101", false},    // the same header, another Gmail message
+		{"INBOX", "fp-a", "gm:100", false},   // the same folder is not elsewhere
+		{"Work", "fp-b", "gm:200", false},    // refused, not delivered
+		{"Work", "fp-c", "", true},           // no global ID: the fingerprint
+		{"Work", "fp-other", "", false},
+	} {
+		got, err := l.DeliveredElsewhere(bg, "gmail", c.mailbox, c.fingerprint, c.globalID)
+		if err != nil || got != c.want {
+			t.Errorf("DeliveredElsewhere(%s, %s, %q) = %v, %v; want %v", c.mailbox, c.fingerprint, c.globalID, got, err, c.want)
+		}
+	}
+	if es, err := l.Entries(bg, inbox); err != nil || len(es) != 3 || es[0].GlobalID != "gm:100" {
+		t.Errorf("entries %+v %v", es, err)
+	}
+}

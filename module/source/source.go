@@ -74,6 +74,10 @@ type Message struct {
 	// ledger may hold this message under Base, recorded while it was alone.
 	Base        string
 	Fingerprint string
+	// GlobalID is the upstream's own ID of the message, the same in every
+	// folder that holds it (Gmail's X-GM-MSGID as "gm:ID"), or "": dedupe
+	// recognises a copy by it before the download.
+	GlobalID string
 }
 
 // Mailbox is an opened upstream mailbox.

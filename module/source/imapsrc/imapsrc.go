@@ -352,9 +352,10 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 		return nil, nil
 	}
 	var msgs []source.Message
+	gmail := m.s.c.Caps().Has(capGmail)
 	err := m.s.command(ctx, func() error {
 		cmd := m.s.c.Fetch(imap.UIDSet{{Start: imap.UID(floor), Stop: 0}},
-			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true})
+			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true, GmailMsgID: gmail})
 		for {
 			msg := cmd.Next()
 			if msg == nil {
@@ -376,6 +377,9 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 				Date:    buf.InternalDate,
 				Flags:   keptFlags(buf.Flags),
 			})
+			if buf.GmailMsgID != 0 {
+				msgs[len(msgs)-1].GlobalID = "gm:" + strconv.FormatUint(buf.GmailMsgID, 10)
+			}
 		}
 		return cmd.Close()
 	})
@@ -384,6 +388,10 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 	}
 	return msgs, nil
 }
+
+// capGmail is Gmail's IMAP extension: X-GM-MSGID, its ID of a message in
+// every label (folder), in FETCH (go-imap v2 patched: third_party/).
+const capGmail imap.Cap = "X-GM-EXT-1"
 
 // Mailbox is a selected IMAP mailbox.
 type Mailbox struct {

@@ -1,0 +1,51 @@
+package imapsrc
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// On Gmail (X-GM-EXT-1) the listing asks for X-GM-MSGID and gives each
+// message Gmail's ID as its GlobalID (the full 64 bits); elsewhere it does
+// not ask, and there is none.
+func TestListGmailMsgID(t *testing.T) {
+	const date = `INTERNALDATE "01-Jan-2024 10:00:00 +0000"`
+	for _, c := range []struct {
+		name, caps, fetch string
+		want              []string
+	}{
+		{"gmail", "IMAP4rev1 AUTH=PLAIN UIDPLUS X-GM-EXT-1",
+			"* 1 FETCH (UID 1 RFC822.SIZE 100 FLAGS (\\Seen) " + date + " X-GM-MSGID 1278455344230334865)\r\n" +
+				"* 2 FETCH (X-GM-MSGID 18446744073709551615 UID 2 RFC822.SIZE 200 FLAGS () " + date + ")\r\n",
+			[]string{"gm:1278455344230334865", "gm:18446744073709551615"}},
+		{"other", "IMAP4rev1 AUTH=PLAIN UIDPLUS",
+			"* 1 FETCH (UID 1 RFC822.SIZE 100 FLAGS (\\Seen) " + date + ")\r\n" +
+				"* 2 FETCH (UID 2 RFC822.SIZE 200 FLAGS () " + date + ")\r\n",
+			[]string{"", ""}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sc, addr := serveScripted(t, c.caps, map[string]string{
+				"SELECT":     "* 2 EXISTS\r\n* OK [UIDVALIDITY 1] x\r\n* OK [UIDNEXT 3] x\r\n",
+				"UID FETCH":  c.fetch,
+				"CAPABILITY": "* CAPABILITY " + c.caps + "\r\n",
+			})
+			_, mb := openInbox(t, testUpstream(addr, nil))
+			msgs, err := mb.List(context.Background(), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(msgs) != 2 {
+				t.Fatalf("listed %d messages, want 2", len(msgs))
+			}
+			for i, m := range msgs {
+				if m.GlobalID != c.want[i] {
+					t.Errorf("UID %s: GlobalID %q, want %q", m.UID, m.GlobalID, c.want[i])
+				}
+			}
+			if asked := strings.Contains(sc.commands(), "X-GM-MSGID"); asked != (c.want[0] != "") {
+				t.Errorf("X-GM-MSGID asked for: %v; commands:\n%s", asked, sc.commands())
+			}
+		})
+	}
+}
