@@ -220,30 +220,16 @@ func imapMsgsCommand() *cli.Command {
 					return del.DelMessages(uid, seq)
 				}, "MAILBOX", "SEQSET"),
 			},
-			{
-				Name:        "copy",
-				Usage:       "Copy messages between mailboxes",
-				Description: "Note: You can't copy between mailboxes of different users. APPENDLIMIT of target mailbox is not enforced.",
-				ArgsUsage:   "USERNAME SRCMAILBOX SEQSET TGTMAILBOX",
-				Flags:       []cli.Flag{cfgBlockFlag("local_mailboxes"), uidFlag},
-				Action: withMailbox(func(c *cli.Context, mbox imapbackend.Mailbox, uid bool, seq *imap.SeqSet, args []string) error {
-					return mbox.CopyMessages(uid, seq, args[2])
-				}, "SRCMAILBOX", "SEQSET", "TGTMAILBOX"),
-			},
-			{
-				Name:        "move",
-				Usage:       "Move messages between mailboxes",
-				Description: "Note: You can't move between mailboxes of different users. APPENDLIMIT of target mailbox is not enforced.",
-				ArgsUsage:   "USERNAME SRCMAILBOX SEQSET TGTMAILBOX",
-				Flags:       []cli.Flag{cfgBlockFlag("local_mailboxes"), uidFlag},
-				Action: withMailbox(func(c *cli.Context, mbox imapbackend.Mailbox, uid bool, seq *imap.SeqSet, args []string) error {
-					mover, ok := mbox.(imapbackend.MoveMailbox)
-					if !ok {
-						return cli.Exit("Error: storage backend does not support moving messages", 2)
-					}
-					return mover.MoveMessages(uid, seq, args[2])
-				}, "SRCMAILBOX", "SEQSET", "TGTMAILBOX"),
-			},
+			betweenCmd("copy", func(mbox imapbackend.Mailbox, uid bool, seq *imap.SeqSet, dest string) error {
+				return mbox.CopyMessages(uid, seq, dest)
+			}),
+			betweenCmd("move", func(mbox imapbackend.Mailbox, uid bool, seq *imap.SeqSet, dest string) error {
+				mover, ok := mbox.(imapbackend.MoveMailbox)
+				if !ok {
+					return cli.Exit("Error: storage backend does not support moving messages", 2)
+				}
+				return mover.MoveMessages(uid, seq, dest)
+			}),
 			{
 				Name:        "list",
 				Usage:       "List messages in mailbox",
@@ -277,6 +263,21 @@ func imapMsgsCommand() *cli.Command {
 				}, "MAILBOX"),
 			},
 		},
+	}
+}
+
+// betweenCmd is imap-msgs copy or move: stock maddy's arguments, one verb
+// apart.
+func betweenCmd(verb string, do func(mbox imapbackend.Mailbox, uid bool, seq *imap.SeqSet, dest string) error) *cli.Command {
+	return &cli.Command{
+		Name:        verb,
+		Usage:       strings.ToUpper(verb[:1]) + verb[1:] + " messages between mailboxes",
+		Description: "Note: You can't " + verb + " between mailboxes of different users. APPENDLIMIT of target mailbox is not enforced.",
+		ArgsUsage:   "USERNAME SRCMAILBOX SEQSET TGTMAILBOX",
+		Flags:       []cli.Flag{cfgBlockFlag("local_mailboxes"), uidFlag},
+		Action: withMailbox(func(c *cli.Context, mbox imapbackend.Mailbox, uid bool, seq *imap.SeqSet, args []string) error {
+			return do(mbox, uid, seq, args[2])
+		}, "SRCMAILBOX", "SEQSET", "TGTMAILBOX"),
 	}
 }
 
