@@ -10,6 +10,7 @@ import (
 	"github.com/foxcpp/maddy/framework/log"
 
 	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // A removal cut between UID STORE +FLAGS (\Deleted) and UID EXPUNGE leaves
@@ -275,5 +276,11 @@ func TestDedupeByGlobalID(t *testing.T) {
 	}
 	if r.mustPoll(t); len(up.fetched) != 4 {
 		t.Errorf("a later poll downloaded again: %v", up.fetched)
+	}
+	// A duplicate stays upstream, with keep no too.
+	for _, keep := range []bool{true, false} {
+		if got := Decide(source.Message{UID: "1", Size: st["1"].Size, GlobalID: "gm:100"}, st["1"], Rules{Keep: keep}); got != Leave {
+			t.Errorf("a duplicate with keep %v: action %v, want Leave", keep, got)
+		}
 	}
 }
