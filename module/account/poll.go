@@ -88,8 +88,9 @@ type Settings struct {
 	// KeepFlags: the upstream copy's flags are set on the delivered one.
 	KeepFlags bool
 	// Dedupe (dedupe message_id): a message already delivered from another
-	// folder of the account (same Message-ID and fingerprint) is recorded
-	// as a duplicate, not delivered again.
+	// folder of the account (the same upstream global ID, or else the same
+	// Message-ID and fingerprint) is recorded as a duplicate, not delivered
+	// again.
 	Dedupe bool
 	// Notify: where notices about the account go (notice.go); empty: none.
 	Notify []string

@@ -481,11 +481,24 @@ func (l *Ledger) MarkRemoved(ctx context.Context, key MailboxKey, uids []string)
 
 // Entries returns the recorded messages of the mailbox.
 func (l *Ledger) Entries(ctx context.Context, key MailboxKey) ([]Entry, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, global_id, at
+	entries, err := readEntries(ctx, l.db, key)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+	}
+	return entries, nil
+}
+
+// readEntries reads every column of the mailbox's entries, through the
+// database or a transaction: the one place that lists them for reading,
+// as insertMessage does for writing.
+func readEntries(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, key MailboxKey) ([]Entry, error) {
+	rows, err := q.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, global_id, at
 		FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
 		key.Account, key.Mailbox, key.UIDValidity)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+		return nil, err
 	}
 	defer rows.Close()
 	var entries []Entry
@@ -494,7 +507,7 @@ func (l *Ledger) Entries(ctx context.Context, key MailboxKey) ([]Entry, error) {
 		var state string
 		var at int64
 		if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &e.GlobalID, &at); err != nil {
-			return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+			return nil, err
 		}
 		e.State = State(state)
 		e.At = time.Unix(at, 0)
@@ -580,36 +593,21 @@ func (l *Ledger) SetMailbox(ctx context.Context, account, mailbox string, st Mai
 // since in a freak case the fingerprint could belong to a different message.
 func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, moves map[string]string) error {
 	return l.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, global_id, at
-			FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
-			from.Account, from.Mailbox, from.UIDValidity)
+		entries, err := readEntries(ctx, tx, from)
 		if err != nil {
 			return err
 		}
 		var moved []Entry
-		var ats []int64
-		for rows.Next() {
-			var e Entry
-			var state string
-			var at int64
-			if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &e.GlobalID, &at); err != nil {
-				rows.Close()
-				return err
-			}
+		for _, e := range entries {
 			to, ok := moves[e.UID]
 			if !ok {
 				continue
 			}
-			e.UID, e.State = to, State(state)
+			e.UID = to
 			if e.State.Committed() {
 				e.State = Adopted
 			}
 			moved = append(moved, e)
-			ats = append(ats, at)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
 			from.Account, from.Mailbox, from.UIDValidity); err != nil {
@@ -620,9 +618,9 @@ func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, 
 			return err
 		}
 		defer stmt.Close()
-		for i, e := range moved {
+		for _, e := range moved {
 			if _, err := stmt.ExecContext(ctx, from.Account, from.Mailbox, toValidity, e.UID, string(e.State),
-				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, ats[i]); err != nil {
+				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.At.Unix()); err != nil {
 				return err
 			}
 		}
