@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -71,7 +70,7 @@ func (f *imapFilter) IMAPFilter(accountName, _ string, meta *module.MsgMetadata,
 		if err != nil {
 			return "", p.Flags, err
 		}
-		p.Folder = translatePath(p.Folder, p.Delimiter, delim)
+		p.Folder = delivery.MirrorPath(p.Folder, p.Delimiter, delim)
 	}
 	folder, err := localFolder(u, p)
 	return folder, p.Flags, err
@@ -98,21 +97,6 @@ func localDelimiter(s module.Storage, u backend.User) (string, error) {
 		}
 	}
 	return "", nil
-}
-
-// translatePath rebuilds an upstream folder path with the local delimiter:
-// "Work/Clients" from Gmail becomes "Work.Clients" in imapsql, the same
-// tree. A local delimiter inside one part ("v1.2" under "/") becomes "_",
-// so that it does not split the part into two levels.
-func translatePath(name, from, to string) string {
-	if from == to || to == "" {
-		return name
-	}
-	parts := strings.Split(name, from)
-	for i, part := range parts {
-		parts[i] = strings.ReplaceAll(part, to, "_")
-	}
-	return strings.Join(parts, to)
 }
 
 // specialCreator is go-imap-sql's user, which creates special-use folders.

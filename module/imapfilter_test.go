@@ -1,6 +1,10 @@
 package remotepull
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/remote-pull/remote_pull/module/delivery"
+)
 
 func TestTranslatePath(t *testing.T) {
 	for _, c := range []struct{ name, from, to, want string }{
@@ -14,8 +18,8 @@ func TestTranslatePath(t *testing.T) {
 		{"Work/Clients", "/", "", "Work/Clients"}, // a flat storage: as it is
 		{"Work", "/", ".", "Work"},
 	} {
-		if got := translatePath(c.name, c.from, c.to); got != c.want {
-			t.Errorf("translatePath(%q, %q, %q) = %q, want %q", c.name, c.from, c.to, got, c.want)
+		if got := delivery.MirrorPath(c.name, c.from, c.to); got != c.want {
+			t.Errorf("MirrorPath(%q, %q, %q) = %q, want %q", c.name, c.from, c.to, got, c.want)
 		}
 	}
 }

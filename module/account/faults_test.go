@@ -284,3 +284,89 @@ func TestDedupeByGlobalID(t *testing.T) {
 		}
 	}
 }
+
+// dedupe recognises a copy by its bytes (the SHA-256 taken while it is
+// spooled), Message-ID or not: a message without one, in two folders, is
+// delivered once.
+func TestDedupeByContent(t *testing.T) {
+	up := newFake(2)
+	up.msgs[3] = []byte("Subject: m3, no Message-ID\r\n\r\nbody 3\r\n")
+	r := newRig(t, up, true)
+	r.acc.s.Folders = []string{"INBOX", "Label"}
+	r.acc.s.Dedupe = true
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	if len(r.p.committed) != 3 {
+		t.Fatalf("committed %v", keys(r.p.committed))
+	}
+	// The same header and size with other bytes is another message: both
+	// are delivered (the pipeline marks the second subject).
+	up2 := newFake(0)
+	up2.msgs[1] = []byte("Subject: same\r\n\r\nbody A\r\n")
+	r2 := newRig(t, up2, true)
+	r2.acc.s.Dedupe = true
+	r2.mustPoll(t)
+	up2.msgs[2] = []byte("Subject: same\r\n\r\nbody B\r\n")
+	r2.mustPoll(t)
+	if _, ok := r2.p.committed["same (DUPLICATE)"]; !ok {
+		t.Fatalf("a message with another body was taken for a copy: %v", keys(r2.p.committed))
+	}
+}
+
+// A message moved out of a folder and back (filed by mistake) has a new
+// UID in the folder it was delivered from: a copy, not new mail.
+func TestDedupeMovedBackUnderNewUID(t *testing.T) {
+	up := newFake(3)
+	up.msgs[3] = []byte("Subject: m3, no Message-ID\r\n\r\nbody 3\r\n")
+	r := newRig(t, up, true)
+	r.acc.s.Dedupe = true
+	r.mustPoll(t)
+	up.msgs[10], up.msgs[11] = up.msgs[2], up.msgs[3]
+	delete(up.msgs, 2)
+	delete(up.msgs, 3)
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	if st := r.state(t, "10"); st != ledger.Duplicate {
+		t.Fatalf("the moved-back message is %q, want duplicate", st)
+	}
+}
+
+// A message delivered, then renumbered upstream (its entry adopted), is
+// still delivered for dedupe: its copy in another folder is not delivered.
+func TestDedupeAfterRenumbering(t *testing.T) {
+	up := newFake(2)
+	r := newRig(t, up, true)
+	r.acc.s.Dedupe = true
+	r.mustPoll(t)
+	renumbered := map[uint32][]byte{}
+	for uid, raw := range up.msgs {
+		renumbered[uid+50] = raw
+	}
+	up.msgs, up.validity = renumbered, 9
+	r.mustPoll(t)
+	if st := r.state(t, "51"); st != ledger.Adopted {
+		t.Fatalf("after the renumbering UID 51 is %q", st)
+	}
+	r.acc.s.Folders = []string{"INBOX", "Label"}
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	if len(r.p.committed) != 2 {
+		t.Fatalf("committed %v", keys(r.p.committed))
+	}
+}
+
+// Entries recorded before global IDs existed have none: a copy listed with
+// a global ID is matched with them by its content after the download.
+func TestDedupeLegacyEntries(t *testing.T) {
+	up := newFake(3)
+	r := newRig(t, up, true)
+	r.acc.s.Dedupe = true
+	r.mustPoll(t) // INBOX, recorded without global IDs
+	up.globalIDs = map[string]string{"Label/1": "gm:100", "Label/2": "gm:200", "Label/3": "gm:300"}
+	r.acc.s.Folders = []string{"INBOX", "Label"}
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	if len(r.p.committed) != 3 {
+		t.Fatalf("committed %v", keys(r.p.committed))
+	}
+}

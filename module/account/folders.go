@@ -10,7 +10,18 @@ import (
 // Folder patterns (folders, exclude_folders): a name is taken as it is; a
 // name with * (any run of characters, hierarchy separators included) or ?
 // (any one character) matches the upstream's selectable folders, listed
-// again at every poll.
+// again at every poll. INBOX is one folder in any case (RFC 3501): it is
+// always named "INBOX" (CanonicalFolder), in the ledger too, and patterns
+// match it case-insensitively.
+
+// CanonicalFolder is name, or "INBOX" for INBOX in any case. Only INBOX
+// itself: RFC 3501 leaves the case of its children to the server.
+func CanonicalFolder(name string) string {
+	if strings.EqualFold(name, "INBOX") {
+		return "INBOX"
+	}
+	return name
+}
 
 // IsFolderPattern reports whether a folders entry is a pattern.
 func IsFolderPattern(s string) bool { return strings.ContainsAny(s, "*?") }
@@ -27,9 +38,25 @@ func CheckFolderPattern(s string) error {
 	return nil
 }
 
-func compilePattern(p string) *regexp.Regexp {
+// pattern is a compiled folders entry; fold matches INBOX, whose name
+// may be spelled in any case.
+type pattern struct{ re, fold *regexp.Regexp }
+
+func (p pattern) match(name string) bool {
+	if name == "INBOX" {
+		return p.fold.MatchString(name)
+	}
+	return p.re.MatchString(name)
+}
+
+func compilePattern(p string) pattern {
+	re := compileRegexp(p, "")
+	return pattern{re: re, fold: compileRegexp(p, "(?i)")}
+}
+
+func compileRegexp(p, flags string) *regexp.Regexp {
 	var b strings.Builder
-	b.WriteString("^")
+	b.WriteString(flags + "^")
 	for _, r := range p {
 		switch r {
 		case '*':
@@ -46,18 +73,22 @@ func compilePattern(p string) *regexp.Regexp {
 
 // FolderSet is an account's folders and exclude_folders.
 type FolderSet struct {
-	include, exclude []string
-	incRe, excRe     []*regexp.Regexp
+	include      []string
+	incRe, excRe []pattern
 }
 
 // NewFolderSet compiles the patterns (CheckFolderPattern has passed them).
 func NewFolderSet(include, exclude []string) *FolderSet {
-	fs := &FolderSet{include: include, exclude: exclude}
+	fs := &FolderSet{}
 	for _, p := range include {
-		fs.incRe = append(fs.incRe, compilePattern(p))
+		p = CanonicalFolder(p)
+		if !slices.Contains(fs.include, p) {
+			fs.include = append(fs.include, p)
+			fs.incRe = append(fs.incRe, compilePattern(p))
+		}
 	}
 	for _, p := range exclude {
-		fs.excRe = append(fs.excRe, compilePattern(p))
+		fs.excRe = append(fs.excRe, compilePattern(CanonicalFolder(p)))
 	}
 	return fs
 }
@@ -82,15 +113,12 @@ func (fs *FolderSet) Literal() []string {
 func (fs *FolderSet) Resolve(listed []string) []string {
 	out := fs.Literal()
 	for _, f := range listed {
-		name := f
-		if strings.EqualFold(f, "INBOX") {
-			name = "INBOX"
-		}
+		name := CanonicalFolder(f)
 		if slices.Contains(out, name) || fs.excluded(name) {
 			continue
 		}
 		for _, re := range fs.incRe {
-			if re.MatchString(name) {
+			if re.match(name) {
 				out = append(out, name)
 				break
 			}
@@ -102,12 +130,13 @@ func (fs *FolderSet) Resolve(listed []string) []string {
 // Polls reports whether the folder name is polled: named or matched, and
 // not excluded.
 func (fs *FolderSet) Polls(name string) bool {
+	name = CanonicalFolder(name)
 	return slices.Contains(fs.Resolve([]string{name}), name)
 }
 
 func (fs *FolderSet) excluded(name string) bool {
 	for _, re := range fs.excRe {
-		if re.MatchString(name) {
+		if re.match(name) {
 			return true
 		}
 	}

@@ -87,10 +87,11 @@ type Settings struct {
 	LocalFolder   map[string]string
 	// KeepFlags: the upstream copy's flags are set on the delivered one.
 	KeepFlags bool
-	// Dedupe (dedupe message_id): a message already delivered from another
-	// folder of the account (the same upstream global ID, or else the same
-	// Message-ID and fingerprint) is recorded as a duplicate, not delivered
-	// again.
+	// Dedupe (dedupe message_id): a message the account already delivered
+	// under another identity (another folder, or another UID: moved out and
+	// back) is recorded as a duplicate, not delivered again: the same
+	// upstream global ID, or else the same bytes (SHA-256) or the same
+	// Message-ID and fingerprint (ledger.Identity).
 	Dedupe bool
 	// Notify: where notices about the account go (notice.go); empty: none.
 	Notify []string
@@ -130,6 +131,10 @@ type poll struct {
 	// deferred are removals that take effect only if the session ends
 	// well (POP3: DELE applies at QUIT), by mailbox.
 	deferred map[ledger.MailboxKey][]string
+	// folders are the folders this poll visits; mirrored their local
+	// names under local_folders mirror, by upstream delimiter (mirrorClash).
+	folders  []string
+	mirrored map[string]map[string][]string
 }
 
 // Poll connects once and processes every folder of the account.
@@ -146,6 +151,7 @@ func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 		sess.Abort()
 		return total, fmt.Errorf("listing folders: %w", err)
 	}
+	p.folders = folders
 	var errs []error
 	budget := a.s.MaxMessagesPerPoll
 	for _, folder := range folders {
@@ -328,6 +334,9 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 	var res PollResult
 	mb, err := p.sess.Open(ctx, folder)
 	if err != nil {
+		return res, err
+	}
+	if err := p.mirrorClash(ctx, mb, folder); err != nil {
 		return res, err
 	}
 	key := ledger.MailboxKey{Account: a.s.Name, Mailbox: folder, UIDValidity: mb.UIDValidity()}
@@ -662,6 +671,48 @@ func (a *Account) placement(ctx context.Context, mb source.Mailbox, folder strin
 	return p, nil
 }
 
+// mirrorClash is a folder error when local_folders mirror would put the
+// folder's messages in the same local folder as another folder of the
+// poll ("a.b" and "a_b" upstream, a "." inside a part becoming "_"):
+// neither is fetched, rather than two folders silently merged, until a
+// local_folder maps one of them elsewhere. Names are compared as the
+// storage does, case-sensitively but for INBOX, which is never mirrored.
+func (p *poll) mirrorClash(ctx context.Context, mb source.Mailbox, folder string) error {
+	a := p.a
+	if _, mapped := a.s.LocalFolder[folder]; mapped || !a.s.MirrorFolders || folder == "INBOX" {
+		return nil
+	}
+	var delim string
+	if d, ok := mb.(source.Delimited); ok {
+		var err error
+		if delim, err = d.HierarchyDelimiter(ctx); err != nil {
+			return err
+		}
+	}
+	names, ok := p.mirrored[delim]
+	if !ok {
+		names = map[string][]string{}
+		for _, f := range p.folders {
+			if _, mapped := a.s.LocalFolder[f]; !mapped && f != "INBOX" {
+				local := delivery.MirrorPath(f, delim, delivery.StorageDelimiter)
+				names[local] = append(names[local], f)
+			}
+		}
+		if p.mirrored == nil {
+			p.mirrored = map[string]map[string][]string{}
+		}
+		p.mirrored[delim] = names
+	}
+	local := delivery.MirrorPath(folder, delim, delivery.StorageDelimiter)
+	for _, other := range names[local] {
+		if other != folder {
+			return &source.FolderError{Err: fmt.Errorf("local_folders mirror would put folders %q and %q in one local folder, %q: "+
+				"neither is fetched until local_folder maps one of them elsewhere", folder, other, local)}
+		}
+	}
+	return nil
+}
+
 // floorErr: a floor reset by 'remote-pull retry' during the poll is not an
 // error (the next poll starts from the reset floor); anything else is.
 func floorErr(err error) error {
@@ -710,11 +761,10 @@ func (a *Account) warnOnce(key, msg string, fields ...interface{}) {
 	}
 }
 
-// recordIfDuplicate records entry as a duplicate if the account has it
-// delivered from another folder (dedupe): by its global ID if it has one,
-// else by its fingerprint.
-func (a *Account) recordIfDuplicate(ctx context.Context, key ledger.MailboxKey, entry ledger.Entry) (bool, error) {
-	dup, err := a.s.Ledger.DeliveredElsewhere(ctx, a.s.Name, key.Mailbox, entry.Fingerprint, entry.GlobalID)
+// recordIfDuplicate records entry as a duplicate if the account has the
+// message id identifies delivered under another identity (dedupe).
+func (a *Account) recordIfDuplicate(ctx context.Context, key ledger.MailboxKey, entry ledger.Entry, id ledger.Identity) (bool, error) {
+	dup, err := a.s.Ledger.DeliveredElsewhere(ctx, key, entry.UID, id)
 	if err != nil || !dup {
 		return false, localErrIf(err)
 	}
@@ -723,7 +773,7 @@ func (a *Account) recordIfDuplicate(ctx context.Context, key ledger.MailboxKey, 
 		return false, &localError{err}
 	}
 	messagesTotal.WithLabelValues(a.s.Name, string(ledger.Duplicate)).Inc()
-	a.s.Log.DebugMsg("already delivered from another folder: recorded as a duplicate", "folder", key.Mailbox, "uid", entry.UID)
+	a.s.Log.DebugMsg("already delivered under another identity (folder or UID): recorded as a duplicate", "folder", key.Mailbox, "uid", entry.UID)
 	return true, nil
 }
 
@@ -739,7 +789,8 @@ func (a *Account) dedupeByGlobalID(ctx context.Context, key ledger.MailboxKey, u
 	for _, uid := range uids {
 		m := listed[uid]
 		if m.GlobalID != "" {
-			dup, err := a.recordIfDuplicate(ctx, key, ledger.Entry{UID: uid, Size: m.Size, GlobalID: m.GlobalID})
+			dup, err := a.recordIfDuplicate(ctx, key, ledger.Entry{UID: uid, Size: m.Size, GlobalID: m.GlobalID},
+				ledger.Identity{GlobalID: m.GlobalID})
 			if err != nil {
 				return nil, err
 			}
@@ -823,11 +874,19 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DeliveryTimeout)
 	defer cancel()
 
-	entry := ledger.Entry{UID: uid, Size: m.Size, Fingerprint: source.Fingerprint(sp.Header, m.Size), GlobalID: m.GlobalID}
-	// A message with a global ID was checked by it before the download
-	// (dedupeByGlobalID); by fingerprint only when it has a Message-ID.
-	if a.s.Dedupe && m.GlobalID == "" && strings.TrimSpace(sp.Header.Get("Message-Id")) != "" {
-		dup, err := a.recordIfDuplicate(dctx, key, entry)
+	entry := ledger.Entry{UID: uid, Size: m.Size, Fingerprint: source.Fingerprint(sp.Header, m.Size), GlobalID: m.GlobalID,
+		Digest: sp.Digest}
+	if a.s.Dedupe {
+		// A global ID was looked up before the download (dedupeByGlobalID);
+		// now the content: the bytes, and the header fingerprint if the
+		// message has a Message-ID (without one, the few fields are too
+		// weak). Entries that have a global ID are not matched by content
+		// with a message that has one (DeliveredElsewhere).
+		id := ledger.Identity{GlobalID: m.GlobalID, Digest: sp.Digest}
+		if strings.TrimSpace(sp.Header.Get("Message-Id")) != "" {
+			id.Fingerprint = entry.Fingerprint
+		}
+		dup, err := a.recordIfDuplicate(dctx, key, entry, id)
 		if err != nil {
 			return "", err
 		}

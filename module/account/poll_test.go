@@ -37,6 +37,7 @@ type fakeUpstream struct {
 	uidNext    uint32            // UIDNEXT to report; 0: one past the highest UID
 	badFolders map[string]bool   // SELECT answers NO for these
 	globalIDs  map[string]string // "folder/UID" → source.Message.GlobalID
+	delim      string            // the hierarchy delimiter in folder names
 	fetched    []string
 	removed    []string
 	connects   int
@@ -76,6 +77,9 @@ func (s *fakeSession) Open(_ context.Context, folder string) (source.Mailbox, er
 	return s, nil
 }
 func (s *fakeSession) FlagOnly() bool { return s.f.noUIDPlus }
+func (s *fakeSession) HierarchyDelimiter(context.Context) (string, error) {
+	return s.f.delim, nil
+}
 func (s *fakeSession) UIDNext() uint32 {
 	if s.f.uidNext != 0 {
 		return s.f.uidNext
@@ -483,5 +487,64 @@ func TestPanicBecomesError(t *testing.T) {
 	}
 	if _, ok := r.up.msgs[2]; !ok {
 		t.Fatal("the message being delivered during the panic was removed")
+	}
+}
+
+// folders inbox INBOX: one folder, polled once, under the ledger key
+// "INBOX" (the same whatever the case in the configuration).
+func TestINBOXSpelledAnotherWay(t *testing.T) {
+	up := newFake(2)
+	r := newRig(t, up, true)
+	r.acc.s.Folders = []string{"inbox", "INBOX"}
+	r.mustPoll(t)
+	r.noDuplicates(t)
+	if len(r.p.committed) != 2 || r.state(t, "1") != ledger.Delivered {
+		t.Fatalf("committed %v, UID 1 %q under INBOX", keys(r.p.committed), r.state(t, "1"))
+	}
+	r.acc.s.Folders = []string{"Inbox"}
+	r.mustPoll(t)
+	r.noDuplicates(t)
+}
+
+// local_folders mirror: upstream "a.b" and "a_b" (a "." inside a part
+// becomes "_") would go to one local folder. Neither is fetched, each is a
+// folder error naming both; the account's other folders go on, a
+// local_folder for one of them settles it, and names that differ only in
+// case stay apart (maddy's storage tells them apart).
+func TestMirrorNamesThatClash(t *testing.T) {
+	up := newFake(1)
+	up.delim = "/"
+	r := newRig(t, up, true)
+	r.acc.s.MirrorFolders = true
+	r.acc.s.Folders = []string{"a.b", "a_b", "INBOX"}
+	res, err := r.poll(t)
+	if err == nil || classify(err) != classFolder {
+		t.Fatalf("poll: %+v, %v; want a folder error", res, err)
+	}
+	clashes := 0
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.Contains(line, "mirror") {
+			clashes++
+			if !strings.Contains(line, `folders "a.b" and "a_b"`) && !strings.Contains(line, `folders "a_b" and "a.b"`) {
+				t.Errorf("a folder error that does not name both folders: %s", line)
+			}
+		}
+	}
+	if clashes != 2 {
+		t.Errorf("%d folder errors, want one for each folder: %v", clashes, err)
+	}
+	if len(r.p.committed) != 1 {
+		t.Fatalf("committed %v: only INBOX's message should be", keys(r.p.committed))
+	}
+	r.acc.s.LocalFolder = map[string]string{"a.b": "Dotted"}
+	if res := r.mustPoll(t); res.Delivered != 2 {
+		t.Fatalf("with a local_folder for a.b: %+v", res)
+	}
+
+	r2 := newRig(t, up, true)
+	r2.acc.s.MirrorFolders = true
+	r2.acc.s.Folders = []string{"Work", "work"}
+	if res := r2.mustPoll(t); res.Delivered != 2 {
+		t.Fatalf("Work and work: %+v", res)
 	}
 }

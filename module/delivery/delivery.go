@@ -14,8 +14,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/mail"
 	stdtextproto "net/textproto"
@@ -99,6 +102,9 @@ type Spooled struct {
 	Header textproto.Header
 	Body   buffer.Buffer
 	Size   int64 // bytes read from the upstream, header included
+	// Digest is the SHA-256 (hex) of those bytes: a copy of the message
+	// in another folder has the same (dedupe).
+	Digest string
 	// refusal is set when the message itself is unacceptable (malformed or
 	// oversized header). The stream was still read to its end, so the
 	// upstream connection stays usable; Deliver returns this error.
@@ -117,7 +123,7 @@ func (s *Spooled) Discard() {
 // delivered. A message whose header cannot be parsed is spooled as a
 // refusal, which Deliver reports as a permanent error.
 func (t *Target) Spool(r io.Reader) (*Spooled, error) {
-	src := &errReader{r: r}
+	src := &errReader{r: r, sum: sha256.New()}
 	maxHeader := t.MaxHeaderBytes
 	if maxHeader <= 0 {
 		maxHeader = DefaultMaxHeaderBytes
@@ -178,7 +184,7 @@ func (t *Target) Spool(r io.Reader) (*Spooled, error) {
 		body.Remove()
 		return nil, upstreamErr(src.err)
 	}
-	return &Spooled{Header: header, Body: body, Size: src.n}, nil
+	return &Spooled{Header: header, Body: body, Size: src.n, Digest: hex.EncodeToString(src.sum.Sum(nil))}, nil
 }
 
 // buffer keeps small bodies in memory and spills large ones to a file.
@@ -500,12 +506,14 @@ func upstreamErr(err error) error {
 type errReader struct {
 	r   io.Reader
 	n   int64
+	sum hash.Hash // of what was read
 	err error
 }
 
 func (e *errReader) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
 	e.n += int64(n)
+	e.sum.Write(p[:n])
 	if err != nil && err != io.EOF && e.err == nil {
 		e.err = err
 	}

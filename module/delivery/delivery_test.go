@@ -3,6 +3,8 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -361,5 +363,22 @@ func TestEnvelopeDomains(t *testing.T) {
 		if got := tg.recipients(sp.Header); len(got) != 1 || got[0] != want {
 			t.Errorf("%q: %v, want %s", hdr, got, want)
 		}
+	}
+}
+
+// Spool digests the whole message as read, header included, small or
+// spilled to a file: dedupe recognises a copy by it.
+func TestSpoolDigest(t *testing.T) {
+	tg := newTarget(t, &testlib.Pipeline{})
+	for _, raw := range []string{"Subject: small\r\n\r\nbody\r\n", "Subject: big\r\n\r\n" + strings.Repeat("y", 3<<20)} {
+		sp, err := tg.Spool(strings.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(raw))
+		if sp.Digest != hex.EncodeToString(sum[:]) {
+			t.Errorf("digest of a %d-byte message %q, want the SHA-256 of its bytes", len(raw), sp.Digest)
+		}
+		sp.Discard()
 	}
 }

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/foxcpp/maddy/framework/module"
@@ -26,6 +27,28 @@ type Placement struct {
 	Flags []string
 	// Storage is where the folder is looked up or created (Target.Storage).
 	Storage module.Storage
+}
+
+// StorageDelimiter is the hierarchy delimiter of maddy's imapsql storage
+// (go-imap-sql's MailboxPathSep), where mirrored folders are created. The
+// imap_filter asks the storage; the account uses this to tell in advance
+// which upstream folders would share a local one.
+const StorageDelimiter = "."
+
+// MirrorPath rebuilds an upstream folder path with the local delimiter:
+// "Work/Clients" from Gmail becomes "Work.Clients" in imapsql, the same
+// tree. A local delimiter inside one part ("v1.2" under "/") becomes "_",
+// so that it does not split the part into two levels; hence "a.b" and
+// "a_b" upstream have one local name.
+func MirrorPath(name, from, to string) string {
+	if from == to || to == "" {
+		return name
+	}
+	parts := strings.Split(name, from)
+	for i, part := range parts {
+		parts[i] = strings.ReplaceAll(part, to, "_")
+	}
+	return strings.Join(parts, to)
 }
 
 // IsZero: the recipients' INBOX, no flags.

@@ -10,7 +10,8 @@
 // everything recorded so far survive a power loss too, and is called once per
 // batch before any upstream copy is flagged or deleted.
 //
-// Keys: an account, a mailbox (the IMAP folder; POP3 uses "INBOX"), the
+// Keys: an account, a mailbox (the IMAP folder; POP3 uses "INBOX"; INBOX
+// is always spelled so, RFC 3501's any-case INBOX being one folder), the
 // mailbox's UIDVALIDITY (0 for POP3) and the message's UID (IMAP) or UIDL
 // (POP3), both kept as text.
 package ledger
@@ -38,18 +39,19 @@ const (
 	// TooLarge: the message exceeds max_message_size; it stays upstream.
 	TooLarge State = "too_large"
 	// Adopted: present upstream when the account was first seen with
-	// first_sync new, or taken over after a UIDVALIDITY change; never
-	// delivered by remote_pull.
+	// first_sync new, older than max_age, or taken over after a
+	// UIDVALIDITY change. Never fetched again, never removed upstream. An
+	// adopted entry with a MsgID was delivered before the renumbering
+	// (Entry.WasDelivered).
 	Adopted State = "adopted"
 	// Removed: delivered, and the upstream copy is gone for certain (IMAP
 	// UID EXPUNGE returned, POP3 QUIT succeeded after DELE). A POP3 server
 	// may reuse the UIDL for a later message: one listed under a removed
 	// entry's UIDL is that new message.
 	Removed State = "removed"
-	// Duplicate: the same message (by the upstream's global ID, or by
-	// fingerprint with a Message-ID) was already delivered from another
-	// folder of the account (dedupe message_id); not delivered again, left
-	// upstream.
+	// Duplicate: the same message (Identity) was already delivered under
+	// another identity of the account (dedupe message_id); not delivered
+	// again, left upstream.
 	Duplicate State = "duplicate"
 )
 
@@ -85,11 +87,37 @@ type Entry struct {
 	Reason      string // for Refused and TooLarge: the SMTP-style reason
 	Fingerprint string // identifies the message across a UIDVALIDITY change
 	Size        int64
-	MsgID       string // maddy's message ID, to find the delivery in maddy's log
+	// MsgID is maddy's message ID, to find the delivery in maddy's log. Set
+	// only on messages handed to maddy (delivered, refused); Rekey keeps
+	// it when it turns a delivered entry adopted.
+	MsgID string
+	// Digest is the SHA-256 (hex) of the whole message as downloaded, or
+	// "" (not downloaded, or recorded before digests were): for dedupe.
+	Digest string
 	// GlobalID is the upstream's own ID of the message in every folder
 	// (Gmail's X-GM-MSGID, source.Message.GlobalID), or "": for dedupe.
 	GlobalID string
 	At       time.Time
+}
+
+// WasDelivered reports whether maddy committed the message: delivered,
+// removed upstream since, or adopted after a renumbering of its folder
+// (Rekey keeps the MsgID, which an entry adopted without a delivery never
+// has).
+func (e Entry) WasDelivered() bool {
+	return e.State.Committed() || (e.State == Adopted && e.MsgID != "")
+}
+
+// wasDelivered is Entry.WasDelivered in SQL.
+const wasDelivered = `(state IN ('delivered', 'removed') OR (state = 'adopted' AND msg_id != ''))`
+
+// Identity is what tells that two upstream copies are one message, for
+// dedupe: the upstream's global ID (Gmail's X-GM-MSGID), the digest of the
+// whole message, the header fingerprint (only for a message with a
+// Message-ID: the few fields alone are too weak). Empty fields are not
+// compared.
+type Identity struct {
+	GlobalID, Digest, Fingerprint string
 }
 
 // Ledger is the SQLite-backed record. It is safe for concurrent use.
@@ -110,6 +138,7 @@ CREATE TABLE IF NOT EXISTS messages (
 	size        INTEGER NOT NULL DEFAULT 0,
 	msg_id      TEXT    NOT NULL DEFAULT '',
 	global_id   TEXT    NOT NULL DEFAULT '',
+	digest      TEXT    NOT NULL DEFAULT '',
 	at          INTEGER NOT NULL,
 	PRIMARY KEY (account, mailbox, uidvalidity, uid)
 ) WITHOUT ROWID;
@@ -150,8 +179,8 @@ CREATE TABLE IF NOT EXISTS account_status (
 // insertMessage records one entry: account, mailbox, uidvalidity, then the
 // Entry's fields in order, then the time.
 const insertMessage = `INSERT OR REPLACE INTO messages
-	(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, global_id, at)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, global_id, digest, at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // Open opens (creating if needed) the ledger database at path.
 func Open(path string) (*Ledger, error) {
@@ -190,6 +219,7 @@ func migrate(db *sql.DB) error {
 		{"account_status", "notice_since", "INTEGER NOT NULL DEFAULT 0"},
 		{"account_status", "notice_sent", "INTEGER NOT NULL DEFAULT 0"},
 		{"messages", "global_id", "TEXT NOT NULL DEFAULT ''"},
+		{"messages", "digest", "TEXT NOT NULL DEFAULT ''"},
 	} {
 		var n int
 		err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.column).Scan(&n)
@@ -203,8 +233,79 @@ func migrate(db *sql.DB) error {
 		}
 	}
 	// Indexes on added columns, once they exist.
-	_, err := db.Exec(`CREATE INDEX IF NOT EXISTS messages_global_id ON messages (account, global_id) WHERE global_id != ''`)
-	return err
+	if _, err := db.Exec(`CREATE INDEX IF NOT EXISTS messages_global_id ON messages (account, global_id) WHERE global_id != '';
+		CREATE INDEX IF NOT EXISTS messages_digest ON messages (account, digest) WHERE digest != ''`); err != nil {
+		return err
+	}
+	return canonicalINBOX(db)
+}
+
+// canonicalINBOX moves the keys of a folder INBOX spelled another way
+// ("inbox", from folders inbox before names were normalised) to "INBOX",
+// merging with what is there, so that an upgrade fetches nothing again.
+// Every polled folder has a mailboxes row, so that small table finds them.
+func canonicalINBOX(db *sql.DB) error {
+	rows, err := db.Query(`SELECT account, mailbox FROM mailboxes WHERE mailbox != 'INBOX' AND upper(mailbox) = 'INBOX'`)
+	if err != nil {
+		return err
+	}
+	type spelling struct{ account, mailbox string }
+	var found []spelling
+	for rows.Next() {
+		var sp spelling
+		if err := rows.Scan(&sp.account, &sp.mailbox); err != nil {
+			rows.Close()
+			return err
+		}
+		found = append(found, sp)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(found) == 0 {
+		return err
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, sp := range found {
+		// Where both spellings recorded one UID, the entry that says more
+		// wins: removed (gone upstream) over delivered over the rest.
+		if _, err := tx.Exec(`INSERT INTO messages
+			(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, global_id, digest, at)
+			SELECT account, 'INBOX', uidvalidity, uid, state, reason, fingerprint, size, msg_id, global_id, digest, at
+			FROM messages WHERE account = ? AND mailbox = ? AND true
+			ON CONFLICT (account, mailbox, uidvalidity, uid) DO UPDATE SET state = excluded.state, reason = excluded.reason,
+				fingerprint = excluded.fingerprint, size = excluded.size, msg_id = excluded.msg_id,
+				global_id = excluded.global_id, digest = excluded.digest, at = excluded.at
+			WHERE `+stateRank("excluded.state")+` > `+stateRank("messages.state"),
+			sp.account, sp.mailbox); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`DELETE FROM messages WHERE account = ? AND mailbox = ?`, sp.account, sp.mailbox); err != nil {
+			return err
+		}
+		// The mailbox row: the lower floor of the two for one UIDVALIDITY
+		// (nothing above it is skipped; what is recorded is not fetched
+		// again), and a new generation, which no poll under way holds.
+		if _, err := tx.Exec(`INSERT INTO mailboxes (account, mailbox, uidvalidity, uid_floor, generation)
+			SELECT account, 'INBOX', uidvalidity, uid_floor, generation + 1 FROM mailboxes WHERE account = ? AND mailbox = ? AND true
+			ON CONFLICT (account, mailbox) DO UPDATE SET generation = max(generation, excluded.generation) + 1,
+				uid_floor = CASE WHEN uidvalidity = excluded.uidvalidity THEN min(uid_floor, excluded.uid_floor) ELSE uid_floor END`,
+			sp.account, sp.mailbox); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`DELETE FROM mailboxes WHERE account = ? AND mailbox = ?`, sp.account, sp.mailbox); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// stateRank orders states by what they tell of a message, for merging
+// two entries of one message.
+func stateRank(column string) string {
+	return `(CASE ` + column + ` WHEN 'removed' THEN 2 WHEN 'delivered' THEN 1 ELSE 0 END)`
 }
 
 // OpenReadOnly opens an existing ledger for reading while maddy may be
@@ -246,7 +347,7 @@ func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
 	err := l.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, insertMessage,
 			key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State), e.Reason,
-			e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.At.Unix())
+			e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, e.At.Unix())
 		if err != nil || delivered+refused == 0 {
 			return err
 		}
@@ -273,7 +374,7 @@ func (l *Ledger) RecordMany(ctx context.Context, key MailboxKey, entries []Entry
 		defer stmt.Close()
 		for _, e := range entries {
 			if _, err := stmt.ExecContext(ctx, key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State),
-				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, now); err != nil {
+				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, now); err != nil {
 				return err
 			}
 		}
@@ -430,22 +531,41 @@ func (l *Ledger) DeliveredBefore(ctx context.Context, key MailboxKey, cutoff tim
 	return out, rows.Err()
 }
 
-// DeliveredElsewhere reports whether the account has a message delivered
-// from another folder than mailbox with this global ID or, when globalID
-// is "", with this fingerprint (dedupe).
-func (l *Ledger) DeliveredElsewhere(ctx context.Context, account, mailbox, fingerprint, globalID string) (bool, error) {
-	column, value := "fingerprint", fingerprint
-	if globalID != "" {
-		column, value = "global_id", globalID
+// DeliveredElsewhere reports whether the account has the message id
+// identifies delivered under another identity than uid in key: another
+// folder, or another UID of the same one (a message moved out and back).
+// Entries adopted after a renumbering count (Entry.WasDelivered); entries
+// adopted without a delivery do not. Two messages that both have a global
+// ID are one only if the IDs are equal; an entry recorded before global
+// IDs were is compared by content, as a message without one is.
+func (l *Ledger) DeliveredElsewhere(ctx context.Context, key MailboxKey, uid string, id Identity) (bool, error) {
+	for _, c := range []struct {
+		column, value       string
+		onlyWithoutGlobalID bool
+	}{
+		{"global_id", id.GlobalID, false},
+		{"digest", id.Digest, id.GlobalID != ""},
+		{"fingerprint", id.Fingerprint, id.GlobalID != ""},
+	} {
+		if c.value == "" {
+			continue
+		}
+		// One indexed column per query: an OR of them would scan.
+		q := `SELECT EXISTS (SELECT 1 FROM messages WHERE account = ? AND ` + c.column + ` = ? AND ` + wasDelivered + `
+			AND NOT (mailbox = ? AND uidvalidity = ? AND uid = ?)`
+		if c.onlyWithoutGlobalID {
+			q += ` AND global_id = ''`
+		}
+		var found bool
+		err := l.db.QueryRowContext(ctx, q+`)`, key.Account, c.value, key.Mailbox, key.UIDValidity, uid).Scan(&found)
+		if err != nil {
+			return false, fmt.Errorf("ledger: %w", err)
+		}
+		if found {
+			return true, nil
+		}
 	}
-	var n int
-	err := l.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages
-		WHERE account = ? AND `+column+` = ? AND mailbox != ? AND state IN (?, ?)`,
-		account, value, mailbox, string(Delivered), string(Removed)).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("ledger: %w", err)
-	}
-	return n > 0, nil
+	return false, nil
 }
 
 // Resize records a new size and fingerprint for an entry: the upstream
@@ -494,7 +614,7 @@ func (l *Ledger) Entries(ctx context.Context, key MailboxKey) ([]Entry, error) {
 func readEntries(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }, key MailboxKey) ([]Entry, error) {
-	rows, err := q.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, global_id, at
+	rows, err := q.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, global_id, digest, at
 		FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
 		key.Account, key.Mailbox, key.UIDValidity)
 	if err != nil {
@@ -506,7 +626,7 @@ func readEntries(ctx context.Context, q interface {
 		var e Entry
 		var state string
 		var at int64
-		if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &e.GlobalID, &at); err != nil {
+		if err := rows.Scan(&e.UID, &state, &e.Reason, &e.Fingerprint, &e.Size, &e.MsgID, &e.GlobalID, &e.Digest, &at); err != nil {
 			return nil, err
 		}
 		e.State = State(state)
@@ -591,6 +711,7 @@ func (l *Ledger) SetMailbox(ctx context.Context, account, mailbox string, st Mai
 // upstream. A delivered entry becomes adopted: a message known only by its
 // fingerprint is never fetched again, but never deleted upstream either,
 // since in a freak case the fingerprint could belong to a different message.
+// It keeps its MsgID, so that dedupe still counts it as delivered.
 func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, moves map[string]string) error {
 	return l.inTx(ctx, func(tx *sql.Tx) error {
 		entries, err := readEntries(ctx, tx, from)
@@ -620,7 +741,7 @@ func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, 
 		defer stmt.Close()
 		for _, e := range moved {
 			if _, err := stmt.ExecContext(ctx, from.Account, from.Mailbox, toValidity, e.UID, string(e.State),
-				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.At.Unix()); err != nil {
+				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, e.At.Unix()); err != nil {
 				return err
 			}
 		}

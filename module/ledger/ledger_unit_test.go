@@ -338,22 +338,141 @@ func TestDeliveredElsewhereByGlobalID(t *testing.T) {
 		}
 	}
 	for _, c := range []struct {
-		mailbox, fingerprint, globalID string
-		want                           bool
+		mailbox, uid, fingerprint, globalID string
+		want                                bool
 	}{
-		{"Work", "fp-other", "gm:100", true}, // the same Gmail message, other bytes would not matter
-		{"Work", "fp-a", "gm:101", false},    // the same header, another Gmail message
-		{"INBOX", "fp-a", "gm:100", false},   // the same folder is not elsewhere
-		{"Work", "fp-b", "gm:200", false},    // refused, not delivered
-		{"Work", "fp-c", "", true},           // no global ID: the fingerprint
-		{"Work", "fp-other", "", false},
+		{"Work", "1", "fp-other", "gm:100", true}, // the same Gmail message, other bytes would not matter
+		{"Work", "1", "fp-a", "gm:101", false},    // the same header, another Gmail message
+		{"INBOX", "1", "fp-a", "gm:100", false},   // the entry itself is not elsewhere
+		{"Work", "1", "fp-b", "gm:200", false},    // refused, not delivered
+		{"Work", "1", "fp-c", "", true},           // no global ID: the fingerprint
+		{"Work", "1", "fp-other", "", false},
 	} {
-		got, err := l.DeliveredElsewhere(bg, "gmail", c.mailbox, c.fingerprint, c.globalID)
+		key := MailboxKey{Account: "gmail", Mailbox: c.mailbox, UIDValidity: 1}
+		got, err := l.DeliveredElsewhere(bg, key, c.uid, Identity{Fingerprint: c.fingerprint, GlobalID: c.globalID})
 		if err != nil || got != c.want {
 			t.Errorf("DeliveredElsewhere(%s, %s, %q) = %v, %v; want %v", c.mailbox, c.fingerprint, c.globalID, got, err, c.want)
 		}
 	}
 	if es, err := l.Entries(bg, inbox); err != nil || len(es) != 3 || es[0].GlobalID != "gm:100" {
 		t.Errorf("entries %+v %v", es, err)
+	}
+}
+
+// A message delivered, then renumbered upstream (its entry adopted by
+// Rekey), still counts as delivered for dedupe; one adopted without ever
+// being delivered (first_sync new, max_age) does not.
+func TestDeliveredElsewhereAfterRekey(t *testing.T) {
+	l, _ := open(t)
+	inbox := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 1}
+	l.Record(bg, inbox, Entry{UID: "1", State: Delivered, Fingerprint: "fp-1", MsgID: "maddy-1", Digest: "d-1"})
+	if err := l.Rekey(bg, inbox, 2, map[string]string{"1": "51"}); err != nil {
+		t.Fatal(err)
+	}
+	old := MailboxKey{Account: "a", Mailbox: "Old", UIDValidity: 1}
+	if err := l.RecordMany(bg, old, []Entry{{UID: "7", State: Adopted, Fingerprint: "fp-7", Digest: "d-7"}}); err != nil {
+		t.Fatal(err)
+	}
+	work := MailboxKey{Account: "a", Mailbox: "Work", UIDValidity: 3}
+	for _, c := range []struct {
+		id   Identity
+		want bool
+	}{
+		{Identity{Fingerprint: "fp-1"}, true}, // delivered before the renumbering
+		{Identity{Digest: "d-1"}, true},
+		{Identity{Fingerprint: "fp-7"}, false}, // adopted, never delivered
+		{Identity{Digest: "d-7"}, false},
+	} {
+		if got, err := l.DeliveredElsewhere(bg, work, "9", c.id); err != nil || got != c.want {
+			t.Errorf("DeliveredElsewhere(%+v) = %v, %v; want %v", c.id, got, err, c.want)
+		}
+	}
+}
+
+// Entries recorded before global IDs existed have none: a message that has
+// one is matched with them by its content (digest, fingerprint), never with
+// an entry that has another global ID.
+func TestDeliveredElsewhereLegacyEntries(t *testing.T) {
+	l, _ := open(t)
+	inbox := MailboxKey{Account: "gmail", Mailbox: "INBOX", UIDValidity: 1}
+	l.Record(bg, inbox, Entry{UID: "1", State: Delivered, Fingerprint: "fp-old"}) // before global_id
+	l.Record(bg, inbox, Entry{UID: "2", State: Delivered, Fingerprint: "fp-new", Digest: "d-new", GlobalID: "gm:200"})
+	work := MailboxKey{Account: "gmail", Mailbox: "Work", UIDValidity: 1}
+	for _, c := range []struct {
+		id   Identity
+		want bool
+	}{
+		{Identity{GlobalID: "gm:100", Fingerprint: "fp-old"}, true},  // the legacy entry, by fingerprint
+		{Identity{GlobalID: "gm:201", Fingerprint: "fp-new"}, false}, // another Gmail message, same header
+		{Identity{GlobalID: "gm:201", Digest: "d-new"}, false},       // another Gmail message, same bytes
+		{Identity{Digest: "d-new"}, true},                            // no global ID here: the bytes
+		{Identity{GlobalID: "gm:200"}, true},
+	} {
+		if got, err := l.DeliveredElsewhere(bg, work, "5", c.id); err != nil || got != c.want {
+			t.Errorf("DeliveredElsewhere(%+v) = %v, %v; want %v", c.id, got, err, c.want)
+		}
+	}
+	// The entry itself is not "elsewhere"; another UID of the same folder
+	// is (a message moved out and back gets a new UID).
+	if got, _ := l.DeliveredElsewhere(bg, inbox, "2", Identity{Digest: "d-new"}); got {
+		t.Error("an entry matched itself")
+	}
+	if got, _ := l.DeliveredElsewhere(bg, inbox, "3", Identity{Digest: "d-new"}); !got {
+		t.Error("a copy under a new UID of the same folder was not matched")
+	}
+}
+
+// A ledger written while INBOX was taken as spelled (folders inbox) holds
+// keys under "inbox"; at open they move to "INBOX", merged with entries
+// already there, so that an upgrade re-imports nothing.
+func TestINBOXKeysMigrated(t *testing.T) {
+	l, path := open(t)
+	lower := MailboxKey{Account: "a", Mailbox: "inbox", UIDValidity: 5}
+	upper := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 5}
+	mixed := MailboxKey{Account: "a", Mailbox: "Inbox", UIDValidity: 5}
+	l.Record(bg, lower, Entry{UID: "1", State: Delivered, Fingerprint: "f1", MsgID: "m1"})
+	l.Record(bg, upper, Entry{UID: "1", State: Duplicate, Fingerprint: "f1"}) // polled twice: one of each
+	l.Record(bg, lower, Entry{UID: "2", State: Removed, Fingerprint: "f2"})
+	l.Record(bg, mixed, Entry{UID: "3", State: Refused, Reason: "550 no"})
+	l.Record(bg, upper, Entry{UID: "4", State: Delivered})
+	l.Record(bg, MailboxKey{Account: "b", Mailbox: "inbox", UIDValidity: 9}, Entry{UID: "1", State: Delivered})
+	l.SetMailbox(bg, "a", "inbox", MailboxState{UIDValidity: 5, UIDFloor: 3})
+	l.SetMailbox(bg, "a", "INBOX", MailboxState{UIDValidity: 5, UIDFloor: 5})
+	l.SetMailbox(bg, "a", "Inbox", MailboxState{UIDValidity: 5, UIDFloor: 4})
+	l.SetMailbox(bg, "b", "inbox", MailboxState{UIDValidity: 9, UIDFloor: 2})
+	l.Close()
+
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	st, _ := l.States(bg, upper, 0)
+	want := map[string]State{"1": Delivered, "2": Removed, "3": Refused, "4": Delivered}
+	if len(st) != len(want) {
+		t.Fatalf("INBOX after the migration: %+v", st)
+	}
+	for uid, s := range want {
+		if st[uid].State != s {
+			t.Errorf("UID %s: %q, want %q", uid, st[uid].State, s)
+		}
+	}
+	for _, k := range []MailboxKey{lower, mixed} {
+		if st, _ := l.States(bg, k, 0); len(st) != 0 {
+			t.Errorf("%s still has entries: %v", k, st)
+		}
+		if _, ok, _ := l.Mailbox(bg, k.Account, k.Mailbox); ok {
+			t.Errorf("%s still has a mailbox row", k)
+		}
+	}
+	// The lowest floor of the merged rows: nothing above it is skipped.
+	if mb, ok, _ := l.Mailbox(bg, "a", "INBOX"); !ok || mb.UIDFloor != 3 || mb.UIDValidity != 5 {
+		t.Errorf("a's INBOX row: %+v %v", mb, ok)
+	}
+	if mb, ok, _ := l.Mailbox(bg, "b", "INBOX"); !ok || mb.UIDFloor != 2 {
+		t.Errorf("b's INBOX row: %+v %v", mb, ok)
+	}
+	if st, _ := l.States(bg, MailboxKey{Account: "b", Mailbox: "INBOX", UIDValidity: 9}, 0); st["1"].State != Delivered {
+		t.Errorf("b's INBOX: %+v", st)
 	}
 }
