@@ -100,7 +100,8 @@ type Account struct {
 	// delivered one.
 	KeepFlags bool
 	// Dedupe (dedupe message_id): a message already delivered from another
-	// folder is not delivered again.
+	// folder is not delivered again. The default when several folders are
+	// or may be polled (foldersDedupe).
 	Dedupe bool
 	// Notify (notify ADDR... | off): where notices about the account go;
 	// default rcpt_to, empty with notify off.
@@ -333,7 +334,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	var notify []string
 	m.StringList("notify", false, false, nil, &notify)
 	var dedupe string
-	m.Enum("dedupe", false, false, []string{"none", "message_id"}, "none", &dedupe)
+	m.Enum("dedupe", false, false, []string{"none", "message_id"}, "", &dedupe)
 	var keepFlags string
 	m.Enum("keep_flags", false, false, []string{"yes", "no", "default"}, "default", &keepFlags)
 	m.Bool("idle", false, true, &acc.Idle)
@@ -376,6 +377,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	if acc.MaxMessageSize <= 0 {
 		return nil, errAt(n, merged, "max_message_size", "max_message_size must be positive")
 	}
+	acc.canonicalFolders()
 	for _, dir := range []struct {
 		name  string
 		value []string
@@ -392,19 +394,13 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 			return nil, errAt(n, merged, "quarantine_folders", "account %s: quarantine folder %q is not in folders", name, q)
 		}
 	}
-	acc.Dedupe = dedupe == "message_id"
+	acc.Dedupe = dedupe == "message_id" || (dedupe == "" && severalFolders(folders))
 	acc.MirrorFolders = localFolders == "mirror"
 	acc.KeepFlags = keepFlags == "yes" || (keepFlags == "default" && acc.MirrorFolders)
-	for _, c := range localFolder {
-		if len(c.Args) != 2 || c.Args[0] == "" || c.Args[1] == "" {
-			return nil, maddycfg.NodeErr(c, "account %s: local_folder takes an upstream folder and a local one: local_folder UPSTREAM LOCAL", name)
-		}
-		if acc.LocalFolder == nil {
-			acc.LocalFolder = map[string]string{}
-		}
-		acc.LocalFolder[c.Args[0]] = c.Args[1]
-	}
 	var err error
+	if acc.LocalFolder, err = readLocalFolder(name, localFolder); err != nil {
+		return nil, err
+	}
 	if acc.MaxAge, err = parseAge(maxAge); err != nil {
 		return nil, errAt(n, merged, "max_age", "account %s: max_age: %v", name, err)
 	}
@@ -545,6 +541,48 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	}
 	acc.Pipeline = target
 	return acc, nil
+}
+
+// canonicalFolders spells INBOX so in every directive that names an
+// upstream folder: in any case it is one folder (RFC 3501), and the ledger
+// keys a folder by its name. A name given twice is kept once.
+func (acc *Account) canonicalFolders() {
+	canonical := func(names []string) []string {
+		var out []string
+		for _, n := range names {
+			if n = account.CanonicalFolder(n); !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	acc.Folders = canonical(acc.Folders)
+	acc.ExcludeFolders = canonical(acc.ExcludeFolders)
+	acc.QuarantineFolders = canonical(acc.QuarantineFolders)
+	acc.MoveTo = account.CanonicalFolder(acc.MoveTo)
+}
+
+// readLocalFolder reads the local_folder directives: upstream → local name,
+// INBOX spelled so on both sides.
+func readLocalFolder(name string, nodes []Node) (map[string]string, error) {
+	var out map[string]string
+	for _, c := range nodes {
+		if len(c.Args) != 2 || c.Args[0] == "" || c.Args[1] == "" {
+			return nil, maddycfg.NodeErr(c, "account %s: local_folder takes an upstream folder and a local one: local_folder UPSTREAM LOCAL", name)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[account.CanonicalFolder(c.Args[0])] = account.CanonicalFolder(c.Args[1])
+	}
+	return out, nil
+}
+
+// severalFolders: more than one folder is, or with a pattern may be,
+// polled. A message the user files upstream from one to another after its
+// delivery would then arrive again: dedupe is on unless set to none.
+func severalFolders(fs *account.FolderSet) bool {
+	return fs.Dynamic() || len(fs.Literal()) > 1
 }
 
 // parseEndpoint reads tls://HOST:PORT or tcp://HOST:PORT.

@@ -400,3 +400,86 @@ func TestOAuth2LoopbackHTTP(t *testing.T) {
 		}
 	}
 }
+
+// INBOX in any case is INBOX (RFC 3501) in every directive that names a
+// folder: folders inbox INBOX is one folder, and the ledger key is the
+// same whatever the spelling.
+func TestINBOXInAnyCase(t *testing.T) {
+	b, err := parse(t, `
+remote_pull {
+    account a {
+        imap tls://h:993
+        username u
+        password p
+        rcpt_to a@example.org
+        reject
+        folders inbox INBOX Work
+        quarantine_folders iNbOx
+    }
+    account b {
+        imap tls://h:993
+        username u
+        password p
+        rcpt_to a@example.org
+        reject
+        keep no
+        move_to Inbox
+        folders *
+        exclude_folders Inbox
+    }
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := b.Accounts[0]
+	if strings.Join(a.Folders, "|") != "INBOX|Work" || strings.Join(a.QuarantineFolders, "|") != "INBOX" {
+		t.Errorf("folders %q, quarantine_folders %q", a.Folders, a.QuarantineFolders)
+	}
+	// local_folder needs a storage in the pipeline: read on its own.
+	lf, err := readLocalFolder("a", []Node{{Name: "local_folder", Args: []string{"inbox", "Landed"}},
+		{Name: "local_folder", Args: []string{"Work", "Inbox"}}})
+	if err != nil || lf["INBOX"] != "Landed" || lf["Work"] != "INBOX" || len(lf) != 2 {
+		t.Errorf("local_folder %q, %v", lf, err)
+	}
+	if o := b.Accounts[1]; o.MoveTo != "INBOX" || strings.Join(o.ExcludeFolders, "|") != "INBOX" {
+		t.Errorf("move_to %q, exclude_folders %q", o.MoveTo, o.ExcludeFolders)
+	}
+}
+
+// Several folders polled (named, or possibly through a pattern) make
+// dedupe message_id the default: a message the user files upstream from
+// one to another after its delivery is not delivered again. dedupe none
+// stays possible.
+func TestDedupeDefault(t *testing.T) {
+	for _, c := range []struct {
+		extra string
+		want  bool
+	}{
+		{"", false},
+		{"folders INBOX", false},
+		{"folders inbox INBOX", false}, // one folder
+		{"folders INBOX Work", true},
+		{"folders *", true},
+		{"folders Work/*", true},
+		{"folders INBOX Work\n        dedupe none", false},
+		{"dedupe message_id", true},
+	} {
+		b, err := parse(t, `
+remote_pull {
+    account a {
+        imap tls://h:993
+        username u
+        password p
+        rcpt_to a@example.org
+        reject
+        `+c.extra+`
+    }
+}`)
+		if err != nil {
+			t.Fatalf("%q: %v", c.extra, err)
+		}
+		if got := b.Accounts[0].Dedupe; got != c.want {
+			t.Errorf("%q: dedupe %v, want %v", c.extra, got, c.want)
+		}
+	}
+}
