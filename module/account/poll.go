@@ -686,7 +686,7 @@ func (p *poll) mirrorClash(ctx context.Context, mb source.Mailbox, folder string
 	if d, ok := mb.(source.Delimited); ok {
 		var err error
 		if delim, err = d.HierarchyDelimiter(ctx); err != nil {
-			return err
+			return &fatalError{err} // as placement's: the LIST failed
 		}
 	}
 	names, ok := p.mirrored[delim]
