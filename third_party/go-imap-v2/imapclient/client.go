@@ -78,6 +78,17 @@ type Options struct {
 	// Dialer to use when establishing connections with the Dial* functions.
 	// If nil, a default dialer with a 30 second timeout is used.
 	Dialer *net.Dialer
+	// MaxLiteralSize, if positive, is the largest literal the client reads
+	// into memory: a string in a response, such as a mailbox name or an
+	// envelope field. A larger one is an error that closes the connection
+	// before the literal is read. Body sections in FETCH responses are
+	// streamed to the caller and not bounded here; their size is known
+	// before they are read (LiteralReader.Size).
+	MaxLiteralSize int64
+	// MaxResponseSize, if positive, bounds the bytes of one response
+	// outside its literals (for most responses, its line). A longer one is
+	// an error that closes the connection.
+	MaxResponseSize int64
 }
 
 func (options *Options) wrapReadWriter(rw io.ReadWriter) io.ReadWriter {
@@ -185,7 +196,7 @@ func New(conn net.Conn, options *Options) *Client {
 		options:    *options,
 		br:         br,
 		bw:         bw,
-		dec:        imapwire.NewDecoder(br, imapwire.ConnSideClient),
+		dec:        newDecoder(br, options),
 		greetingCh: make(chan struct{}),
 		decCh:      make(chan struct{}),
 		state:      imap.ConnStateNone,
@@ -193,6 +204,21 @@ func New(conn net.Conn, options *Options) *Client {
 	}
 	go client.read()
 	return client
+}
+
+// newDecoder reads the server's responses within the options' limits.
+func newDecoder(br *bufio.Reader, options *Options) *imapwire.Decoder {
+	dec := imapwire.NewDecoder(br, imapwire.ConnSideClient)
+	dec.MaxSize = options.MaxResponseSize
+	if max := options.MaxLiteralSize; max > 0 {
+		dec.CheckBufferedLiteralFunc = func(size int64, nonSync bool) error {
+			if size > max {
+				return fmt.Errorf("imapclient: a literal of %v bytes, larger than MaxLiteralSize (%v)", size, max)
+			}
+			return nil
+		}
+	}
+	return dec
 }
 
 // NewStartTLS creates a new IMAP client with STARTTLS.
@@ -629,6 +655,7 @@ func (c *Client) readResponse() error {
 	c.setReadTimeout(respReadTimeout)
 	defer c.setReadTimeout(idleReadTimeout)
 
+	c.dec.ResetSize() // MaxResponseSize bounds each response
 	if c.dec.Special('+') {
 		if err := c.readContinueReq(); err != nil {
 			return fmt.Errorf("in continue-req: %v", err)

@@ -70,6 +70,12 @@ func NewDecoder(r *bufio.Reader, side ConnSide) *Decoder {
 	return &Decoder{r: r, side: side}
 }
 
+// ResetSize starts counting the bytes MaxSize bounds afresh, e.g. at the
+// start of a response.
+func (dec *Decoder) ResetSize() {
+	dec.readBytes = 0
+}
+
 func (dec *Decoder) mustUnreadByte() {
 	if err := dec.r.UnreadByte(); err != nil {
 		panic(fmt.Errorf("imapwire: failed to unread byte: %v", err))
@@ -577,8 +583,9 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	}
 	if dec.CheckBufferedLiteralFunc != nil {
 		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
-			lit.cancel()
-			return false
+			// The literal stays open and unread: nothing more is decoded
+			// (a caller trying another form next would read its bytes).
+			return dec.returnErr(err)
 		}
 	}
 	var sb strings.Builder
