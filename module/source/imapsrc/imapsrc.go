@@ -66,13 +66,13 @@ func (u *Upstream) Host() string     { return u.cfg.Host }
 // Connect dials, secures the connection (implicit TLS or mandatory
 // STARTTLS, certificate always verified) and logs in.
 func (u *Upstream) Connect(ctx context.Context) (source.Session, error) {
-	return u.dial(ctx, &imapclient.Options{})
+	return u.dial(ctx, clientOptions())
 }
 
 // ConnectReadOnly is Connect for inspection: folders are opened with
 // EXAMINE, which changes nothing upstream, not even \Recent.
 func (u *Upstream) ConnectReadOnly(ctx context.Context) (source.Session, error) {
-	s, err := u.dial(ctx, &imapclient.Options{})
+	s, err := u.dial(ctx, clientOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -119,16 +119,15 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 	opts.TLSConfig = tlsCfg
 
 	err = s.guard(ctx, func() error {
-		// What go-imap reads is bounded: no line or non-body literal may
-		// cost more than a few MiB (guard.go).
+		// What go-imap reads into memory is bounded by opts (bounds.go).
 		if u.cfg.Plaintext {
-			s.c = imapclient.New(newGuardedConn(conn, &s.bodies), opts)
+			s.c = imapclient.New(conn, opts)
 		} else if u.cfg.ImplicitTLS {
 			tc := tls.Client(conn, tlsCfg)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return err
 			}
-			s.c = imapclient.New(newGuardedConn(tc, &s.bodies), opts)
+			s.c = imapclient.New(tc, opts)
 		} else {
 			// STARTTLS is mandatory: a server that refuses it never sees
 			// credentials.
@@ -136,7 +135,7 @@ func (u *Upstream) dialOnce(ctx context.Context, opts *imapclient.Options, fresh
 			if err != nil {
 				return fmt.Errorf("STARTTLS: %w", err)
 			}
-			s.c = imapclient.New(newGuardedConn(tc, &s.bodies), opts)
+			s.c = imapclient.New(tc, opts)
 		}
 		if err := s.c.WaitGreeting(); err != nil {
 			return err
@@ -217,7 +216,6 @@ type Session struct {
 	tlsState tls.ConnectionState
 	readOnly bool
 
-	bodies   atomic.Bool  // a body FETCH is under way: literals of any size
 	lastRead atomic.Int64 // UnixNano of the last byte read from the server
 	paused   atomic.Int32 // > 0 while maddy delivers: not the server's time
 }
@@ -356,14 +354,22 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 	err := m.s.command(ctx, func() error {
 		cmd := m.s.c.Fetch(imap.UIDSet{{Start: imap.UID(floor), Stop: 0}},
 			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true, GmailMsgID: gmail})
+		n := 0
 		for {
 			msg := cmd.Next()
 			if msg == nil {
 				break
 			}
-			buf, err := msg.Collect()
+			// No more messages than the folder has: a listing is kept
+			// whole. The session is given up rather than drained (the
+			// server may go on without end).
+			if n++; n > int(m.exists()) {
+				m.s.raw.Close()
+				return fmt.Errorf("%w: more FETCH responses than the %d messages EXISTS announced", errOversized, m.exists())
+			}
+			buf, err := collect(msg)
 			if err != nil {
-				cmd.Close()
+				m.s.raw.Close()
 				return err
 			}
 			// "floor:*" includes the last message even below the floor.
@@ -387,6 +393,51 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 		return nil, fmt.Errorf("listing %q: %w", m.name, err)
 	}
 	return msgs, nil
+}
+
+// exists is the number of messages in the folder: EXISTS at SELECT, or
+// since, if the server announced more.
+func (m *Mailbox) exists() uint32 {
+	n := m.sel.NumMessages
+	if cur := m.s.c.Mailbox(); cur != nil {
+		n = max(n, cur.NumMessages)
+	}
+	return n
+}
+
+// collect is FetchMessageData.Collect within the bounds (bounds.go): the
+// flags are checked, and a body section larger than maxLiteral is refused
+// before it is read.
+func collect(msg *imapclient.FetchMessageData) (*imapclient.FetchMessageBuffer, error) {
+	buf := &imapclient.FetchMessageBuffer{SeqNum: msg.SeqNum}
+	for item := msg.Next(); item != nil; item = msg.Next() {
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			buf.UID = item.UID
+		case imapclient.FetchItemDataRFC822Size:
+			buf.RFC822Size = item.Size
+		case imapclient.FetchItemDataInternalDate:
+			buf.InternalDate = item.Time
+		case imapclient.FetchItemDataGmailMsgID:
+			buf.GmailMsgID = item.MsgID
+		case imapclient.FetchItemDataFlags:
+			if err := checkFlags(item.Flags); err != nil {
+				return nil, err
+			}
+			buf.Flags = item.Flags
+		case imapclient.FetchItemDataBodySection:
+			b, err := sectionLiteral(item.Literal)
+			if err != nil {
+				return nil, err
+			}
+			buf.BodySection = append(buf.BodySection, imapclient.FetchBodySectionBuffer{Section: item.Section, Bytes: b})
+		case imapclient.FetchItemDataBinarySection:
+			if _, err := sectionLiteral(item.Literal); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return buf, nil
 }
 
 // capGmail is Gmail's IMAP extension: X-GM-MSGID, its ID of a message in
@@ -424,8 +475,6 @@ func (m *Mailbox) fetchBatch(ctx context.Context, uids []string, spool source.Sp
 		defer func() { m.s.paused.Add(-1); m.s.touch() }()
 		return deliver(uid, sp)
 	}
-	m.s.bodies.Store(true)
-	defer m.s.bodies.Store(false)
 	return m.s.command(ctx, func() error {
 		cmd := m.s.c.Fetch(set, &imap.FetchOptions{
 			UID:         true,
@@ -463,7 +512,12 @@ func (m *Mailbox) fetchOne(msg *imapclient.FetchMessageData, spool source.SpoolF
 		case imapclient.FetchItemDataUID:
 			uid = item.UID
 		case imapclient.FetchItemDataBodySection:
-			if item.Literal == nil || spooled != nil {
+			if item.Literal == nil || spooled != nil || !wholeBody(item.Section) {
+				// Not the message: bounded like any literal read into
+				// memory, and dropped.
+				if _, err := sectionLiteral(item.Literal); err != nil {
+					return err
+				}
 				continue
 			}
 			// The literal reader ends with a plain io.EOF when the
@@ -473,6 +527,10 @@ func (m *Mailbox) fetchOne(msg *imapclient.FetchMessageData, spool source.SpoolF
 				return err
 			}
 			spooled = sp
+		case imapclient.FetchItemDataBinarySection:
+			if _, err := sectionLiteral(item.Literal); err != nil {
+				return err
+			}
 		}
 	}
 	if spooled == nil {
@@ -484,6 +542,13 @@ func (m *Mailbox) fetchOne(msg *imapclient.FetchMessageData, spool source.SpoolF
 		return errors.New("server sent a message body without its UID")
 	}
 	return deliver(strconv.FormatUint(uint64(uid), 10), spooled)
+}
+
+// wholeBody: the section is BODY[], the whole message, the only literal of
+// unbounded size the client accepts.
+func wholeBody(s *imap.FetchItemBodySection) bool {
+	return s != nil && s.Specifier == imap.PartSpecifierNone && len(s.Part) == 0 && len(s.HeaderFields) == 0 &&
+		len(s.HeaderFieldsNot) == 0 && s.Partial == nil
 }
 
 // fingerprintBatch bounds one UID FETCH of fingerprint header fields,
@@ -512,9 +577,9 @@ func (m *Mailbox) Fingerprints(ctx context.Context, uids []string) (map[string]s
 				if msg == nil {
 					break
 				}
-				buf, err := msg.Collect()
+				buf, err := collect(msg)
 				if err != nil {
-					cmd.Close()
+					m.s.raw.Close() // not drained: see List
 					return err
 				}
 				raw := buf.FindBodySection(section)

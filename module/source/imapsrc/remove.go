@@ -150,9 +150,6 @@ func (s *Session) Folders(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// maxFolders bounds a LIST reply, which is kept whole.
-const maxFolders = 10000
-
 // list runs LIST "" "*" (with SPECIAL-USE attributes where offered) and
 // hands each folder to fn, streaming.
 func (s *Session) list(ctx context.Context, fn func(*imap.ListData)) error {
@@ -165,9 +162,15 @@ func (s *Session) list(ctx context.Context, fn func(*imap.ListData)) error {
 			if mb == nil {
 				break
 			}
+			// A LIST reply is kept whole: bounded (bounds.go). The session
+			// is given up rather than drained.
 			if n++; n > maxFolders {
-				cmd.Close()
+				s.raw.Close()
 				return fmt.Errorf("%w: more than %d folders", errOversized, maxFolders)
+			}
+			if len(mb.Mailbox) > maxFolderName {
+				s.raw.Close()
+				return fmt.Errorf("%w: a folder name of %d bytes, more than %d", errOversized, len(mb.Mailbox), maxFolderName)
 			}
 			fn(mb)
 		}

@@ -35,6 +35,20 @@ func literalServer(t *testing.T, useTLS bool, announce, send int, end func(net.C
 // whether the session goes on.
 func fetchServer(t *testing.T, useTLS bool, fetch func(c net.Conn, tag string) bool) (addr string, caPool *tls.Config) {
 	t.Helper()
+	return scriptedServer(t, useTLS, 1, func(c net.Conn, tag, cmd string) bool {
+		if !strings.HasPrefix(cmd, "UID FETCH") {
+			fmt.Fprintf(c, "%s BAD unknown\r\n", tag)
+			return true
+		}
+		return fetch(c, tag)
+	})
+}
+
+// scriptedServer logs anyone in and selects any mailbox, saying it holds
+// exists messages; answer answers every other command (cmd in upper case)
+// and says whether the session goes on.
+func scriptedServer(t *testing.T, useTLS bool, exists int, answer func(c net.Conn, tag, cmd string) bool) (addr string, caPool *tls.Config) {
+	t.Helper()
 	cert, pool := selfSigned(t, "localhost")
 	var srvTLS *tls.Config
 	if useTLS {
@@ -54,16 +68,14 @@ func fetchServer(t *testing.T, useTLS bool, fetch func(c net.Conn, tag string) b
 			case strings.HasPrefix(cmd, "AUTHENTICATE"), strings.HasPrefix(cmd, "LOGIN"):
 				fmt.Fprintf(c, "%s OK logged in\r\n", tag)
 			case strings.HasPrefix(cmd, "SELECT"), strings.HasPrefix(cmd, "EXAMINE"):
-				fmt.Fprintf(c, "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 6] x\r\n%s OK [READ-WRITE] done\r\n", tag)
-			case strings.HasPrefix(cmd, "UID FETCH"):
-				if !fetch(c, tag) {
-					return
-				}
+				fmt.Fprintf(c, "* %d EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 6] x\r\n%s OK [READ-WRITE] done\r\n", exists, tag)
 			case strings.HasPrefix(cmd, "LOGOUT"):
 				fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
 				return
 			default:
-				fmt.Fprintf(c, "%s BAD unknown\r\n", tag)
+				if !answer(c, tag, cmd) {
+					return
+				}
 			}
 		}
 	})
