@@ -8,7 +8,7 @@ import (
 	"gotest.tools/assert"
 )
 
-// remote_pull's patch: a delivery finds its folder by name alone and never
+// A delivery finds its folder by name alone and never
 // reads the folder's UIDs (GetMailbox does, and gives the folder a
 // sequence-number handle, which a delivery has no use for).
 func TestDeliveryMailboxReadsNoUIDs(t *testing.T) {

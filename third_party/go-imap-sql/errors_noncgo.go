@@ -1,5 +1,4 @@
-//go:build !cgo || nosqlite3
-// +build !cgo nosqlite3
+//+build !cgo nosqlite3
 
 package imapsql
 

@@ -98,9 +98,9 @@ func (u *User) ListMailboxes(subscribed bool) ([]imap.MailboxInfo, error) {
 }
 
 // deliveryMailbox is u's folder name for a delivery, which needs its ID
-// alone. (remote_pull's patch: GetMailbox also reads every UID in the
-// folder, for a session's sequence numbers, which made each delivery cost
-// time in proportion to the folder's size.)
+// alone. GetMailbox also reads every UID in the folder, for a session's
+// sequence numbers, which made each delivery cost time in proportion to
+// the folder's size.
 func (u *User) deliveryMailbox(name string) (*Mailbox, error) {
 	if strings.EqualFold(name, "INBOX") {
 		return &Mailbox{user: *u, id: u.inboxId, name: name, parent: u.parent, readOnly: true}, nil

@@ -19,7 +19,7 @@ type FetchOptions struct {
 	BinarySection     []*FetchItemBinarySection     // requires IMAP4rev2 or BINARY
 	BinarySectionSize []*FetchItemBinarySectionSize // requires IMAP4rev2 or BINARY
 	ModSeq            bool                          // requires CONDSTORE
-	GmailMsgID        bool                          // requires X-GM-EXT-1 (remote_pull's patch)
+	GmailMsgID        bool                          // requires X-GM-EXT-1
 
 	ChangedSince uint64 // requires CONDSTORE
 }

@@ -482,7 +482,6 @@ func (FetchItemDataModSeq) fetchItemData() {}
 
 // FetchItemDataGmailMsgID holds data returned by FETCH X-GM-MSGID: Gmail's
 // ID of the message, the same in every folder (label) that holds it.
-// (remote_pull's patch.)
 type FetchItemDataGmailMsgID struct {
 	MsgID uint64
 }
@@ -518,7 +517,7 @@ type FetchMessageBuffer struct {
 	BinarySection     []FetchBinarySectionBuffer
 	BinarySectionSize []FetchItemDataBinarySectionSize
 	ModSeq            uint64 // requires CONDSTORE
-	GmailMsgID        uint64 // requires X-GM-EXT-1 (remote_pull's patch)
+	GmailMsgID        uint64 // requires X-GM-EXT-1
 }
 
 func (buf *FetchMessageBuffer) populateItemData(item FetchItemData) error {
