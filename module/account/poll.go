@@ -466,10 +466,14 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 	}
 	a.planned(len(toFetch))
 
+	// refused: the server refused a removal or \Seen here. The folder's
+	// new mail is fetched all the same, nothing more is asked of the server
+	// for it this poll, and the refusal is the folder's error.
+	var refused error
 	if !a.s.Keep && len(toRemove) > 0 {
 		n, err := p.remove(ctx, mb, key, toRemove, states)
 		res.Removed += n
-		if err != nil {
+		if refused = refusal(err); err != nil && refused == nil {
 			return res, &fatalError{err}
 		}
 	}
@@ -491,30 +495,32 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		// Durable before anything is done upstream, and with keep yes too:
 		// a ledger entry lost to a power cut means a duplicate. A removal
 		// makes the batch durable itself, first.
-		removing := !a.s.Keep && len(delivered) > 0
+		removing := !a.s.Keep && len(delivered) > 0 && refused == nil
 		if !removing {
 			if err := a.durable(ctx); err != nil {
 				return res, localErr(err)
 			}
 		}
-		if sm, ok := mb.(source.SeenMarker); ok && a.s.Keep && a.s.MarkSeen && len(delivered) > 0 {
+		if sm, ok := mb.(source.SeenMarker); ok && a.s.Keep && a.s.MarkSeen && len(delivered) > 0 && refused == nil {
 			if err := sm.MarkSeen(ctx, delivered); err != nil {
-				return res, &fatalError{err}
+				if refused = refusal(err); refused == nil {
+					return res, &fatalError{err}
+				}
 			}
 		}
 		if removing {
 			n, err := p.remove(ctx, mb, key, delivered, states)
 			res.Removed += n
-			if err != nil {
+			if refused = refusal(err); err != nil && refused == nil {
 				return res, &fatalError{err}
 			}
 		}
 	}
 
-	if a.s.Keep && a.s.DeleteAfter > 0 {
-		n, err := p.deleteExpired(ctx, mb, key, folder, msgs, known, states)
+	if a.s.Keep && a.s.DeleteAfter > 0 && refused == nil {
+		n, err := p.deleteExpired(ctx, mb, key, folder, msgs, states)
 		res.Removed += n
-		if err != nil {
+		if refused = refusal(err); err != nil && refused == nil {
 			return res, &fatalError{err}
 		}
 	}
@@ -526,43 +532,89 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 	}); err != nil {
 		return res, floorErr(err)
 	}
-	return res, nil
+	// Delivered messages not removed stay delivered in the ledger and hold
+	// the floor down: the next poll tries their removal again
+	// (FinishRemoval), once.
+	return res, refused
+}
+
+// refusal is err if the server refused one folder's removal or \Seen
+// (source.FolderError: it answered NO, the connection lives on), else nil:
+// anything else ends the poll.
+func refusal(err error) error {
+	var f *source.FolderError
+	if errors.As(err, &f) {
+		return err
+	}
+	return nil
 }
 
 // deleteExpired removes upstream what was delivered more than
-// delete_after ago (keep yes). An IMAP UID names one message for good in
-// its UIDVALIDITY; a POP3 UIDL is trusted, as for any removal, only with
-// the recorded size and fingerprint.
+// delete_after ago (keep yes). A UID is trusted no more than a UIDL: a
+// server restored from a backup gives delivered messages' UIDs to new mail
+// under the same UIDVALIDITY. So each message is asked for its size and
+// fingerprint, below the floor too, and removed only if they are the ones
+// recorded; what differs stays upstream, and what is gone is recorded as
+// removed.
 func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, folder string,
-	msgs []source.Message, known map[string]ledger.Entry, states map[string]ledger.State) (int, error) {
+	msgs []source.Message, states map[string]ledger.State) (int, error) {
 	a := p.a
 	expired, err := a.s.Ledger.DeliveredBefore(ctx, key, time.Now().Add(-a.s.DeleteAfter))
 	if err != nil || len(expired) == 0 {
 		return 0, localErrIf(err)
 	}
-	uids := make([]string, 0, len(expired))
+	listed := make(map[string]source.Message, len(msgs))
+	for _, m := range msgs {
+		listed[m.UID] = m
+	}
+	recorded := make(map[string]ledger.Entry, len(expired))
+	var ask []string
 	for _, e := range expired {
-		uids = append(uids, e.UID)
-	}
-	if mb.Complete() {
-		listed := make(map[string]source.Message, len(msgs))
-		for _, m := range msgs {
-			listed[m.UID] = m
-		}
-		var candidates []string
-		for _, e := range expired {
-			if m, ok := listed[e.UID]; ok && !m.Ambiguous && m.Size == e.Size {
-				candidates = append(candidates, e.UID)
-			}
-		}
-		if uids, _, err = a.verifyRemovals(ctx, mb, folder, candidates, known); err != nil {
-			return 0, err
+		m, isListed := listed[e.UID]
+		switch {
+		case isListed && (m.Ambiguous || m.Size != e.Size):
+			// Another message under the identity, or one that cannot tell.
+		case !isListed && mb.Complete():
+			// Gone (POP3): forgetVanished dropped the entry.
+		case e.Fingerprint == "":
+			a.warnOnce("unconfirmed "+folder+"\x00"+e.UID, "delete_after: the ledger has no fingerprint to confirm a delivered message by: left upstream",
+				"folder", folder, "uid", e.UID)
+		default:
+			recorded[e.UID] = e
+			ask = append(ask, e.UID)
 		}
 	}
-	if len(uids) == 0 {
+	if len(ask) == 0 {
 		return 0, nil
 	}
-	return p.remove(ctx, mb, key, uids, states)
+	prints, err := mb.Fingerprints(ctx, ask)
+	if err != nil {
+		return 0, err
+	}
+	var confirmed, gone []string
+	for _, uid := range ask {
+		got, answered := prints[uid]
+		_, isListed := listed[uid]
+		switch {
+		case got == recorded[uid].Fingerprint:
+			confirmed = append(confirmed, uid)
+		case !answered && !isListed:
+			gone = append(gone, uid)
+		default:
+			a.warnOnce("differs "+folder+"\x00"+uid, "delete_after: the message under a delivered message's UID is another one (a server restored from a backup?): left upstream",
+				"folder", folder, "uid", uid)
+		}
+	}
+	if len(gone) > 0 {
+		// Deleted upstream by someone else: nothing left to do for them.
+		if err := a.s.Ledger.MarkRemoved(ctx, key, gone); err != nil {
+			return 0, &localError{err}
+		}
+	}
+	if len(confirmed) == 0 {
+		return 0, nil
+	}
+	return p.remove(ctx, mb, key, confirmed, states)
 }
 
 // uidsOf lists the messages' UIDs.

@@ -38,9 +38,16 @@ type fakeUpstream struct {
 	badFolders map[string]bool   // SELECT answers NO for these
 	globalIDs  map[string]string // "folder/UID" → source.Message.GlobalID
 	delim      string            // the hierarchy delimiter in folder names
-	fetched    []string
-	removed    []string
-	connects   int
+	// refuseRemove: Remove in these folders is answered with this error at
+	// every try (a server's NO), until the test deletes it.
+	refuseRemove map[string]error
+	seenErr      error    // MarkSeen fails with this at every try
+	folders      []string // what LIST gives (folder patterns)
+	disposal     string   // the folder removed messages are moved to
+	opened       []string // folders selected, in order
+	fetched      []string
+	removed      []string
+	connects     int
 }
 
 func newFake(n int) *fakeUpstream {
@@ -74,6 +81,7 @@ func (s *fakeSession) Open(_ context.Context, folder string) (source.Mailbox, er
 		return nil, &source.FolderError{Err: fmt.Errorf("SELECT %q: NO no such mailbox", folder)}
 	}
 	s.folder = folder
+	s.f.opened = append(s.f.opened, folder)
 	return s, nil
 }
 func (s *fakeSession) FlagOnly() bool { return s.f.noUIDPlus }
@@ -143,7 +151,10 @@ func (s *fakeSession) Fingerprints(_ context.Context, uids []string) (map[string
 	out := map[string]string{}
 	for _, u := range uids {
 		n, _ := strconv.ParseUint(u, 10, 32)
-		raw := s.f.msgs[uint32(n)]
+		raw, ok := s.f.msgs[uint32(n)]
+		if !ok {
+			continue // as a server: nothing for a UID it does not have
+		}
 		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
 		if err != nil {
 			return nil, err
@@ -154,6 +165,9 @@ func (s *fakeSession) Fingerprints(_ context.Context, uids []string) (map[string
 }
 
 func (s *fakeSession) Remove(_ context.Context, uids []string) ([]string, error) {
+	if err := s.f.refuseRemove[s.folder]; err != nil {
+		return nil, err
+	}
 	if s.f.removeErr != nil {
 		err := s.f.removeErr
 		s.f.removeErr = nil

@@ -2,10 +2,13 @@ package imapsrc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // How delivered messages leave an upstream folder (keep no), in order of
@@ -178,6 +181,19 @@ func (s *Session) list(ctx context.Context, fn func(*imap.ListData)) error {
 	})
 }
 
+// DisposalFolder is the folder removed messages are moved to (move_to, or
+// the Trash of a server without UIDPLUS), or "" (source.Disposer).
+func (s *Session) DisposalFolder(ctx context.Context) (string, error) {
+	if s.cfg.MoveTo != "" {
+		return s.cfg.MoveTo, nil
+	}
+	how, trash, err := s.disposal(ctx)
+	if how != disposeMove {
+		trash = ""
+	}
+	return trash, err
+}
+
 // Disposal says how delivered messages leave this folder, for 'check'.
 func (m *Mailbox) Disposal(ctx context.Context) (string, error) {
 	how, trash, err := m.s.disposal(ctx)
@@ -192,8 +208,15 @@ func (m *Mailbox) Disposal(ctx context.Context) (string, error) {
 
 // Remove takes the delivered messages out of the folder: UID EXPUNGE of
 // exactly them, or UID MOVE to the Trash; or, where neither is safe, only
-// flags them (and reports none removed).
+// flags them (and reports none removed). A command the server refuses
+// (NO, BAD) is a source.FolderError: the connection is fine, the account's
+// other work goes on.
 func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
+	removed, err := m.remove(ctx, uids)
+	return removed, refused(err)
+}
+
+func (m *Mailbox) remove(ctx context.Context, uids []string) ([]string, error) {
 	if len(uids) == 0 {
 		return nil, nil
 	}
@@ -207,22 +230,15 @@ func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
 	}
 	switch how {
 	case disposeMove, disposeMoveTo:
-		err = m.s.command(ctx, func() error {
-			_, err := m.s.c.Move(set, m.s.trash).Wait() // MOVE is offered: no COPY/EXPUNGE fallback
-			return err
-		})
-		if err != nil {
+		// MOVE is offered: no COPY/EXPUNGE fallback.
+		if err := m.toFolder(ctx, set, true); err != nil {
 			return nil, fmt.Errorf("UID MOVE to %q: %w", m.s.trash, err)
 		}
 		return uids, nil
 	case disposeMoveNone:
 		return nil, nil
 	case disposeCopyTo:
-		err = m.s.command(ctx, func() error {
-			_, err := m.s.c.Copy(set, m.s.trash).Wait()
-			return err
-		})
-		if err != nil {
+		if err := m.toFolder(ctx, set, false); err != nil {
 			return nil, fmt.Errorf("UID COPY to %q: %w", m.s.trash, err)
 		}
 	}
@@ -245,6 +261,43 @@ func (m *Mailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
 	return uids, nil
 }
 
+// toFolder is UID MOVE (or UID COPY) of set into the disposal folder.
+// When the server says the move_to folder must be created first
+// ([TRYCREATE]), it is created and the command tried once more.
+func (m *Mailbox) toFolder(ctx context.Context, set imap.UIDSet, move bool) error {
+	run := func() error {
+		return m.s.command(ctx, func() error {
+			var err error
+			if move {
+				_, err = m.s.c.Move(set, m.s.trash).Wait()
+			} else {
+				_, err = m.s.c.Copy(set, m.s.trash).Wait()
+			}
+			return err
+		})
+	}
+	err := run()
+	var imapErr *imap.Error
+	if !errors.As(err, &imapErr) || imapErr.Code != imap.ResponseCodeTryCreate || m.s.trash != m.s.cfg.MoveTo {
+		return err
+	}
+	if cerr := m.s.command(ctx, func() error { return m.s.c.Create(m.s.trash, nil).Wait() }); cerr != nil {
+		return fmt.Errorf("%w; creating the move_to folder: %w", err, cerr)
+	}
+	m.s.cfg.Warn(fmt.Sprintf("keep no: created the move_to folder %q upstream", m.s.trash))
+	return run()
+}
+
+// refused makes an answer of the server's (NO, BAD) a FolderError, about
+// this folder only; a connection error stays as it is.
+func refused(err error) error {
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		return &source.FolderError{Err: err}
+	}
+	return err
+}
+
 // RemovesNothing: delivered messages stay in this folder untouched
 // (move_to on a server without MOVE or UIDPLUS, or the move_to folder
 // itself).
@@ -262,7 +315,7 @@ func (m *Mailbox) MarkSeen(ctx context.Context, uids []string) error {
 		return m.s.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
 	})
 	if err != nil {
-		return fmt.Errorf("flagging \\Seen: %w", err)
+		return refused(fmt.Errorf("flagging \\Seen: %w", err))
 	}
 	return nil
 }
