@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	maddycfg "github.com/foxcpp/maddy/framework/config"
 	"github.com/foxcpp/maddy/framework/log"
@@ -99,6 +100,26 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 		}
 		names = folders.Resolve(listed)
 		fmt.Fprintf(out, "  folders: %s\n", strings.Join(names, ", "))
+	}
+	names, disposal, err := account.WithoutDisposal(ctx, sess, names, !acc.Keep || acc.DeleteAfter > 0)
+	if err != nil {
+		return fmt.Errorf("finding where removed messages go: %w", err)
+	}
+	if disposal != "" {
+		fmt.Fprintf(out, "  %s: not polled: delivered messages are moved there\n", disposal)
+	}
+	if ldg != nil {
+		// What a read-only session cannot try: the removals and \Seen
+		// flags the last poll was refused.
+		sts, err := ldg.Statuses(ctx)
+		if err != nil {
+			return err
+		}
+		for _, st := range sts {
+			if st.Account == acc.Name && st.State == string(account.StateFolderFailing) {
+				fmt.Fprintf(out, "  last poll: %s: %s\n", st.State, printable(st.LastError))
+			}
+		}
 	}
 	var errs []error
 	for _, folder := range names {
@@ -197,6 +218,16 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		fmt.Fprintf(out, "  %s: messages are told apart by %s\n", folder, id.Identity())
 	}
 	return nil
+}
+
+// printable is upstream text without control characters, for a terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 func tlsMode(acc *config.Account) string {

@@ -151,6 +151,15 @@ func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 		sess.Abort()
 		return total, fmt.Errorf("listing folders: %w", err)
 	}
+	polled, disposal, err := WithoutDisposal(ctx, sess, folders, !a.s.Keep || a.s.DeleteAfter > 0)
+	if err != nil {
+		sess.Abort()
+		return total, err
+	}
+	if len(polled) < len(folders) {
+		a.warnOnce("disposal "+disposal, "not polled: delivered messages are moved to this folder", "folder", disposal)
+	}
+	folders = polled
 	p.folders = folders
 	var errs []error
 	budget := a.s.MaxMessagesPerPoll

@@ -18,6 +18,10 @@ import (
 
 func (s *fakeSession) MarkSeen(context.Context, []string) error { return s.f.seenErr }
 
+func (s *fakeSession) Folders(context.Context) ([]string, error) { return s.f.folders, nil }
+
+func (s *fakeSession) DisposalFolder(context.Context) (string, error) { return s.f.disposal, nil }
+
 // backdate makes the mailbox's entries look recorded d earlier (delete_after).
 func backdate(t *testing.T, l *ledger.Ledger, key ledger.MailboxKey, d time.Duration) {
 	t.Helper()
@@ -156,5 +160,45 @@ func TestRemovalOnDeadConnectionEndsPoll(t *testing.T) {
 	_, err := r.poll(t)
 	if classify(err) != classConnection || slices.Contains(up.opened, "Work") {
 		t.Fatalf("a dead connection: %v (class %v), opened %v", err, classify(err), up.opened)
+	}
+}
+
+// The folder delivered messages are moved to (move_to, or the Trash of a
+// server without UIDPLUS) is never polled: a pattern that matches it skips
+// it, or every message would be delivered a second time from there.
+func TestDisposalFolderNeverPolled(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		keep     bool
+		disposal string
+		listed   []string
+	}{
+		{"move_to Archive", false, "Archive", []string{"INBOX", "Archive", "Work"}},
+		{"Trash found at run time", false, "Trash", []string{"INBOX", "Trash", "Work"}},
+		{"delete_after moves to Trash", true, "Trash", []string{"INBOX", "Trash", "Work"}},
+		{"INBOX child spelt another way", false, "inbox.Archive", []string{"INBOX", "INBOX.Archive", "Work"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newFake(2)
+			up.folders, up.disposal = tc.listed, tc.disposal
+			r := newRig(t, up, tc.keep)
+			r.acc.s.Folders = []string{"*"}
+			if tc.keep {
+				r.acc.s.DeleteAfter = time.Hour
+			}
+			r.mustPoll(t)
+			if strings.Join(up.opened, " ") != "INBOX Work" {
+				t.Fatalf("polled %v, want INBOX Work", up.opened)
+			}
+		})
+	}
+	// keep yes without delete_after removes nothing: the Trash is mail.
+	up := newFake(1)
+	up.folders, up.disposal = []string{"INBOX", "Trash"}, "Trash"
+	r := newRig(t, up, true)
+	r.acc.s.Folders = []string{"*"}
+	r.mustPoll(t)
+	if strings.Join(up.opened, " ") != "INBOX Trash" {
+		t.Fatalf("keep yes: polled %v, want INBOX Trash", up.opened)
 	}
 }

@@ -415,6 +415,12 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 	case acc.DeleteAfter > 0 && !keep:
 		return nil, errAt(n, merged, "delete_after", "account %s: delete_after is for keep yes (keep no deletes at once)", name)
 	}
+	for _, f := range folders.Literal() {
+		if acc.MoveTo != "" && account.SameFolder(f, acc.MoveTo) {
+			// Moved there, and fetched from there again: twice.
+			return nil, errAt(n, merged, "folders", "account %s: folders names %q, the move_to folder: delivered messages moved there would be delivered again", name, f)
+		}
+	}
 	acc.ConfigHash = configHash(merged)
 	acc.Digest = digest(merged)
 	if acc.PollInterval < time.Second {

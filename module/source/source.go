@@ -174,6 +174,14 @@ type SeenMarker interface {
 	MarkSeen(ctx context.Context, uids []string) error
 }
 
+// Disposer is a session that moves the messages it removes into a folder
+// (IMAP move_to, or the Trash of a server without UIDPLUS): the account
+// never polls that folder, or every message would arrive twice.
+// DisposalFolder names it, or is "" where messages are not moved.
+type Disposer interface {
+	DisposalFolder(ctx context.Context) (string, error)
+}
+
 // FolderLister is a session that can list the upstream's selectable
 // folders (IMAP LIST), for folder patterns.
 type FolderLister interface {

@@ -1,0 +1,43 @@
+package account
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/remote-pull/remote_pull/module/source"
+)
+
+// SameFolder reports whether two folder names name one upstream folder,
+// as far as can be told without asking the server: INBOX is INBOX in any
+// case (RFC 3501), and so is the INBOX part of a name below it
+// ("inbox.Archive" on a server whose delimiter is "." or "/"); a trailing
+// hierarchy delimiter changes nothing.
+func SameFolder(a, b string) bool { return canonicalFolder(a) == canonicalFolder(b) }
+
+func canonicalFolder(name string) string {
+	if len(name) > 1 {
+		name = strings.TrimRight(name, "./")
+	}
+	if len(name) >= 5 && strings.EqualFold(name[:5], "INBOX") && (len(name) == 5 || name[5] == '.' || name[5] == '/') {
+		name = "INBOX" + name[5:]
+	}
+	return name
+}
+
+// WithoutDisposal drops from folders the one removed messages are moved to
+// (move_to, or the Trash of a server without UIDPLUS), and returns its
+// name: polled, its messages would be delivered a second time. removes
+// says whether the account removes anything upstream (keep no, or
+// delete_after); if not, every folder is mail like any other.
+func WithoutDisposal(ctx context.Context, sess source.Session, folders []string, removes bool) (kept []string, disposal string, err error) {
+	d, ok := sess.(source.Disposer)
+	if !ok || !removes {
+		return folders, "", nil
+	}
+	if disposal, err = d.DisposalFolder(ctx); err != nil || disposal == "" {
+		return folders, "", err
+	}
+	kept = slices.DeleteFunc(slices.Clone(folders), func(f string) bool { return SameFolder(f, disposal) })
+	return kept, disposal, nil
+}
