@@ -8,21 +8,24 @@ import (
 	"github.com/remote-pull/remote_pull/module/source"
 )
 
-// SameFolder reports whether two folder names name one upstream folder,
-// as far as can be told without asking the server: INBOX is INBOX in any
-// case (RFC 3501), and so is the INBOX part of a name below it
-// ("inbox.Archive" on a server whose delimiter is "." or "/"); a trailing
-// hierarchy delimiter changes nothing.
+// SameFolder reports whether two folder names may name one upstream
+// folder, as far as can be told without asking the server: INBOX is INBOX
+// in any case (CanonicalFolder); a trailing hierarchy delimiter changes
+// nothing; and the INBOX part of a name below it is taken in any case too
+// ("inbox.Archive", "INBOX/Archive"): RFC 3501 leaves that to the server,
+// and Dovecot, Courier and Cyrus, whose personal folders live under an
+// "INBOX." prefix, ignore it. Used only to keep the disposal folder out of
+// the polled set, where a false match costs less than a duplicate.
 func SameFolder(a, b string) bool { return canonicalFolder(a) == canonicalFolder(b) }
 
 func canonicalFolder(name string) string {
 	if len(name) > 1 {
 		name = strings.TrimRight(name, "./")
 	}
-	if len(name) >= 5 && strings.EqualFold(name[:5], "INBOX") && (len(name) == 5 || name[5] == '.' || name[5] == '/') {
+	if len(name) > 5 && strings.EqualFold(name[:5], "INBOX") && (name[5] == '.' || name[5] == '/') {
 		name = "INBOX" + name[5:]
 	}
-	return name
+	return CanonicalFolder(name)
 }
 
 // WithoutDisposal drops from folders the one removed messages are moved to
