@@ -127,7 +127,7 @@ var propKinds = []struct{ kind, desc string }{
 var propFaultKinds = []string{
 	// source
 	"connect", "open", "list", "fingerprints", "fetch-cut", "body-cut", "unsolicited",
-	"store-fail", "store-lost", "expunge-fail", "expunge-lost", "logout-fail",
+	"store-fail", "store-lost", "expunge-fail", "expunge-lost", "remove-no", "logout-fail",
 	"dele-fail", "quit-fail", "quit-lost",
 	// crashes of the process (a panic from the source)
 	"crash-list", "crash-fetch", "crash-store", "crash-dele", "crash-quit-before", "crash-quit-after",
@@ -1144,6 +1144,12 @@ func (b *propIMAPBox) Remove(_ context.Context, uids []string) ([]string, error)
 	}
 	if w.fault("ledger-remove") {
 		w.closeLedger("before STORE")
+	}
+	if w.fault("remove-no") {
+		// The server refuses (NO: a read-only folder); the connection
+		// lives on, and so does the poll.
+		w.note(nil, "STORE refused (NO)")
+		return nil, &source.FolderError{Err: errors.New("flagging \\Deleted: NO [NOPERM] refused")}
 	}
 	if w.fault("store-fail") {
 		s.kill("cut before STORE")
