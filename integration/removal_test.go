@@ -2,6 +2,9 @@ package integration
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -62,5 +65,77 @@ func TestRefusedRemovalKeepsFetching(t *testing.T) {
 	out, _ = r.maddy.CLIStatus(t, "remote-pull", "check", "acct")
 	if !strings.Contains(out, "last poll: folder failing: ") || !strings.Contains(out, "UID MOVE") {
 		t.Errorf("check does not report the failing removal:\n%s", out)
+	}
+}
+
+// delete_after after an upstream restore: Dovecot's INBOX is put back to
+// a backup holding only the first message (its dovecot-uidlist and
+// message files; the index rebuilt), and new mail is given the UIDs the
+// delivered messages had, under the same UIDVALIDITY, UIDNEXT not below
+// what was seen. When delete_after comes due, only the delivered message
+// still there is removed; the new ones under reused UIDs stay upstream.
+func TestDeleteAfterRestoreReusesUIDs(t *testing.T) {
+	up := newUpstream(t)
+	seedN(t, up, 3, 500)
+	r := startMaddy(t, up, accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile,
+		Extra: "        delete_after 10s\n        idle no\n"}.String())
+	r.local(t, 3)
+
+	// The restore, with Dovecot stopped, in well under delete_after.
+	up.Stop()
+	dir := up.MaildirPath(upUser, "INBOX")
+	list, err := os.ReadFile(filepath.Join(dir, "dovecot-uidlist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(list)), "\n")
+	header := regexp.MustCompile(` N\d+`).ReplaceAllString(lines[0], " N2")
+	var keep string
+	for _, l := range lines[1:] {
+		uid, file, _ := strings.Cut(l, " ")
+		file = strings.TrimPrefix(strings.Fields(file)[len(strings.Fields(file))-1], ":")
+		if uid == "1" {
+			keep = l
+			continue
+		}
+		for _, sub := range []string{"cur", "new"} {
+			matches, _ := filepath.Glob(filepath.Join(dir, sub, file+"*"))
+			for _, m := range matches {
+				os.Remove(m)
+			}
+		}
+	}
+	if keep == "" {
+		t.Fatalf("no UID 1 in dovecot-uidlist:\n%s", list)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dovecot-uidlist"), []byte(header+"\n"+keep+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	indexes, _ := filepath.Glob(filepath.Join(dir, "dovecot.index*"))
+	for _, f := range indexes {
+		os.Remove(f)
+	}
+	fresh := []([]byte){harness.Message(20, 500), harness.Message(21, 500), harness.Message(22, 500)}
+	up.Seed(t, upUser, "INBOX", fresh...)
+	up.Restart(t)
+	harness.Eventually(t, waitLong, func() bool {
+		msgs := r.upstream(t, "INBOX")
+		return len(msgs) == 4 && msgs[1].UID == 2 && msgs[3].UID == 4
+	}, "the restored INBOX: UID 1, then new mail as 2, 3 and 4")
+
+	// delete_after comes due for 1, 2 and 3 (and later for 4, fetched now).
+	harness.Eventually(t, waitLong, func() bool {
+		msgs := r.upstream(t, "INBOX")
+		return len(msgs) <= 2
+	}, "the delivered messages 1 and 4 removed after delete_after")
+	r.waitPolls(t, 2)
+	left := map[string]bool{}
+	for _, m := range r.upstream(t, "INBOX") {
+		left[harness.Subject(m.Raw)] = true
+	}
+	for _, m := range fresh[:2] {
+		if !left[harness.Subject(m)] {
+			t.Errorf("%q, never delivered, was removed upstream on the strength of a reused UID (left: %v)", harness.Subject(m), left)
+		}
 	}
 }
