@@ -56,7 +56,7 @@ func (a *Account) trouble(ctx context.Context) (kind, text string, err error) {
 	if since.IsZero() {
 		since = a.started
 	}
-	if time.Since(since) >= noticeRemind {
+	if a.s.Now().Sub(since) >= noticeRemind {
 		return noticeStalled, fmt.Sprintf("Account %s has had no successful poll since %s.\n\nLast error: %s\n\n"+
 			"Check the connection and login with:\n\n    maddy remote-pull check %s\n", a.s.Name,
 			since.Format(time.RFC1123), st.LastError, a.s.Name), nil
@@ -81,7 +81,7 @@ func (a *Account) checkNotice(ctx context.Context) {
 		a.s.Log.Error("checking whether to notify the account's owner", err)
 		return
 	}
-	now := time.Now()
+	now := a.s.Now()
 	next := ledger.NoticeState{Kind: kind, Since: prev.Since, Sent: now}
 	var subject string
 	switch {

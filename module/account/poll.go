@@ -95,6 +95,9 @@ type Settings struct {
 	Dedupe bool
 	// Notify: where notices about the account go (notice.go); empty: none.
 	Notify []string
+	// Now is the clock for what is measured in hours and days (max_age,
+	// notices); nil: time.Now. Tests move it instead of sleeping.
+	Now func() time.Time
 }
 
 // batchSize is how many messages are fetched between two ledger syncs and
@@ -414,7 +417,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 	}
 	rules := RulesFor(mb, a.s.Keep, a.s.MaxMessageSize)
 	if a.s.MaxAge > 0 {
-		rules.OlderThan = time.Now().Add(-a.s.MaxAge)
+		rules.OlderThan = a.s.Now().Add(-a.s.MaxAge)
 	}
 	var toAdopt []source.Message
 	for _, m := range msgs {

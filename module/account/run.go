@@ -51,8 +51,11 @@ type Status struct {
 
 // New returns an account; Run starts it.
 func New(s Settings) *Account {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
 	return &Account{s: s, wake: make(chan struct{}, 1), gate: newGate(), status: Status{State: string(StateStarting)},
-		started: time.Now()}
+		started: s.Now()}
 }
 
 // Name is the account's configured name.
@@ -259,10 +262,10 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 	a.lastClass = class
 	a.status.Delivered += res.Delivered
 	a.status.Refused += res.Refused
-	a.status.NextPoll = time.Now().Add(wait)
+	a.status.NextPoll = a.s.Now().Add(wait)
 	a.status.State = string(class.state())
 	if class == classOK || class == classFolder {
-		a.status.LastSuccess = time.Now()
+		a.status.LastSuccess = a.s.Now()
 	}
 	if err == nil {
 		a.status.LastError = ""
