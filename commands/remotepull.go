@@ -190,6 +190,10 @@ func statusCommand(c *cli.Context) error {
 		if st.Note != "" {
 			fmt.Printf("note: %s: %s\n", st.Account, st.Note)
 		}
+		if st.AdoptedMaxAge > 0 {
+			fmt.Printf("adopted: %s: %d messages older than max_age at their folder's first sync, recorded and never fetched\n",
+				st.Account, st.AdoptedMaxAge)
+		}
 		if p := st.Progress; running && p.Total > 0 {
 			fmt.Printf("progress: %s: %s\n", st.Account, progressLine(p))
 		}

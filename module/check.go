@@ -137,6 +137,8 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		return err
 	}
 	adopt := acc.FirstSyncNew // until the ledger shows the folder was seen
+	firstSync := true
+	var lastSuccess time.Time
 	known := map[string]ledger.Entry{}
 	if ldg != nil {
 		_, seen, err := ldg.Mailbox(ctx, acc.Name, folder)
@@ -144,6 +146,12 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 			return err
 		}
 		adopt = adopt && !seen
+		firstSync = !seen
+		st, _, err := ldg.Status(ctx, acc.Name)
+		if err != nil {
+			return err
+		}
+		lastSuccess = st.LastSuccess
 		key := ledger.MailboxKey{Account: acc.Name, Mailbox: folder, UIDValidity: mb.UIDValidity()}
 		if known, err = ldg.States(ctx, key, 0); err != nil {
 			return err
@@ -151,8 +159,8 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 	}
 	// The poll's own rule, so that check cannot disagree with it.
 	rules := account.RulesFor(mb, acc.Keep, acc.MaxMessageSize)
-	if acc.MaxAge > 0 {
-		rules.OlderThan = time.Now().Add(-acc.MaxAge)
+	if firstSync {
+		rules.OlderThan = account.FirstSyncCutoff(acc.MaxAge, time.Now(), lastSuccess)
 	}
 	var fetch, handled, large, foreign, remove, old int
 	for _, m := range msgs {
@@ -183,7 +191,7 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		fmt.Fprintf(out, ", %d delivered and still to be removed upstream", remove)
 	}
 	if old > 0 {
-		fmt.Fprintf(out, ", %d older than max_age (recorded, not fetched)", old)
+		fmt.Fprintf(out, ", %d older than max_age at this first sync (recorded, not fetched)", old)
 	}
 	fmt.Fprintln(out)
 	if d, ok := mb.(interface {

@@ -17,6 +17,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -84,7 +85,7 @@ func (k MailboxKey) String() string {
 type Entry struct {
 	UID         string
 	State       State
-	Reason      string // for Refused and TooLarge: the SMTP-style reason
+	Reason      string // for Refused and TooLarge: the SMTP-style reason; for Adopted: ReasonMaxAge or ""
 	Fingerprint string // identifies the message across a UIDVALIDITY change
 	Size        int64
 	// MsgID is maddy's message ID, to find the delivery in maddy's log. Set
@@ -119,6 +120,10 @@ const wasDelivered = `(state IN ('delivered', 'removed') OR (state = 'adopted' A
 type Identity struct {
 	GlobalID, Digest, Fingerprint string
 }
+
+// ReasonMaxAge is the Reason of a message adopted because it was older
+// than max_age at its folder's first sync; status counts them.
+const ReasonMaxAge = "older than max_age at the folder's first sync"
 
 // Ledger is the SQLite-backed record. It is safe for concurrent use.
 type Ledger struct {
@@ -172,7 +177,10 @@ CREATE TABLE IF NOT EXISTS account_status (
 	progress_start  INTEGER NOT NULL DEFAULT 0,
 	notice_kind     TEXT    NOT NULL DEFAULT '',
 	notice_since    INTEGER NOT NULL DEFAULT 0,
-	notice_sent     INTEGER NOT NULL DEFAULT 0
+	notice_sent     INTEGER NOT NULL DEFAULT 0,
+	notice_window   INTEGER NOT NULL DEFAULT 0,
+	notice_count    INTEGER NOT NULL DEFAULT 0,
+	first_seen      INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 `
 
@@ -218,6 +226,9 @@ func migrate(db *sql.DB) error {
 		{"account_status", "notice_kind", "TEXT NOT NULL DEFAULT ''"},
 		{"account_status", "notice_since", "INTEGER NOT NULL DEFAULT 0"},
 		{"account_status", "notice_sent", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "notice_window", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "notice_count", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "first_seen", "INTEGER NOT NULL DEFAULT 0"},
 		{"messages", "global_id", "TEXT NOT NULL DEFAULT ''"},
 		{"messages", "digest", "TEXT NOT NULL DEFAULT ''"},
 	} {
@@ -786,33 +797,37 @@ func (l *Ledger) ForgetAccount(ctx context.Context, account string) (int64, erro
 
 // NoticeState is the trouble an account's owner was last told about by
 // mail (empty: none, or told of the recovery), since when, and when the
-// last notice went.
+// last notice went; and how many notices went since Window began (the
+// daily cap).
 type NoticeState struct {
-	Kind        string
-	Since, Sent time.Time
+	Kind                string
+	Since, Sent, Window time.Time
+	Count               int
 }
 
 // Notice returns an account's NoticeState.
 func (l *Ledger) Notice(ctx context.Context, account string) (NoticeState, error) {
 	var st NoticeState
-	var since, sent int64
-	err := l.db.QueryRowContext(ctx, `SELECT notice_kind, notice_since, notice_sent FROM account_status WHERE account = ?`,
-		account).Scan(&st.Kind, &since, &sent)
+	var since, sent, window int64
+	err := l.db.QueryRowContext(ctx, `SELECT notice_kind, notice_since, notice_sent, notice_window, notice_count
+		FROM account_status WHERE account = ?`, account).Scan(&st.Kind, &since, &sent, &window, &st.Count)
 	if errors.Is(err, sql.ErrNoRows) {
 		return NoticeState{}, nil
 	}
 	if err != nil {
 		return NoticeState{}, fmt.Errorf("ledger: %w", err)
 	}
-	st.Since, st.Sent = fromUnix(since), fromUnix(sent)
+	st.Since, st.Sent, st.Window = fromUnix(since), fromUnix(sent), fromUnix(window)
 	return st, nil
 }
 
 // SetNotice stores an account's NoticeState.
 func (l *Ledger) SetNotice(ctx context.Context, account string, st NoticeState) error {
-	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status (account, notice_kind, notice_since, notice_sent) VALUES (?, ?, ?, ?)
+	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
+		(account, notice_kind, notice_since, notice_sent, notice_window, notice_count) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET notice_kind = excluded.notice_kind, notice_since = excluded.notice_since,
-			notice_sent = excluded.notice_sent`, account, st.Kind, unix(st.Since), unix(st.Sent))
+			notice_sent = excluded.notice_sent, notice_window = excluded.notice_window, notice_count = excluded.notice_count`,
+		account, st.Kind, unix(st.Since), unix(st.Sent), unix(st.Window), st.Count)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
@@ -849,6 +864,12 @@ type AccountStatus struct {
 	// Waiting upstream now, recorded as refused or too large.
 	RefusedWaiting  int64 `json:"refused_waiting"`
 	TooLargeWaiting int64 `json:"too_large_waiting"`
+	// AdoptedMaxAge: recorded, never fetched, for being older than
+	// max_age at their folder's first sync (ReasonMaxAge).
+	AdoptedMaxAge int64 `json:"adopted_max_age"`
+	// FirstSeen is when the account's status was first saved: how long an
+	// account that never worked has been failing.
+	FirstSeen time.Time `json:"-"`
 	// Note is what the admin should know about the upstream although
 	// nothing failed (keep no on a server that can only flag messages).
 	Note string `json:"note,omitempty"`
@@ -865,19 +886,21 @@ type Progress struct {
 }
 
 // SaveStatus stores an account's status. Its delivered and refused totals
-// are kept by Record.
+// are kept by Record; FirstSeen is set once, by the first save.
 func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
+	now := time.Now().Unix()
 	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
 		(account, protocol, host, state, last_success, last_error, next_poll, updated, note,
-			progress_done, progress_total, progress_start)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (account) DO UPDATE SET protocol = excluded.protocol, host = excluded.host,
+			progress_done, progress_total, progress_start, first_seen)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (account) DO UPDATE SET first_seen = CASE first_seen WHEN 0 THEN excluded.first_seen ELSE first_seen END,
+			protocol = excluded.protocol, host = excluded.host,
 			state = excluded.state, last_success = excluded.last_success, last_error = excluded.last_error,
 			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note,
 			progress_done = excluded.progress_done, progress_total = excluded.progress_total,
 			progress_start = excluded.progress_start`,
 		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), st.LastError, unix(st.NextPoll),
-		time.Now().Unix(), st.Note, st.Progress.Done, st.Progress.Total, unix(st.Progress.Started))
+		now, st.Note, st.Progress.Done, st.Progress.Total, unix(st.Progress.Started), cmp.Or(unix(st.FirstSeen), now))
 	if err != nil {
 		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
 	}
@@ -886,12 +909,29 @@ func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
 
 // Statuses returns every account's last reported status.
 func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
+	return l.statuses(ctx, "")
+}
+
+// Status returns one account's last reported status; ok is false if none
+// was ever saved.
+func (l *Ledger) Status(ctx context.Context, account string) (st AccountStatus, ok bool, err error) {
+	sts, err := l.statuses(ctx, account)
+	if err != nil || len(sts) == 0 {
+		return AccountStatus{}, false, err
+	}
+	return sts[0], true, nil
+}
+
+// statuses reads the status of account, or of every account if "".
+func (l *Ledger) statuses(ctx context.Context, account string) ([]AccountStatus, error) {
 	rows, err := l.db.QueryContext(ctx, `SELECT s.account, s.protocol, s.host, s.state, s.last_success, s.last_error,
 			s.next_poll, s.updated, s.delivered_total, s.refused_total, s.note,
-			s.progress_done, s.progress_total, s.progress_start,
+			s.progress_done, s.progress_total, s.progress_start, s.first_seen,
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
-			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?)
-		FROM account_status s ORDER BY s.account`, string(Refused), string(TooLarge))
+			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
+			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ? AND m.reason = ?)
+		FROM account_status s WHERE ? IN ('', s.account) ORDER BY s.account`,
+		string(Refused), string(TooLarge), string(Adopted), ReasonMaxAge, account)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
@@ -899,13 +939,14 @@ func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
 	var out []AccountStatus
 	for rows.Next() {
 		var st AccountStatus
-		var last, next, updated, pstart int64
+		var last, next, updated, pstart, first int64
 		if err := rows.Scan(&st.Account, &st.Protocol, &st.Host, &st.State, &last, &st.LastError, &next, &updated,
-			&st.Delivered, &st.Refused, &st.Note, &st.Progress.Done, &st.Progress.Total, &pstart,
-			&st.RefusedWaiting, &st.TooLargeWaiting); err != nil {
+			&st.Delivered, &st.Refused, &st.Note, &st.Progress.Done, &st.Progress.Total, &pstart, &first,
+			&st.RefusedWaiting, &st.TooLargeWaiting, &st.AdoptedMaxAge); err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)
 		}
 		st.LastSuccess, st.NextPoll, st.Updated = fromUnix(last), fromUnix(next), fromUnix(updated)
+		st.FirstSeen = fromUnix(first)
 		st.Progress.Started = fromUnix(pstart)
 		out = append(out, st)
 	}
