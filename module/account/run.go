@@ -17,10 +17,12 @@ import (
 
 // Account is one fetched account and its poll loop.
 type Account struct {
-	s       Settings
-	wake    chan struct{}
-	gate    *gate     // the back-off shared by polls and IDLE reconnections
-	started time.Time // when New made it, for 'no successful poll since'
+	s    Settings
+	wake chan struct{}
+	gate *gate // the back-off shared by polls and IDLE reconnections
+	// firstSeen is when the account was first started on this ledger
+	// (persisted): 'no successful poll since' for one that never worked.
+	firstSeen time.Time
 
 	pubMu     sync.Mutex // one publish at a time (publish)
 	mu        sync.Mutex
@@ -28,6 +30,8 @@ type Account struct {
 	idleNow   int             // folders idling right now: with a good last poll, the state is "idle"
 	warned    map[string]bool // upstream oddities already logged
 	lastClass errClass        // the kind of the last poll's outcome, to log changes only
+	failing   int             // polls that failed in a row (backed off), for the notices
+	capLogged bool            // a notice was held back by the daily cap, and logged
 
 	progress      ledger.Progress // the poll under way (progress.go)
 	progressSaved time.Time       // when progress was last published
@@ -49,13 +53,30 @@ type Status struct {
 	Refused     int
 }
 
-// New returns an account; Run starts it.
+// New returns an account; Run starts it. What the ledger kept of the
+// account's status (its last successful poll, when it was first started)
+// carries over a restart, so that the notices measure from there.
 func New(s Settings) *Account {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
-	return &Account{s: s, wake: make(chan struct{}, 1), gate: newGate(), status: Status{State: string(StateStarting)},
-		started: s.Now()}
+	a := &Account{s: s, wake: make(chan struct{}, 1), gate: newGate(), status: Status{State: string(StateStarting)},
+		firstSeen: s.Now()}
+	if s.Ledger != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		saved, ok, err := s.Ledger.Status(ctx, s.Name)
+		switch {
+		case err != nil:
+			s.Log.Error("reading the account's saved status; its last success is taken as unknown", err)
+		case ok:
+			a.status.LastSuccess = saved.LastSuccess
+			if !saved.FirstSeen.IsZero() {
+				a.firstSeen = saved.FirstSeen
+			}
+		}
+	}
+	return a
 }
 
 // Name is the account's configured name.
@@ -96,7 +117,7 @@ func (a *Account) publish() {
 	err := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
 		Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
 		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll, Note: st.Note,
-		Progress: st.Progress,
+		Progress: st.Progress, FirstSeen: a.firstSeen,
 	})
 	if err != nil {
 		a.s.Log.Error("saving status", err)
@@ -266,6 +287,11 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 	a.status.State = string(class.state())
 	if class == classOK || class == classFolder {
 		a.status.LastSuccess = a.s.Now()
+	}
+	if class.backsOff() {
+		a.failing++
+	} else {
+		a.failing = 0
 	}
 	if err == nil {
 		a.status.LastError = ""
