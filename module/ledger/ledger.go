@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/remote-pull/remote_pull/internal/safetext"
 )
 
 // State is what became of a message.
@@ -54,6 +56,9 @@ const (
 	// another identity of the account (dedupe message_id); not delivered
 	// again, left upstream.
 	Duplicate State = "duplicate"
+	// Retry: a duplicate the admin said was not one (remote-pull retry
+	// --duplicates): fetched again and delivered without dedupe.
+	Retry State = "retry"
 )
 
 // Final reports whether a message in this state needs no more work, given
@@ -63,7 +68,7 @@ func (s State) Final(keep bool) bool {
 	if s == Delivered {
 		return keep
 	}
-	return s != ""
+	return s != "" && s != Retry
 }
 
 // Committed reports whether maddy committed the message (delivered, and
@@ -159,6 +164,10 @@ CREATE TABLE IF NOT EXISTS mailboxes (
 CREATE TABLE IF NOT EXISTS accounts (
 	account     TEXT    NOT NULL PRIMARY KEY,
 	config_hash TEXT    NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS running_accounts (
+	account     TEXT    NOT NULL PRIMARY KEY,
+	since       INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS account_status (
 	account         TEXT    NOT NULL PRIMARY KEY,
@@ -348,6 +357,7 @@ func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
 	if e.At.IsZero() {
 		e.At = time.Now()
 	}
+	e.Reason = safetext.Line(e.Reason, safetext.MaxStored)
 	var delivered, refused int
 	switch e.State {
 	case Delivered:
@@ -385,7 +395,7 @@ func (l *Ledger) RecordMany(ctx context.Context, key MailboxKey, entries []Entry
 		defer stmt.Close()
 		for _, e := range entries {
 			if _, err := stmt.ExecContext(ctx, key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State),
-				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, now); err != nil {
+				safetext.Line(e.Reason, safetext.MaxStored), e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, now); err != nil {
 				return err
 			}
 		}
@@ -393,19 +403,27 @@ func (l *Ledger) RecordMany(ctx context.Context, key MailboxKey, entries []Entry
 	})
 }
 
-// Retry forgets refusals (and, with tooLarge, over-size records) of an
-// account, or only of the given UIDs of one mailbox, so that those messages
-// are fetched again; the mailboxes' floors go back so that polls see them.
-// It returns how many entries it dropped.
-func (l *Ledger) Retry(ctx context.Context, account string, tooLarge bool, mailbox string, uids []string) (int64, error) {
-	states := []any{string(Refused)}
-	if tooLarge {
-		states = append(states, string(TooLarge))
+// Retry makes entries of an account in the given states (Refused,
+// TooLarge, Duplicate), or only those of the given UIDs of one mailbox,
+// eligible again, and returns how many it changed. Refused and over-size
+// entries are dropped, so that those messages are fetched again; a
+// duplicate becomes Retry, so that it is fetched and delivered although a
+// copy came from another folder (dedupe took it wrongly for a copy). The
+// mailboxes' floors go back so that polls see them.
+func (l *Ledger) Retry(ctx context.Context, account string, states []State, mailbox string, uids []string) (int64, error) {
+	var dropped []any
+	undup := false
+	for _, st := range states {
+		if st == Duplicate {
+			undup = true
+		} else {
+			dropped = append(dropped, string(st))
+		}
 	}
-	var dropped int64
-	err := l.inTx(ctx, func(tx *sql.Tx) error {
-		q := `DELETE FROM messages WHERE account = ? AND state IN (?` + strings.Repeat(", ?", len(states)-1) + `)`
-		args := append([]any{account}, states...)
+	// where selects the account's entries in mailbox and uids, if given.
+	where := func(q string, args []any) (string, []any) {
+		q += ` WHERE account = ?`
+		args = append(args, account)
 		if mailbox != "" {
 			q += ` AND mailbox = ?`
 			args = append(args, mailbox)
@@ -416,17 +434,52 @@ func (l *Ledger) Retry(ctx context.Context, account string, tooLarge bool, mailb
 				args = append(args, u)
 			}
 		}
-		res, err := tx.ExecContext(ctx, q, args...)
-		if err != nil {
-			return err
+		return q, args
+	}
+	var n int64
+	err := l.inTx(ctx, func(tx *sql.Tx) error {
+		exec := func(q string, args []any) error {
+			res, err := tx.ExecContext(ctx, q, args...)
+			if err != nil {
+				return err
+			}
+			changed, _ := res.RowsAffected()
+			n += changed
+			return nil
 		}
-		dropped, _ = res.RowsAffected()
+		if len(dropped) > 0 {
+			q, args := where(`DELETE FROM messages`, nil)
+			q += ` AND state IN (?` + strings.Repeat(", ?", len(dropped)-1) + `)`
+			if err := exec(q, append(args, dropped...)); err != nil {
+				return err
+			}
+		}
+		if undup {
+			q, args := where(`UPDATE messages SET state = ?`, []any{string(Retry)})
+			if err := exec(q+` AND state = ?`, append(args, string(Duplicate))); err != nil {
+				return err
+			}
+		}
 		// A new generation: a poll under way, which read the old floor,
 		// cannot write its floor over this one (SetMailbox).
-		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1, generation = generation + 1 WHERE account = ?`, account)
+		_, err := tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1, generation = generation + 1 WHERE account = ?`, account)
 		return err
 	})
-	return dropped, err
+	return n, err
+}
+
+// StateOf returns the recorded state of one message ("" if none).
+func (l *Ledger) StateOf(ctx context.Context, key MailboxKey, uid string) (State, error) {
+	var st string
+	err := l.db.QueryRowContext(ctx, `SELECT state FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?`,
+		key.Account, key.Mailbox, key.UIDValidity, uid).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ledger: read %s/%s: %w", key, uid, err)
+	}
+	return State(st), nil
 }
 
 // ConfigChanged stores the account's configuration digest and reports
@@ -775,17 +828,60 @@ func (l *Ledger) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
+// ErrAccountRunning: the running maddy still runs the account (it is
+// still in the configuration it runs, or is still stopping).
+var ErrAccountRunning = errors.New("the running maddy still runs this account")
+
+// SetRunning records that this process runs an account (running), or
+// that it has stopped it: the ledger is how `remote-pull forget`, in
+// another process, learns what the running maddy does, as opposed to what
+// the configuration file says.
+func (l *Ledger) SetRunning(ctx context.Context, account string, running bool) error {
+	q, args := `DELETE FROM running_accounts WHERE account = ?`, []any{account}
+	if running {
+		q, args = `INSERT OR REPLACE INTO running_accounts (account, since) VALUES (?, ?)`, []any{account, time.Now().Unix()}
+	}
+	if _, err := l.db.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
+// ResetRunning clears what an earlier process recorded with SetRunning:
+// called at start, under the state directory's lock, since a process
+// that crashed could not clear it.
+func (l *Ledger) ResetRunning(ctx context.Context) error {
+	if _, err := l.db.ExecContext(ctx, `DELETE FROM running_accounts`); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
 // ForgetAccount drops everything the ledger holds about an account that
 // is no longer configured. It returns how many message entries it dropped.
-func (l *Ledger) ForgetAccount(ctx context.Context, account string) (int64, error) {
+// When maddyRunning (a maddy holds the state directory's lock), an account
+// that maddy still runs is refused with ErrAccountRunning: its poller
+// would carry on without a ledger and fetch everything again. The check
+// and the deletion are one transaction, so a reload cannot start the
+// account in between.
+func (l *Ledger) ForgetAccount(ctx context.Context, account string, maddyRunning bool) (int64, error) {
 	var n int64
 	err := l.inTx(ctx, func(tx *sql.Tx) error {
+		if maddyRunning {
+			var running int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM running_accounts WHERE account = ?`, account).Scan(&running); err != nil {
+				return err
+			}
+			if running > 0 {
+				return ErrAccountRunning
+			}
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE account = ?`, account)
 		if err != nil {
 			return err
 		}
 		n, _ = res.RowsAffected()
-		for _, table := range []string{"mailboxes", "accounts", "account_status"} {
+		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ?`, account); err != nil {
 				return err
 			}
@@ -886,7 +982,9 @@ type Progress struct {
 }
 
 // SaveStatus stores an account's status. Its delivered and refused totals
-// are kept by Record; FirstSeen is set once, by the first save.
+// are kept by Record; FirstSeen is set once, by the first save. The last
+// error and the note may quote the upstream: they are stored as one bounded
+// line without control characters, as refusal reasons are.
 func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
 	now := time.Now().Unix()
 	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
@@ -899,8 +997,9 @@ func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
 			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note,
 			progress_done = excluded.progress_done, progress_total = excluded.progress_total,
 			progress_start = excluded.progress_start`,
-		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), st.LastError, unix(st.NextPoll),
-		now, st.Note, st.Progress.Done, st.Progress.Total, unix(st.Progress.Started), cmp.Or(unix(st.FirstSeen), now))
+		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), safetext.Line(st.LastError, safetext.MaxStored),
+		unix(st.NextPoll), now, safetext.Line(st.Note, safetext.MaxStored), st.Progress.Done, st.Progress.Total,
+		unix(st.Progress.Started), cmp.Or(unix(st.FirstSeen), now))
 	if err != nil {
 		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
 	}

@@ -218,7 +218,7 @@ func TestRetryDuringPollKeepsTheReset(t *testing.T) {
 	}
 	l.Record(bg, key, Entry{UID: "3", State: Refused})
 	read, _, _ := l.Mailbox(bg, "a", "INBOX") // the poll starts
-	if n, err := l.Retry(bg, "a", false, "", nil); err != nil || n != 1 {
+	if n, err := l.Retry(bg, "a", []State{Refused}, "", nil); err != nil || n != 1 {
 		t.Fatalf("Retry: %d %v", n, err)
 	}
 	read.UIDFloor = 10 // the poll ends, having seen UID 3 as refused
