@@ -55,7 +55,7 @@ type Settings struct {
 	Log          log.Logger
 	// Slots bounds how many accounts poll at once (max_parallel): a poll
 	// takes a slot for its duration. Nil means no bound.
-	Slots chan struct{}
+	Slots Slots
 
 	// MaxMessageSize: larger messages are not downloaded; they stay
 	// upstream, recorded as too large.
@@ -329,6 +329,8 @@ func Decide(m source.Message, known ledger.Entry, r Rules) Action {
 	case known.State == ledger.Removed && r.Reusable:
 		// The copy delivered under this identity is gone for certain:
 		// this is a later message that was given the same UIDL.
+	case known.State == ledger.Retry:
+		// The admin said this duplicate was none (retry --duplicates).
 	case known.State == ledger.Delivered && !r.Keep:
 		if m.Ambiguous || known.Size != m.Size || (m.Deleted && r.FlagOnly) || r.RemovesNothing {
 			return Leave
@@ -804,6 +806,11 @@ func (a *Account) warnOnce(key, msg string, fields ...interface{}) {
 func (a *Account) recordIfDuplicate(ctx context.Context, key ledger.MailboxKey, entry ledger.Entry, id ledger.Identity) (bool, error) {
 	dup, err := a.s.Ledger.DeliveredElsewhere(ctx, key, entry.UID, id)
 	if err != nil || !dup {
+		return false, localErrIf(err)
+	}
+	// A copy the admin said was none (retry --duplicates) is delivered.
+	// Asked only here, where a copy was found: rare, one lookup.
+	if st, err := a.s.Ledger.StateOf(ctx, key, entry.UID); err != nil || st == ledger.Retry {
 		return false, localErrIf(err)
 	}
 	entry.State = ledger.Duplicate
