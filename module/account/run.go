@@ -53,6 +53,13 @@ type Status struct {
 	Refused     int
 }
 
+// Slots bounds how many accounts poll at once (max_parallel). Acquire
+// waits for a slot, or returns ctx's error; Release gives it back.
+type Slots interface {
+	Acquire(ctx context.Context) error
+	Release()
+}
+
 // New returns an account; Run starts it. What the ledger kept of the
 // account's status (its last successful poll, when it was first started)
 // carries over a restart, so that the notices measure from there.
@@ -231,12 +238,10 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 		}
 	}()
 	if a.s.Slots != nil {
-		select {
-		case a.s.Slots <- struct{}{}:
-			defer func() { <-a.s.Slots }()
-		case <-ctx.Done():
-			return res, ctx.Err()
+		if err := a.s.Slots.Acquire(ctx); err != nil {
+			return res, err
 		}
+		defer a.s.Slots.Release()
 	}
 	a.setPolling()
 	res, err = a.Poll(ctx)
