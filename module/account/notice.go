@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/remote-pull/remote_pull/internal/safetext"
 )
 
 // Notices by mail: when an account needs its owner (a refused login, a
@@ -45,6 +47,8 @@ const (
 // trouble is what the account's owner should hear about now, if anything.
 func (a *Account) trouble(ctx context.Context) (kind, text string, err error) {
 	st := a.Status()
+	// The last error may quote the upstream: one bounded line in a mail.
+	st.LastError = safetext.Line(st.LastError, safetext.MaxStored)
 	switch st.State {
 	case string(StateReconsent):
 		return noticeReconsent, fmt.Sprintf("The provider refused remote_pull's OAuth2 grant for account %s: consent was revoked or has expired.\n\n"+

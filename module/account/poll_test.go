@@ -666,7 +666,7 @@ func TestMaxAgeDoesNotSwallowARetry(t *testing.T) {
 	wantStates(t, r, "INBOX", map[string]ledger.State{"2": ledger.Refused})
 	*clock = clock.Add(400 * day)
 	r.p.refuse = ""
-	if _, err := r.l.Retry(context.Background(), "acct", false, "", nil); err != nil {
+	if _, err := r.l.Retry(context.Background(), "acct", []ledger.State{ledger.Refused}, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.step(t); err != nil {

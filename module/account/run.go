@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/remote-pull/remote_pull/internal/safetext"
 	"github.com/remote-pull/remote_pull/module/ledger"
 	"github.com/remote-pull/remote_pull/module/source"
 )
@@ -305,11 +306,17 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 		}
 		return
 	}
-	a.status.LastError = err.Error()
+	// The text may quote the upstream: kept as one bounded line, and
+	// logged so (maddy's log escapes it; the bound is ours).
+	a.status.LastError = safetext.Line(err.Error(), safetext.MaxStored)
 	// Once per kind of failure, not at every retry: the text may carry a
 	// changing detail (the local port of a reset connection).
 	if class != prevClass {
-		a.s.Log.Error("poll failed", err, "state", a.status.State,
+		logged := err // with its fields (an SMTP code), unless it needed cleaning
+		if a.status.LastError != err.Error() {
+			logged = errors.New(a.status.LastError)
+		}
+		a.s.Log.Error("poll failed", logged, "state", a.status.State,
 			"retry_in", wait.Round(time.Second).String())
 	}
 }
