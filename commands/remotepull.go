@@ -7,7 +7,9 @@ package commands
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/foxcpp/maddy/framework/config"
 	"github.com/urfave/cli/v2"
 
+	"github.com/remote-pull/remote_pull/internal/safetext"
 	remotepull "github.com/remote-pull/remote_pull/module"
 	"github.com/remote-pull/remote_pull/module/ledger"
 )
@@ -39,7 +42,7 @@ func Command() *cli.Command {
 			},
 			{
 				Name:      "forget",
-				Usage:     "Drop the ledger data of an account removed from the configuration",
+				Usage:     "Drop the ledger data of an account removed from the configuration and stopped by maddy (reload first)",
 				ArgsUsage: "ACCOUNT",
 				Action:    forgetCommand,
 			},
@@ -62,10 +65,11 @@ restart it) to use it.`,
 			},
 			{
 				Name:      "retry",
-				Usage:     "Make refused messages of an account eligible again (with --all, over-size ones too)",
+				Usage:     "Make refused messages of an account eligible again (with --all, over-size ones too; with --duplicates, what dedupe took for a copy)",
 				ArgsUsage: "ACCOUNT [UID...]",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "all", Usage: "also messages left upstream for being too large"},
+					&cli.BoolFlag{Name: "duplicates", Usage: "also messages dedupe recorded as duplicates (name them by UID): they are delivered although a copy came from another folder"},
 					&cli.StringFlag{Name: "folder", Usage: "only this folder (needed with UIDs for IMAP accounts with several folders)"},
 				},
 				Action: retryCommand,
@@ -162,14 +166,21 @@ func statusCommand(c *cli.Context) error {
 		}
 		return enc.Encode(sts)
 	}
+	return printStatus(os.Stdout, sts, running)
+}
+
+// printStatus writes the status table. What may quote the upstream (the
+// last error, the note) goes through safetext: the ledger stores it
+// cleaned, but one written by an older version may not be.
+func printStatus(out io.Writer, sts []accountStatus, running bool) error {
 	if !running {
-		fmt.Println("maddy is not running remote_pull here: the states below are as it last saw them.")
+		fmt.Fprintln(out, "maddy is not running remote_pull here: the states below are as it last saw them.")
 	}
 	if len(sts) == 0 {
-		fmt.Println("No remote_pull account is configured.")
+		fmt.Fprintln(out, "No remote_pull account is configured.")
 		return nil
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ACCOUNT\tUPSTREAM\tSTATE\tLAST SUCCESS\tNEXT POLL\tDELIVERED\tREFUSED\tWAITING UPSTREAM\tLAST ERROR")
 	for _, st := range sts {
 		waiting := fmt.Sprintf("%d refused, %d too large", st.RefusedWaiting, st.TooLargeWaiting)
@@ -188,17 +199,24 @@ func statusCommand(c *cli.Context) error {
 	}
 	for _, st := range sts {
 		if st.Note != "" {
-			fmt.Printf("note: %s: %s\n", st.Account, st.Note)
+			fmt.Fprintf(out, "note: %s: %s\n", st.Account, safetext.Line(st.Note, safetext.MaxStored))
+		}
+		if st.AdoptedMaxAge > 0 {
+			fmt.Printf("adopted: %s: %d messages older than max_age at their folder's first sync, recorded and never fetched\n",
+				st.Account, st.AdoptedMaxAge)
 		}
 		if p := st.Progress; running && p.Total > 0 {
-			fmt.Printf("progress: %s: %s\n", st.Account, progressLine(p))
+			fmt.Fprintf(out, "progress: %s: %s\n", st.Account, progressLine(p))
 		}
 	}
 	return nil
 }
 
 // forgetCommand drops the ledger data of an account removed from the
-// configuration.
+// configuration. The file is not enough: the running maddy may still poll
+// the account (no reload since, a reload that failed, a stop still under
+// way), and its poller would fetch everything again without its ledger.
+// The ledger says which accounts the running maddy runs.
 func forgetCommand(c *cli.Context) error {
 	name := c.Args().First()
 	if name == "" {
@@ -217,7 +235,12 @@ func forgetCommand(c *cli.Context) error {
 		return err
 	}
 	defer l.Close()
-	n, err := l.ForgetAccount(c.Context, name)
+	n, err := l.ForgetAccount(c.Context, name, remotepull.Running(remotepull.StateDir()))
+	if errors.Is(err, ledger.ErrAccountRunning) {
+		return cli.Exit(fmt.Sprintf("account %s is no longer in the configuration file, but the running maddy still polls it "+
+			"(not reloaded since, the reload failed, or it is still stopping): reload maddy (systemctl reload maddy, or SIGUSR2), "+
+			"wait for its log to say the account stopped, then forget it", name), 1)
+	}
 	if err != nil {
 		return err
 	}
@@ -255,15 +278,27 @@ func until(t time.Time) string {
 	return "now"
 }
 
+// shortErr is an error text for one table column or one line: cleaned
+// (it may quote the upstream) and bounded.
 func shortErr(s string) string {
 	if s == "" {
 		return "-"
 	}
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 100 {
-		s = s[:97] + "..."
+	return safetext.Line(s, safetext.MaxShown)
+}
+
+// cleanWriter passes what check prints through safetext: its lines quote
+// the upstream (greeting, capabilities, certificate names, folder names,
+// errors). Each write is a line or a few; maxCheckWrite bounds one.
+type cleanWriter struct{ w io.Writer }
+
+const maxCheckWrite = 8192
+
+func (c cleanWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(c.w, safetext.Text(string(p), maxCheckWrite)); err != nil {
+		return 0, err
 	}
-	return s
+	return len(p), nil
 }
 
 func checkCommand(c *cli.Context) error {
@@ -284,7 +319,7 @@ func checkCommand(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := remotepull.CheckAccount(ctx, blocks, globals, name, os.Stdout); err != nil {
+	if err := remotepull.CheckAccount(ctx, blocks, globals, name, cleanWriter{os.Stdout}); err != nil {
 		return cli.Exit("check failed: "+shortErr(err.Error()), 1)
 	}
 	fmt.Println("ok")
@@ -339,7 +374,7 @@ func retryCommand(c *cli.Context) error {
 	if name == "" {
 		return cli.Exit("Error: ACCOUNT is required", 2)
 	}
-	all, folder := c.Bool("all"), c.String("folder")
+	all, duplicates, folder := c.Bool("all"), c.Bool("duplicates"), c.String("folder")
 	// The CLI library stops reading options at ACCOUNT; "retry ACCOUNT
 	// --all" is too natural to read --all as a UID, so options are taken
 	// after it too. "--" ends them, for a POP3 UIDL that starts with '-'.
@@ -352,6 +387,8 @@ func retryCommand(c *cli.Context) error {
 			i = len(rest)
 		case arg == "--all" || arg == "-all":
 			all = true
+		case arg == "--duplicates" || arg == "-duplicates":
+			duplicates = true
 		case arg == "--folder" || arg == "-folder":
 			if i+1 == len(rest) {
 				return cli.Exit("Error: --folder needs a folder name", 2)
@@ -379,7 +416,16 @@ func retryCommand(c *cli.Context) error {
 		return err
 	}
 	defer l.Close()
-	n, err := l.Retry(c.Context, name, all, folder, uids)
+	// Duplicates only when asked for: a plain retry must never deliver
+	// every copy dedupe held back.
+	states := []ledger.State{ledger.Refused}
+	if all {
+		states = append(states, ledger.TooLarge)
+	}
+	if duplicates {
+		states = append(states, ledger.Duplicate)
+	}
+	n, err := l.Retry(c.Context, name, states, folder, uids)
 	if err != nil {
 		return err
 	}

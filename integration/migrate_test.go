@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -63,6 +64,60 @@ func TestMigrationFoldersAgeSeenDeleteAfter(t *testing.T) {
 	checkOnce(t, r.local(t, len(want)), want, 0)
 	if log := r.maddy.Log(); !strings.Contains(log, "older than max_age") {
 		t.Errorf("no max_age line in the log:\n%s", grep(log, "max_age"))
+	}
+}
+
+// max_age after an outage (issue 19): an account that could not poll for
+// longer than max_age delivers what arrived meanwhile. maddy is stopped,
+// and a message whose arrival date is older than max_age appears upstream
+// (as mail does that arrived at the start of a long outage, or that a user
+// files with its old date); at the restart it is delivered, not adopted.
+// Only what was too old at the folder's first sync is adopted, and status
+// counts it.
+func TestMaxAgeAfterAnOutage(t *testing.T) {
+	up := newUpstream(t)
+	appendAt := func(i int, at time.Time) []byte {
+		msg := harness.Message(i, 600)
+		c := up.IMAPClient(t, upUser, upPass)
+		defer c.Close()
+		raw := harness.CRLF(msg)
+		cmd := c.Append("INBOX", int64(len(raw)), &imap.AppendOptions{Time: at})
+		cmd.Write(raw)
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	recent := harness.Message(1, 600)
+	up.Seed(t, upUser, "INBOX", recent)
+	appendAt(90, time.Now().Add(-400*24*time.Hour)) // too old at the first sync
+	r := startMaddy(t, up, accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile,
+		Extra: "        max_age 30d\n        idle no\n"}.String())
+	want := map[string][]byte{harness.Subject(recent): recent}
+	checkOnce(t, r.local(t, 1), want, 0)
+	adopted := func() int {
+		var sts []struct {
+			AdoptedMaxAge int `json:"adopted_max_age"`
+		}
+		out := r.maddy.CLI(t, "remote-pull", "status", "--json")
+		if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		return sts[0].AdoptedMaxAge
+	}
+	if n := adopted(); n != 1 {
+		t.Fatalf("status counts %d adopted for max_age, want 1", n)
+	}
+
+	r.maddy.Stop(t)
+	during := appendAt(2, time.Now().Add(-60*24*time.Hour))
+	want[harness.Subject(during)] = during
+	r.maddy.Start(t)
+	r.waitPolls(t, 2)
+	checkOnce(t, r.local(t, 2), want, 0)
+	if n := adopted(); n != 1 {
+		t.Errorf("status counts %d adopted for max_age after the outage, want 1", n)
 	}
 }
 

@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"unicode"
 
 	maddycfg "github.com/foxcpp/maddy/framework/config"
 	"github.com/foxcpp/maddy/framework/log"
 
+	"github.com/remote-pull/remote_pull/internal/safetext"
 	"github.com/remote-pull/remote_pull/module/account"
 	"github.com/remote-pull/remote_pull/module/config"
 	"github.com/remote-pull/remote_pull/module/ledger"
@@ -117,7 +117,7 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 		}
 		for _, st := range sts {
 			if st.Account == acc.Name && st.State == string(account.StateFolderFailing) {
-				fmt.Fprintf(out, "  last poll: %s: %s\n", st.State, printable(st.LastError))
+				fmt.Fprintf(out, "  last poll: %s: %s\n", st.State, safetext.Line(st.LastError, safetext.MaxStored))
 			}
 		}
 	}
@@ -158,6 +158,8 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		return err
 	}
 	adopt := acc.FirstSyncNew // until the ledger shows the folder was seen
+	firstSync := true
+	var lastSuccess time.Time
 	known := map[string]ledger.Entry{}
 	if ldg != nil {
 		_, seen, err := ldg.Mailbox(ctx, acc.Name, folder)
@@ -165,6 +167,12 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 			return err
 		}
 		adopt = adopt && !seen
+		firstSync = !seen
+		st, _, err := ldg.Status(ctx, acc.Name)
+		if err != nil {
+			return err
+		}
+		lastSuccess = st.LastSuccess
 		key := ledger.MailboxKey{Account: acc.Name, Mailbox: folder, UIDValidity: mb.UIDValidity()}
 		if known, err = ldg.States(ctx, key, 0); err != nil {
 			return err
@@ -172,8 +180,8 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 	}
 	// The poll's own rule, so that check cannot disagree with it.
 	rules := account.RulesFor(mb, acc.Keep, acc.MaxMessageSize)
-	if acc.MaxAge > 0 {
-		rules.OlderThan = time.Now().Add(-acc.MaxAge)
+	if firstSync {
+		rules.OlderThan = account.FirstSyncCutoff(acc.MaxAge, time.Now(), lastSuccess)
 	}
 	var fetch, handled, large, foreign, remove, old int
 	for _, m := range msgs {
@@ -204,7 +212,7 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		fmt.Fprintf(out, ", %d delivered and still to be removed upstream", remove)
 	}
 	if old > 0 {
-		fmt.Fprintf(out, ", %d older than max_age (recorded, not fetched)", old)
+		fmt.Fprintf(out, ", %d older than max_age at this first sync (recorded, not fetched)", old)
 	}
 	fmt.Fprintln(out)
 	if d, ok := mb.(interface {
@@ -218,16 +226,6 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		fmt.Fprintf(out, "  %s: messages are told apart by %s\n", folder, id.Identity())
 	}
 	return nil
-}
-
-// printable is upstream text without control characters, for a terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, s)
 }
 
 func tlsMode(acc *config.Account) string {

@@ -51,26 +51,36 @@ func (e *Endpoint) InstanceName() string { return "remote_pull" }
 
 // Account names must be unique across all remote_pull blocks: they key the
 // ledger. Two accounts on one upstream mailbox are allowed (a second rcpt_to,
-// say) but warned about: each fetches every message.
+// say) but warned about, at start and at a reload: each fetches every
+// message.
 var (
 	namesMu   sync.Mutex
 	names     = map[string]maddycfg.Node{}
-	mailboxes = map[string]string{} // protocol://user@host:port/folder → "account (file:line)"
+	mailboxes = mailboxIndex{}
 )
 
-// warnSharedMailboxes warns when acc polls a mailbox another account polls.
-// Called with namesMu held.
-func (e *Endpoint) warnSharedMailboxes(acc *config.Account) {
+const sharedMailboxWarning = "warning: two accounts poll the same upstream mailbox: each fetches every message, and with keep no they race to delete"
+
+// mailboxIndex maps an upstream mailbox (protocol://user@host:port/folder)
+// to the first account that polls it.
+type mailboxIndex map[string]string
+
+// add records acc's mailboxes, calling shared with the folder and the
+// other account's name for every one another account polls already.
+func (m mailboxIndex) add(acc *config.Account, shared func(folder, other string)) {
 	for _, folder := range acc.Folders {
 		key := fmt.Sprintf("%s://%s@%s:%s/%s", acc.Protocol, acc.Username, acc.Host, acc.Port, folder)
-		here := fmt.Sprintf("%s (%s:%d)", acc.Name, acc.Node.File, acc.Node.Line)
-		if other, ok := mailboxes[key]; ok {
-			e.log.Msg("warning: two accounts poll the same upstream mailbox: each fetches every message, and with keep no they race to delete",
-				"account", here, "other", other, "folder", folder)
+		if other, ok := m[key]; ok {
+			shared(folder, other)
 			continue
 		}
-		mailboxes[key] = here
+		m[key] = acc.Name
 	}
+}
+
+// where names an account and its place in the configuration.
+func where(acc *config.Account) string {
+	return fmt.Sprintf("%s (%s:%d)", acc.Name, acc.Node.File, acc.Node.Line)
 }
 
 // Init parses the block and, unless maddy runs a management command, starts
@@ -88,7 +98,9 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 	block, err := config.Parse(cfg.Block, cfg.Globals, names)
 	if err == nil && !module.NoRun {
 		for _, acc := range block.Accounts {
-			e.warnSharedMailboxes(acc)
+			mailboxes.add(acc, func(folder, other string) {
+				e.log.Msg(sharedMailboxWarning, "account", where(acc), "other", other, "folder", folder)
+			})
 		}
 	}
 	namesMu.Unlock()
@@ -120,7 +132,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 	if fleet.init(ldg, spoolDir, cfg.Globals, e.log) {
 		hooks.AddHook(hooks.EventReload, fleet.reload)
 	}
-	slots := newSlots(block.MaxParallel)
+	slots := fleet.addBlock(block.MaxParallel)
 	for _, acc := range block.Accounts {
 		if err := fleet.start(acc, slots); err != nil {
 			return fmt.Errorf("remote_pull: %w", err)
@@ -131,7 +143,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 }
 
 // newRunning makes an account's loop from its configuration.
-func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots chan struct{}, debug bool) *running {
+func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots account.Slots, debug bool) *running {
 	r := &running{cfg: acc, password: acc.Password}
 	l := log.Logger{Name: "github.com/remote-pull/remote_pull/" + acc.Name, Debug: acc.Debug || debug,
 		Fields: map[string]interface{}{"account": acc.Name}}
@@ -140,12 +152,13 @@ func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots 
 	}
 	// What a source warns about (a server without UIDPLUS or UIDL) is
 	// logged, and shown in the account's status.
+	var acct *account.Account
 	note := func(msg string) {
-		if r.Account != nil {
-			r.Note(msg)
+		if acct != nil {
+			acct.Note(msg)
 		}
 	}
-	r.Account = account.New(account.Settings{
+	acct = account.New(account.Settings{
 		Name:               acc.Name,
 		Upstream:           newUpstream(acc, r.tokens, l, note),
 		Folders:            acc.Folders,
@@ -182,6 +195,7 @@ func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots 
 		Slots:       slots,
 		SyncStorage: syncStorage,
 	})
+	r.loop = acct
 	return r
 }
 
@@ -306,6 +320,12 @@ func openShared(stateDir, path, spoolDir string) (*ledger.Ledger, error) {
 		}
 		l, err := ledger.Open(path)
 		if err != nil {
+			return nil, err
+		}
+		// What a maddy that crashed recorded as running is stale: this
+		// one holds the lock now.
+		if err := l.ResetRunning(context.Background()); err != nil {
+			l.Close()
 			return nil, err
 		}
 		sharedLdg = l

@@ -52,7 +52,7 @@ func TestRetryDuringPoll(t *testing.T) {
 	r.p.onCommit = func(subject string) {
 		if subject == "m3" {
 			r.p.refuse = ""
-			if _, err := r.l.Retry(context.Background(), "acct", false, "", nil); err != nil {
+			if _, err := r.l.Retry(context.Background(), "acct", []ledger.State{ledger.Refused}, "", nil); err != nil {
 				t.Error(err)
 			}
 		}

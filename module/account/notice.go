@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/internal/safetext"
 )
 
 // Notices by mail: when an account needs its owner (a refused login, a
@@ -14,7 +14,13 @@ import (
 // successful poll for a day), one short message goes to Settings.Notify
 // through the account's own pipeline; a reminder at most daily while it
 // lasts, and one when it is over. What was said is kept in the ledger, so
-// a restart does not say it again.
+// a restart does not say it again, and so is the account's last good
+// poll, so a restart neither ends a trouble nor starts its clock afresh.
+//
+// A flapping upstream must not cry wolf: a refused login is told only once
+// it lasted (noticeLastingPolls polls in a row, and noticeLastingFor since
+// the last good poll), "works again" only after a poll worked, and no
+// more than noticeDailyCap notices go per account per day.
 
 // Notice kinds, in the order they are looked for.
 const (
@@ -24,13 +30,25 @@ const (
 	noticeStalled   = "no successful poll"
 )
 
-// noticeRemind is how often a lasting trouble is said again, and how long
-// without a successful poll is a trouble.
-const noticeRemind = 24 * time.Hour
+const (
+	// noticeRemind is how often a lasting trouble is said again, and how
+	// long without a successful poll is a trouble.
+	noticeRemind = 24 * time.Hour
+	// A refused login is told once this many polls in a row failed and
+	// this long has passed since the last good poll (with the back-off
+	// after a refused login, 1, 2, 4, 8, 16 minutes: about half an hour).
+	noticeLastingPolls = 3
+	noticeLastingFor   = 30 * time.Minute
+	// noticeDailyCap bounds the notices per account in a day (counted
+	// from the first notice of the day, kept in the ledger).
+	noticeDailyCap = 4
+)
 
 // trouble is what the account's owner should hear about now, if anything.
 func (a *Account) trouble(ctx context.Context) (kind, text string, err error) {
 	st := a.Status()
+	// The last error may quote the upstream: one bounded line in a mail.
+	st.LastError = safetext.Line(st.LastError, safetext.MaxStored)
 	switch st.State {
 	case string(StateReconsent):
 		return noticeReconsent, fmt.Sprintf("The provider refused remote_pull's OAuth2 grant for account %s: consent was revoked or has expired.\n\n"+
@@ -52,16 +70,44 @@ func (a *Account) trouble(ctx context.Context) (kind, text string, err error) {
 			"and the 'message refused' lines of maddy's log. Once the cause is fixed (rcpt_to, the account's pipeline, "+
 			"max_message_size), fetch them again with:\n\n    maddy remote-pull retry --all %s\n", a.s.Name, refused, tooLarge, a.s.Name), nil
 	}
-	since := st.LastSuccess
-	if since.IsZero() {
-		since = a.started
-	}
-	if time.Since(since) >= noticeRemind {
+	since := a.troubleSince(st)
+	if a.s.Now().Sub(since) >= noticeRemind {
 		return noticeStalled, fmt.Sprintf("Account %s has had no successful poll since %s.\n\nLast error: %s\n\n"+
 			"Check the connection and login with:\n\n    maddy remote-pull check %s\n", a.s.Name,
 			since.Format(time.RFC1123), st.LastError, a.s.Name), nil
 	}
 	return "", "", nil
+}
+
+// troubleSince is when the account last worked (persisted), or, if it
+// never did, when it was first started.
+func (a *Account) troubleSince(st Status) time.Time {
+	if st.LastSuccess.IsZero() {
+		return a.firstSeen
+	}
+	return st.LastSuccess
+}
+
+// lasted: a trouble of this kind has gone on long enough to tell the owner.
+// A refused login may be a hiccup of the upstream; the others are facts
+// (a revoked grant, messages waiting) or a day long already.
+func (a *Account) lasted(kind string, now time.Time) bool {
+	if kind != noticeAuth {
+		return true
+	}
+	a.mu.Lock()
+	st, failing := a.statusLocked(), a.failing
+	a.mu.Unlock()
+	return failing >= noticeLastingPolls && now.Sub(a.troubleSince(st)) >= noticeLastingFor
+}
+
+// healthy: the last poll worked, so an earlier trouble is over.
+func (a *Account) healthy() bool {
+	switch State(a.Status().State) {
+	case StateOK, StateIdle, StateFolderFailing:
+		return true
+	}
+	return false
 }
 
 // checkNotice tells the owner about a change of trouble, or reminds them.
@@ -81,25 +127,49 @@ func (a *Account) checkNotice(ctx context.Context) {
 		a.s.Log.Error("checking whether to notify the account's owner", err)
 		return
 	}
-	now := time.Now()
-	next := ledger.NoticeState{Kind: kind, Since: prev.Since, Sent: now}
+	now := a.s.Now()
+	next := prev
+	next.Sent = now
 	var subject string
 	switch {
 	case kind == "" && prev.Kind == "":
 		return
 	case kind == "":
+		if !a.healthy() {
+			// Failing otherwise (the network, a busy upstream): the trouble
+			// told may not be over. Say nothing until a poll works.
+			return
+		}
 		subject = fmt.Sprintf("remote_pull: account %s works again", a.s.Name)
 		text = fmt.Sprintf("Account %s works again (%s since %s).\n", a.s.Name, prev.Kind, prev.Since.Format(time.RFC1123))
-		next = ledger.NoticeState{Sent: now}
+		next.Kind, next.Since = "", time.Time{}
 	case kind != prev.Kind:
+		if !a.lasted(kind, now) {
+			return
+		}
 		subject = fmt.Sprintf("remote_pull: account %s: %s", a.s.Name, kind)
-		next.Since = now
+		next.Kind, next.Since = kind, now
 	case now.Sub(prev.Sent) >= noticeRemind:
 		subject = fmt.Sprintf("remote_pull: account %s: still %s", a.s.Name, kind)
 		text += fmt.Sprintf("\n(This has lasted since %s; a reminder follows daily until it is fixed.)\n", prev.Since.Format(time.RFC1123))
 	default:
 		return
 	}
+	if now.Sub(next.Window) >= 24*time.Hour {
+		next.Window, next.Count = now, 0
+	}
+	if next.Count >= noticeDailyCap {
+		// Not recorded as said: once the day is over, what is still
+		// true is told.
+		if !a.capLogged {
+			a.capLogged = true
+			a.s.Log.Msg("notice to the account's owner held back: daily cap reached", "subject", subject,
+				"cap", noticeDailyCap)
+		}
+		return
+	}
+	a.capLogged = false
+	next.Count++
 	msgID, err := a.s.Target.Notice(ctx, a.s.Notify, subject, text)
 	if err != nil {
 		a.s.Log.Error("notice to the account's owner not delivered; will try again", err, "to", strings.Join(a.s.Notify, ","))

@@ -55,7 +55,7 @@ type Settings struct {
 	Log          log.Logger
 	// Slots bounds how many accounts poll at once (max_parallel): a poll
 	// takes a slot for its duration. Nil means no bound.
-	Slots chan struct{}
+	Slots Slots
 
 	// MaxMessageSize: larger messages are not downloaded; they stay
 	// upstream, recorded as too large.
@@ -72,8 +72,9 @@ type Settings struct {
 	// the file system of its storage); called once per batch, before any
 	// upstream copy is removed. Nil: nothing to do.
 	SyncStorage func() error
-	// MaxAge: a message older than this (INTERNALDATE) when first seen is
-	// recorded as adopted, not fetched. 0: no bound.
+	// MaxAge: at a folder's first sync, a message older than this
+	// (INTERNALDATE) is recorded as adopted, not fetched (FirstSyncCutoff).
+	// 0: no bound.
 	MaxAge time.Duration
 	// MarkSeen (keep yes): \Seen is set upstream on delivered messages.
 	MarkSeen bool
@@ -95,6 +96,9 @@ type Settings struct {
 	Dedupe bool
 	// Notify: where notices about the account go (notice.go); empty: none.
 	Notify []string
+	// Now is the clock for what is measured in hours and days (max_age,
+	// notices); nil: time.Now. Tests move it instead of sleeping.
+	Now func() time.Time
 }
 
 // batchSize is how many messages are fetched between two ledger syncs and
@@ -257,7 +261,8 @@ const (
 	FinishRemoval
 	// RecordTooLarge: over max_message_size; recorded, left upstream.
 	RecordTooLarge
-	// AdoptOld: older than max_age when first seen; recorded, not fetched.
+	// AdoptOld: older than max_age at the folder's first sync; recorded,
+	// not fetched.
 	AdoptOld
 )
 
@@ -274,9 +279,27 @@ type Rules struct {
 	// RemovesNothing: delivered messages stay where they are (move_to
 	// where the server can neither move nor expunge them).
 	RemovesNothing bool
-	// OlderThan: a new message that arrived upstream before this (max_age)
-	// is adopted, not fetched. Zero: no bound.
+	// OlderThan: a new message that arrived upstream before this (max_age,
+	// at a first sync: FirstSyncCutoff) is adopted, not fetched. Zero: no
+	// bound.
 	OlderThan time.Time
+}
+
+// FirstSyncCutoff is the Rules.OlderThan of a folder's first sync: max_age
+// before now, or before the account's last successful poll if that is
+// earlier. Later syncs have no bound: whatever arrives after the first
+// sync is new mail however long the account could not poll, and so is a
+// message filed with an old arrival date or made eligible by retry. A
+// folder first seen after an outage (created, or newly matched by a
+// pattern) keeps what arrived since the account last worked.
+func FirstSyncCutoff(maxAge time.Duration, now, lastSuccess time.Time) time.Time {
+	if maxAge <= 0 {
+		return time.Time{}
+	}
+	if !lastSuccess.IsZero() && lastSuccess.Before(now) {
+		now = lastSuccess
+	}
+	return now.Add(-maxAge)
 }
 
 // disposer is a mailbox that can say how delivered messages leave it
@@ -315,6 +338,8 @@ func Decide(m source.Message, known ledger.Entry, r Rules) Action {
 	case known.State == ledger.Removed && r.Reusable:
 		// The copy delivered under this identity is gone for certain:
 		// this is a later message that was given the same UIDL.
+	case known.State == ledger.Retry:
+		// The admin said this duplicate was none (retry --duplicates).
 	case known.State == ledger.Delivered && !r.Keep:
 		if m.Ambiguous || known.Size != m.Size || (m.Deleted && r.FlagOnly) || r.RemovesNothing {
 			return Leave
@@ -382,12 +407,17 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 	if !seen && a.s.FirstSyncNew {
 		return a.adopt(ctx, mb, key, msgs)
 	}
-	if !seen || renumbered {
-		// Record the UIDVALIDITY now, not only at the end of a successful
-		// poll: if this one fails midway and the server renumbers before
-		// the next, the entries recorded meanwhile must still be matched.
-		if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, folder, ledger.MailboxState{
-			UIDValidity: key.UIDValidity, UIDFloor: floor, Generation: prev.Generation}); err != nil {
+	// Record the UIDVALIDITY now, not only at the end of a successful
+	// poll: if this one fails midway and the server renumbers before the
+	// next, the entries recorded meanwhile must still be matched. A first
+	// sync does it once its messages too old for max_age are recorded: a
+	// folder stays in its first sync until then.
+	setMailbox := func() error {
+		return a.s.Ledger.SetMailbox(ctx, a.s.Name, folder, ledger.MailboxState{
+			UIDValidity: key.UIDValidity, UIDFloor: floor, Generation: prev.Generation})
+	}
+	if renumbered {
+		if err := setMailbox(); err != nil {
 			return res, floorErr(err)
 		}
 	}
@@ -422,8 +452,8 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		}
 	}
 	rules := RulesFor(mb, a.s.Keep, a.s.MaxMessageSize)
-	if a.s.MaxAge > 0 {
-		rules.OlderThan = time.Now().Add(-a.s.MaxAge)
+	if !seen {
+		rules.OlderThan = FirstSyncCutoff(a.s.MaxAge, a.s.Now(), a.Status().LastSuccess)
 	}
 	var toAdopt []source.Message
 	for _, m := range msgs {
@@ -451,11 +481,17 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		}
 	}
 	if len(toAdopt) > 0 {
-		if err := a.record(ctx, mb, key, toAdopt, ledger.Adopted); err != nil {
+		if err := a.record(ctx, mb, key, toAdopt, ledger.Adopted, ledger.ReasonMaxAge); err != nil {
 			return res, err
 		}
 		res.Adopted += len(toAdopt)
-		a.s.Log.Msg("older than max_age: recorded, not fetched", "folder", folder, "messages", len(toAdopt))
+		a.s.Log.Msg("older than max_age at the folder's first sync: recorded, not fetched", "folder", folder,
+			"messages", len(toAdopt), "cutoff", rules.OlderThan.UTC().Format(time.RFC3339))
+	}
+	if !seen {
+		if err := setMailbox(); err != nil {
+			return res, floorErr(err)
+		}
 	}
 	if !a.s.Keep && len(toRemove) > 0 {
 		verified, others, err := a.verifyRemovals(ctx, mb, folder, toRemove, known)
@@ -645,7 +681,7 @@ func localErrIf(err error) error {
 
 // record records msgs in state, with their fingerprints so that a
 // renumbering recognises them (adopted entries are never fetched again).
-func (a *Account) record(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message, state ledger.State) error {
+func (a *Account) record(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message, state ledger.State, reason string) error {
 	uids := uidsOf(msgs)
 	prints, err := mb.Fingerprints(ctx, uids)
 	if err != nil {
@@ -653,12 +689,16 @@ func (a *Account) record(ctx context.Context, mb source.Mailbox, key ledger.Mail
 	}
 	entries := make([]ledger.Entry, len(msgs))
 	for i, m := range msgs {
-		entries[i] = ledger.Entry{UID: m.UID, State: state, Size: m.Size, Fingerprint: prints[m.UID]}
+		entries[i] = ledger.Entry{UID: m.UID, State: state, Size: m.Size, Fingerprint: prints[m.UID], Reason: reason}
 	}
 	if err := a.s.Ledger.RecordMany(ctx, key, entries); err != nil {
 		return localErr(err)
 	}
-	messagesTotal.WithLabelValues(a.s.Name, string(state)).Add(float64(len(msgs)))
+	outcome := string(state)
+	if reason == ledger.ReasonMaxAge {
+		outcome = "adopted_max_age"
+	}
+	messagesTotal.WithLabelValues(a.s.Name, outcome).Add(float64(len(msgs)))
 	return nil
 }
 
@@ -827,6 +867,11 @@ func (a *Account) warnOnce(key, msg string, fields ...interface{}) {
 func (a *Account) recordIfDuplicate(ctx context.Context, key ledger.MailboxKey, entry ledger.Entry, id ledger.Identity) (bool, error) {
 	dup, err := a.s.Ledger.DeliveredElsewhere(ctx, key, entry.UID, id)
 	if err != nil || !dup {
+		return false, localErrIf(err)
+	}
+	// A copy the admin said was none (retry --duplicates) is delivered.
+	// Asked only here, where a copy was found: rare, one lookup.
+	if st, err := a.s.Ledger.StateOf(ctx, key, entry.UID); err != nil || st == ledger.Retry {
 		return false, localErrIf(err)
 	}
 	entry.State = ledger.Duplicate
@@ -1003,7 +1048,7 @@ func isDeliveryErr(err error) bool {
 // after a UIDVALIDITY change the adopted messages are recognised, not
 // imported after all.
 func (a *Account) adopt(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message) (PollResult, error) {
-	if err := a.record(ctx, mb, key, msgs, ledger.Adopted); err != nil {
+	if err := a.record(ctx, mb, key, msgs, ledger.Adopted, ""); err != nil {
 		return PollResult{}, err
 	}
 	states := make(map[string]ledger.State, len(msgs))

@@ -34,10 +34,12 @@ type fakeUpstream struct {
 	// storeOnly: the next Remove flags \Deleted, then the connection is
 	// cut before the expunge.
 	storeOnly  bool
-	uidNext    uint32            // UIDNEXT to report; 0: one past the highest UID
-	badFolders map[string]bool   // SELECT answers NO for these
-	globalIDs  map[string]string // "folder/UID" → source.Message.GlobalID
-	delim      string            // the hierarchy delimiter in folder names
+	uidNext    uint32               // UIDNEXT to report; 0: one past the highest UID
+	badFolders map[string]bool      // SELECT answers NO for these
+	globalIDs  map[string]string    // "folder/UID" → source.Message.GlobalID
+	delim      string               // the hierarchy delimiter in folder names
+	dates      map[uint32]time.Time // INTERNALDATE; zero: none
+	printsErr  error                // the next Fingerprints fails with this
 	// refuseRemove: Remove in these folders is answered with this error at
 	// every try (a server's NO), until the test deletes it.
 	refuseRemove map[string]error
@@ -118,7 +120,7 @@ func (s *fakeSession) List(_ context.Context, floor uint32) ([]source.Message, e
 	for _, uid := range s.uids() {
 		if uid >= floor {
 			out = append(out, source.Message{UID: ledger.FormatUID(uid), Size: int64(len(s.f.msgs[uid])), Deleted: s.f.deleted[uid],
-				GlobalID: s.f.globalIDs[s.folder+"/"+ledger.FormatUID(uid)]})
+				GlobalID: s.f.globalIDs[s.folder+"/"+ledger.FormatUID(uid)], Date: s.f.dates[uid]})
 		}
 	}
 	return out, nil
@@ -148,6 +150,10 @@ func (s *fakeSession) Fetch(_ context.Context, uids []string, spool source.Spool
 }
 
 func (s *fakeSession) Fingerprints(_ context.Context, uids []string) (map[string]string, error) {
+	if err := s.f.printsErr; err != nil {
+		s.f.printsErr = nil
+		return nil, err
+	}
 	out := map[string]string{}
 	for _, u := range uids {
 		n, _ := strconv.ParseUint(u, 10, 32)
@@ -560,5 +566,166 @@ func TestMirrorNamesThatClash(t *testing.T) {
 	r2.acc.s.Folders = []string{"Work", "work"}
 	if res := r2.mustPoll(t); res.Delivered != 2 {
 		t.Fatalf("Work and work: %+v", res)
+	}
+}
+
+const day = 24 * time.Hour
+
+// maxAgeRig is an account with max_age 365d whose clock the test moves;
+// INBOX holds m1, arrived 400 days ago, and m2, an hour ago.
+func maxAgeRig(t *testing.T) (r *rig, clock *time.Time) {
+	t.Helper()
+	up := newFake(2)
+	now := time.Now()
+	up.dates = map[uint32]time.Time{1: now.Add(-400 * day), 2: now.Add(-time.Hour)}
+	r = newRig(t, up, true)
+	r.acc.s.MaxAge = 365 * day
+	r.acc.s.Now = func() time.Time { return now }
+	return r, &now
+}
+
+// step polls and reports, as Run does.
+func (r *rig) step(t *testing.T) error {
+	t.Helper()
+	res, err := r.acc.pollSafely(context.Background())
+	r.acc.report(res, err, classify(err), time.Minute)
+	return err
+}
+
+func (r *rig) stateIn(t *testing.T, folder, uid string) ledger.State {
+	t.Helper()
+	st, err := r.l.States(context.Background(), ledger.MailboxKey{Account: "acct", Mailbox: folder, UIDValidity: r.up.validity}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st[uid].State
+}
+
+func wantStates(t *testing.T, r *rig, folder string, want map[string]ledger.State) {
+	t.Helper()
+	for uid, w := range want {
+		if got := r.stateIn(t, folder, uid); got != w {
+			t.Errorf("%s UID %s: %q, want %q", folder, uid, got, w)
+		}
+	}
+}
+
+// max_age bounds a folder's first sync only: mail that arrives while the
+// account cannot poll (longer than max_age), or that a user files with an
+// old arrival date later, is delivered, not adopted.
+func TestMaxAgeBoundsOnlyTheFirstSync(t *testing.T) {
+	r, clock := maxAgeRig(t)
+	t0 := *clock
+	if err := r.step(t); err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, r, "INBOX", map[string]ledger.State{"1": ledger.Adopted, "2": ledger.Delivered})
+
+	// An outage of 400 days (an expired password, maddy stopped): m3
+	// arrived at its start, m4 was filed from an unpolled folder with
+	// its old arrival date.
+	r.up.add(3)
+	r.up.dates[3] = t0.Add(day)
+	r.up.add(4)
+	r.up.dates[4] = t0.Add(-500 * day)
+	*clock = t0.Add(400 * day)
+	if err := r.step(t); err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, r, "INBOX", map[string]ledger.State{"1": ledger.Adopted, "3": ledger.Delivered, "4": ledger.Delivered})
+	r.noDuplicates(t)
+	r.wantAdoptedMaxAge(t, 1)
+}
+
+// wantAdoptedMaxAge: status counts n messages adopted for their age.
+func (r *rig) wantAdoptedMaxAge(t *testing.T, n int64) {
+	t.Helper()
+	st, _, err := r.l.Status(context.Background(), "acct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.AdoptedMaxAge != n {
+		t.Errorf("status counts %d adopted for max_age, want %d", st.AdoptedMaxAge, n)
+	}
+}
+
+// A folder first seen after an outage (added upstream meanwhile, or newly
+// matched by a pattern) is bounded from the account's last good poll: what
+// arrived since then is delivered.
+func TestMaxAgeFolderFirstSeenAfterAnOutage(t *testing.T) {
+	r, clock := maxAgeRig(t)
+	t0 := *clock
+	if err := r.step(t); err != nil {
+		t.Fatal(err)
+	}
+	r.up.add(3)
+	r.up.dates[3] = t0.Add(10 * day)
+	*clock = t0.Add(400 * day)
+	r.acc.s.Folders = []string{"INBOX", "Work"}
+	if err := r.step(t); err != nil {
+		t.Fatal(err)
+	}
+	// Work's m1 was older than max_age when the account last worked;
+	// m2 and m3 were not.
+	wantStates(t, r, "Work", map[string]ledger.State{"1": ledger.Adopted, "2": ledger.Delivered, "3": ledger.Delivered})
+}
+
+// retry makes a refused message eligible again, however old it is now.
+func TestMaxAgeDoesNotSwallowARetry(t *testing.T) {
+	r, clock := maxAgeRig(t)
+	r.p.refuse = "m2"
+	if err := r.step(t); err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, r, "INBOX", map[string]ledger.State{"2": ledger.Refused})
+	*clock = clock.Add(400 * day)
+	r.p.refuse = ""
+	if _, err := r.l.Retry(context.Background(), "acct", []ledger.State{ledger.Refused}, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.step(t); err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, r, "INBOX", map[string]ledger.State{"1": ledger.Adopted, "2": ledger.Delivered})
+}
+
+// A renumbered folder is not a first sync: what was adopted for its age
+// is recognised by fingerprint and stays adopted; an unknown old message
+// is new mail.
+func TestMaxAgeAfterRenumbering(t *testing.T) {
+	r, clock := maxAgeRig(t)
+	t0 := *clock
+	if err := r.step(t); err != nil {
+		t.Fatal(err)
+	}
+	r.up.validity = 2
+	r.up.add(3)
+	r.up.dates[3] = t0.Add(-450 * day)
+	if err := r.step(t); err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, r, "INBOX", map[string]ledger.State{"1": ledger.Adopted, "2": ledger.Adopted, "3": ledger.Delivered})
+	if r.p.committed["m1"] != nil {
+		t.Error("the message adopted for its age was delivered after the renumbering")
+	}
+	r.noDuplicates(t)
+	r.wantAdoptedMaxAge(t, 1) // m2, adopted at the renumbering, is not counted
+}
+
+// A first sync cut before its old messages were recorded is still a first
+// sync at the next poll: they are adopted, not fetched.
+func TestMaxAgeFirstSyncInterrupted(t *testing.T) {
+	r, clock := maxAgeRig(t)
+	r.up.printsErr = errors.New("connection reset by peer")
+	if err := r.step(t); err == nil {
+		t.Fatal("the first poll did not fail")
+	}
+	*clock = clock.Add(day)
+	if err := r.step(t); err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, r, "INBOX", map[string]ledger.State{"1": ledger.Adopted, "2": ledger.Delivered})
+	if r.p.committed["m1"] != nil {
+		t.Error("an old message of an interrupted first sync was delivered")
 	}
 }

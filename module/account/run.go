@@ -11,16 +11,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/remote-pull/remote_pull/internal/safetext"
 	"github.com/remote-pull/remote_pull/module/ledger"
 	"github.com/remote-pull/remote_pull/module/source"
 )
 
 // Account is one fetched account and its poll loop.
 type Account struct {
-	s       Settings
-	wake    chan struct{}
-	gate    *gate     // the back-off shared by polls and IDLE reconnections
-	started time.Time // when New made it, for 'no successful poll since'
+	s    Settings
+	wake chan struct{}
+	gate *gate // the back-off shared by polls and IDLE reconnections
+	// firstSeen is when the account was first started on this ledger
+	// (persisted): 'no successful poll since' for one that never worked.
+	firstSeen time.Time
 
 	pubMu     sync.Mutex // one publish at a time (publish)
 	mu        sync.Mutex
@@ -28,6 +31,8 @@ type Account struct {
 	idleNow   int             // folders idling right now: with a good last poll, the state is "idle"
 	warned    map[string]bool // upstream oddities already logged
 	lastClass errClass        // the kind of the last poll's outcome, to log changes only
+	failing   int             // polls that failed in a row (backed off), for the notices
+	capLogged bool            // a notice was held back by the daily cap, and logged
 
 	progress      ledger.Progress // the poll under way (progress.go)
 	progressSaved time.Time       // when progress was last published
@@ -49,10 +54,37 @@ type Status struct {
 	Refused     int
 }
 
-// New returns an account; Run starts it.
+// Slots bounds how many accounts poll at once (max_parallel). Acquire
+// waits for a slot, or returns ctx's error; Release gives it back.
+type Slots interface {
+	Acquire(ctx context.Context) error
+	Release()
+}
+
+// New returns an account; Run starts it. What the ledger kept of the
+// account's status (its last successful poll, when it was first started)
+// carries over a restart, so that the notices measure from there.
 func New(s Settings) *Account {
-	return &Account{s: s, wake: make(chan struct{}, 1), gate: newGate(), status: Status{State: string(StateStarting)},
-		started: time.Now()}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	a := &Account{s: s, wake: make(chan struct{}, 1), gate: newGate(), status: Status{State: string(StateStarting)},
+		firstSeen: s.Now()}
+	if s.Ledger != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		saved, ok, err := s.Ledger.Status(ctx, s.Name)
+		switch {
+		case err != nil:
+			s.Log.Error("reading the account's saved status; its last success is taken as unknown", err)
+		case ok:
+			a.status.LastSuccess = saved.LastSuccess
+			if !saved.FirstSeen.IsZero() {
+				a.firstSeen = saved.FirstSeen
+			}
+		}
+	}
+	return a
 }
 
 // Name is the account's configured name.
@@ -93,7 +125,7 @@ func (a *Account) publish() {
 	err := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
 		Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
 		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll, Note: st.Note,
-		Progress: st.Progress,
+		Progress: st.Progress, FirstSeen: a.firstSeen,
 	})
 	if err != nil {
 		a.s.Log.Error("saving status", err)
@@ -207,12 +239,10 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 		}
 	}()
 	if a.s.Slots != nil {
-		select {
-		case a.s.Slots <- struct{}{}:
-			defer func() { <-a.s.Slots }()
-		case <-ctx.Done():
-			return res, ctx.Err()
+		if err := a.s.Slots.Acquire(ctx); err != nil {
+			return res, err
 		}
+		defer a.s.Slots.Release()
 	}
 	a.setPolling()
 	res, err = a.Poll(ctx)
@@ -259,10 +289,15 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 	a.lastClass = class
 	a.status.Delivered += res.Delivered
 	a.status.Refused += res.Refused
-	a.status.NextPoll = time.Now().Add(wait)
+	a.status.NextPoll = a.s.Now().Add(wait)
 	a.status.State = string(class.state())
 	if class == classOK || class == classFolder {
-		a.status.LastSuccess = time.Now()
+		a.status.LastSuccess = a.s.Now()
+	}
+	if class.backsOff() {
+		a.failing++
+	} else {
+		a.failing = 0
 	}
 	if err == nil {
 		a.status.LastError = ""
@@ -271,11 +306,17 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 		}
 		return
 	}
-	a.status.LastError = err.Error()
+	// The text may quote the upstream: kept as one bounded line, and
+	// logged so (maddy's log escapes it; the bound is ours).
+	a.status.LastError = safetext.Line(err.Error(), safetext.MaxStored)
 	// Once per kind of failure, not at every retry: the text may carry a
 	// changing detail (the local port of a reset connection).
 	if class != prevClass {
-		a.s.Log.Error("poll failed", err, "state", a.status.State,
+		logged := err // with its fields (an SMTP code), unless it needed cleaning
+		if a.status.LastError != err.Error() {
+			logged = errors.New(a.status.LastError)
+		}
+		a.s.Log.Error("poll failed", logged, "state", a.status.State,
 			"retry_in", wait.Round(time.Second).String())
 	}
 }

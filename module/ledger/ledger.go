@@ -17,6 +17,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -25,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/remote-pull/remote_pull/internal/safetext"
 )
 
 // State is what became of a message.
@@ -53,6 +56,9 @@ const (
 	// another identity of the account (dedupe message_id); not delivered
 	// again, left upstream.
 	Duplicate State = "duplicate"
+	// Retry: a duplicate the admin said was not one (remote-pull retry
+	// --duplicates): fetched again and delivered without dedupe.
+	Retry State = "retry"
 )
 
 // Final reports whether a message in this state needs no more work, given
@@ -62,7 +68,7 @@ func (s State) Final(keep bool) bool {
 	if s == Delivered {
 		return keep
 	}
-	return s != ""
+	return s != "" && s != Retry
 }
 
 // Committed reports whether maddy committed the message (delivered, and
@@ -84,7 +90,7 @@ func (k MailboxKey) String() string {
 type Entry struct {
 	UID         string
 	State       State
-	Reason      string // for Refused and TooLarge: the SMTP-style reason
+	Reason      string // for Refused and TooLarge: the SMTP-style reason; for Adopted: ReasonMaxAge or ""
 	Fingerprint string // identifies the message across a UIDVALIDITY change
 	Size        int64
 	// MsgID is maddy's message ID, to find the delivery in maddy's log. Set
@@ -119,6 +125,10 @@ const wasDelivered = `(state IN ('delivered', 'removed') OR (state = 'adopted' A
 type Identity struct {
 	GlobalID, Digest, Fingerprint string
 }
+
+// ReasonMaxAge is the Reason of a message adopted because it was older
+// than max_age at its folder's first sync; status counts them.
+const ReasonMaxAge = "older than max_age at the folder's first sync"
 
 // Ledger is the SQLite-backed record. It is safe for concurrent use.
 type Ledger struct {
@@ -155,6 +165,10 @@ CREATE TABLE IF NOT EXISTS accounts (
 	account     TEXT    NOT NULL PRIMARY KEY,
 	config_hash TEXT    NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS running_accounts (
+	account     TEXT    NOT NULL PRIMARY KEY,
+	since       INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS account_status (
 	account         TEXT    NOT NULL PRIMARY KEY,
 	protocol        TEXT    NOT NULL DEFAULT '',
@@ -172,7 +186,10 @@ CREATE TABLE IF NOT EXISTS account_status (
 	progress_start  INTEGER NOT NULL DEFAULT 0,
 	notice_kind     TEXT    NOT NULL DEFAULT '',
 	notice_since    INTEGER NOT NULL DEFAULT 0,
-	notice_sent     INTEGER NOT NULL DEFAULT 0
+	notice_sent     INTEGER NOT NULL DEFAULT 0,
+	notice_window   INTEGER NOT NULL DEFAULT 0,
+	notice_count    INTEGER NOT NULL DEFAULT 0,
+	first_seen      INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 `
 
@@ -218,6 +235,9 @@ func migrate(db *sql.DB) error {
 		{"account_status", "notice_kind", "TEXT NOT NULL DEFAULT ''"},
 		{"account_status", "notice_since", "INTEGER NOT NULL DEFAULT 0"},
 		{"account_status", "notice_sent", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "notice_window", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "notice_count", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "first_seen", "INTEGER NOT NULL DEFAULT 0"},
 		{"messages", "global_id", "TEXT NOT NULL DEFAULT ''"},
 		{"messages", "digest", "TEXT NOT NULL DEFAULT ''"},
 	} {
@@ -337,6 +357,7 @@ func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
 	if e.At.IsZero() {
 		e.At = time.Now()
 	}
+	e.Reason = safetext.Line(e.Reason, safetext.MaxStored)
 	var delivered, refused int
 	switch e.State {
 	case Delivered:
@@ -374,7 +395,7 @@ func (l *Ledger) RecordMany(ctx context.Context, key MailboxKey, entries []Entry
 		defer stmt.Close()
 		for _, e := range entries {
 			if _, err := stmt.ExecContext(ctx, key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State),
-				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, now); err != nil {
+				safetext.Line(e.Reason, safetext.MaxStored), e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, now); err != nil {
 				return err
 			}
 		}
@@ -382,19 +403,27 @@ func (l *Ledger) RecordMany(ctx context.Context, key MailboxKey, entries []Entry
 	})
 }
 
-// Retry forgets refusals (and, with tooLarge, over-size records) of an
-// account, or only of the given UIDs of one mailbox, so that those messages
-// are fetched again; the mailboxes' floors go back so that polls see them.
-// It returns how many entries it dropped.
-func (l *Ledger) Retry(ctx context.Context, account string, tooLarge bool, mailbox string, uids []string) (int64, error) {
-	states := []any{string(Refused)}
-	if tooLarge {
-		states = append(states, string(TooLarge))
+// Retry makes entries of an account in the given states (Refused,
+// TooLarge, Duplicate), or only those of the given UIDs of one mailbox,
+// eligible again, and returns how many it changed. Refused and over-size
+// entries are dropped, so that those messages are fetched again; a
+// duplicate becomes Retry, so that it is fetched and delivered although a
+// copy came from another folder (dedupe took it wrongly for a copy). The
+// mailboxes' floors go back so that polls see them.
+func (l *Ledger) Retry(ctx context.Context, account string, states []State, mailbox string, uids []string) (int64, error) {
+	var dropped []any
+	undup := false
+	for _, st := range states {
+		if st == Duplicate {
+			undup = true
+		} else {
+			dropped = append(dropped, string(st))
+		}
 	}
-	var dropped int64
-	err := l.inTx(ctx, func(tx *sql.Tx) error {
-		q := `DELETE FROM messages WHERE account = ? AND state IN (?` + strings.Repeat(", ?", len(states)-1) + `)`
-		args := append([]any{account}, states...)
+	// where selects the account's entries in mailbox and uids, if given.
+	where := func(q string, args []any) (string, []any) {
+		q += ` WHERE account = ?`
+		args = append(args, account)
 		if mailbox != "" {
 			q += ` AND mailbox = ?`
 			args = append(args, mailbox)
@@ -405,17 +434,52 @@ func (l *Ledger) Retry(ctx context.Context, account string, tooLarge bool, mailb
 				args = append(args, u)
 			}
 		}
-		res, err := tx.ExecContext(ctx, q, args...)
-		if err != nil {
-			return err
+		return q, args
+	}
+	var n int64
+	err := l.inTx(ctx, func(tx *sql.Tx) error {
+		exec := func(q string, args []any) error {
+			res, err := tx.ExecContext(ctx, q, args...)
+			if err != nil {
+				return err
+			}
+			changed, _ := res.RowsAffected()
+			n += changed
+			return nil
 		}
-		dropped, _ = res.RowsAffected()
+		if len(dropped) > 0 {
+			q, args := where(`DELETE FROM messages`, nil)
+			q += ` AND state IN (?` + strings.Repeat(", ?", len(dropped)-1) + `)`
+			if err := exec(q, append(args, dropped...)); err != nil {
+				return err
+			}
+		}
+		if undup {
+			q, args := where(`UPDATE messages SET state = ?`, []any{string(Retry)})
+			if err := exec(q+` AND state = ?`, append(args, string(Duplicate))); err != nil {
+				return err
+			}
+		}
 		// A new generation: a poll under way, which read the old floor,
 		// cannot write its floor over this one (SetMailbox).
-		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1, generation = generation + 1 WHERE account = ?`, account)
+		_, err := tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1, generation = generation + 1 WHERE account = ?`, account)
 		return err
 	})
-	return dropped, err
+	return n, err
+}
+
+// StateOf returns the recorded state of one message ("" if none).
+func (l *Ledger) StateOf(ctx context.Context, key MailboxKey, uid string) (State, error) {
+	var st string
+	err := l.db.QueryRowContext(ctx, `SELECT state FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?`,
+		key.Account, key.Mailbox, key.UIDValidity, uid).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ledger: read %s/%s: %w", key, uid, err)
+	}
+	return State(st), nil
 }
 
 // ConfigChanged stores the account's configuration digest and reports
@@ -764,17 +828,60 @@ func (l *Ledger) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
+// ErrAccountRunning: the running maddy still runs the account (it is
+// still in the configuration it runs, or is still stopping).
+var ErrAccountRunning = errors.New("the running maddy still runs this account")
+
+// SetRunning records that this process runs an account (running), or
+// that it has stopped it: the ledger is how `remote-pull forget`, in
+// another process, learns what the running maddy does, as opposed to what
+// the configuration file says.
+func (l *Ledger) SetRunning(ctx context.Context, account string, running bool) error {
+	q, args := `DELETE FROM running_accounts WHERE account = ?`, []any{account}
+	if running {
+		q, args = `INSERT OR REPLACE INTO running_accounts (account, since) VALUES (?, ?)`, []any{account, time.Now().Unix()}
+	}
+	if _, err := l.db.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
+// ResetRunning clears what an earlier process recorded with SetRunning:
+// called at start, under the state directory's lock, since a process
+// that crashed could not clear it.
+func (l *Ledger) ResetRunning(ctx context.Context) error {
+	if _, err := l.db.ExecContext(ctx, `DELETE FROM running_accounts`); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
 // ForgetAccount drops everything the ledger holds about an account that
 // is no longer configured. It returns how many message entries it dropped.
-func (l *Ledger) ForgetAccount(ctx context.Context, account string) (int64, error) {
+// When maddyRunning (a maddy holds the state directory's lock), an account
+// that maddy still runs is refused with ErrAccountRunning: its poller
+// would carry on without a ledger and fetch everything again. The check
+// and the deletion are one transaction, so a reload cannot start the
+// account in between.
+func (l *Ledger) ForgetAccount(ctx context.Context, account string, maddyRunning bool) (int64, error) {
 	var n int64
 	err := l.inTx(ctx, func(tx *sql.Tx) error {
+		if maddyRunning {
+			var running int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM running_accounts WHERE account = ?`, account).Scan(&running); err != nil {
+				return err
+			}
+			if running > 0 {
+				return ErrAccountRunning
+			}
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE account = ?`, account)
 		if err != nil {
 			return err
 		}
 		n, _ = res.RowsAffected()
-		for _, table := range []string{"mailboxes", "accounts", "account_status"} {
+		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ?`, account); err != nil {
 				return err
 			}
@@ -786,33 +893,37 @@ func (l *Ledger) ForgetAccount(ctx context.Context, account string) (int64, erro
 
 // NoticeState is the trouble an account's owner was last told about by
 // mail (empty: none, or told of the recovery), since when, and when the
-// last notice went.
+// last notice went; and how many notices went since Window began (the
+// daily cap).
 type NoticeState struct {
-	Kind        string
-	Since, Sent time.Time
+	Kind                string
+	Since, Sent, Window time.Time
+	Count               int
 }
 
 // Notice returns an account's NoticeState.
 func (l *Ledger) Notice(ctx context.Context, account string) (NoticeState, error) {
 	var st NoticeState
-	var since, sent int64
-	err := l.db.QueryRowContext(ctx, `SELECT notice_kind, notice_since, notice_sent FROM account_status WHERE account = ?`,
-		account).Scan(&st.Kind, &since, &sent)
+	var since, sent, window int64
+	err := l.db.QueryRowContext(ctx, `SELECT notice_kind, notice_since, notice_sent, notice_window, notice_count
+		FROM account_status WHERE account = ?`, account).Scan(&st.Kind, &since, &sent, &window, &st.Count)
 	if errors.Is(err, sql.ErrNoRows) {
 		return NoticeState{}, nil
 	}
 	if err != nil {
 		return NoticeState{}, fmt.Errorf("ledger: %w", err)
 	}
-	st.Since, st.Sent = fromUnix(since), fromUnix(sent)
+	st.Since, st.Sent, st.Window = fromUnix(since), fromUnix(sent), fromUnix(window)
 	return st, nil
 }
 
 // SetNotice stores an account's NoticeState.
 func (l *Ledger) SetNotice(ctx context.Context, account string, st NoticeState) error {
-	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status (account, notice_kind, notice_since, notice_sent) VALUES (?, ?, ?, ?)
+	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
+		(account, notice_kind, notice_since, notice_sent, notice_window, notice_count) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET notice_kind = excluded.notice_kind, notice_since = excluded.notice_since,
-			notice_sent = excluded.notice_sent`, account, st.Kind, unix(st.Since), unix(st.Sent))
+			notice_sent = excluded.notice_sent, notice_window = excluded.notice_window, notice_count = excluded.notice_count`,
+		account, st.Kind, unix(st.Since), unix(st.Sent), unix(st.Window), st.Count)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
@@ -849,6 +960,12 @@ type AccountStatus struct {
 	// Waiting upstream now, recorded as refused or too large.
 	RefusedWaiting  int64 `json:"refused_waiting"`
 	TooLargeWaiting int64 `json:"too_large_waiting"`
+	// AdoptedMaxAge: recorded, never fetched, for being older than
+	// max_age at their folder's first sync (ReasonMaxAge).
+	AdoptedMaxAge int64 `json:"adopted_max_age"`
+	// FirstSeen is when the account's status was first saved: how long an
+	// account that never worked has been failing.
+	FirstSeen time.Time `json:"-"`
 	// Note is what the admin should know about the upstream although
 	// nothing failed (keep no on a server that can only flag messages).
 	Note string `json:"note,omitempty"`
@@ -865,19 +982,24 @@ type Progress struct {
 }
 
 // SaveStatus stores an account's status. Its delivered and refused totals
-// are kept by Record.
+// are kept by Record; FirstSeen is set once, by the first save. The last
+// error and the note may quote the upstream: they are stored as one bounded
+// line without control characters, as refusal reasons are.
 func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
+	now := time.Now().Unix()
 	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
 		(account, protocol, host, state, last_success, last_error, next_poll, updated, note,
-			progress_done, progress_total, progress_start)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (account) DO UPDATE SET protocol = excluded.protocol, host = excluded.host,
+			progress_done, progress_total, progress_start, first_seen)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (account) DO UPDATE SET first_seen = CASE first_seen WHEN 0 THEN excluded.first_seen ELSE first_seen END,
+			protocol = excluded.protocol, host = excluded.host,
 			state = excluded.state, last_success = excluded.last_success, last_error = excluded.last_error,
 			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note,
 			progress_done = excluded.progress_done, progress_total = excluded.progress_total,
 			progress_start = excluded.progress_start`,
-		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), st.LastError, unix(st.NextPoll),
-		time.Now().Unix(), st.Note, st.Progress.Done, st.Progress.Total, unix(st.Progress.Started))
+		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), safetext.Line(st.LastError, safetext.MaxStored),
+		unix(st.NextPoll), now, safetext.Line(st.Note, safetext.MaxStored), st.Progress.Done, st.Progress.Total,
+		unix(st.Progress.Started), cmp.Or(unix(st.FirstSeen), now))
 	if err != nil {
 		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
 	}
@@ -886,12 +1008,29 @@ func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
 
 // Statuses returns every account's last reported status.
 func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
+	return l.statuses(ctx, "")
+}
+
+// Status returns one account's last reported status; ok is false if none
+// was ever saved.
+func (l *Ledger) Status(ctx context.Context, account string) (st AccountStatus, ok bool, err error) {
+	sts, err := l.statuses(ctx, account)
+	if err != nil || len(sts) == 0 {
+		return AccountStatus{}, false, err
+	}
+	return sts[0], true, nil
+}
+
+// statuses reads the status of account, or of every account if "".
+func (l *Ledger) statuses(ctx context.Context, account string) ([]AccountStatus, error) {
 	rows, err := l.db.QueryContext(ctx, `SELECT s.account, s.protocol, s.host, s.state, s.last_success, s.last_error,
 			s.next_poll, s.updated, s.delivered_total, s.refused_total, s.note,
-			s.progress_done, s.progress_total, s.progress_start,
+			s.progress_done, s.progress_total, s.progress_start, s.first_seen,
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
-			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?)
-		FROM account_status s ORDER BY s.account`, string(Refused), string(TooLarge))
+			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
+			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ? AND m.reason = ?)
+		FROM account_status s WHERE ? IN ('', s.account) ORDER BY s.account`,
+		string(Refused), string(TooLarge), string(Adopted), ReasonMaxAge, account)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
@@ -899,13 +1038,14 @@ func (l *Ledger) Statuses(ctx context.Context) ([]AccountStatus, error) {
 	var out []AccountStatus
 	for rows.Next() {
 		var st AccountStatus
-		var last, next, updated, pstart int64
+		var last, next, updated, pstart, first int64
 		if err := rows.Scan(&st.Account, &st.Protocol, &st.Host, &st.State, &last, &st.LastError, &next, &updated,
-			&st.Delivered, &st.Refused, &st.Note, &st.Progress.Done, &st.Progress.Total, &pstart,
-			&st.RefusedWaiting, &st.TooLargeWaiting); err != nil {
+			&st.Delivered, &st.Refused, &st.Note, &st.Progress.Done, &st.Progress.Total, &pstart, &first,
+			&st.RefusedWaiting, &st.TooLargeWaiting, &st.AdoptedMaxAge); err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)
 		}
 		st.LastSuccess, st.NextPoll, st.Updated = fromUnix(last), fromUnix(next), fromUnix(updated)
+		st.FirstSeen = fromUnix(first)
 		st.Progress.Started = fromUnix(pstart)
 		out = append(out, st)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func open(t *testing.T) (*Ledger, string) {
@@ -217,7 +218,7 @@ func TestRetryDuringPollKeepsTheReset(t *testing.T) {
 	}
 	l.Record(bg, key, Entry{UID: "3", State: Refused})
 	read, _, _ := l.Mailbox(bg, "a", "INBOX") // the poll starts
-	if n, err := l.Retry(bg, "a", false, "", nil); err != nil || n != 1 {
+	if n, err := l.Retry(bg, "a", []State{Refused}, "", nil); err != nil || n != 1 {
 		t.Fatalf("Retry: %d %v", n, err)
 	}
 	read.UIDFloor = 10 // the poll ends, having seen UID 3 as refused
@@ -474,5 +475,40 @@ func TestINBOXKeysMigrated(t *testing.T) {
 	}
 	if st, _ := l.States(bg, MailboxKey{Account: "b", Mailbox: "INBOX", UIDValidity: 9}, 0); st["1"].State != Delivered {
 		t.Errorf("b's INBOX: %+v", st)
+	}
+}
+
+// What the account carries over a restart: its last success, when it was
+// first started (set by the first save only), the notices' daily count;
+// and status counts messages adopted for their age, not other adoptions.
+func TestStatusCarriedOverARestart(t *testing.T) {
+	l, _ := open(t)
+	first := time.Unix(1_700_000_000, 0)
+	ok := first.Add(time.Hour)
+	if err := l.SaveStatus(bg, AccountStatus{Account: "a", State: "ok", LastSuccess: ok, FirstSeen: first}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SaveStatus(bg, AccountStatus{Account: "a", State: "auth failed", LastSuccess: ok, FirstSeen: first.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	notice := NoticeState{Kind: "auth failed", Since: ok, Sent: ok, Window: first, Count: 3}
+	if err := l.SetNotice(bg, "a", notice); err != nil {
+		t.Fatal(err)
+	}
+	key := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 1}
+	l.RecordMany(bg, key, []Entry{{UID: "1", State: Adopted, Reason: ReasonMaxAge}, {UID: "2", State: Adopted}})
+	st, found, err := l.Status(bg, "a")
+	if err != nil || !found {
+		t.Fatalf("Status: %v %v", found, err)
+	}
+	if !st.LastSuccess.Equal(ok) || !st.FirstSeen.Equal(first) || st.AdoptedMaxAge != 1 {
+		t.Fatalf("last success %v, first seen %v, adopted for age %d; want %v, %v, 1", st.LastSuccess, st.FirstSeen, st.AdoptedMaxAge, ok, first)
+	}
+	got, err := l.Notice(bg, "a")
+	if err != nil || got != notice {
+		t.Fatalf("Notice: %+v %v, want %+v", got, err, notice)
+	}
+	if _, found, err := l.Status(bg, "b"); found || err != nil {
+		t.Fatalf("Status of an unknown account: %v %v", found, err)
 	}
 }

@@ -220,8 +220,9 @@ type WatchEvents struct {
 var ErrNoPush = errors.New("server offers no IDLE: polling only")
 
 // BusyError is an upstream asking to come back later (POP3 [IN-USE],
-// [LOGIN-DELAY], [SYS/TEMP]): the account waits without logging an error
-// at every try.
+// [LOGIN-DELAY], [SYS/TEMP]; IMAP [UNAVAILABLE], [SERVERBUG], [LIMIT],
+// [INUSE] at login): the account waits without logging an error at every
+// try, and its owner is not told of a refused login.
 type BusyError struct{ Err error }
 
 func (e *BusyError) Error() string { return "upstream busy: " + e.Err.Error() }

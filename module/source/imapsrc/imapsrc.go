@@ -173,10 +173,26 @@ func (s *Session) login(ctx context.Context, freshToken bool) error {
 		err = s.c.Login(s.cfg.Username, pass).Wait()
 	}
 	var imapErr *imap.Error
-	if errors.As(err, &imapErr) {
+	switch {
+	case errors.As(err, &imapErr) && loginUnavailable(imapErr):
+		return &source.BusyError{Err: imapErr}
+	case imapErr != nil:
 		return &source.AuthError{Err: imapErr}
 	}
 	return err
+}
+
+// loginUnavailable reads a login's NO by its RFC 5530 code: the server
+// could not log us in now ([UNAVAILABLE], [SERVERBUG], [LIMIT], [INUSE]),
+// to wait for. Anything else ([AUTHENTICATIONFAILED],
+// [AUTHORIZATIONFAILED], [EXPIRED], no code) is a refusal for the owner
+// to fix.
+func loginUnavailable(e *imap.Error) bool {
+	switch e.Code {
+	case imap.ResponseCodeUnavailable, imap.ResponseCodeServerBug, imap.ResponseCodeLimit, imap.ResponseCodeInUse:
+		return true
+	}
+	return false
 }
 
 // loginOAuth authenticates with the access token. A refusal of a token
@@ -197,6 +213,9 @@ func (s *Session) loginOAuth(ctx context.Context, freshToken bool) error {
 	var bearerErr *sasl.OAuthBearerError // OAUTHBEARER's own refusal
 	if err == nil || !(errors.As(err, &imapErr) || errors.As(err, &bearerErr)) {
 		return err
+	}
+	if imapErr != nil && loginUnavailable(imapErr) {
+		return &source.BusyError{Err: imapErr}
 	}
 	if !freshToken {
 		return &source.TokenRefusedError{Err: err}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -64,5 +65,51 @@ func TestSASLLoginWithoutInitialResponse(t *testing.T) {
 				t.Fatalf("server saw %s; Connect: %v", r, err)
 			}
 		})
+	}
+}
+
+// RFC 5530's codes tell a refused login from one the server could not do
+// now: [UNAVAILABLE], [SERVERBUG], [LIMIT] and [INUSE] are temporary (the
+// account waits, as for POP3's [SYS/TEMP]), a bad password or an expired
+// account is an AuthError, and so is a NO without a code.
+func TestLoginRefusalKinds(t *testing.T) {
+	for _, c := range []struct {
+		code string
+		busy bool
+	}{
+		{"[UNAVAILABLE] ", true},
+		{"[SERVERBUG] ", true},
+		{"[LIMIT] ", true},
+		{"[INUSE] ", true},
+		{"[AUTHENTICATIONFAILED] ", false},
+		{"[AUTHORIZATIONFAILED] ", false},
+		{"[EXPIRED] ", false},
+		{"", false},
+	} {
+		for _, mech := range []string{source.AuthLogin, source.AuthPlain} {
+			t.Run(c.code+mech, func(t *testing.T) {
+				addr := testlib.Serve(t, nil, func(conn net.Conn) {
+					fmt.Fprintf(conn, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n")
+					br := bufio.NewReader(conn)
+					line, _ := br.ReadString('\n')
+					tag, _, _ := strings.Cut(line, " ")
+					fmt.Fprintf(conn, "%s NO %snot now\r\n", tag, c.code)
+					br.ReadString('\n')
+				})
+				up := testUpstream(addr, nil, func(cfg *Config) { cfg.Auth = mech })
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				s, err := up.Connect(ctx)
+				if err == nil {
+					s.Abort()
+					t.Fatal("Connect succeeded")
+				}
+				var busyErr *source.BusyError
+				var authErr *source.AuthError
+				if gotBusy := errors.As(err, &busyErr); gotBusy != c.busy || gotBusy == errors.As(err, &authErr) {
+					t.Fatalf("Connect: %v (%T); want busy %v, else an AuthError", err, err, c.busy)
+				}
+			})
+		}
 	}
 }

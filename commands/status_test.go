@@ -1,0 +1,37 @@
+package commands
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/remote-pull/remote_pull/module/ledger"
+)
+
+// A ledger written by an older version (or by hand) may hold the
+// upstream's text raw: status prints it cleaned and bounded all the same.
+func TestStatusPrintsUpstreamTextCleaned(t *testing.T) {
+	hostile := "NO \x1b]0;owned\x07\x1b[2J" + strings.Repeat("A", 10000)
+	sts := []accountStatus{{AccountStatus: ledger.AccountStatus{Account: "acct", State: "auth failed",
+		LastError: hostile, Note: "note \x1b[31mred"}, Configured: true, Running: true}}
+	var out bytes.Buffer
+	if err := printStatus(&out, sts, true); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(out.String(), "\x1b\x07") || out.Len() > 2000 {
+		t.Errorf("status output of %d bytes, control characters %v:\n%q", out.Len(), strings.ContainsAny(out.String(), "\x1b\x07"), out.String()[:min(out.Len(), 300)])
+	}
+}
+
+// check's output quotes the upstream (greeting, capabilities, certificate
+// and folder names): it reaches the terminal cleaned, lines kept.
+func TestCheckOutputCleaned(t *testing.T) {
+	var out bytes.Buffer
+	w := cleanWriter{&out}
+	fmt.Fprintf(w, "  folders: INBOX, \x1b[2Jevil\x07\n")
+	fmt.Fprintf(w, "  logged in as alice\n")
+	if strings.ContainsAny(out.String(), "\x1b\x07") || strings.Count(out.String(), "\n") != 2 {
+		t.Errorf("check output: %q", out.String())
+	}
+}
