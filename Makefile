@@ -29,14 +29,15 @@ deps:
 # third_party/ holds other projects' code as they wrote it (plus patches):
 # not reformatted, but checked to be exactly pristine + patches. go vet
 # ./... does not reach it (each copy is a module of its own).
+# verify-docker replays the Dockerfile's build stage without Docker.
 lint:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' ':!third_party' 2>/dev/null || find . -name '*.go' -not -path './third_party/*'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	third_party/update --check
 	$(GO) mod tidy -diff
-	$(GO) build -tags docker -o /dev/null ./cmd/maddy
 	@scripts/verify-dist
+	@scripts/verify-docker
 
 # github.com/foxcpp/go-imap-sql (maddy's storage) and go-imap v2 (the IMAP
 # client) are patched in third_party/: their own tests run on the copies.
