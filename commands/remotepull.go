@@ -21,6 +21,7 @@ import (
 
 	"github.com/remote-pull/remote_pull/internal/safetext"
 	remotepull "github.com/remote-pull/remote_pull/module"
+	"github.com/remote-pull/remote_pull/module/account"
 	"github.com/remote-pull/remote_pull/module/ledger"
 )
 
@@ -425,7 +426,8 @@ func retryCommand(c *cli.Context) error {
 	if duplicates {
 		states = append(states, ledger.Duplicate)
 	}
-	n, err := l.Retry(c.Context, name, states, folder, uids)
+	// The ledger keeps INBOX as INBOX, however the configuration spells it.
+	n, err := l.Retry(c.Context, name, states, account.CanonicalFolder(folder), uids)
 	if err != nil {
 		return err
 	}
