@@ -26,6 +26,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // Ledger is the SQLite-backed record. It is safe for concurrent use.
@@ -183,13 +184,10 @@ func canonicalINBOX(db *sql.DB) error {
 	for _, sp := range found {
 		// Where both spellings recorded one UID, the entry that says more
 		// wins: removed (gone upstream) over delivered over the rest.
-		if _, err := tx.Exec(`INSERT INTO messages
-			(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, global_id, digest, at)
-			SELECT account, 'INBOX', uidvalidity, uid, state, reason, fingerprint, size, msg_id, global_id, digest, at
+		if _, err := tx.Exec(`INSERT INTO messages (account, mailbox, uidvalidity, `+entryColumns+`)
+			SELECT account, 'INBOX', uidvalidity, `+entryColumns+`
 			FROM messages WHERE account = ? AND mailbox = ? AND true
-			ON CONFLICT (account, mailbox, uidvalidity, uid) DO UPDATE SET state = excluded.state, reason = excluded.reason,
-				fingerprint = excluded.fingerprint, size = excluded.size, msg_id = excluded.msg_id,
-				global_id = excluded.global_id, digest = excluded.digest, at = excluded.at
+			ON CONFLICT (account, mailbox, uidvalidity, uid) DO UPDATE SET `+takeExcluded()+`
 			WHERE `+stateRank("excluded.state")+` > `+stateRank("messages.state"),
 			sp.account, sp.mailbox); err != nil {
 			return err
@@ -212,6 +210,18 @@ func canonicalINBOX(db *sql.DB) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// takeExcluded is the SET clause of an upsert of entries that takes every
+// column but the UID (part of the key) from the row it would have inserted.
+func takeExcluded() string {
+	var set []string
+	for _, c := range strings.Split(entryColumns, ", ") {
+		if c != "uid" {
+			set = append(set, c+" = excluded."+c)
+		}
+	}
+	return strings.Join(set, ", ")
 }
 
 // stateRank orders states by what they tell of a message, for merging

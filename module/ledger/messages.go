@@ -115,11 +115,19 @@ const ReasonMaxAge = "older than max_age at the folder's first sync"
 // FormatUID renders an IMAP UID as ledger text.
 func FormatUID(uid uint32) string { return strconv.FormatUint(uint64(uid), 10) }
 
-// insertMessage records one entry: account, mailbox, uidvalidity, then the
-// Entry's fields in order, then the time.
-const insertMessage = `INSERT OR REPLACE INTO messages
-	(account, mailbox, uidvalidity, uid, state, reason, fingerprint, size, msg_id, global_id, digest, at)
+// entryColumns are an Entry's columns: the one list of them, in the
+// order of insertArgs and of readEntries' Scan.
+const entryColumns = `uid, state, reason, fingerprint, size, msg_id, global_id, digest, at`
+
+// insertMessage records one entry, with the values of insertArgs.
+const insertMessage = `INSERT OR REPLACE INTO messages (account, mailbox, uidvalidity, ` + entryColumns + `)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// insertArgs are the values of insertMessage for e in key.
+func insertArgs(key MailboxKey, e Entry) []any {
+	return []any{key.Account, key.Mailbox, key.UIDValidity,
+		e.UID, string(e.State), e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, e.At.Unix()}
+}
 
 // Record stores what became of one message. It returns once the entry
 // survives a crash of the process. A delivery or a refusal is counted in
@@ -138,9 +146,7 @@ func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
 		refused = 1
 	}
 	err := l.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, insertMessage,
-			key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State), e.Reason,
-			e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, e.At.Unix())
+		_, err := tx.ExecContext(ctx, insertMessage, insertArgs(key, e)...)
 		if err != nil || delivered+refused == 0 {
 			return err
 		}
@@ -158,7 +164,7 @@ func (l *Ledger) Record(ctx context.Context, key MailboxKey, e Entry) error {
 // RecordMany stores many entries in one transaction (adopting a mailbox on
 // first sight).
 func (l *Ledger) RecordMany(ctx context.Context, key MailboxKey, entries []Entry) error {
-	now := time.Now().Unix()
+	now := time.Now()
 	return l.inTx(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, insertMessage)
 		if err != nil {
@@ -166,8 +172,9 @@ func (l *Ledger) RecordMany(ctx context.Context, key MailboxKey, entries []Entry
 		}
 		defer stmt.Close()
 		for _, e := range entries {
-			if _, err := stmt.ExecContext(ctx, key.Account, key.Mailbox, key.UIDValidity, e.UID, string(e.State),
-				safetext.Line(e.Reason, safetext.MaxStored), e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, now); err != nil {
+			e.Reason = safetext.Line(e.Reason, safetext.MaxStored)
+			e.At = now
+			if _, err := stmt.ExecContext(ctx, insertArgs(key, e)...); err != nil {
 				return err
 			}
 		}
@@ -227,12 +234,11 @@ func (l *Ledger) Entries(ctx context.Context, key MailboxKey) ([]Entry, error) {
 }
 
 // readEntries reads every column of the mailbox's entries, through the
-// database or a transaction: the one place that lists them for reading,
-// as insertMessage does for writing.
+// database or a transaction.
 func readEntries(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }, key MailboxKey) ([]Entry, error) {
-	rows, err := q.QueryContext(ctx, `SELECT uid, state, reason, fingerprint, size, msg_id, global_id, digest, at
+	rows, err := q.QueryContext(ctx, `SELECT `+entryColumns+`
 		FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
 		key.Account, key.Mailbox, key.UIDValidity)
 	if err != nil {
@@ -401,9 +407,10 @@ func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, 
 			return err
 		}
 		defer stmt.Close()
+		toKey := from
+		toKey.UIDValidity = toValidity
 		for _, e := range moved {
-			if _, err := stmt.ExecContext(ctx, from.Account, from.Mailbox, toValidity, e.UID, string(e.State),
-				e.Reason, e.Fingerprint, e.Size, e.MsgID, e.GlobalID, e.Digest, e.At.Unix()); err != nil {
+			if _, err := stmt.ExecContext(ctx, insertArgs(toKey, e)...); err != nil {
 				return err
 			}
 		}

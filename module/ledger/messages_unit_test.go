@@ -1,6 +1,9 @@
 package ledger
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestRecordAndStates(t *testing.T) {
 	l, _ := open(t)
@@ -250,4 +253,85 @@ func TestDeliveredElsewhereLegacyEntries(t *testing.T) {
 	if got, _ := l.DeliveredElsewhere(bg, inbox, "3", Identity{Digest: "d-new"}); !got {
 		t.Error("a copy under a new UID of the same folder was not matched")
 	}
+}
+
+// Every column of an entry is written and read back by each path that
+// copies whole entries: Record, RecordMany, Rekey and the INBOX
+// migration (both its plain copy and its merge of one UID recorded under
+// two spellings). A column left out of one of them is lost there.
+func TestEveryColumnKept(t *testing.T) {
+	l, path := open(t)
+	full := Entry{UID: "7", State: Removed, Reason: "r", Fingerprint: "f", Size: 42,
+		MsgID: "m", Digest: "d", GlobalID: "g", At: time.Unix(1700000000, 0)}
+	same := func(what string, got []Entry, want Entry) {
+		t.Helper()
+		if len(got) != 1 {
+			t.Fatalf("%s: %d entries, want 1: %+v", what, len(got), got)
+		}
+		g := got[0]
+		if !g.At.Equal(want.At) {
+			t.Errorf("%s: at %v, want %v", what, g.At, want.At)
+		}
+		g.At, want.At = time.Time{}, time.Time{}
+		if g != want {
+			t.Errorf("%s:\n got %+v\nwant %+v", what, g, want)
+		}
+	}
+
+	key := MailboxKey{Account: "a", Mailbox: "Archive", UIDValidity: 1}
+	if err := l.Record(bg, key, full); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := l.Entries(bg, key)
+	same("Record", got, full)
+
+	if err := l.Rekey(bg, key, 2, map[string]string{"7": "9"}); err != nil {
+		t.Fatal(err)
+	}
+	rekeyed := full
+	rekeyed.UID, rekeyed.State = "9", Adopted
+	got, _ = l.Entries(bg, MailboxKey{Account: "a", Mailbox: "Archive", UIDValidity: 2})
+	same("Rekey", got, rekeyed)
+
+	// RecordMany stamps its own time.
+	many := MailboxKey{Account: "a", Mailbox: "Sent", UIDValidity: 1}
+	before := time.Now().Truncate(time.Second)
+	if err := l.RecordMany(bg, many, []Entry{full}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = l.Entries(bg, many)
+	if len(got) == 1 && got[0].At.Before(before) {
+		t.Errorf("RecordMany: at %v, before the call (%v)", got[0].At, before)
+	}
+	stamped := full
+	if len(got) == 1 {
+		stamped.At = got[0].At
+	}
+	same("RecordMany", got, stamped)
+
+	// Under "inbox": UID 7 merges over a less telling entry under
+	// "INBOX", UID 8 is copied as it is.
+	lower := MailboxKey{Account: "a", Mailbox: "inbox", UIDValidity: 3}
+	upper := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 3}
+	copied := full
+	copied.UID = "8"
+	l.Record(bg, lower, full)
+	l.Record(bg, lower, copied)
+	l.Record(bg, upper, Entry{UID: "7", State: Delivered, Reason: "x", Fingerprint: "x", Size: 1,
+		MsgID: "x", Digest: "x", GlobalID: "x", At: time.Unix(1600000000, 0)})
+	l.SetMailbox(bg, "a", "inbox", MailboxState{UIDValidity: 3})
+	l.SetMailbox(bg, "a", "INBOX", MailboxState{UIDValidity: 3})
+	l.Close()
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, _ = l.Entries(bg, upper)
+	byUID := map[string][]Entry{}
+	for _, e := range got {
+		byUID[e.UID] = append(byUID[e.UID], e)
+	}
+	same("INBOX merge", byUID["7"], full)
+	same("INBOX copy", byUID["8"], copied)
 }
