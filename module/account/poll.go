@@ -237,13 +237,6 @@ type fatalError struct{ err error }
 func (e *fatalError) Error() string { return e.err.Error() }
 func (e *fatalError) Unwrap() error { return e.err }
 
-// localError is a failure on this side: the ledger or maddy's storage,
-// not the upstream.
-type localError struct{ err error }
-
-func (e *localError) Error() string { return e.err.Error() }
-func (e *localError) Unwrap() error { return e.err }
-
 // localErr ends the poll for a failure on this side.
 func localErr(err error) error { return &fatalError{&localError{err}} }
 
@@ -581,17 +574,6 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 	// the floor down: the next poll tries their removal again
 	// (FinishRemoval), once.
 	return res, refused
-}
-
-// refusal is err if the server refused one folder's removal or \Seen
-// (source.FolderError: it answered NO, the connection lives on), else nil:
-// anything else ends the poll.
-func refusal(err error) error {
-	var f *source.FolderError
-	if errors.As(err, &f) {
-		return err
-	}
-	return nil
 }
 
 // deleteExpired removes upstream what was delivered more than
@@ -1029,18 +1011,6 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 		bytesDelivered.WithLabelValues(a.s.Name).Add(float64(sp.Size))
 	}
 	return entry.State, nil
-}
-
-// deliveryError is a temporary delivery failure: maddy could not take the
-// message now (storage busy, shutting down).
-type deliveryError struct{ err error }
-
-func (e *deliveryError) Error() string { return e.err.Error() }
-func (e *deliveryError) Unwrap() error { return e.err }
-
-func isDeliveryErr(err error) bool {
-	var d *deliveryError
-	return errors.As(err, &d)
 }
 
 // adopt records everything in a mailbox seen for the first time without

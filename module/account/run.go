@@ -44,7 +44,7 @@ type Account struct {
 
 // Status is what the account is doing, for logs and the status command.
 type Status struct {
-	State       string // one of the State constants (classify.go)
+	State       string // one of the State constants (errors.go)
 	Note        string // what the admin should know although nothing failed
 	Progress    ledger.Progress
 	LastSuccess time.Time

@@ -62,6 +62,36 @@ func onlyFolderErrors(err error) bool {
 	return errors.As(err, &f)
 }
 
+// localError is a failure on this side: the ledger or maddy's storage,
+// not the upstream.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+// deliveryError is a temporary delivery failure: maddy could not take the
+// message now (storage busy, shutting down).
+type deliveryError struct{ err error }
+
+func (e *deliveryError) Error() string { return e.err.Error() }
+func (e *deliveryError) Unwrap() error { return e.err }
+
+func isDeliveryErr(err error) bool {
+	var d *deliveryError
+	return errors.As(err, &d)
+}
+
+// refusal is err if the server refused one folder's removal or \Seen
+// (source.FolderError: it answered NO, the connection lives on), else nil:
+// anything else ends the poll.
+func refusal(err error) error {
+	var f *source.FolderError
+	if errors.As(err, &f) {
+		return err
+	}
+	return nil
+}
+
 // State is what an account is doing, as status and metrics show it.
 type State string
 
