@@ -24,10 +24,10 @@ const (
 // classify reads a poll's error once.
 func classify(err error) errClass {
 	var (
-		authErr   *source.AuthError
-		busyErr   *source.BusyError
-		reconsent *source.ReconsentError
-		local     *localError
+		authErr    *source.AuthError
+		busyErr    *source.BusyError
+		reconsent  *source.ReconsentError
+		onThisSide *localError
 	)
 	switch {
 	case err == nil:
@@ -42,7 +42,7 @@ func classify(err error) errClass {
 		return classBusy
 	case onlyFolderErrors(err):
 		return classFolder
-	case errors.As(err, &local), isDeliveryErr(err):
+	case errors.As(err, &onThisSide), isDeliveryErr(err):
 		return classLocal
 	}
 	return classConnection
@@ -69,6 +69,14 @@ type localError struct{ err error }
 func (e *localError) Error() string { return e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
 
+// local marks err, if any, as a failure on this side.
+func local(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &localError{err}
+}
+
 // deliveryError is a temporary delivery failure: maddy could not take the
 // message now (storage busy, shutting down).
 type deliveryError struct{ err error }
@@ -81,9 +89,9 @@ func isDeliveryErr(err error) bool {
 	return errors.As(err, &d)
 }
 
-// refusal is err if the server refused one folder's removal or \Seen
-// (source.FolderError: it answered NO, the connection lives on), else nil:
-// anything else ends the poll.
+// refusal is err if it is about one folder only (source.FolderError: the
+// server answered NO, the connection lives on), else nil. Any other error
+// from a folder ends the poll: the connection, the ledger or maddy failed.
 func refusal(err error) error {
 	var f *source.FolderError
 	if errors.As(err, &f) {

@@ -177,8 +177,9 @@ func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 		total.add(res)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("folder %q: %w", folder, err))
-			var fatal *fatalError
-			if errors.As(err, &fatal) || ctx.Err() != nil {
+			// Only an error about this one folder leaves the others to
+			// poll (errors.go).
+			if refusal(err) == nil || ctx.Err() != nil {
 				break
 			}
 		}
@@ -224,21 +225,11 @@ func (p *poll) close(ctx context.Context) error {
 			// must also match the recorded size and fingerprint before
 			// anything is removed on its strength.
 			p.a.s.Log.Error("recording upstream removals", err, "folder", key.Mailbox)
-			return localErr(err)
+			return local(err)
 		}
 	}
 	return nil
 }
-
-// fatalError ends the whole poll, not just one folder: the ledger failed, or
-// the connection is gone.
-type fatalError struct{ err error }
-
-func (e *fatalError) Error() string { return e.err.Error() }
-func (e *fatalError) Unwrap() error { return e.err }
-
-// localErr ends the poll for a failure on this side.
-func localErr(err error) error { return &fatalError{&localError{err}} }
 
 // Action is what a poll does with one listed message.
 type Action int
@@ -370,7 +361,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 
 	prev, seen, err := a.s.Ledger.Mailbox(ctx, a.s.Name, folder)
 	if err != nil {
-		return res, localErr(err)
+		return res, local(err)
 	}
 	renumbered := seen && prev.UIDValidity != key.UIDValidity
 	floor := uint32(1)
@@ -388,7 +379,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 	}
 	msgs, err := mb.List(ctx, floor)
 	if err != nil {
-		return res, &fatalError{err}
+		return res, err
 	}
 	if renumbered {
 		old := ledger.MailboxKey{Account: a.s.Name, Mailbox: folder, UIDValidity: prev.UIDValidity}
@@ -417,7 +408,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 
 	known, err := a.s.Ledger.States(ctx, key, floorFilter(mb, floor))
 	if err != nil {
-		return res, localErr(err)
+		return res, local(err)
 	}
 	if mb.Complete() {
 		if err := a.followIdentities(ctx, mb, key, msgs, known); err != nil {
@@ -427,7 +418,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 			return res, err
 		}
 		if err := a.forgetVanished(ctx, key, msgs, known); err != nil {
-			return res, localErr(err)
+			return res, local(err)
 		}
 	}
 	a.warnAmbiguous(folder, msgs)
@@ -441,7 +432,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		// Learn how this server lets delivered messages go (IMAP without
 		// UIDPLUS: MOVE to Trash, or only a flag) before deciding.
 		if _, err := d.Disposal(ctx); err != nil {
-			return res, &fatalError{err}
+			return res, err
 		}
 	}
 	rules := RulesFor(mb, a.s.Keep, a.s.MaxMessageSize)
@@ -464,7 +455,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		case RecordTooLarge:
 			reason := delivery.TooLarge(m.Size, a.s.MaxMessageSize)
 			if err := a.s.Ledger.Record(ctx, key, ledger.Entry{UID: m.UID, State: ledger.TooLarge, Size: m.Size, Reason: reason}); err != nil {
-				return res, localErr(err)
+				return res, local(err)
 			}
 			states[m.UID] = ledger.TooLarge
 			res.TooLarge++
@@ -489,7 +480,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 	if !a.s.Keep && len(toRemove) > 0 {
 		verified, others, err := a.verifyRemovals(ctx, mb, folder, toRemove, known)
 		if err != nil {
-			return res, &fatalError{err}
+			return res, err
 		}
 		for _, uid := range others {
 			// Another message under a recorded identity: new mail.
@@ -512,7 +503,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		n, err := p.remove(ctx, mb, key, toRemove, states)
 		res.Removed += n
 		if refused = refusal(err); err != nil && refused == nil {
-			return res, &fatalError{err}
+			return res, err
 		}
 	}
 
@@ -522,13 +513,13 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 	}
 	place, err := a.placement(ctx, mb, folder)
 	if err != nil {
-		return res, &fatalError{err}
+		return res, err
 	}
 	for batch := range slices.Chunk(toFetch, batchSize) {
 		delivered, br, err := a.fetchBatch(ctx, p.sess, mb, key, batch, listed, place, states)
 		res.add(br)
 		if err != nil {
-			return res, &fatalError{err}
+			return res, err
 		}
 		// Durable before anything is done upstream, and with keep yes too:
 		// a ledger entry lost to a power cut means a duplicate. A removal
@@ -536,13 +527,13 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		removing := !a.s.Keep && len(delivered) > 0 && refused == nil
 		if !removing {
 			if err := a.durable(ctx); err != nil {
-				return res, localErr(err)
+				return res, local(err)
 			}
 		}
 		if sm, ok := mb.(source.SeenMarker); ok && a.s.Keep && a.s.MarkSeen && len(delivered) > 0 && refused == nil {
 			if err := sm.MarkSeen(ctx, delivered); err != nil {
 				if refused = refusal(err); refused == nil {
-					return res, &fatalError{err}
+					return res, err
 				}
 			}
 		}
@@ -550,7 +541,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 			n, err := p.remove(ctx, mb, key, delivered, states)
 			res.Removed += n
 			if refused = refusal(err); err != nil && refused == nil {
-				return res, &fatalError{err}
+				return res, err
 			}
 		}
 	}
@@ -559,7 +550,7 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		n, err := p.deleteExpired(ctx, mb, key, folder, msgs, states)
 		res.Removed += n
 		if refused = refusal(err); err != nil && refused == nil {
-			return res, &fatalError{err}
+			return res, err
 		}
 	}
 
@@ -588,7 +579,7 @@ func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.
 	a := p.a
 	expired, err := a.s.Ledger.DeliveredBefore(ctx, key, time.Now().Add(-a.s.DeleteAfter))
 	if err != nil || len(expired) == 0 {
-		return 0, localErrIf(err)
+		return 0, local(err)
 	}
 	listed := make(map[string]source.Message, len(msgs))
 	for _, m := range msgs {
@@ -635,7 +626,7 @@ func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.
 	if len(gone) > 0 {
 		// Deleted upstream by someone else: nothing left to do for them.
 		if err := a.s.Ledger.MarkRemoved(ctx, key, gone); err != nil {
-			return 0, &localError{err}
+			return 0, local(err)
 		}
 	}
 	if len(confirmed) == 0 {
@@ -653,28 +644,20 @@ func uidsOf(msgs []source.Message) []string {
 	return uids
 }
 
-// localErrIf is localErr for a non-nil err.
-func localErrIf(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &localError{err}
-}
-
 // record records msgs in state, with their fingerprints so that a
 // renumbering recognises them (adopted entries are never fetched again).
 func (a *Account) record(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, msgs []source.Message, state ledger.State, reason string) error {
 	uids := uidsOf(msgs)
 	prints, err := mb.Fingerprints(ctx, uids)
 	if err != nil {
-		return &fatalError{err}
+		return err
 	}
 	entries := make([]ledger.Entry, len(msgs))
 	for i, m := range msgs {
 		entries[i] = ledger.Entry{UID: m.UID, State: state, Size: m.Size, Fingerprint: prints[m.UID], Reason: reason}
 	}
 	if err := a.s.Ledger.RecordMany(ctx, key, entries); err != nil {
-		return localErr(err)
+		return local(err)
 	}
 	outcome := string(state)
 	if reason == ledger.ReasonMaxAge {
@@ -769,7 +752,7 @@ func (p *poll) mirrorClash(ctx context.Context, mb source.Mailbox, folder string
 	if d, ok := mb.(source.Delimited); ok {
 		var err error
 		if delim, err = d.HierarchyDelimiter(ctx); err != nil {
-			return &fatalError{err} // as placement's: the LIST failed
+			return err // as placement's: the LIST failed
 		}
 	}
 	names, ok := p.mirrored[delim]
@@ -802,7 +785,7 @@ func floorErr(err error) error {
 	if errors.Is(err, ledger.ErrFloorMoved) {
 		return nil
 	}
-	return localErr(err)
+	return local(err)
 }
 
 // uidNext is the mailbox's UIDNEXT where the source knows it (IMAP).
@@ -849,16 +832,16 @@ func (a *Account) warnOnce(key, msg string, fields ...interface{}) {
 func (a *Account) recordIfDuplicate(ctx context.Context, key ledger.MailboxKey, entry ledger.Entry, id ledger.Identity) (bool, error) {
 	dup, err := a.s.Ledger.DeliveredElsewhere(ctx, key, entry.UID, id)
 	if err != nil || !dup {
-		return false, localErrIf(err)
+		return false, local(err)
 	}
 	// A copy the admin said was none (retry --duplicates) is delivered.
 	// Asked only here, where a copy was found: rare, one lookup.
 	if st, err := a.s.Ledger.StateOf(ctx, key, entry.UID); err != nil || st == ledger.Retry {
-		return false, localErrIf(err)
+		return false, local(err)
 	}
 	entry.State = ledger.Duplicate
 	if err := a.s.Ledger.Record(ctx, key, entry); err != nil {
-		return false, &localError{err}
+		return false, local(err)
 	}
 	messagesTotal.WithLabelValues(a.s.Name, string(ledger.Duplicate)).Inc()
 	a.s.Log.DebugMsg("already delivered under another identity (folder or UID): recorded as a duplicate", "folder", key.Mailbox, "uid", entry.UID)
@@ -1004,7 +987,7 @@ func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledge
 			a.s.Log.Error("refusal not recorded in the ledger: the message will be tried again", err,
 				"folder", key.Mailbox, "uid", uid, "msg_id", msgID)
 		}
-		return "", &localError{err}
+		return "", local(err)
 	}
 	messagesTotal.WithLabelValues(a.s.Name, string(entry.State)).Inc()
 	if entry.State == ledger.Delivered {
@@ -1056,7 +1039,7 @@ func (a *Account) durable(ctx context.Context) error {
 // then (poll.close).
 func (p *poll) remove(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, uids []string, states map[string]ledger.State) (int, error) {
 	if err := p.a.durable(ctx); err != nil {
-		return 0, &localError{err}
+		return 0, local(err)
 	}
 	removed, err := mb.Remove(ctx, uids)
 	for _, uid := range removed {
@@ -1070,7 +1053,7 @@ func (p *poll) remove(ctx context.Context, mb source.Mailbox, key ledger.Mailbox
 			}
 			p.deferred[key] = append(p.deferred[key], removed...)
 		} else if merr := p.a.s.Ledger.MarkRemoved(ctx, key, removed); merr != nil && err == nil {
-			err = &localError{merr}
+			err = local(merr)
 		}
 	}
 	return len(removed), err
@@ -1103,7 +1086,7 @@ func (a *Account) followIdentities(ctx context.Context, mb source.Mailbox, key l
 	if len(alone) > 0 {
 		prints, err := mb.Fingerprints(ctx, alone)
 		if err != nil {
-			return &fatalError{err}
+			return err
 		}
 		for _, uid := range alone {
 			if p := prints[uid]; p != "" {
@@ -1117,7 +1100,7 @@ func (a *Account) followIdentities(ctx context.Context, mb source.Mailbox, key l
 		return nil
 	}
 	if err := a.s.Ledger.Rename(ctx, key, renames); err != nil {
-		return localErr(err)
+		return local(err)
 	}
 	for from, to := range renames {
 		e := known[from]
@@ -1151,11 +1134,11 @@ func (a *Account) followGrowth(ctx context.Context, mb source.Mailbox, key ledge
 	}
 	was, err := sf.FingerprintsAt(ctx, recorded)
 	if err != nil {
-		return &fatalError{err}
+		return err
 	}
 	now, err := sf.FingerprintsAt(ctx, listed)
 	if err != nil {
-		return &fatalError{err}
+		return err
 	}
 	grown := 0
 	for uid := range recorded {
@@ -1164,7 +1147,7 @@ func (a *Account) followGrowth(ctx context.Context, mb source.Mailbox, key ledge
 			continue // another message under a reused UIDL
 		}
 		if err := a.s.Ledger.Resize(ctx, key, uid, listed[uid], now[uid]); err != nil {
-			return localErr(err)
+			return local(err)
 		}
 		e.Size, e.Fingerprint = listed[uid], now[uid]
 		known[uid] = e
@@ -1205,7 +1188,7 @@ func (a *Account) forgetVanished(ctx context.Context, key ledger.MailboxKey, msg
 func (a *Account) adoptAfterRenumbering(ctx context.Context, mb source.Mailbox, old, cur ledger.MailboxKey, msgs []source.Message) error {
 	entries, err := a.s.Ledger.Entries(ctx, old)
 	if err != nil {
-		return localErr(err)
+		return local(err)
 	}
 	byPrint := make(map[string][]string)
 	for _, e := range entries {
@@ -1216,7 +1199,7 @@ func (a *Account) adoptAfterRenumbering(ctx context.Context, mb source.Mailbox, 
 	uids := uidsOf(msgs)
 	prints, err := mb.Fingerprints(ctx, uids)
 	if err != nil {
-		return &fatalError{err}
+		return err
 	}
 	moves := make(map[string]string)
 	for _, uid := range uids {
@@ -1231,7 +1214,7 @@ func (a *Account) adoptAfterRenumbering(ctx context.Context, mb source.Mailbox, 
 		"folder", cur.Mailbox, "old_uidvalidity", old.UIDValidity,
 		"new_uidvalidity", cur.UIDValidity, "known", len(entries), "matched", len(moves))
 	if err := a.s.Ledger.Rekey(ctx, old, cur.UIDValidity, moves); err != nil {
-		return localErr(err)
+		return local(err)
 	}
 	return nil
 }
