@@ -179,7 +179,11 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		}
 	}
 	// The poll's own rule, so that check cannot disagree with it.
-	rules := account.RulesFor(mb, acc.Keep, acc.MaxMessageSize)
+	removal, err := account.RemovalOf(ctx, mb, acc.Keep)
+	if err != nil {
+		return fmt.Errorf("finding how delivered messages leave: %w", err)
+	}
+	rules := account.RulesFor(mb, removal, acc.Keep, acc.MaxMessageSize)
 	if firstSync {
 		rules.OlderThan = account.FirstSyncCutoff(acc.MaxAge, time.Now(), lastSuccess)
 	}
@@ -215,14 +219,10 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		fmt.Fprintf(out, ", %d older than max_age at this first sync (recorded, not fetched)", old)
 	}
 	fmt.Fprintln(out)
-	if d, ok := mb.(interface {
-		Disposal(context.Context) (string, error)
-	}); ok && !acc.Keep {
-		if how, err := d.Disposal(ctx); err == nil {
-			fmt.Fprintf(out, "  %s: with keep no, delivered messages are %s\n", folder, how)
-		}
+	if _, ok := mb.(source.MailboxDisposer); ok && !acc.Keep {
+		fmt.Fprintf(out, "  %s: with keep no, delivered messages are %s\n", folder, removal.Mode)
 	}
-	if id, ok := mb.(interface{ Identity() string }); ok && id.Identity() != "" {
+	if id, ok := mb.(source.Identifier); ok && id.Identity() != "" {
 		fmt.Fprintf(out, "  %s: messages are told apart by %s\n", folder, id.Identity())
 	}
 	return nil

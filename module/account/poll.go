@@ -286,22 +286,24 @@ func FirstSyncCutoff(maxAge time.Duration, now, lastSuccess time.Time) time.Time
 	return now.Add(-maxAge)
 }
 
-// disposer is a mailbox that can say how delivered messages leave it
-// (IMAP: expunged, moved to Trash, or only flagged).
-type disposer interface {
-	Disposal(ctx context.Context) (string, error)
+// RemovalOf is how delivered messages leave mb where the account removes
+// them itself (keep no): asked of the server, once per session. With keep
+// yes it is the zero Removal: delete_after removes only what it confirms.
+// Asked before the rules are made (RulesFor), by the poll and by 'check'
+// alike.
+func RemovalOf(ctx context.Context, mb source.Mailbox, keep bool) (source.Removal, error) {
+	d, ok := mb.(source.MailboxDisposer)
+	if !ok || keep {
+		return source.Removal{}, nil
+	}
+	return d.Disposal(ctx)
 }
 
-// RulesFor are the Rules for one opened mailbox of an account.
-func RulesFor(mb source.Mailbox, keep bool, maxMessageSize int64) Rules {
-	r := Rules{Keep: keep, MaxMessageSize: maxMessageSize, Reusable: mb.Complete()}
-	if fo, ok := mb.(interface{ FlagOnly() bool }); ok {
-		r.FlagOnly = fo.FlagOnly()
-	}
-	if rn, ok := mb.(interface{ RemovesNothing() bool }); ok {
-		r.RemovesNothing = rn.RemovesNothing()
-	}
-	return r
+// RulesFor are the Rules for one opened mailbox of an account, removing
+// delivered messages as removal says (RemovalOf).
+func RulesFor(mb source.Mailbox, removal source.Removal, keep bool, maxMessageSize int64) Rules {
+	return Rules{Keep: keep, MaxMessageSize: maxMessageSize, Reusable: mb.Complete(),
+		FlagOnly: removal.FlagOnly(), RemovesNothing: removal.RemovesNothing()}
 }
 
 // Decide is the rule for one listed message, given what the ledger
@@ -428,14 +430,13 @@ func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResul
 		states[uid] = e.State
 	}
 	var toFetch, toRemove []string
-	if d, ok := mb.(disposer); ok && !a.s.Keep {
-		// Learn how this server lets delivered messages go (IMAP without
-		// UIDPLUS: MOVE to Trash, or only a flag) before deciding.
-		if _, err := d.Disposal(ctx); err != nil {
-			return res, err
-		}
+	// How this server lets delivered messages go (IMAP without UIDPLUS:
+	// MOVE to Trash, or only a flag), before deciding.
+	removal, err := RemovalOf(ctx, mb, a.s.Keep)
+	if err != nil {
+		return res, err
 	}
-	rules := RulesFor(mb, a.s.Keep, a.s.MaxMessageSize)
+	rules := RulesFor(mb, removal, a.s.Keep, a.s.MaxMessageSize)
 	if !seen {
 		rules.OlderThan = FirstSyncCutoff(a.s.MaxAge, a.s.Now(), a.Status().LastSuccess)
 	}
@@ -790,7 +791,7 @@ func floorErr(err error) error {
 
 // uidNext is the mailbox's UIDNEXT where the source knows it (IMAP).
 func uidNext(mb source.Mailbox) uint32 {
-	if n, ok := mb.(interface{ UIDNext() uint32 }); ok {
+	if n, ok := mb.(source.UIDNexter); ok {
 		return n.UIDNext()
 	}
 	return 0

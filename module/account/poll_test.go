@@ -86,7 +86,12 @@ func (s *fakeSession) Open(_ context.Context, folder string) (source.Mailbox, er
 	s.f.opened = append(s.f.opened, folder)
 	return s, nil
 }
-func (s *fakeSession) FlagOnly() bool { return s.f.noUIDPlus }
+func (s *fakeSession) Disposal(context.Context) (source.Removal, error) {
+	if s.f.noUIDPlus {
+		return source.Removal{Mode: source.RemoveFlagOnly}, nil
+	}
+	return source.Removal{}, nil
+}
 func (s *fakeSession) HierarchyDelimiter(context.Context) (string, error) {
 	return s.f.delim, nil
 }

@@ -1044,8 +1044,14 @@ type propIMAPBox struct {
 
 func (b *propIMAPBox) UIDValidity() uint32 { return b.validity }
 func (b *propIMAPBox) Complete() bool      { return false }
-func (b *propIMAPBox) FlagOnly() bool      { return b.s.w.cfg.noUIDPlus }
 func (b *propIMAPBox) UIDNext() uint32     { return b.f.nextUID }
+
+func (b *propIMAPBox) Disposal(context.Context) (source.Removal, error) {
+	if b.s.w.cfg.noUIDPlus {
+		return source.Removal{Mode: source.RemoveFlagOnly}, nil
+	}
+	return source.Removal{}, nil
+}
 
 func (b *propIMAPBox) List(_ context.Context, floor uint32) ([]source.Message, error) {
 	if err := b.s.listFaults(); err != nil {

@@ -182,6 +182,87 @@ type Disposer interface {
 	DisposalFolder(ctx context.Context) (string, error)
 }
 
+// MailboxDisposer is a mailbox that can say how delivered messages leave
+// it (IMAP: expunged, moved, only flagged, or left in place), asking the
+// server what it can do once per session. A mailbox that is not one
+// removes exactly what it is asked to (the zero Removal: POP3).
+type MailboxDisposer interface {
+	Disposal(ctx context.Context) (Removal, error)
+}
+
+// Removal is how delivered messages leave one upstream folder: a value
+// the account's rules take (account.RulesFor) and 'check' shows.
+type Removal struct {
+	Mode RemovalMode
+	// Folder is where removed messages are moved (the Trash, or move_to),
+	// or "".
+	Folder string
+}
+
+// FlagOnly: delivered messages can only be flagged \Deleted here, so one
+// already flagged needs nothing more.
+func (r Removal) FlagOnly() bool { return r.Mode == RemoveFlagOnly }
+
+// RemovesNothing: delivered messages stay where they are, untouched.
+func (r Removal) RemovesNothing() bool { return r.Mode == RemoveNothing }
+
+// RemovalMode is a way delivered messages leave a folder, in order of
+// preference. None of them can touch a message remote_pull did not name.
+type RemovalMode int
+
+const (
+	// RemoveExpunge: deleted exactly: IMAP UID STORE \Deleted, then UID
+	// EXPUNGE of exactly those UIDs (UIDPLUS, or IMAP4rev2); POP3 DELE.
+	RemoveExpunge RemovalMode = iota
+	// RemoveToTrash: without UIDPLUS but with MOVE, UID MOVE to the
+	// folder marked \Trash (SPECIAL-USE). A plain EXPUNGE could take
+	// messages other clients flagged.
+	RemoveToTrash
+	// RemoveFlagOnly: neither: flagged \Deleted only, and left for
+	// another client to expunge; the upstream folder grows.
+	RemoveFlagOnly
+	// RemoveMoveTo: UID MOVE to the move_to folder.
+	RemoveMoveTo
+	// RemoveCopyTo: UID COPY to the move_to folder, \Deleted and UID
+	// EXPUNGE of exactly those UIDs; never a bare EXPUNGE.
+	RemoveCopyTo
+	// RemoveNothing: left in place (move_to on a server that can neither
+	// move nor expunge exactly, or the disposal folder itself).
+	RemoveNothing
+)
+
+// String completes "delivered messages are ...", as logs and 'check'
+// say it.
+func (m RemovalMode) String() string {
+	switch m {
+	case RemoveExpunge:
+		return "deleted (UID EXPUNGE)"
+	case RemoveToTrash:
+		return "moved to the Trash folder (the server lacks UIDPLUS; UID MOVE)"
+	case RemoveFlagOnly:
+		return "flagged \\Deleted but not removed (the server lacks UIDPLUS and MOVE, or has no Trash folder; move_to names one): the upstream folder grows until another client expunges it"
+	case RemoveMoveTo:
+		return "moved to the move_to folder"
+	case RemoveCopyTo:
+		return "copied to the move_to folder, then deleted (UID COPY, UID EXPUNGE)"
+	case RemoveNothing:
+		return "left in place: move_to needs MOVE or UIDPLUS, and the server has neither"
+	}
+	return fmt.Sprintf("RemovalMode(%d)", int(m))
+}
+
+// UIDNexter is a mailbox that knows the UID the server will give the
+// next message (IMAP UIDNEXT at SELECT), or 0.
+type UIDNexter interface {
+	UIDNext() uint32
+}
+
+// Identifier is a mailbox that can say how its messages are told apart
+// (POP3: UIDL, or UIDL and fingerprint), for 'check'; "" if by UID.
+type Identifier interface {
+	Identity() string
+}
+
 // FolderLister is a session that can list the upstream's selectable
 // folders (IMAP LIST), for folder patterns.
 type FolderLister interface {

@@ -229,9 +229,8 @@ type Session struct {
 	raw net.Conn
 	c   *imapclient.Client
 
-	dispose  string                // how delivered messages leave (remove.go)
+	decided  *source.Removal       // how delivered messages leave, once decided (remove.go)
 	folders  map[string]folderInfo // from LIST, once per session (remove.go)
-	trash    string                // the \Trash folder, for disposeMove
 	tlsState tls.ConnectionState
 	readOnly bool
 

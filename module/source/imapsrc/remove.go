@@ -11,58 +11,58 @@ import (
 	"github.com/remote-pull/remote_pull/module/source"
 )
 
-// How delivered messages leave an upstream folder (keep no), in order of
-// preference. None of them can touch a message remote_pull did not name.
-const (
-	// disposeExpunge: UID STORE \Deleted, then UID EXPUNGE of exactly
-	// those UIDs (UIDPLUS, or IMAP4rev2).
-	disposeExpunge = "deleted (UID EXPUNGE)"
-	// disposeMove: without UIDPLUS but with MOVE, UID MOVE to the folder
-	// marked \Trash (SPECIAL-USE). A plain EXPUNGE could take messages
-	// other clients flagged.
-	disposeMove = "moved to the Trash folder (the server lacks UIDPLUS; UID MOVE)"
-	// disposeFlag: neither: flagged \Deleted only, and left for another
-	// client to expunge; the upstream folder grows.
-	disposeFlag = "flagged \\Deleted but not removed (the server lacks UIDPLUS and MOVE, or has no Trash folder; move_to names one): the upstream folder grows until another client expunges it"
-	// move_to: UID MOVE there, or UID COPY, \Deleted and UID EXPUNGE of
-	// exactly those UIDs; never a bare EXPUNGE.
-	disposeMoveTo   = "moved to the move_to folder"
-	disposeCopyTo   = "copied to the move_to folder, then deleted (UID COPY, UID EXPUNGE)"
-	disposeMoveNone = "left in place: move_to needs MOVE or UIDPLUS, and the server has neither"
-)
-
-// disposal decides, once per session, how delivered messages are removed,
-// and where the Trash is when they are moved.
-func (s *Session) disposal(ctx context.Context) (how, trash string, err error) {
-	if s.dispose != "" {
-		return s.dispose, s.trash, nil
+// removal decides, once per session, how delivered messages are removed
+// and where they are moved (the same for every folder but the one they
+// are moved to: removalIn).
+func (s *Session) removal(ctx context.Context) (source.Removal, error) {
+	if s.decided != nil {
+		return *s.decided, nil
 	}
 	caps := s.c.Caps()
 	uidplus := caps.Has(imap.CapUIDPlus) || caps.Has(imap.CapIMAP4rev2)
+	var r source.Removal
 	switch {
 	case s.cfg.MoveTo != "" && (caps.Has(imap.CapMove) || caps.Has(imap.CapIMAP4rev2)):
-		s.dispose, s.trash = disposeMoveTo, s.cfg.MoveTo
+		r = source.Removal{Mode: source.RemoveMoveTo, Folder: s.cfg.MoveTo}
 	case s.cfg.MoveTo != "" && uidplus:
-		s.dispose, s.trash = disposeCopyTo, s.cfg.MoveTo
+		r = source.Removal{Mode: source.RemoveCopyTo, Folder: s.cfg.MoveTo}
 	case s.cfg.MoveTo != "":
-		s.dispose = disposeMoveNone
+		r.Mode = source.RemoveNothing
 	case uidplus:
-		s.dispose = disposeExpunge
+		r.Mode = source.RemoveExpunge
 	case caps.Has(imap.CapMove):
-		if s.trash, err = s.findTrash(ctx); err != nil {
-			return "", "", err
+		trash, err := s.findTrash(ctx)
+		if err != nil {
+			return source.Removal{}, err
 		}
-		s.dispose = disposeFlag
-		if s.trash != "" {
-			s.dispose = disposeMove
+		r.Mode = source.RemoveFlagOnly
+		if trash != "" {
+			r = source.Removal{Mode: source.RemoveToTrash, Folder: trash}
 		}
 	default:
-		s.dispose = disposeFlag
+		r.Mode = source.RemoveFlagOnly
 	}
-	if s.dispose != disposeExpunge && s.dispose != disposeMoveTo && s.dispose != disposeCopyTo {
-		s.cfg.Warn("keep no: delivered messages are " + s.dispose)
+	if r.Mode != source.RemoveExpunge && r.Mode != source.RemoveMoveTo && r.Mode != source.RemoveCopyTo {
+		s.cfg.Warn("keep no: delivered messages are " + r.Mode.String())
 	}
-	return s.dispose, s.trash, nil
+	s.decided = &r
+	return r, nil
+}
+
+// removalIn is the session's removal r as it applies to folder: messages
+// cannot be moved into the folder they are in, so in the disposal folder
+// itself they are only flagged (the Trash) or left alone (move_to).
+func removalIn(r source.Removal, folder string) source.Removal {
+	if r.Folder == "" || r.Folder != folder {
+		return r
+	}
+	switch r.Mode {
+	case source.RemoveToTrash:
+		r.Mode = source.RemoveFlagOnly
+	case source.RemoveMoveTo, source.RemoveCopyTo:
+		r.Mode = source.RemoveNothing
+	}
+	return r
 }
 
 // findTrash returns the folder the server marks \Trash, or "".
@@ -187,23 +187,18 @@ func (s *Session) DisposalFolder(ctx context.Context) (string, error) {
 	if s.cfg.MoveTo != "" {
 		return s.cfg.MoveTo, nil
 	}
-	how, trash, err := s.disposal(ctx)
-	if how != disposeMove {
-		trash = ""
+	r, err := s.removal(ctx)
+	if r.Mode != source.RemoveToTrash {
+		return "", err
 	}
-	return trash, err
+	return r.Folder, err
 }
 
-// Disposal says how delivered messages leave this folder, for 'check'.
-func (m *Mailbox) Disposal(ctx context.Context) (string, error) {
-	how, trash, err := m.s.disposal(ctx)
-	switch {
-	case how == disposeMove && trash == m.name:
-		how = disposeFlag
-	case (how == disposeMoveTo || how == disposeCopyTo) && trash == m.name:
-		how = disposeMoveNone // the move_to folder itself: its messages stay
-	}
-	return how, err
+// Disposal says how delivered messages leave this folder
+// (source.MailboxDisposer).
+func (m *Mailbox) Disposal(ctx context.Context) (source.Removal, error) {
+	r, err := m.s.removal(ctx)
+	return removalIn(r, m.name), err
 }
 
 // Remove takes the delivered messages out of the folder: UID EXPUNGE of
@@ -224,22 +219,22 @@ func (m *Mailbox) remove(ctx context.Context, uids []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	how, err := m.Disposal(ctx)
+	r, err := m.Disposal(ctx)
 	if err != nil {
 		return nil, err
 	}
-	switch how {
-	case disposeMove, disposeMoveTo:
+	switch r.Mode {
+	case source.RemoveToTrash, source.RemoveMoveTo:
 		// MOVE is offered: no COPY/EXPUNGE fallback.
-		if err := m.toFolder(ctx, set, true); err != nil {
-			return nil, fmt.Errorf("UID MOVE to %q: %w", m.s.trash, err)
+		if err := m.toFolder(ctx, set, r.Folder, true); err != nil {
+			return nil, fmt.Errorf("UID MOVE to %q: %w", r.Folder, err)
 		}
 		return uids, nil
-	case disposeMoveNone:
+	case source.RemoveNothing:
 		return nil, nil
-	case disposeCopyTo:
-		if err := m.toFolder(ctx, set, false); err != nil {
-			return nil, fmt.Errorf("UID COPY to %q: %w", m.s.trash, err)
+	case source.RemoveCopyTo:
+		if err := m.toFolder(ctx, set, r.Folder, false); err != nil {
+			return nil, fmt.Errorf("UID COPY to %q: %w", r.Folder, err)
 		}
 	}
 	err = m.s.command(ctx, func() error {
@@ -248,7 +243,7 @@ func (m *Mailbox) remove(ctx context.Context, uids []string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flagging \\Deleted: %w", err)
 	}
-	if how == disposeFlag {
+	if r.Mode == source.RemoveFlagOnly {
 		return nil, nil
 	}
 	err = m.s.command(ctx, func() error {
@@ -264,27 +259,27 @@ func (m *Mailbox) remove(ctx context.Context, uids []string) ([]string, error) {
 // toFolder is UID MOVE (or UID COPY) of set into the disposal folder.
 // When the server says the move_to folder must be created first
 // ([TRYCREATE]), it is created and the command tried once more.
-func (m *Mailbox) toFolder(ctx context.Context, set imap.UIDSet, move bool) error {
+func (m *Mailbox) toFolder(ctx context.Context, set imap.UIDSet, folder string, move bool) error {
 	run := func() error {
 		return m.s.command(ctx, func() error {
 			var err error
 			if move {
-				_, err = m.s.c.Move(set, m.s.trash).Wait()
+				_, err = m.s.c.Move(set, folder).Wait()
 			} else {
-				_, err = m.s.c.Copy(set, m.s.trash).Wait()
+				_, err = m.s.c.Copy(set, folder).Wait()
 			}
 			return err
 		})
 	}
 	err := run()
 	var imapErr *imap.Error
-	if !errors.As(err, &imapErr) || imapErr.Code != imap.ResponseCodeTryCreate || m.s.trash != m.s.cfg.MoveTo {
+	if !errors.As(err, &imapErr) || imapErr.Code != imap.ResponseCodeTryCreate || folder != m.s.cfg.MoveTo {
 		return err
 	}
-	if cerr := m.s.command(ctx, func() error { return m.s.c.Create(m.s.trash, nil).Wait() }); cerr != nil {
+	if cerr := m.s.command(ctx, func() error { return m.s.c.Create(folder, nil).Wait() }); cerr != nil {
 		return fmt.Errorf("%w; creating the move_to folder: %w", err, cerr)
 	}
-	m.s.cfg.Warn(fmt.Sprintf("keep no: created the move_to folder %q upstream", m.s.trash))
+	m.s.cfg.Warn(fmt.Sprintf("keep no: created the move_to folder %q upstream", folder))
 	return run()
 }
 
@@ -296,13 +291,6 @@ func refused(err error) error {
 		return &source.FolderError{Err: err}
 	}
 	return err
-}
-
-// RemovesNothing: delivered messages stay in this folder untouched
-// (move_to on a server without MOVE or UIDPLUS, or the move_to folder
-// itself).
-func (m *Mailbox) RemovesNothing() bool {
-	return m.s.dispose == disposeMoveNone || ((m.s.dispose == disposeMoveTo || m.s.dispose == disposeCopyTo) && m.s.trash == m.name)
 }
 
 // MarkSeen sets \Seen on the messages (mark_seen).
@@ -318,15 +306,4 @@ func (m *Mailbox) MarkSeen(ctx context.Context, uids []string) error {
 		return refused(fmt.Errorf("flagging \\Seen: %w", err))
 	}
 	return nil
-}
-
-// FlagOnly: delivered messages can only be flagged \Deleted here, so one
-// already flagged needs nothing more. Decided by Disposal; until then
-// (no removal yet this session) judged from the capabilities alone.
-func (m *Mailbox) FlagOnly() bool {
-	if m.s.dispose != "" {
-		return m.s.dispose == disposeFlag || (m.s.dispose == disposeMove && m.s.trash == m.name)
-	}
-	caps := m.s.c.Caps()
-	return !caps.Has(imap.CapUIDPlus) && !caps.Has(imap.CapIMAP4rev2) && !caps.Has(imap.CapMove)
 }
