@@ -1,0 +1,155 @@
+package account
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/module/source"
+)
+
+// deleteExpired removes upstream what was delivered more than
+// delete_after ago (keep yes). A UID is trusted no more than a UIDL: a
+// server restored from a backup gives delivered messages' UIDs to new mail
+// under the same UIDVALIDITY. So each message is asked for its size and
+// fingerprint, below the floor too, and removed only if they are the ones
+// recorded; what differs stays upstream, and what is gone is recorded as
+// removed.
+func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, folder string,
+	msgs []source.Message, states map[string]ledger.State) (int, error) {
+	a := p.a
+	expired, err := a.s.Ledger.DeliveredBefore(ctx, key, time.Now().Add(-a.s.DeleteAfter))
+	if err != nil || len(expired) == 0 {
+		return 0, local(err)
+	}
+	listed := make(map[string]source.Message, len(msgs))
+	for _, m := range msgs {
+		listed[m.UID] = m
+	}
+	recorded := make(map[string]ledger.Entry, len(expired))
+	var ask []string
+	for _, e := range expired {
+		m, isListed := listed[e.UID]
+		switch {
+		case isListed && (m.Ambiguous || m.Size != e.Size):
+			// Another message under the identity, or one that cannot tell.
+		case !isListed && mb.Complete():
+			// Gone (POP3): forgetVanished dropped the entry.
+		case e.Fingerprint == "":
+			a.warnOnce("unconfirmed "+folder+"\x00"+e.UID, "delete_after: the ledger has no fingerprint to confirm a delivered message by: left upstream",
+				"folder", folder, "uid", e.UID)
+		default:
+			recorded[e.UID] = e
+			ask = append(ask, e.UID)
+		}
+	}
+	if len(ask) == 0 {
+		return 0, nil
+	}
+	prints, err := mb.Fingerprints(ctx, ask)
+	if err != nil {
+		return 0, err
+	}
+	var confirmed, gone []string
+	for _, uid := range ask {
+		got, answered := prints[uid]
+		_, isListed := listed[uid]
+		switch {
+		case got == recorded[uid].Fingerprint:
+			confirmed = append(confirmed, uid)
+		case !answered && !isListed:
+			gone = append(gone, uid)
+		default:
+			a.warnOnce("differs "+folder+"\x00"+uid, "delete_after: the message under a delivered message's UID is another one (a server restored from a backup?): left upstream",
+				"folder", folder, "uid", uid)
+		}
+	}
+	if len(gone) > 0 {
+		// Deleted upstream by someone else: nothing left to do for them.
+		if err := a.s.Ledger.MarkRemoved(ctx, key, gone); err != nil {
+			return 0, local(err)
+		}
+	}
+	if len(confirmed) == 0 {
+		return 0, nil
+	}
+	return p.remove(ctx, mb, key, confirmed, states)
+}
+
+// verifyRemovals checks, before an interrupted removal is finished, that
+// each message is the one the ledger recorded: the size matched already;
+// the fingerprint of its header fields must match too. A POP3 server may
+// give a removed message's UIDL to a new message of the same size; deleting
+// that on the strength of the old entry would lose it. Where the upstream
+// cannot give fingerprints (POP3 without TOP) nothing is removed. others
+// are messages found to differ: on a source that reuses identities they
+// are new mail, to fetch; elsewhere they are left alone, and logged.
+func (a *Account) verifyRemovals(ctx context.Context, mb source.Mailbox, folder string, uids []string, known map[string]ledger.Entry) (verified, others []string, err error) {
+	prints, err := mb.Fingerprints(ctx, uids)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, uid := range uids {
+		recorded := known[uid].Fingerprint
+		got, answered := prints[uid]
+		switch {
+		case recorded != "" && got == recorded:
+			verified = append(verified, uid)
+		case recorded == "" && got == "" && !mb.Complete():
+			// An IMAP entry from before fingerprints were recorded: UIDs
+			// are not reused within a UIDVALIDITY, and the size matched.
+			verified = append(verified, uid)
+		case answered && mb.Complete():
+			// A different header, or one that does not parse (the
+			// delivered message's did): not the recorded message.
+			others = append(others, uid)
+			a.s.Log.Msg("a message listed under a delivered message's identity differs from it: fetching it as new mail",
+				"folder", folder, "uid", uid)
+		default:
+			a.s.Log.Msg("cannot confirm a delivered message is the one listed: left upstream",
+				"folder", folder, "uid", uid)
+		}
+	}
+	return verified, others, nil
+}
+
+// durable makes what was recorded and committed so far survive a power
+// cut: the ledger's WAL, and maddy's storage (Settings.SyncStorage).
+func (a *Account) durable(ctx context.Context) error {
+	if err := a.s.Ledger.Sync(ctx); err != nil {
+		return err
+	}
+	if a.s.SyncStorage != nil {
+		if err := a.s.SyncStorage(); err != nil {
+			return fmt.Errorf("syncing maddy's storage to disk: %w", err)
+		}
+	}
+	return nil
+}
+
+// remove makes the ledger and maddy's storage durable, then removes
+// delivered messages upstream. What is removed for certain is recorded as
+// removed; what a good end of the session will remove (POP3) is recorded
+// then (poll.close).
+func (p *poll) remove(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, uids []string, states map[string]ledger.State) (int, error) {
+	if err := p.a.durable(ctx); err != nil {
+		return 0, local(err)
+	}
+	removed, err := mb.Remove(ctx, uids)
+	for _, uid := range removed {
+		// Gone upstream (or going, at QUIT): nothing is left to do for it.
+		states[uid] = ledger.Removed
+	}
+	if len(removed) > 0 {
+		if _, deferred := p.sess.(source.DeferredRemover); deferred {
+			if p.deferred == nil {
+				p.deferred = map[ledger.MailboxKey][]string{}
+			}
+			p.deferred[key] = append(p.deferred[key], removed...)
+		} else if merr := p.a.s.Ledger.MarkRemoved(ctx, key, removed); merr != nil && err == nil {
+			err = local(merr)
+		}
+	}
+	return len(removed), err
+}
