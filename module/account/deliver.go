@@ -117,22 +117,22 @@ func (a *Account) recordIfDuplicate(ctx context.Context, key ledger.MailboxKey, 
 // dedupeByGlobalID records as duplicates, without downloading them, the
 // messages of uids whose global ID (Gmail's X-GM-MSGID) the account has
 // delivered from another folder, and returns the others.
-func (a *Account) dedupeByGlobalID(ctx context.Context, key ledger.MailboxKey, uids []string,
-	listed map[string]source.Message, states map[string]ledger.State) ([]string, error) {
+func (f *folderPass) dedupeByGlobalID(ctx context.Context, uids []string) ([]string, error) {
+	a := f.a
 	if !a.s.Dedupe {
 		return uids, nil
 	}
 	rest := uids[:0:0]
 	for _, uid := range uids {
-		m := listed[uid]
+		m := f.listed[uid]
 		if m.GlobalID != "" {
-			dup, err := a.recordIfDuplicate(ctx, key, ledger.Entry{UID: uid, Size: m.Size, GlobalID: m.GlobalID},
+			dup, err := a.recordIfDuplicate(ctx, f.key, ledger.Entry{UID: uid, Size: m.Size, GlobalID: m.GlobalID},
 				ledger.Identity{GlobalID: m.GlobalID})
 			if err != nil {
 				return nil, err
 			}
 			if dup {
-				states[uid] = ledger.Duplicate
+				f.states[uid] = ledger.Duplicate
 				a.fetched() // done, for the progress, without a download
 				continue
 			}
@@ -142,17 +142,51 @@ func (a *Account) dedupeByGlobalID(ctx context.Context, key ledger.MailboxKey, u
 	return rest, nil
 }
 
+// fetchAll fetches and delivers uids in batches. Each batch is made
+// durable before anything is done upstream, and with keep yes too: a
+// ledger entry lost to a power cut means a duplicate. Then its delivered
+// messages are marked \Seen (mark_seen) or removed (keep no), unless the
+// server refused that here already.
+func (f *folderPass) fetchAll(ctx context.Context, uids []string) error {
+	a := f.a
+	place, err := a.placement(ctx, f.mb, f.name)
+	if err != nil {
+		return err
+	}
+	for batch := range slices.Chunk(uids, batchSize) {
+		delivered, err := f.fetchBatch(ctx, batch, place)
+		if err != nil {
+			return err
+		}
+		// A removal makes the batch durable itself, first.
+		removing := !a.s.Keep && len(delivered) > 0 && f.refused == nil
+		if !removing {
+			if err := a.durable(ctx); err != nil {
+				return local(err)
+			}
+		}
+		if sm, ok := f.mb.(source.SeenMarker); ok && a.s.Keep && a.s.MarkSeen && len(delivered) > 0 && f.refused == nil {
+			if err := f.onlyRefused(sm.MarkSeen(ctx, delivered)); err != nil {
+				return err
+			}
+		}
+		if removing {
+			if err := f.onlyRefused(f.remove(ctx, delivered)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // fetchBatch streams one batch into maddy and records each outcome. It
 // returns the UIDs delivered and recorded.
-func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source.Mailbox, key ledger.MailboxKey,
-	uids []string, listed map[string]source.Message, place delivery.Placement, states map[string]ledger.State) ([]string, PollResult, error) {
-	var (
-		res       PollResult
-		delivered []string
-	)
-	uids, err := a.dedupeByGlobalID(ctx, key, uids, listed, states)
+func (f *folderPass) fetchBatch(ctx context.Context, uids []string, place delivery.Placement) ([]string, error) {
+	a, res := f.a, &f.res
+	var delivered []string
+	uids, err := f.dedupeByGlobalID(ctx, uids)
 	if err != nil || len(uids) == 0 {
-		return nil, res, err
+		return nil, err
 	}
 	wanted := make(map[string]bool, len(uids))
 	for _, uid := range uids {
@@ -169,15 +203,15 @@ func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source
 		delete(wanted, uid)
 		res.Fetched++
 		a.fetched()
-		m := listed[uid]
+		m := f.listed[uid]
 		if a.s.KeepFlags {
 			place.Flags = m.Flags
 		}
-		state, err := a.deliverOne(ctx, sess, key, uid, m, place, sp.(*delivery.Spooled))
+		state, err := f.deliverOne(ctx, m, place, sp.(*delivery.Spooled))
 		if err != nil {
 			return err
 		}
-		states[uid] = state
+		f.states[uid] = state
 		switch state {
 		case ledger.Delivered:
 			res.Delivered++
@@ -187,20 +221,20 @@ func (a *Account) fetchBatch(ctx context.Context, sess source.Session, mb source
 		}
 		return nil
 	}
-	err = mb.Fetch(ctx, uids, spool, deliver)
-	return delivered, res, err
+	err = f.mb.Fetch(ctx, uids, spool, deliver)
+	return delivered, err
 }
 
 // deliverOne hands one spooled message to maddy and records the outcome.
 // A temporary failure records nothing and is returned, ending the poll.
-func (a *Account) deliverOne(ctx context.Context, sess source.Session, key ledger.MailboxKey,
-	uid string, m source.Message, place delivery.Placement, sp *delivery.Spooled) (ledger.State, error) {
+func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place delivery.Placement, sp *delivery.Spooled) (ledger.State, error) {
+	a, key, uid := f.a, f.key, m.UID
 	origin := delivery.Origin{
 		Placement:   place,
 		Quarantine:  slices.Contains(a.s.QuarantineFolders, key.Mailbox),
 		Protocol:    a.s.Upstream.Protocol(),
 		Host:        a.s.Upstream.Host(),
-		Addr:        sess.RemoteAddr(),
+		Addr:        f.p.sess.RemoteAddr(),
 		Account:     a.s.Name,
 		Folder:      key.Mailbox,
 		UIDValidity: key.UIDValidity,

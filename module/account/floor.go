@@ -1,20 +1,26 @@
 package account
 
 import (
-	"errors"
+	"context"
 	"strconv"
 
 	"github.com/remote-pull/remote_pull/module/ledger"
 	"github.com/remote-pull/remote_pull/module/source"
 )
 
-// floorErr: a floor reset by 'remote-pull retry' during the poll is not an
-// error (the next poll starts from the reset floor); anything else is.
-func floorErr(err error) error {
-	if errors.Is(err, ledger.ErrFloorMoved) {
-		return nil
-	}
-	return local(err)
+// saveMailbox records the folder's UIDVALIDITY and floor. A floor reset
+// by 'remote-pull retry' since the pass began is not overwritten: the
+// ledger answers ledger.ErrFloorMoved, and the pass ends (poll.folder).
+func (f *folderPass) saveMailbox(ctx context.Context, floor uint32) error {
+	return local(f.a.s.Ledger.SetMailbox(ctx, f.a.s.Name, f.name, ledger.MailboxState{
+		UIDValidity: f.key.UIDValidity, UIDFloor: floor, Generation: f.prev.Generation}))
+}
+
+// saveFloor records the floor the pass leaves: delivered messages not
+// removed stay delivered in the ledger and hold the floor down, so that
+// the next poll tries their removal again (FinishRemoval), once.
+func (f *folderPass) saveFloor(ctx context.Context) error {
+	return f.saveMailbox(ctx, nextFloor(f.mb, f.floor, f.msgs, f.states, f.a.s.Keep))
 }
 
 // floorFilter: IMAP ledger lookups start at the floor; POP3 has no floor.

@@ -24,7 +24,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/foxcpp/maddy/framework/log"
@@ -223,225 +222,172 @@ func (p *poll) close(ctx context.Context) error {
 	return nil
 }
 
-// folder processes one folder: list, decide, fetch and deliver in batches,
-// make each batch durable, then remove what is not kept.
-func (p *poll) folder(ctx context.Context, folder string, budget int) (PollResult, error) {
-	a := p.a
-	var res PollResult
-	mb, err := p.sess.Open(ctx, folder)
-	if err != nil {
-		return res, err
-	}
-	if err := p.mirrorClash(ctx, mb, folder); err != nil {
-		return res, err
-	}
-	key := ledger.MailboxKey{Account: a.s.Name, Mailbox: folder, UIDValidity: mb.UIDValidity()}
+// folderPass is one folder's work in one poll. Its methods are the steps
+// of run, in order; what they share is kept here, each part with one
+// owner.
+type folderPass struct {
+	p    *poll
+	a    *Account
+	name string
+	mb   source.Mailbox
+	key  ledger.MailboxKey
+	// prev is the folder as the ledger last recorded it, and seen whether
+	// it did at all (if not, this is the folder's first sync); floor is
+	// the UID this pass lists from.
+	prev  ledger.MailboxState
+	seen  bool
+	floor uint32
+	msgs  []source.Message
+	// listed are msgs by identity; known is what the ledger recorded under
+	// them; states is where each message stands as the pass goes on.
+	listed map[string]source.Message
+	known  map[string]ledger.Entry
+	states map[string]ledger.State
+	rules  Rules
+	res    PollResult
+	// refused: the server refused a removal or \Seen here. The folder's
+	// new mail is fetched all the same, nothing more is asked of the
+	// server for it this pass, and the refusal is the folder's error.
+	refused error
+}
 
-	prev, seen, err := a.s.Ledger.Mailbox(ctx, a.s.Name, folder)
-	if err != nil {
-		return res, local(err)
-	}
-	renumbered := seen && prev.UIDValidity != key.UIDValidity
-	floor := uint32(1)
-	if seen && !renumbered {
-		floor = prev.UIDFloor
-		if next := uidNext(mb); next != 0 && next < floor {
-			// Same UIDVALIDITY, but UIDs went backwards (a server restored
-			// from a backup): what is recorded above UIDNEXT would hide new
-			// mail. Match everything by fingerprint, as after a change of
-			// UIDVALIDITY.
-			a.s.Log.Msg("UIDNEXT is below what was already seen although UIDVALIDITY is unchanged: treating the folder as renumbered",
-				"folder", folder, "uidnext", next, "floor", floor)
-			renumbered, floor = true, 1
-		}
-	}
-	msgs, err := mb.List(ctx, floor)
-	if err != nil {
-		return res, err
-	}
-	if renumbered {
-		old := ledger.MailboxKey{Account: a.s.Name, Mailbox: folder, UIDValidity: prev.UIDValidity}
-		if err := a.adoptAfterRenumbering(ctx, mb, old, key, msgs); err != nil {
-			return res, err
-		}
-	}
+// todo is what Decide made of a folder's listed messages.
+type todo struct {
+	fetch, remove   []string
+	adopt, tooLarge []source.Message
+}
 
-	if !seen && a.s.FirstSyncNew {
-		return a.adopt(ctx, mb, key, msgs)
+// folder processes one folder. A floor reset by 'remote-pull retry'
+// during the pass ends it without error: the next poll starts from the
+// reset floor.
+func (p *poll) folder(ctx context.Context, name string, budget int) (PollResult, error) {
+	f := &folderPass{p: p, a: p.a, name: name}
+	err := f.run(ctx, budget)
+	if errors.Is(err, ledger.ErrFloorMoved) {
+		err = nil
 	}
-	// Record the UIDVALIDITY now, not only at the end of a successful
-	// poll: if this one fails midway and the server renumbers before the
-	// next, the entries recorded meanwhile must still be matched. A first
-	// sync does it once its messages too old for max_age are recorded: a
-	// folder stays in its first sync until then.
-	setMailbox := func() error {
-		return a.s.Ledger.SetMailbox(ctx, a.s.Name, folder, ledger.MailboxState{
-			UIDValidity: key.UIDValidity, UIDFloor: floor, Generation: prev.Generation})
-	}
-	if renumbered {
-		if err := setMailbox(); err != nil {
-			return res, floorErr(err)
-		}
-	}
+	return f.res, err
+}
 
-	known, err := a.s.Ledger.States(ctx, key, floorFilter(mb, floor))
+// run lists the folder, reconciles it with the ledger, decides, finishes
+// interrupted removals, fetches and delivers in batches (each made durable
+// before anything is done upstream), expires what delete_after says, and
+// saves the floor.
+func (f *folderPass) run(ctx context.Context, budget int) error {
+	if err := f.open(ctx); err != nil {
+		return err
+	}
+	if !f.seen && f.a.s.FirstSyncNew {
+		return f.adoptAll(ctx)
+	}
+	if err := f.reconcile(ctx); err != nil {
+		return err
+	}
+	t, err := f.plan(ctx)
 	if err != nil {
-		return res, local(err)
+		return err
 	}
-	if mb.Complete() {
-		if err := a.followIdentities(ctx, mb, key, msgs, known); err != nil {
-			return res, err
-		}
-		if err := a.followGrowth(ctx, mb, key, folder, msgs, known); err != nil {
-			return res, err
-		}
-		if err := a.forgetVanished(ctx, key, msgs, known); err != nil {
-			return res, local(err)
-		}
+	if err := f.recordPlanned(ctx, t); err != nil {
+		return err
 	}
-	a.warnAmbiguous(folder, msgs)
+	if err := f.verifyRemovals(ctx, &t); err != nil {
+		return err
+	}
+	if f.a.s.MaxMessagesPerPoll > 0 && len(t.fetch) > budget {
+		t.fetch = t.fetch[:max(budget, 0)]
+		f.res.More = true
+	}
+	f.a.planned(len(t.fetch))
+	if err := f.finishRemovals(ctx, t.remove); err != nil {
+		return err
+	}
+	if err := f.fetchAll(ctx, t.fetch); err != nil {
+		return err
+	}
+	if err := f.expire(ctx); err != nil {
+		return err
+	}
+	if err := f.saveFloor(ctx); err != nil {
+		return err
+	}
+	return f.refused
+}
 
-	states := make(map[string]ledger.State, len(known))
-	for uid, e := range known {
-		states[uid] = e.State
-	}
-	var toFetch, toRemove []string
+// plan asks Decide about every listed message, with the rules of this
+// folder and server.
+func (f *folderPass) plan(ctx context.Context) (todo, error) {
 	// How this server lets delivered messages go (IMAP without UIDPLUS:
 	// MOVE to Trash, or only a flag), before deciding.
-	removal, err := RemovalOf(ctx, mb, a.s.Keep)
+	removal, err := RemovalOf(ctx, f.mb, f.a.s.Keep)
 	if err != nil {
-		return res, err
+		return todo{}, err
 	}
-	rules := RulesFor(mb, removal, a.s.Keep, a.s.MaxMessageSize)
-	if !seen {
-		rules.OlderThan = FirstSyncCutoff(a.s.MaxAge, a.s.Now(), a.Status().LastSuccess)
+	f.rules = RulesFor(f.mb, removal, f.a.s.Keep, f.a.s.MaxMessageSize)
+	if !f.seen {
+		f.rules.OlderThan = FirstSyncCutoff(f.a.s.MaxAge, f.a.s.Now(), f.a.Status().LastSuccess)
 	}
-	var toAdopt []source.Message
-	for _, m := range msgs {
-		switch Decide(m, known[m.UID], rules) {
+	var t todo
+	for _, m := range f.msgs {
+		switch Decide(m, f.known[m.UID], f.rules) {
 		case AdoptOld:
-			toAdopt = append(toAdopt, m)
-			states[m.UID] = ledger.Adopted
+			t.adopt = append(t.adopt, m)
 		case FinishRemoval:
-			toRemove = append(toRemove, m.UID)
+			t.remove = append(t.remove, m.UID)
 		case Fetch:
-			toFetch = append(toFetch, m.UID)
+			t.fetch = append(t.fetch, m.UID)
 			// Whatever the ledger held under this identity was another
 			// message; until this one is recorded, it has no state.
-			delete(states, m.UID)
+			delete(f.states, m.UID)
 		case RecordTooLarge:
-			reason := delivery.TooLarge(m.Size, a.s.MaxMessageSize)
-			if err := a.s.Ledger.Record(ctx, key, ledger.Entry{UID: m.UID, State: ledger.TooLarge, Size: m.Size, Reason: reason}); err != nil {
-				return res, local(err)
-			}
-			states[m.UID] = ledger.TooLarge
-			res.TooLarge++
-			messagesTotal.WithLabelValues(a.s.Name, string(ledger.TooLarge)).Inc()
-			a.s.Log.Msg("message too large, left upstream", "folder", folder,
-				"uid", m.UID, "size", m.Size, "max_message_size", a.s.MaxMessageSize)
+			t.tooLarge = append(t.tooLarge, m)
 		}
 	}
-	if len(toAdopt) > 0 {
-		if err := a.record(ctx, mb, key, toAdopt, ledger.Adopted, ledger.ReasonMaxAge); err != nil {
-			return res, err
-		}
-		res.Adopted += len(toAdopt)
-		a.s.Log.Msg("older than max_age at the folder's first sync: recorded, not fetched", "folder", folder,
-			"messages", len(toAdopt), "cutoff", rules.OlderThan.UTC().Format(time.RFC3339))
-	}
-	if !seen {
-		if err := setMailbox(); err != nil {
-			return res, floorErr(err)
-		}
-	}
-	if !a.s.Keep && len(toRemove) > 0 {
-		verified, others, err := a.verifyRemovals(ctx, mb, folder, toRemove, known)
-		if err != nil {
-			return res, err
-		}
-		for _, uid := range others {
-			// Another message under a recorded identity: new mail.
-			delete(states, uid)
-		}
-		toFetch = append(others, toFetch...)
-		toRemove = verified
-	}
-	if a.s.MaxMessagesPerPoll > 0 && len(toFetch) > budget {
-		toFetch = toFetch[:max(budget, 0)]
-		res.More = true
-	}
-	a.planned(len(toFetch))
+	return t, nil
+}
 
-	// refused: the server refused a removal or \Seen here. The folder's
-	// new mail is fetched all the same, nothing more is asked of the server
-	// for it this poll, and the refusal is the folder's error.
-	var refused error
-	if !a.s.Keep && len(toRemove) > 0 {
-		n, err := p.remove(ctx, mb, key, toRemove, states)
-		res.Removed += n
-		if refused = refusal(err); err != nil && refused == nil {
-			return res, err
+// recordPlanned records what is decided without a download: messages too
+// large, and at a first sync those older than max_age. Then a first sync
+// is over: the folder is recorded, with its UIDVALIDITY (a folder stays in
+// its first sync until its messages too old for max_age are recorded).
+func (f *folderPass) recordPlanned(ctx context.Context, t todo) error {
+	a := f.a
+	for _, m := range t.tooLarge {
+		reason := delivery.TooLarge(m.Size, a.s.MaxMessageSize)
+		if err := a.s.Ledger.Record(ctx, f.key, ledger.Entry{UID: m.UID, State: ledger.TooLarge, Size: m.Size, Reason: reason}); err != nil {
+			return local(err)
 		}
+		f.states[m.UID] = ledger.TooLarge
+		f.res.TooLarge++
+		messagesTotal.WithLabelValues(a.s.Name, string(ledger.TooLarge)).Inc()
+		a.s.Log.Msg("message too large, left upstream", "folder", f.name,
+			"uid", m.UID, "size", m.Size, "max_message_size", a.s.MaxMessageSize)
 	}
+	if len(t.adopt) > 0 {
+		for _, m := range t.adopt {
+			f.states[m.UID] = ledger.Adopted
+		}
+		if err := f.record(ctx, t.adopt, ledger.Adopted, ledger.ReasonMaxAge); err != nil {
+			return err
+		}
+		f.res.Adopted += len(t.adopt)
+		a.s.Log.Msg("older than max_age at the folder's first sync: recorded, not fetched", "folder", f.name,
+			"messages", len(t.adopt), "cutoff", f.rules.OlderThan.UTC().Format(time.RFC3339))
+	}
+	if !f.seen {
+		return f.saveMailbox(ctx, f.floor)
+	}
+	return nil
+}
 
-	listed := make(map[string]source.Message, len(msgs))
-	for _, m := range msgs {
-		listed[m.UID] = m
+// onlyRefused keeps a refusal of the server's about this folder as the
+// pass's error (refused) and returns nil, so that the pass goes on; any
+// other error is returned, ending the poll.
+func (f *folderPass) onlyRefused(err error) error {
+	if r := refusal(err); r != nil {
+		f.refused = r
+		return nil
 	}
-	place, err := a.placement(ctx, mb, folder)
-	if err != nil {
-		return res, err
-	}
-	for batch := range slices.Chunk(toFetch, batchSize) {
-		delivered, br, err := a.fetchBatch(ctx, p.sess, mb, key, batch, listed, place, states)
-		res.add(br)
-		if err != nil {
-			return res, err
-		}
-		// Durable before anything is done upstream, and with keep yes too:
-		// a ledger entry lost to a power cut means a duplicate. A removal
-		// makes the batch durable itself, first.
-		removing := !a.s.Keep && len(delivered) > 0 && refused == nil
-		if !removing {
-			if err := a.durable(ctx); err != nil {
-				return res, local(err)
-			}
-		}
-		if sm, ok := mb.(source.SeenMarker); ok && a.s.Keep && a.s.MarkSeen && len(delivered) > 0 && refused == nil {
-			if err := sm.MarkSeen(ctx, delivered); err != nil {
-				if refused = refusal(err); refused == nil {
-					return res, err
-				}
-			}
-		}
-		if removing {
-			n, err := p.remove(ctx, mb, key, delivered, states)
-			res.Removed += n
-			if refused = refusal(err); err != nil && refused == nil {
-				return res, err
-			}
-		}
-	}
-
-	if a.s.Keep && a.s.DeleteAfter > 0 && refused == nil {
-		n, err := p.deleteExpired(ctx, mb, key, folder, msgs, states)
-		res.Removed += n
-		if refused = refusal(err); err != nil && refused == nil {
-			return res, err
-		}
-	}
-
-	if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, folder, ledger.MailboxState{
-		UIDValidity: key.UIDValidity,
-		UIDFloor:    nextFloor(mb, floor, msgs, states, a.s.Keep),
-		Generation:  prev.Generation,
-	}); err != nil {
-		return res, floorErr(err)
-	}
-	// Delivered messages not removed stay delivered in the ledger and hold
-	// the floor down: the next poll tries their removal again
-	// (FinishRemoval), once.
-	return res, refused
+	return err
 }
 
 // warnOnce logs msg the first time key is seen in the account's life.

@@ -9,6 +9,24 @@ import (
 	"github.com/remote-pull/remote_pull/module/source"
 )
 
+// finishRemovals removes the delivered messages an earlier poll did not
+// remove (FinishRemoval, verified).
+func (f *folderPass) finishRemovals(ctx context.Context, uids []string) error {
+	if f.a.s.Keep || len(uids) == 0 {
+		return nil
+	}
+	return f.onlyRefused(f.remove(ctx, uids))
+}
+
+// expire is delete_after's step (keep yes), unless the server refused a
+// removal here already.
+func (f *folderPass) expire(ctx context.Context) error {
+	if !f.a.s.Keep || f.a.s.DeleteAfter <= 0 || f.refused != nil {
+		return nil
+	}
+	return f.onlyRefused(f.deleteExpired(ctx))
+}
+
 // deleteExpired removes upstream what was delivered more than
 // delete_after ago (keep yes). A UID is trusted no more than a UIDL: a
 // server restored from a backup gives delivered messages' UIDs to new mail
@@ -16,16 +34,11 @@ import (
 // fingerprint, below the floor too, and removed only if they are the ones
 // recorded; what differs stays upstream, and what is gone is recorded as
 // removed.
-func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, folder string,
-	msgs []source.Message, states map[string]ledger.State) (int, error) {
-	a := p.a
-	expired, err := a.s.Ledger.DeliveredBefore(ctx, key, time.Now().Add(-a.s.DeleteAfter))
+func (f *folderPass) deleteExpired(ctx context.Context) error {
+	a, mb, folder, listed := f.a, f.mb, f.name, f.listed
+	expired, err := a.s.Ledger.DeliveredBefore(ctx, f.key, time.Now().Add(-a.s.DeleteAfter))
 	if err != nil || len(expired) == 0 {
-		return 0, local(err)
-	}
-	listed := make(map[string]source.Message, len(msgs))
-	for _, m := range msgs {
-		listed[m.UID] = m
+		return local(err)
 	}
 	recorded := make(map[string]ledger.Entry, len(expired))
 	var ask []string
@@ -45,11 +58,11 @@ func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.
 		}
 	}
 	if len(ask) == 0 {
-		return 0, nil
+		return nil
 	}
 	prints, err := mb.Fingerprints(ctx, ask)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	var confirmed, gone []string
 	for _, uid := range ask {
@@ -67,14 +80,14 @@ func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.
 	}
 	if len(gone) > 0 {
 		// Deleted upstream by someone else: nothing left to do for them.
-		if err := a.s.Ledger.MarkRemoved(ctx, key, gone); err != nil {
-			return 0, local(err)
+		if err := a.s.Ledger.MarkRemoved(ctx, f.key, gone); err != nil {
+			return local(err)
 		}
 	}
 	if len(confirmed) == 0 {
-		return 0, nil
+		return nil
 	}
-	return p.remove(ctx, mb, key, confirmed, states)
+	return f.remove(ctx, confirmed)
 }
 
 // verifyRemovals checks, before an interrupted removal is finished, that
@@ -84,14 +97,19 @@ func (p *poll) deleteExpired(ctx context.Context, mb source.Mailbox, key ledger.
 // that on the strength of the old entry would lose it. Where the upstream
 // cannot give fingerprints (POP3 without TOP) nothing is removed. others
 // are messages found to differ: on a source that reuses identities they
-// are new mail, to fetch; elsewhere they are left alone, and logged.
-func (a *Account) verifyRemovals(ctx context.Context, mb source.Mailbox, folder string, uids []string, known map[string]ledger.Entry) (verified, others []string, err error) {
-	prints, err := mb.Fingerprints(ctx, uids)
-	if err != nil {
-		return nil, nil, err
+// are new mail, to fetch first; elsewhere they are left alone, and logged.
+func (f *folderPass) verifyRemovals(ctx context.Context, t *todo) error {
+	if f.a.s.Keep || len(t.remove) == 0 {
+		return nil
 	}
-	for _, uid := range uids {
-		recorded := known[uid].Fingerprint
+	a, mb, folder := f.a, f.mb, f.name
+	prints, err := mb.Fingerprints(ctx, t.remove)
+	if err != nil {
+		return err
+	}
+	var verified, others []string
+	for _, uid := range t.remove {
+		recorded := f.known[uid].Fingerprint
 		got, answered := prints[uid]
 		switch {
 		case recorded != "" && got == recorded:
@@ -111,7 +129,13 @@ func (a *Account) verifyRemovals(ctx context.Context, mb source.Mailbox, folder 
 				"folder", folder, "uid", uid)
 		}
 	}
-	return verified, others, nil
+	for _, uid := range others {
+		// Another message under a recorded identity: new mail.
+		delete(f.states, uid)
+	}
+	t.fetch = append(others, t.fetch...)
+	t.remove = verified
+	return nil
 }
 
 // durable makes what was recorded and committed so far survive a power
@@ -132,24 +156,26 @@ func (a *Account) durable(ctx context.Context) error {
 // delivered messages upstream. What is removed for certain is recorded as
 // removed; what a good end of the session will remove (POP3) is recorded
 // then (poll.close).
-func (p *poll) remove(ctx context.Context, mb source.Mailbox, key ledger.MailboxKey, uids []string, states map[string]ledger.State) (int, error) {
-	if err := p.a.durable(ctx); err != nil {
-		return 0, local(err)
+func (f *folderPass) remove(ctx context.Context, uids []string) error {
+	p := f.p
+	if err := f.a.durable(ctx); err != nil {
+		return local(err)
 	}
-	removed, err := mb.Remove(ctx, uids)
+	removed, err := f.mb.Remove(ctx, uids)
+	f.res.Removed += len(removed)
 	for _, uid := range removed {
 		// Gone upstream (or going, at QUIT): nothing is left to do for it.
-		states[uid] = ledger.Removed
+		f.states[uid] = ledger.Removed
 	}
 	if len(removed) > 0 {
 		if _, deferred := p.sess.(source.DeferredRemover); deferred {
 			if p.deferred == nil {
 				p.deferred = map[ledger.MailboxKey][]string{}
 			}
-			p.deferred[key] = append(p.deferred[key], removed...)
-		} else if merr := p.a.s.Ledger.MarkRemoved(ctx, key, removed); merr != nil && err == nil {
+			p.deferred[f.key] = append(p.deferred[f.key], removed...)
+		} else if merr := f.a.s.Ledger.MarkRemoved(ctx, f.key, removed); merr != nil && err == nil {
 			err = local(merr)
 		}
 	}
-	return len(removed), err
+	return err
 }
