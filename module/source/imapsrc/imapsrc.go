@@ -230,7 +230,7 @@ type Session struct {
 	c   *imapclient.Client
 
 	decided  *source.Removal       // how delivered messages leave, once decided (remove.go)
-	folders  map[string]folderInfo // from LIST, once per session (remove.go)
+	folders  map[string]folderInfo // from LIST, once per session (folders.go)
 	tlsState tls.ConnectionState
 	readOnly bool
 
@@ -626,4 +626,16 @@ func uidSet(uids []string) (imap.UIDSet, error) {
 		set.AddNum(imap.UID(n))
 	}
 	return set, nil
+}
+
+// keptFlags are the flags worth carrying to the delivered copy: all but
+// \Recent (session state) and \Deleted (another client's intent here).
+func keptFlags(flags []imap.Flag) []string {
+	var out []string
+	for _, f := range flags {
+		if f != imap.FlagDeleted && f != "\\Recent" {
+			out = append(out, string(f))
+		}
+	}
+	return out
 }
