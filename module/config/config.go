@@ -421,8 +421,8 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 			return nil, errAt(n, merged, "folders", "account %s: folders names %q, the move_to folder: delivered messages moved there would be delivered again", name, f)
 		}
 	}
-	acc.ConfigHash = configHash(merged)
-	acc.Digest = digest(merged)
+	acc.ConfigHash = hex.EncodeToString(hashTree(merged, volatile)[:16])
+	acc.Digest = hex.EncodeToString(hashTree(merged, nil))
 	if acc.PollInterval < time.Second {
 		return nil, errAt(n, merged, "poll_interval", "poll_interval must be at least 1s")
 	}
@@ -792,27 +792,20 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// digest digests every directive of the account, secrets included.
-func digest(nodes []Node) string {
-	h := sha256.New()
-	var walk func(ns []Node, depth int)
-	walk = func(ns []Node, depth int) {
-		for _, n := range ns {
-			fmt.Fprintf(h, "%d %q %q\n", depth, n.Name, n.Args)
-			walk(n.Children, depth+1)
-		}
-	}
-	walk(nodes, 0)
-	return hex.EncodeToString(h.Sum(nil))
+// volatile directives change neither what becomes of a message nor who
+// may log in with which secret: left out of ConfigHash (secrets too).
+var volatile = map[string]bool{
+	"password": true, "password_file": true, "debug": true, "poll_interval": true, "idle": true, "timeout": true,
 }
 
-// configHash digests the account's directives but its secrets.
-func configHash(nodes []Node) string {
+// hashTree digests directives and their blocks, at any depth leaving out
+// those named in skip.
+func hashTree(nodes []Node, skip map[string]bool) []byte {
 	h := sha256.New()
 	var walk func(ns []Node, depth int)
 	walk = func(ns []Node, depth int) {
 		for _, n := range ns {
-			if n.Name == "password" || n.Name == "password_file" || n.Name == "debug" || n.Name == "poll_interval" || n.Name == "idle" || n.Name == "timeout" {
+			if skip[n.Name] {
 				continue
 			}
 			fmt.Fprintf(h, "%d %q %q\n", depth, n.Name, n.Args)
@@ -820,7 +813,7 @@ func configHash(nodes []Node) string {
 		}
 	}
 	walk(nodes, 0)
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return h.Sum(nil)
 }
 
 // errAt reports an error at the directive that caused it (the account's own
