@@ -670,8 +670,7 @@ func (env *sweepEnv) settings(t *testing.T, g sweepGroup, px *faultproxy.Proxy, 
 	return account.Settings{
 		Name:     "sweep",
 		Upstream: upstream,
-		Folders:  []string{"INBOX"},
-		Keep:     c.keep,
+		Policy:   account.Policy{Folders: []string{"INBOX"}, Keep: c.keep},
 		Ledger:   led,
 		Log:      l,
 		Target: &delivery.Target{

@@ -54,7 +54,7 @@ func TestClassify(t *testing.T) {
 // The back-off doubles from its floor, which is longer after a refused
 // login, and stays within its cap with jitter.
 func TestBackoff(t *testing.T) {
-	a := &Account{s: Settings{PollInterval: 5 * time.Minute}}
+	a := &Account{s: Settings{Policy: Policy{PollInterval: 5 * time.Minute}}}
 	for _, c := range []struct {
 		class    errClass
 		failures int

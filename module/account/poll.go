@@ -26,76 +26,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/foxcpp/maddy/framework/log"
-
 	"github.com/remote-pull/remote_pull/module/delivery"
 	"github.com/remote-pull/remote_pull/module/ledger"
 	"github.com/remote-pull/remote_pull/module/source"
 )
-
-// Settings is one account's configuration, as parsed by module/config.
-type Settings struct {
-	Name     string
-	Upstream source.Upstream
-	// Folders are names and patterns (folders.go); ExcludeFolders are
-	// patterns taken out of what they match.
-	Folders        []string
-	ExcludeFolders []string
-	Keep           bool
-	// Idle: watch each folder for new mail (IMAP IDLE) where the server
-	// can, polling at once when it announces some.
-	Idle         bool
-	PollInterval time.Duration
-	Target       *delivery.Target
-	Ledger       *ledger.Ledger
-	Log          log.Logger
-	// Slots bounds how many accounts poll at once (max_parallel): a poll
-	// takes a slot for its duration. Nil means no bound.
-	Slots Slots
-
-	// MaxMessageSize: larger messages are not downloaded; they stay
-	// upstream, recorded as too large.
-	MaxMessageSize int64
-	// MaxMessagesPerPoll bounds one poll (0: no bound); the next poll
-	// follows at once.
-	MaxMessagesPerPoll int
-	// FirstSyncNew: a mailbox seen for the first time is adopted as it is
-	// (recorded, not downloaded); only later mail is fetched.
-	FirstSyncNew bool
-	// QuarantineFolders are delivered with maddy's quarantine flag.
-	QuarantineFolders []string
-	// SyncStorage makes maddy's committed deliveries durable (a syncfs of
-	// the file system of its storage); called once per batch, before any
-	// upstream copy is removed. Nil: nothing to do.
-	SyncStorage func() error
-	// MaxAge: at a folder's first sync, a message older than this
-	// (INTERNALDATE) is recorded as adopted, not fetched (FirstSyncCutoff).
-	// 0: no bound.
-	MaxAge time.Duration
-	// MarkSeen (keep yes): \Seen is set upstream on delivered messages.
-	MarkSeen bool
-	// DeleteAfter (keep yes): delivered messages are removed upstream this
-	// long after their delivery. 0: never.
-	DeleteAfter time.Duration
-	// MirrorFolders: each folder's messages go to the same-named local
-	// folder (SPECIAL-USE ones to the local folder with the attribute);
-	// LocalFolder maps upstream folders to local ones, over it.
-	MirrorFolders bool
-	LocalFolder   map[string]string
-	// KeepFlags: the upstream copy's flags are set on the delivered one.
-	KeepFlags bool
-	// Dedupe (dedupe message_id): a message the account already delivered
-	// under another identity (another folder, or another UID: moved out and
-	// back) is recorded as a duplicate, not delivered again: the same
-	// upstream global ID, or else the same bytes (SHA-256) or the same
-	// Message-ID and fingerprint (ledger.Identity).
-	Dedupe bool
-	// Notify: where notices about the account go (notice.go); empty: none.
-	Notify []string
-	// Now is the clock for what is measured in hours and days (max_age,
-	// notices); nil: time.Now. Tests move it instead of sleeping.
-	Now func() time.Time
-}
 
 // batchSize is how many messages are fetched between two ledger syncs and
 // upstream removals. Each batch costs the upstream's round trip once more

@@ -271,7 +271,7 @@ func newRig(t *testing.T, up *fakeUpstream, keep bool) *rig {
 	quiet := testlib.Quiet("test")
 	p := newPipeline()
 	acc := New(Settings{
-		Name: "acct", Upstream: up, Folders: []string{"INBOX"}, Keep: keep, PollInterval: time.Minute,
+		Name: "acct", Upstream: up, Policy: Policy{Folders: []string{"INBOX"}, Keep: keep, PollInterval: time.Minute},
 		Ledger: l, Log: quiet,
 		Target: &delivery.Target{Pipeline: p, Rcpts: []string{"alice@example.org"}, Hostname: "mx.example.org",
 			SpoolDir: t.TempDir(), Log: quiet},

@@ -1327,9 +1327,9 @@ func (w *propWorld) commit(m *propMsg, h textproto.Header, body buffer.Buffer) {
 
 func (w *propWorld) settings() Settings {
 	return Settings{
-		Name: "acct", Upstream: &propUpstream{w}, Folders: w.cfg.folders, Keep: w.cfg.keep,
-		PollInterval: time.Minute, Ledger: w.led, Log: w.quiet,
-		MaxMessageSize: w.cfg.maxSize, MaxMessagesPerPoll: w.cfg.maxPerPoll, FirstSyncNew: w.cfg.firstSync,
+		Name: "acct", Upstream: &propUpstream{w}, Ledger: w.led, Log: w.quiet,
+		Policy: Policy{Folders: w.cfg.folders, Keep: w.cfg.keep, PollInterval: time.Minute,
+			MaxMessageSize: w.cfg.maxSize, MaxMessagesPerPoll: w.cfg.maxPerPoll, FirstSyncNew: w.cfg.firstSync},
 		SyncStorage: func() error {
 			if w.fault("sync-storage") {
 				return errors.New("syncfs: input/output error")

@@ -154,12 +154,12 @@ func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name, conf, want string
 	}{
-		{"unknown directive in account", account(base + "        usernmae x"), `test.conf:8: unknown directive "usernmae"`},
+		{"unknown directive in account", account(base + "        usernmae x"), `test.conf:8: account a: unknown directive "usernmae"`},
 		{"unknown directive in block", "remote_pull {\n    frobnicate yes\n    account a {\n" + base + "    }\n}", `test.conf:2: unknown directive "frobnicate"`},
 		{"no accounts", "remote_pull {\n    keep yes\n}", "test.conf:1: remote_pull needs at least one"},
 		{"missing protocol", account("        username u\n        password p\n        rcpt_to a@example.org\n        reject"), "test.conf:2: account a: no upstream"},
 		{"both protocols", account(base + "        pop3 tls://h:995"), "either imap or pop3"},
-		{"bad scheme", account("        imap imaps://h:993\n        username u\n        password p\n        rcpt_to a@example.org\n        reject"), "test.conf:3:"},
+		{"bad scheme", account("        imap imaps://h:993\n        username u\n        password p\n        rcpt_to a@example.org\n        reject"), "test.conf:3: account a: invalid address"},
 		{"missing rcpt_to", account("        imap tls://h:993\n        username u\n        password p\n        reject"), "test.conf:2: account a: rcpt_to is required"},
 		{"invalid rcpt_to", account("        imap tls://h:993\n        username u\n        password p\n        rcpt_to not-an-address\n        reject"), "test.conf:6: account a: rcpt_to: invalid address"},
 		{"missing username", account("        imap tls://h:993\n        password p\n        rcpt_to a@example.org\n        reject"), "username is required"},
@@ -169,8 +169,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad pipeline", account(base + "        destination {\n        }"), "test.conf:"},
 		{"bad keep", account(base + "        keep maybe"), "test.conf:8:"},
 		{"bad poll_interval", account(base + "        poll_interval soon"), "test.conf:8:"},
-		{"tiny poll_interval", account(base + "        poll_interval 10ms"), "test.conf:8: poll_interval must be at least 1s"},
-		{"tiny timeout", account(base + "        timeout 10ms"), "test.conf:8: timeout must be at least 1s"},
+		{"tiny poll_interval", account(base + "        poll_interval 10ms"), "test.conf:8: account a: poll_interval must be at least 1s"},
+		{"tiny timeout", account(base + "        timeout 10ms"), "test.conf:8: account a: timeout must be at least 1s"},
+		{"negative max_messages_per_poll", account(base + "        max_messages_per_poll -1"), "test.conf:8: account a: max_messages_per_poll must not be negative"},
+		{"zero max_message_size", account(base + "        max_message_size 0"), "test.conf:8: account a: max_message_size must be positive"},
 		{"move_to with keep yes", account(base + "        keep yes\n        move_to Fetched"), "test.conf:9: account a: move_to is for keep no"},
 		{"move_to folder polled", account(base + "        keep no\n        folders INBOX Archive\n        move_to Archive"), "test.conf:9: account a: folders names \"Archive\", the move_to folder"},
 		{"move_to INBOX in another case", account(base + "        keep no\n        move_to inbox"), "test.conf:2: account a: folders names \"INBOX\", the move_to folder"},
@@ -309,11 +311,11 @@ func TestParseOAuth2(t *testing.T) {
 		t.Fatalf("oauth2 = %+v", o)
 	}
 	for conf, want := range map[string]string{
-		"oauth2 {\n provider acme\n client_id x\n }":                           `unknown provider "acme"`,
-		"oauth2 {\n client_id x\n }":                                           "provider or token_endpoint is required",
+		"oauth2 {\n provider acme\n client_id x\n }":                           `account a: oauth2: unknown provider "acme"`,
+		"oauth2 {\n client_id x\n }":                                           "account a: oauth2: provider or token_endpoint is required",
 		"oauth2 {\n provider google\n }":                                       "client_id",
-		"oauth2 {\n client_id x\n token_endpoint http://idp.example/token\n }": "test.conf:8: oauth2: token_endpoint: http://idp.example/token is http://",
-		"oauth2 {\n client_id x\n token_endpoint https://idp.example/t\n auth_endpoint http://idp.example/a\n }": "test.conf:9: oauth2: auth_endpoint",
+		"oauth2 {\n client_id x\n token_endpoint http://idp.example/token\n }": "test.conf:8: account a: oauth2: token_endpoint: http://idp.example/token is http://",
+		"oauth2 {\n client_id x\n token_endpoint https://idp.example/t\n auth_endpoint http://idp.example/a\n }": "test.conf:9: account a: oauth2: auth_endpoint",
 		"oauth2 {\n client_id x\n token_endpoint ftp://idp.example/t\n }":                                        "is not an https:// URL",
 	} {
 		_, err := parse(t, "remote_pull {\n account a {\n imap tls://h\n username u\n auth xoauth2\n "+conf+"\n rcpt_to a@example.org\n reject\n }\n}")
