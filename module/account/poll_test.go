@@ -273,8 +273,8 @@ func newRig(t *testing.T, up *fakeUpstream, keep bool) *rig {
 	acc := New(Settings{
 		Name: "acct", Upstream: up, Policy: Policy{Folders: []string{"INBOX"}, Keep: keep, PollInterval: time.Minute},
 		Ledger: l, Log: quiet,
-		Target: &delivery.Target{Pipeline: p, Rcpts: []string{"alice@example.org"}, Hostname: "mx.example.org",
-			SpoolDir: t.TempDir(), Log: quiet},
+		Target: &delivery.Target{Options: delivery.Options{Pipeline: p, Rcpts: []string{"alice@example.org"},
+			Hostname: "mx.example.org"}, SpoolDir: t.TempDir(), Log: quiet},
 	})
 	return &rig{up: up, p: p, l: l, acc: acc}
 }

@@ -1336,8 +1336,8 @@ func (w *propWorld) settings() Settings {
 			}
 			return nil
 		},
-		Target: &delivery.Target{Pipeline: &propPipeline{w}, Rcpts: []string{"alice@example.org"},
-			Hostname: "mx.example.org", SpoolDir: filepath.Join(w.dir, "spool"), Log: w.quiet,
+		Target: &delivery.Target{Options: delivery.Options{Pipeline: &propPipeline{w}, Rcpts: []string{"alice@example.org"},
+			Hostname: "mx.example.org"}, SpoolDir: filepath.Join(w.dir, "spool"), Log: w.quiet,
 			MaxMessageSize: w.cfg.maxSize},
 	}
 }

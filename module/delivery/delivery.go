@@ -47,15 +47,13 @@ const (
 	DefaultMaxReceived = 50
 )
 
-// Target delivers the messages of one account.
-type Target struct {
-	Pipeline       module.DeliveryTarget
-	Rcpts          []string // rcpt_to, already validated
-	Hostname       string   // maddy's hostname, for the Received field
-	MaxHeaderBytes int
-	MaxReceived    int
-	SpoolDir       string // where bodies over 1 MiB are buffered
-	Log            log.Logger
+// Options are how an account's messages are handed to maddy, as
+// configured: module/config reads the account's directives straight into
+// them (config.Account embeds them).
+type Options struct {
+	Pipeline module.DeliveryTarget
+	Rcpts    []string // rcpt_to, already validated
+	Hostname string   // maddy's hostname, for the Received field
 	// EnvelopeHeaders (envelope_header) name headers that carry the
 	// envelope recipient of a catch-all mailbox: the first one the
 	// upstream's own delivery added, in its topmost occurrence, is the
@@ -68,13 +66,24 @@ type Target struct {
 	// fields are kept; upstream copies from anyone else are removed, so
 	// that a forged "dkim=pass" cannot ride along.
 	TrustedAuthRes []string
-	// MaxMessageSize caps what Spool accepts, whatever size the upstream
-	// announced (0: no cap).
-	MaxMessageSize int64
 	// Storage is the maddy storage the pipeline delivers into, where a
 	// Placement's folders are found or created; nil when messages only go
 	// to INBOX.
 	Storage module.Storage
+}
+
+// Target delivers the messages of one account: its Options, and what it
+// runs with.
+type Target struct {
+	Options
+	MaxHeaderBytes int
+	MaxReceived    int
+	SpoolDir       string // where bodies over 1 MiB are buffered
+	Log            log.Logger
+	// MaxMessageSize caps what Spool accepts, whatever size the upstream
+	// announced (0: no cap). The account's max_message_size: the account
+	// loop's Policy holds it too, to leave larger messages upstream.
+	MaxMessageSize int64
 }
 
 // Origin says where a message came from, for the trace field and logs.

@@ -26,9 +26,7 @@ func failing(err error) *testlib.Pipeline {
 
 func newTarget(t *testing.T, p *testlib.Pipeline) *Target {
 	return &Target{
-		Pipeline: p,
-		Rcpts:    []string{"alice@example.org"},
-		Hostname: "mx.example.org",
+		Options:  Options{Pipeline: p, Rcpts: []string{"alice@example.org"}, Hostname: "mx.example.org"},
 		SpoolDir: t.TempDir(),
 		// Not log.WriterOutput: maddy 0.8.2's ignores its writer.
 		Log: testlib.Quiet("test"),
