@@ -144,7 +144,7 @@ func (e *Endpoint) Init(cfg *maddycfg.Map) error {
 
 // newRunning makes an account's loop from its configuration.
 func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots account.Slots, debug bool) *running {
-	r := &running{cfg: acc, password: acc.Password}
+	r := &running{cfg: acc, password: acc.Secret}
 	l := log.Logger{Name: "github.com/remote-pull/remote_pull/" + acc.Name, Debug: acc.Debug || debug,
 		Fields: map[string]interface{}{"account": acc.Name}}
 	if acc.OAuth2 != nil {
@@ -160,42 +160,12 @@ func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots 
 	}
 	acct = account.New(account.Settings{
 		Name:     acc.Name,
+		Policy:   acc.Policy,
 		Upstream: newUpstream(acc, r.tokens, l, note),
-		Policy: account.Policy{
-			Folders:            acc.Folders,
-			ExcludeFolders:     acc.ExcludeFolders,
-			MaxAge:             acc.MaxAge,
-			MarkSeen:           acc.MarkSeen,
-			DeleteAfter:        acc.DeleteAfter,
-			MirrorFolders:      acc.MirrorFolders,
-			LocalFolder:        acc.LocalFolder,
-			KeepFlags:          acc.KeepFlags,
-			Dedupe:             acc.Dedupe,
-			Notify:             acc.Notify,
-			Keep:               acc.Keep,
-			Idle:               acc.Idle,
-			PollInterval:       acc.PollInterval,
-			MaxMessageSize:     acc.MaxMessageSize,
-			MaxMessagesPerPoll: acc.MaxMessagesPerPoll,
-			FirstSyncNew:       acc.FirstSyncNew,
-			QuarantineFolders:  acc.QuarantineFolders,
-		},
-		Ledger: ldg,
-		Log:    l,
-		Target: &delivery.Target{
-			Options: delivery.Options{
-				Pipeline:        acc.Pipeline,
-				Rcpts:           acc.RcptTo,
-				Hostname:        acc.Hostname,
-				EnvelopeHeaders: acc.EnvelopeHeaders,
-				EnvelopeDomains: acc.EnvelopeDomains,
-				TrustedAuthRes:  acc.TrustedAuthRes,
-				Storage:         acc.Storage,
-			},
-			SpoolDir:       spoolDir,
-			Log:            l,
-			MaxMessageSize: acc.MaxMessageSize,
-		},
+		Target: &delivery.Target{Options: acc.Options, SpoolDir: spoolDir, Log: l,
+			MaxMessageSize: acc.MaxMessageSize},
+		Ledger:      ldg,
+		Log:         l,
 		Slots:       slots,
 		SyncStorage: syncStorage,
 	})
@@ -225,25 +195,12 @@ func newTokens(acc *config.Account, l log.Logger) *oauth.Tokens {
 // newUpstream makes the account's IMAP or POP3 upstream; what it warns
 // about is logged and passed to note (nil: logged only).
 func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger, note func(string)) source.Upstream {
-	password := acc.Password
-	var token source.TokenFunc
+	ep := acc.Endpoint
+	ep.TLS = cloneTLS(ep.TLS)
 	if tokens != nil {
-		token = func(ctx context.Context, force bool) (string, error) {
+		ep.Token = func(ctx context.Context, force bool) (string, error) {
 			return tokens.AccessToken(ctx, force)
 		}
-	}
-	ep := source.Endpoint{
-		Host:        acc.Host,
-		Port:        acc.Port,
-		ImplicitTLS: acc.ImplicitTLS,
-		TLS:         cloneTLS(acc.TLS),
-		Plaintext:   acc.Plaintext,
-		Pins:        acc.Pins,
-		Auth:        acc.Auth,
-		Token:       token,
-		Username:    acc.Username,
-		Password:    func() (string, error) { return password.Value(), nil },
-		Timeout:     acc.Timeout,
 	}
 	// Sources warn once per session; the log says it once per account
 	// (each distinct message), the status keeps the latest.

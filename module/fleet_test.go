@@ -81,7 +81,7 @@ func newFleetRig(t *testing.T) *fleetRig {
 		r.mu.Lock()
 		r.loops[acc.Name] = append(r.loops[acc.Name], loop)
 		r.mu.Unlock()
-		return &running{cfg: acc, password: acc.Password, loop: loop}
+		return &running{cfg: acc, password: acc.Secret, loop: loop}
 	}}
 	r.f.init(ldg, filepath.Join(dir, "spool"), map[string]interface{}{"hostname": "mx.example.org"}, l)
 	ConfigPath = filepath.Join(dir, "maddy.conf")

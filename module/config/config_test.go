@@ -78,8 +78,8 @@ remote_pull {
 	if g.Name != "gmail" || g.Protocol != source.IMAP || g.Host != "imap.gmail.com" || g.Port != "993" || !g.ImplicitTLS {
 		t.Errorf("gmail endpoint = %+v", g)
 	}
-	if g.Password.Value() != "s3cret" {
-		t.Errorf("password from file = %q, want trailing newline stripped", g.Password.Value())
+	if g.Secret.Value() != "s3cret" {
+		t.Errorf("password from file = %q, want trailing newline stripped", g.Secret.Value())
 	}
 	if len(g.Warnings) != 1 || !strings.Contains(g.Warnings[0], "readable by group or others") {
 		t.Errorf("a 0640 password file gives warnings %q", g.Warnings)
@@ -93,8 +93,8 @@ remote_pull {
 	if g.PollInterval != time.Minute {
 		t.Errorf("poll_interval = %v, want the block default 1m", g.PollInterval)
 	}
-	if strings.Join(g.RcptTo, ",") != "alice@example.org,bob@example.org" {
-		t.Errorf("rcpt_to = %v", g.RcptTo)
+	if strings.Join(g.Rcpts, ",") != "alice@example.org,bob@example.org" {
+		t.Errorf("rcpt_to = %v", g.Rcpts)
 	}
 	if strings.Join(g.Folders, "|") != "INBOX|Archive 2024" {
 		t.Errorf("folders = %q", g.Folders)
@@ -110,7 +110,7 @@ remote_pull {
 	if i.Keep {
 		t.Error("keep no from the block default not inherited")
 	}
-	if i.Password.Value() != "inline-secret" || strings.Contains(fmt.Sprint(i.Password), "inline") || len(i.Warnings) != 0 {
+	if i.Secret.Value() != "inline-secret" || strings.Contains(fmt.Sprint(i.Secret), "inline") || len(i.Warnings) != 0 {
 		t.Error("inline password: wrong value, or String shows it")
 	}
 	if strings.Join(i.Folders, ",") != "INBOX" {
@@ -236,7 +236,7 @@ func TestPasswordFileRelativeToStateDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw := b.Accounts[0].Password
+	pw := b.Accounts[0].Secret
 	if pw.Value() != "first" {
 		t.Fatalf("password = %q", pw.Value())
 	}
