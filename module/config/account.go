@@ -147,14 +147,10 @@ func noAge() (interface{}, error) { return time.Duration(0), nil }
 
 // age reads max_age or delete_after (parseAge).
 func (p *accountParser) age(_ *maddycfg.Map, n Node) (interface{}, error) {
-	var s string
-	if len(n.Args) == 1 {
-		s = n.Args[0]
+	if len(n.Args) != 1 {
+		return nil, maddycfg.NodeErr(n, "account %s: expected 1 argument", p.acc.Name) // maddy's words
 	}
-	d, err := parseAge(s)
-	if err == nil && len(n.Args) != 1 {
-		err = fmt.Errorf("%q is not a duration (365d, 12h)", strings.Join(n.Args, " "))
-	}
+	d, err := parseAge(n.Args[0])
 	if err != nil {
 		return nil, maddycfg.NodeErr(n, "account %s: %s: %v", p.acc.Name, n.Name, err)
 	}

@@ -179,7 +179,7 @@ func TestParseErrors(t *testing.T) {
 		{"move_to INBOX child in another case", account(base + "        keep no\n        folders Inbox.Fetched/\n        move_to INBOX.Fetched"), "test.conf:9: account a: folders names \"Inbox.Fetched/\", the move_to folder"},
 		{"mark_seen with keep no", account(base + "        keep no\n        mark_seen yes"), "test.conf:9: account a: mark_seen is for keep yes"},
 		{"delete_after with keep no", account(base + "        keep no\n        delete_after 30d"), "test.conf:9: account a: delete_after is for keep yes"},
-		{"bad max_age", account(base + "        max_age a year"), "test.conf:8:"},
+		{"bad max_age", account(base + "        max_age a year"), "test.conf:8: account a: expected 1 argument"},
 		{"bad max_age days", account(base + "        max_age 12x3d"), "test.conf:8: account a: max_age:"},
 		{"IMAP wildcard", account(base + "        folders INBOX Work/%"), "test.conf:8: account a: folders: \"Work/%\": % is not pattern syntax"},
 		{"max_age on POP3", account("        pop3 tls://h:995\n        username u\n        password p\n        rcpt_to a@example.org\n        reject\n        max_age 30d"), "test.conf:8: account a: max_age is for IMAP accounts"},
