@@ -58,10 +58,10 @@ func TestCheckAgreesWithPoll(t *testing.T) {
 			}
 			defer ldg.Close()
 			quiet := testlib.Quiet("test")
-			acc := account.New(account.Settings{Name: "acct", Upstream: up, Folders: []string{"INBOX"},
-				PollInterval: time.Minute, Ledger: ldg, Log: quiet,
-				Target: &delivery.Target{Pipeline: &testlib.Pipeline{}, Rcpts: []string{"alice@example.org"},
-					Hostname: "mx.example.org", SpoolDir: t.TempDir(), Log: quiet}})
+			acc := account.New(account.Settings{Name: "acct", Upstream: up,
+				Policy: account.Policy{Folders: []string{"INBOX"}, PollInterval: time.Minute}, Ledger: ldg, Log: quiet,
+				Target: &delivery.Target{Options: delivery.Options{Pipeline: &testlib.Pipeline{}, Rcpts: []string{"alice@example.org"},
+					Hostname: "mx.example.org"}, SpoolDir: t.TempDir(), Log: quiet}})
 			if res, err := acc.Poll(ctx); err != nil || res.Delivered != 3 {
 				t.Fatalf("first poll: %+v, %v", res, err)
 			}
