@@ -44,7 +44,7 @@ lint:
 THIRD_PARTY = github.com/foxcpp/go-imap-sql github.com/emersion/go-imap/v2/...
 
 unit:
-	$(GO) test -race -count=1 ./module/... ./cmd/... $(THIRD_PARTY)
+	$(GO) test -race -count=1 ./remotepull/... ./internal/... ./pop3/... ./cmd/... $(THIRD_PARTY)
 
 integration: build
 	$(GO) test -count=1 -timeout 40m ./integration/...
@@ -53,7 +53,7 @@ integration: build
 # goroutine of its own, and a cut literal once raced inside it.
 test: deps lint build
 	$(GO) test -count=1 -timeout 45m ./... $(THIRD_PARTY)
-	$(GO) test -race -count=1 ./module/source/imapsrc/
+	$(GO) test -race -count=1 ./internal/source/imapsrc/
 
 demo: deps build
 	$(GO) run ./integration/cmd/demo

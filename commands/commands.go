@@ -23,7 +23,7 @@ import (
 	"github.com/foxcpp/maddy/framework/module"
 	"github.com/urfave/cli/v2"
 
-	remotepull "github.com/remote-pull/remote_pull/module" // registers the remote_pull endpoint
+	"github.com/remote-pull/remote_pull/remotepull" // registers the remote_pull endpoint
 )
 
 // Add puts the "remote-pull" command into app and wraps the action of its

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	remotepull "github.com/remote-pull/remote_pull/module"
+	"github.com/remote-pull/remote_pull/remotepull"
 )
 
 // Add gives an app the remote-pull commands and wraps its run action: the

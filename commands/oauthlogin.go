@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/remote-pull/remote_pull/module/config"
-	"github.com/remote-pull/remote_pull/module/oauth"
+	"github.com/remote-pull/remote_pull/internal/config"
+	"github.com/remote-pull/remote_pull/internal/oauth"
 )
 
 func oauthLogin(ctx context.Context, o *config.OAuth2, in io.Reader, out io.Writer) (string, error) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/foxcpp/maddy/framework/log"
 
-	remotepull "github.com/remote-pull/remote_pull/module"
+	"github.com/remote-pull/remote_pull/remotepull"
 )
 
 // gateOnReady holds remote_pull's first polls until maddy has initialised

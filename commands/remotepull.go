@@ -19,10 +19,10 @@ import (
 	"github.com/foxcpp/maddy/framework/config"
 	"github.com/urfave/cli/v2"
 
+	"github.com/remote-pull/remote_pull/internal/ledger"
+	"github.com/remote-pull/remote_pull/internal/policy"
 	"github.com/remote-pull/remote_pull/internal/safetext"
-	remotepull "github.com/remote-pull/remote_pull/module"
-	"github.com/remote-pull/remote_pull/module/account"
-	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/remotepull"
 )
 
 // Command returns the "remote-pull" command and its subcommands; Add puts
@@ -427,7 +427,7 @@ func retryCommand(c *cli.Context) error {
 		states = append(states, ledger.Duplicate)
 	}
 	// The ledger keeps INBOX as INBOX, however the configuration spells it.
-	n, err := l.Retry(c.Context, name, states, account.CanonicalFolder(folder), uids)
+	n, err := l.Retry(c.Context, name, states, policy.CanonicalFolder(folder), uids)
 	if err != nil {
 		return err
 	}

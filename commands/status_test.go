@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/remote-pull/remote_pull/module/ledger"
+	"github.com/remote-pull/remote_pull/internal/ledger"
 )
 
 // A ledger written by an older version (or by hand) may hold the

@@ -38,13 +38,14 @@ import (
 
 	"github.com/remote-pull/remote_pull/integration/faultproxy"
 	"github.com/remote-pull/remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/internal/account"
+	"github.com/remote-pull/remote_pull/internal/delivery"
+	"github.com/remote-pull/remote_pull/internal/ledger"
+	"github.com/remote-pull/remote_pull/internal/policy"
+	"github.com/remote-pull/remote_pull/internal/source"
+	"github.com/remote-pull/remote_pull/internal/source/imapsrc"
+	"github.com/remote-pull/remote_pull/internal/source/pop3src"
 	"github.com/remote-pull/remote_pull/internal/testlib"
-	"github.com/remote-pull/remote_pull/module/account"
-	"github.com/remote-pull/remote_pull/module/delivery"
-	"github.com/remote-pull/remote_pull/module/ledger"
-	"github.com/remote-pull/remote_pull/module/source"
-	"github.com/remote-pull/remote_pull/module/source/imapsrc"
-	"github.com/remote-pull/remote_pull/module/source/pop3src"
 )
 
 const (
@@ -670,7 +671,7 @@ func (env *sweepEnv) settings(t *testing.T, g sweepGroup, px *faultproxy.Proxy, 
 	return account.Settings{
 		Name:     "sweep",
 		Upstream: upstream,
-		Policy:   account.Policy{Folders: []string{"INBOX"}, Keep: c.keep},
+		Policy:   policy.Policy{Folders: []string{"INBOX"}, Keep: c.keep},
 		Ledger:   led,
 		Log:      l,
 		Target: &delivery.Target{

@@ -12,7 +12,7 @@ import (
 )
 
 // pop3Conn is a minimal POP3 client for these tests only, so the harness
-// does not depend on module/pop3.
+// does not depend on pop3.
 type pop3Conn struct {
 	t    testing.TB
 	conn net.Conn

@@ -1,7 +1,7 @@
 // Package testlib holds what the tests of several packages need alike: a
 // self-signed certificate, a logger that discards, a recording delivery
 // target and a scripted TCP server. It sits at the module's root so that
-// both module/ and integration/ may import it; it is for tests only
+// both the packages and integration/ may import it; it is for tests only
 // (chasquid's internal/testlib is the model).
 package testlib
 
