@@ -371,12 +371,20 @@ func (l *Ledger) MarkRemoved(ctx context.Context, key MailboxKey, uids []string)
 	})
 }
 
+// lostUIDValidity keys the entries of delivered messages a renumbering
+// took out of their IMAP folder ("OLDVALIDITY/UID"): no server gives it
+// (RFC 3501 2.3.1.1: UIDVALIDITY is nonzero), so no poll reads them;
+// only DeliveredElsewhere, which looks across the account, finds them.
+const lostUIDValidity = 0
+
 // Rekey moves entries of an old UIDVALIDITY to the new one after the
 // upstream renumbered a mailbox, using moves (old UID → new UID) found by
 // matching fingerprints. toValidity may equal from's (a server restored
 // from a backup reuses UIDs under the same UIDVALIDITY). Entries of the old
 // numbering that did not match are dropped: those messages are gone
-// upstream. A delivered entry becomes adopted: a message known only by its
+// upstream, and their UIDs may name new mail. A delivered one is kept as a
+// tombstone (lostUIDValidity), for dedupe: a copy of it elsewhere is still
+// one. A delivered entry that matched becomes adopted: a message known only by its
 // fingerprint is never fetched again, but never deleted upstream either,
 // since in a freak case the fingerprint could belong to a different message.
 // It keeps its MsgID, so that dedupe still counts it as delivered.
@@ -386,10 +394,15 @@ func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, 
 		if err != nil {
 			return err
 		}
-		var moved []Entry
+		var moved, lost []Entry
 		for _, e := range entries {
 			to, ok := moves[e.UID]
 			if !ok {
+				if e.State.Committed() || (e.State == Adopted && e.MsgID != "") {
+					e.UID = fmt.Sprintf("%d/%s", from.UIDValidity, e.UID)
+					e.State = Removed
+					lost = append(lost, e)
+				}
 				continue
 			}
 			e.UID = to
@@ -411,6 +424,13 @@ func (l *Ledger) Rekey(ctx context.Context, from MailboxKey, toValidity uint32, 
 		toKey.UIDValidity = toValidity
 		for _, e := range moved {
 			if _, err := stmt.ExecContext(ctx, insertArgs(toKey, e)...); err != nil {
+				return err
+			}
+		}
+		lostKey := from
+		lostKey.UIDValidity = lostUIDValidity
+		for _, e := range lost {
+			if _, err := stmt.ExecContext(ctx, insertArgs(lostKey, e)...); err != nil {
 				return err
 			}
 		}

@@ -222,6 +222,40 @@ func TestDeliveredElsewhereAfterRekey(t *testing.T) {
 	}
 }
 
+// A delivered message that a renumbering (or a restore from a backup) took
+// out of its folder is gone from the folder's entries, so that its UID
+// names new mail; but it still counts as delivered for dedupe: a copy the
+// user filed elsewhere is not delivered again.
+func TestDeliveredElsewhereAfterItsFolderLostIt(t *testing.T) {
+	l, _ := open(t)
+	work := MailboxKey{Account: "a", Mailbox: "Work", UIDValidity: 300}
+	l.Record(bg, work, Entry{UID: "46", State: Removed, Fingerprint: "fp-46", MsgID: "maddy-46", Digest: "d-46"})
+	l.Record(bg, work, Entry{UID: "47", State: Refused, Fingerprint: "fp-47", Digest: "d-47"})
+	for _, to := range []uint32{300, 301} { // a restore, then a new UIDVALIDITY
+		if err := l.Rekey(bg, MailboxKey{Account: "a", Mailbox: "Work", UIDValidity: 300}, to, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range []uint32{300, 301} {
+		if st, _ := l.States(bg, MailboxKey{Account: "a", Mailbox: "Work", UIDValidity: v}, 0); len(st) != 0 {
+			t.Fatalf("UIDVALIDITY %d: the lost messages' entries still hold their UIDs: %v", v, st)
+		}
+	}
+	inbox := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 100}
+	for _, c := range []struct {
+		id   Identity
+		want bool
+	}{
+		{Identity{Digest: "d-46"}, true},
+		{Identity{Fingerprint: "fp-46"}, true},
+		{Identity{Digest: "d-47"}, false}, // refused, never delivered
+	} {
+		if got, err := l.DeliveredElsewhere(bg, inbox, "30", c.id); err != nil || got != c.want {
+			t.Errorf("DeliveredElsewhere(%+v) = %v, %v; want %v", c.id, got, err, c.want)
+		}
+	}
+}
+
 // Entries recorded before global IDs existed have none: a message that has
 // one is matched with them by its content (digest, fingerprint), never with
 // an entry that has another global ID.
