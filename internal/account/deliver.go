@@ -246,7 +246,7 @@ func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place del
 	defer cancel()
 
 	entry := ledger.Entry{UID: uid, Size: m.Size, Fingerprint: source.Fingerprint(sp.Header, m.Size), GlobalID: m.GlobalID,
-		Digest: sp.Digest}
+		Digest: sp.Digest, At: a.s.Now()} // delete_after counts from At
 	if a.s.Dedupe {
 		// A global ID was looked up before the download (dedupeByGlobalID);
 		// now the content: the bytes, and the header fingerprint if the

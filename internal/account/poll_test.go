@@ -50,6 +50,7 @@ type fakeUpstream struct {
 	opened       []string // folders selected, in order
 	fetched      []string
 	removed      []string
+	removes      int // Remove calls that reached the server
 	connects     int
 }
 
@@ -185,6 +186,7 @@ func (s *fakeSession) Remove(_ context.Context, uids []string) ([]string, error)
 		s.f.removeErr = nil
 		return nil, err
 	}
+	s.f.removes++
 	if s.f.storeOnly {
 		s.f.storeOnly = false
 		for _, u := range uids {

@@ -80,6 +80,28 @@ func TestDeleteAfterConfirmsEachRemoval(t *testing.T) {
 	}
 }
 
+// delete_after on a server that can only flag \Deleted (no UIDPLUS, no
+// MOVE): the expired messages are flagged once, for another client to
+// expunge, not again at every poll.
+func TestDeleteAfterFlagsOnce(t *testing.T) {
+	up := newFake(2)
+	up.noUIDPlus = true
+	r := newRig(t, up, true)
+	r.acc.s.DeleteAfter = time.Hour
+	r.mustPoll(t)
+	backdate(t, r.l, ledger.MailboxKey{Account: "acct", Mailbox: "INBOX", UIDValidity: 1}, 2*time.Hour)
+	r.mustPoll(t)
+	if up.removes != 1 || !up.deleted[1] || !up.deleted[2] {
+		t.Fatalf("expired messages not flagged: %d removals, flagged %v", up.removes, up.deleted)
+	}
+	for range 2 {
+		r.mustPoll(t)
+	}
+	if up.removes != 1 {
+		t.Errorf("the flagged messages were flagged again at each poll: %d STOREs", up.removes)
+	}
+}
+
 func mapsKeys(m map[uint32][]byte) []uint32 {
 	var out []uint32
 	for k := range m {

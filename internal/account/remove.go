@@ -3,7 +3,6 @@ package account
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/remote-pull/remote_pull/internal/ledger"
 	"github.com/remote-pull/remote_pull/internal/source"
@@ -36,7 +35,7 @@ func (f *folderPass) expire(ctx context.Context) error {
 // removed.
 func (f *folderPass) deleteExpired(ctx context.Context) error {
 	a, mb, folder, listed := f.a, f.mb, f.name, f.listed
-	expired, err := a.s.Ledger.DeliveredBefore(ctx, f.key, time.Now().Add(-a.s.DeleteAfter))
+	expired, err := a.s.Ledger.DeliveredBefore(ctx, f.key, a.s.Now().Add(-a.s.DeleteAfter))
 	if err != nil || len(expired) == 0 {
 		return local(err)
 	}
@@ -87,7 +86,19 @@ func (f *folderPass) deleteExpired(ctx context.Context) error {
 	if len(confirmed) == 0 {
 		return nil
 	}
-	return f.remove(ctx, confirmed)
+	if err := f.remove(ctx, confirmed); err != nil {
+		return err
+	}
+	// delete_after removes as keep no would: on a server with neither
+	// UIDPLUS nor MOVE that is a \Deleted flag for another client to
+	// expunge, all that will ever be done. Recorded as removed, or the
+	// messages would be flagged again at every poll: below the floor,
+	// their flag is never listed.
+	removal, err := RemovalOf(ctx, f.mb, false)
+	if err != nil || !removal.FlagOnly() {
+		return err
+	}
+	return local(a.s.Ledger.MarkRemoved(ctx, f.key, confirmed))
 }
 
 // verifyRemovals checks, before an interrupted removal is finished, that

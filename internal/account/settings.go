@@ -27,6 +27,7 @@ type Settings struct {
 	// upstream copy is removed. Nil: nothing to do.
 	SyncStorage func() error
 	// Now is the clock for what is measured in hours and days (max_age,
-	// notices); nil: time.Now. Tests move it instead of sleeping.
+	// delete_after, notices); nil: time.Now. Tests move it instead of
+	// sleeping.
 	Now func() time.Time
 }
