@@ -59,18 +59,50 @@ package account
 //   - unknown: maddy never gets a message it refuses, a message too large,
 //     or one the server sent unasked.
 //
+// The configuration space (issue 19). Half the IMAP runs (cfg.space) poll
+// a server of several folders (propServerFolders) with a configuration
+// drawn from what start accepts (propAccepted mirrors module/config):
+// folder patterns, INBOX in any case, overlapping patterns, exclusions;
+// keep; move_to inside, outside or missing from what is polled;
+// mark_seen; delete_after; max_age; dedupe; local_folders mirror; MOVE or
+// not. Between polls users file (MOVE: a new UID in the target folder),
+// copy, flag and delete mail; the server may be restored from a backup
+// (same UIDVALIDITY, UIDNEXT back, old UIDs given to new messages), be
+// down for longer than max_age (login refused, NO [UNAVAILABLE], on a
+// fake clock: Settings.Now), refuse STORE, EXPUNGE, MOVE or COPY in one
+// folder for good; the admin reloads (a new Account on the same ledger,
+// options changed), runs retry, or forgets the account and adds it back.
+// The model (polls, disposal) says which folders the account must poll:
+// never the one delivered messages are moved to. A message and its copies
+// count as one for twice and undelivered. More invariants:
+//
+//   - aged: max_age adopts (never delivers) only mail that was older than
+//     max_age at the last good poll: not mail that arrived in an outage.
+//   - stalled: a removal or \Seen refused for good, or a missing move_to
+//     folder, holds up no mail, in that folder or any other (liveness:
+//     new mail is delivered within the few polls after faults stop).
+//   - placed: with local_folders mirror a message lands in the local
+//     folder named as its upstream one; otherwise in INBOX.
+//   - keep also allows delete_after's removals, once the message was
+//     delivered that long ago by the fake clock; undelivered also accepts
+//     a duplicate record (dedupe) of a message committed from elsewhere.
+//
 // Flags (after -args): -prop.runs=N (default 2000, 300 with -short),
 // -prop.base=S (first seed), -prop.seed=S (replay one run, whole trace).
 // The report gives, for each broken invariant, its shortest failing run.
+// A longer run, e.g. before a release or after touching poll.go:
+//
+//	go test -count=1 -timeout 60m ./module/account/ -run TestPropertyAccountLoop -args -prop.runs=50000 -prop.base=1000000
+//
+// (about 40 ms of CPU a run: 50,000 runs take half an hour on two cores).
+// Measured on two shared cores: the default 2,000 runs in about a minute;
+// -prop.runs=6000 -prop.base=2001 in 2m20s.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -84,18 +116,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
-	"github.com/emersion/go-smtp"
-	"github.com/foxcpp/maddy/framework/buffer"
-	"github.com/foxcpp/maddy/framework/exterrors"
-	"github.com/foxcpp/maddy/framework/log"
-	"github.com/foxcpp/maddy/framework/module"
-
-	"github.com/remote-pull/remote_pull/internal/delivery"
-	"github.com/remote-pull/remote_pull/internal/ledger"
-	"github.com/remote-pull/remote_pull/internal/policy"
-	"github.com/remote-pull/remote_pull/internal/source"
 	"github.com/remote-pull/remote_pull/internal/testlib"
+	"github.com/remote-pull/remote_pull/module/delivery"
+	"github.com/remote-pull/remote_pull/module/ledger"
 )
 
 var (
@@ -118,6 +141,9 @@ var propKinds = []struct{ kind, desc string }{
 	{"stranded", "keep no: a delivered message left flagged \\Deleted by us, never expunged"},
 	{"left", "keep no: a delivered message left upstream"},
 	{"adopted", "first_sync new: adopted a message that arrived after the first sync"},
+	{"aged", "max_age: adopted (never delivered) mail that was not older than max_age at the last good poll"},
+	{"stalled", "liveness: mail in a polled folder never delivered while an upstream operation keeps being refused"},
+	{"placed", "local_folders: delivered to the wrong local folder"},
 	{"unknown", "maddy was handed a message it must never get: none upstream has it, refused, too large, or sent unasked"},
 	{"panic", "the account loop panicked"},
 	{"test", "the test itself failed"},
@@ -155,6 +181,25 @@ type propConfig struct {
 	maxSize    int64
 	rounds     int
 	faults     []string
+
+	// The configuration space (IMAP, issue 19): folders holds names and
+	// patterns, the server has propServerFolders.
+	space       bool
+	exclude     []string
+	moveTo      string
+	move        bool // the server has MOVE
+	markSeen    bool
+	deleteAfter time.Duration
+	maxAge      time.Duration
+	dedupe      string // "" (the default), "none", "message_id"
+	mirror      bool   // local_folders mirror
+	refuse      map[string]string
+	users       bool // users move, copy, flag and delete upstream
+	restore     bool // the server is restored from a backup (UIDs reused)
+	outage      bool // login refused for longer than max_age
+	reloads     bool
+	retries     bool
+	forgets     bool
 }
 
 func (c propConfig) String() string {
@@ -180,229 +225,38 @@ func (c propConfig) String() string {
 	if c.maxSize > 0 {
 		fmt.Fprintf(&b, " max_message_size=%d", c.maxSize)
 	}
+	if c.space {
+		fmt.Fprintf(&b, " folders:%s", strings.Join(c.folders, ","))
+		if len(c.exclude) > 0 {
+			fmt.Fprintf(&b, " exclude:%s", strings.Join(c.exclude, ","))
+		}
+		if c.moveTo != "" {
+			fmt.Fprintf(&b, " move_to:%s", c.moveTo)
+		}
+		if c.deleteAfter > 0 {
+			fmt.Fprintf(&b, " delete_after:%v", c.deleteAfter)
+		}
+		if c.maxAge > 0 {
+			fmt.Fprintf(&b, " max_age:%v", c.maxAge)
+		}
+		if c.dedupe != "" {
+			fmt.Fprintf(&b, " dedupe:%s", c.dedupe)
+		}
+		for folder, op := range c.refuse {
+			fmt.Fprintf(&b, " refuses:%s:%s", folder, op)
+		}
+		for _, f := range []struct {
+			on   bool
+			name string
+		}{{c.move, "MOVE"}, {c.markSeen, "mark_seen"}, {c.mirror, "mirror"}, {c.users, "users"}, {c.restore, "restore"},
+			{c.outage, "outage"}, {c.reloads, "reload"}, {c.retries, "retry"}, {c.forgets, "forget"}} {
+			if f.on {
+				b.WriteString(" " + f.name)
+			}
+		}
+	}
 	fmt.Fprintf(&b, " rounds=%d faults=%s", c.rounds, strings.Join(c.faults, ","))
 	return b.String()
-}
-
-// propMsg is one upstream message, from its arrival to the end of the run.
-type propMsg struct {
-	serial    int
-	id        string // "m17": its X-Prop-Id, which the fake pipeline reads
-	raw       []byte
-	size      int64
-	fp        string // source.Fingerprint, as the loop records it
-	refuse    string // "body" or "commit": the pipeline refuses it for good (550) there
-	malformed bool   // its header cannot be parsed: the spool refuses it (554)
-	tooLarge  bool   // over max_message_size
-	adoptable bool   // present while its folder had never been synced (first_sync new)
-
-	folder string
-	uid    uint32 // IMAP
-	uidl   string // POP3
-	origin string // POP3: how it came by its UIDL, when shared or reused
-
-	present     bool
-	goneBy      string // "us" or "other"
-	flagged     bool   // \Deleted
-	flaggedByUs bool
-
-	fetches   int
-	commits   int
-	allowance int // duplicates allowed: crashes and ledger failures in its Commit→Record window
-}
-
-type propFolder struct {
-	name     string
-	validity uint32
-	nextUID  uint32
-	msgs     []*propMsg // present, by ascending UID
-}
-
-type propLine struct {
-	serial int // 0: about no one message
-	text   string
-}
-
-type propViolation struct {
-	kind string
-	text string
-	msg  *propMsg
-	at   int // trace length when found
-}
-
-// propActivity is what the upstream and the pipeline saw during one poll.
-type propActivity struct {
-	fetched, removed, committed []string
-}
-
-func (a propActivity) idle() bool {
-	return len(a.fetched) == 0 && len(a.removed) == 0 && len(a.committed) == 0
-}
-
-type propCrash struct {
-	where     string
-	recovered bool // a bug in the pipeline that pollSafely recovers: the process lives on
-}
-
-type propWorld struct {
-	seed     uint64
-	rng      *rand.Rand
-	cfg      propConfig
-	prob     map[string]float64
-	faultsOn bool
-
-	msgs     []*propMsg
-	byID     map[string]*propMsg
-	folders  map[string]*propFolder // IMAP
-	drop     []*propMsg             // POP3 maildrop, in order
-	freed    []*propMsg             // POP3: deleted at QUIT, UIDL reusable
-	nextUIDL int
-
-	dir, path  string
-	led        *ledger.Ledger
-	ledClosed  bool
-	checker    *ledger.Ledger // a second handle on the ledger file, for the checks
-	snap       map[ledger.MailboxKey]map[string]ledger.Entry
-	unasked    *propMsg // being sent by the server unasked
-	acc        *Account
-	sess       *propSession
-	restartDue string
-	quiet      log.Logger
-
-	pollNo     int
-	fired      map[string]int // faults fired, by kind
-	restarts   int
-	removals   int // removals checked
-	adopted    int // first_sync new: adopted at the first sync
-	renumbers  int
-	meanwhiles int // events during a poll
-	act        propActivity
-	trace      []propLine
-	violations []propViolation
-	aborted    bool
-}
-
-func (w *propWorld) note(m *propMsg, format string, args ...any) {
-	l := propLine{text: fmt.Sprintf(format, args...)}
-	if m != nil {
-		l.serial = m.serial
-		l.text = m.label() + ": " + l.text
-	}
-	w.trace = append(w.trace, l)
-}
-
-func (m *propMsg) label() string {
-	if m.uidl != "" {
-		return fmt.Sprintf("%s (UIDL %s)", m.id, m.uidl)
-	}
-	return fmt.Sprintf("%s (%s UID %d)", m.id, m.folder, m.uid)
-}
-
-func (w *propWorld) violate(kind string, m *propMsg, format string, args ...any) {
-	v := propViolation{kind: kind, text: fmt.Sprintf(format, args...), msg: m}
-	w.note(m, "VIOLATION %s: %s", kind, v.text)
-	v.at = len(w.trace)
-	w.violations = append(w.violations, v)
-}
-
-func (w *propWorld) fault(kind string) bool {
-	p := w.prob[kind]
-	if !w.faultsOn || p == 0 || w.rng.Float64() >= p {
-		return false
-	}
-	w.note(nil, "fault: %s", kind)
-	w.fired[kind]++
-	return true
-}
-
-var errPropReset = errors.New("connection reset by peer")
-
-// die is a crash of the whole process: the connection goes with it.
-func (w *propWorld) die(where string) {
-	w.note(nil, "CRASH: the process dies %s", where)
-	if w.sess != nil {
-		w.sess.kill("the process died")
-	}
-	w.restartDue = "the process died " + where
-	panic(propCrash{where: where})
-}
-
-// crash is a panic in maddy's pipeline: either the process dies, or a bug
-// that pollSafely recovers, the process living on.
-func (w *propWorld) crash(where string) {
-	if w.rng.IntN(2) == 0 {
-		w.die(where)
-	}
-	w.note(nil, "PANIC in the pipeline %s (recovered, the process lives on)", where)
-	panic(propCrash{where: where, recovered: true})
-}
-
-// closeLedger makes the ledger fail: every later call returns an error,
-// until the "restart" after the poll opens it again.
-func (w *propWorld) closeLedger(where string) {
-	if w.ledClosed {
-		return
-	}
-	w.note(nil, "LEDGER FAILS %s (closed)", where)
-	w.led.Close()
-	w.ledClosed = true
-	w.restartDue = "the ledger failed " + where
-}
-
-// key is the message's ledger key; uid is the identity the loop sees it
-// under: the IMAP UID, or for POP3 the UID as the session listed it (a
-// UIDL, made unique as pop3src does when several messages share one).
-func (w *propWorld) key(m *propMsg) ledger.MailboxKey {
-	if w.cfg.pop3 {
-		return ledger.MailboxKey{Account: "acct", Mailbox: "INBOX"}
-	}
-	return ledger.MailboxKey{Account: "acct", Mailbox: m.folder, UIDValidity: w.folders[m.folder].validity}
-}
-
-// snapEntry is the entry under uid in a snapshot of the mailbox's ledger
-// entries, taken at the first call for the mailbox since w.snap was reset
-// (at the start of each poll, and for the end checks).
-func (w *propWorld) snapEntry(m *propMsg, uid string) (ledger.Entry, bool) {
-	key := w.key(m)
-	if w.snap == nil {
-		w.snap = map[ledger.MailboxKey]map[string]ledger.Entry{}
-	}
-	snap, ok := w.snap[key]
-	if !ok {
-		entries, err := w.checker.Entries(context.Background(), key)
-		if err != nil {
-			w.violate("test", m, "reading the ledger: %v", err)
-		}
-		snap = map[string]ledger.Entry{}
-		for _, e := range entries {
-			snap[e.UID] = e
-		}
-		w.snap[key] = snap
-	}
-	e, ok := snap[uid]
-	return e, ok
-}
-
-// entry is the ledger's entry under the message's identity uid, now.
-func (w *propWorld) entry(m *propMsg, uid string) (ledger.Entry, bool) {
-	entries, err := w.checker.Entries(context.Background(), w.key(m))
-	if err != nil {
-		w.violate("test", m, "reading the ledger: %v", err)
-		return ledger.Entry{}, false
-	}
-	for _, e := range entries {
-		if e.UID == uid {
-			return e, true
-		}
-	}
-	return ledger.Entry{}, false
-}
-
-func propEntryString(e ledger.Entry, ok bool) string {
-	if !ok {
-		return "no ledger entry"
-	}
-	return fmt.Sprintf("ledger entry %s (size %d, fingerprint %.8s)", e.State, e.Size, e.Fingerprint)
 }
 
 // removedByUs checks the moment a message is removed upstream by the loop.
@@ -411,8 +265,9 @@ func (w *propWorld) removedByUs(m *propMsg, uid, how string) {
 	w.removals++
 	w.act.removed = append(w.act.removed, m.id)
 	w.note(m, "%s; committed %d times, %s", how, m.commits, propEntryString(e, ok))
-	if w.cfg.keep {
-		w.violate("keep", m, "%s with keep yes", how)
+	if w.cfg.keep && (w.cfg.deleteAfter == 0 || m.commits == 0 || w.clock.Sub(m.committedAt) < w.cfg.deleteAfter) {
+		w.violate("keep", m, "%s with keep yes (delete_after %v, delivered at %s, now %s)", how, w.cfg.deleteAfter,
+			m.committedAt.Format(time.DateTime), w.clock.Format(time.DateTime))
 	}
 	if m.commits == 0 {
 		w.violate("lost", m, "%s, but maddy never committed it (%s, origin: %s)", how, propEntryString(e, ok), m.originText())
@@ -425,912 +280,18 @@ func (w *propWorld) removedByUs(m *propMsg, uid, how string) {
 	}
 }
 
-func (m *propMsg) originText() string {
-	if m.origin == "" {
-		return "a UIDL of its own"
-	}
-	return m.origin
-}
-
-// popListing lists a maildrop as pop3src.Mailbox.List does, in message
-// order: a UIDL given to several messages (a buggy server) becomes "UIDL
-// FP" for each, with the fingerprint of its header (TOP n 0) where the
-// header parses; identities still alike get " #2", " #3"...; all of them
-// are Ambiguous.
-func popListing(drop []*propMsg) []source.Message {
-	count := map[string]int{}
-	for _, m := range drop {
-		count[m.uidl]++
-	}
-	ids := make([]string, len(drop))
-	out := make([]source.Message, len(drop))
-	listed := map[string]int{}
-	for i, m := range drop {
-		ids[i] = m.uidl
-		out[i] = source.Message{Size: m.size, Ambiguous: count[m.uidl] > 1}
-		if count[m.uidl] > 1 && !m.malformed {
-			out[i].Base, out[i].Fingerprint = m.uidl, m.fp
-			ids[i] += " " + m.fp
-		}
-		listed[ids[i]]++
-	}
-	seen := map[string]int{}
-	for i := range drop {
-		out[i].UID = ids[i]
-		if listed[ids[i]] > 1 {
-			out[i].Ambiguous = true
-			seen[ids[i]]++
-			if seen[ids[i]] > 1 {
-				out[i].UID += " #" + strconv.Itoa(seen[ids[i]])
-			}
-		}
-	}
-	return out
-}
-
-// gone removes a message from the upstream.
-func (w *propWorld) gone(m *propMsg, by string) {
-	m.present, m.goneBy = false, by
-	if w.cfg.pop3 {
-		if i := slices.Index(w.drop, m); i >= 0 {
-			w.drop = slices.Delete(w.drop, i, i+1)
-		}
-		w.freed = append(w.freed, m)
-		return
-	}
-	f := w.folders[m.folder]
-	if i := slices.Index(f.msgs, m); i >= 0 {
-		f.msgs = slices.Delete(f.msgs, i, i+1)
-	}
-}
-
-// ---- messages and upstream events ----
-
-func (w *propWorld) newMsg(targetSize int) *propMsg {
-	m := &propMsg{serial: len(w.msgs) + 1, present: true}
-	m.id = "m" + strconv.Itoa(m.serial)
-	switch r := w.rng.IntN(100); {
-	case r < 3:
-		m.malformed = true
-	case r < 7:
-		m.refuse = "body"
-	case r < 10:
-		m.refuse = "commit"
-	}
-	var hdr string
-	if m.malformed {
-		hdr = fmt.Sprintf("this line of %s is not a header field\r\n\r\n", m.id)
-	} else {
-		hdr = fmt.Sprintf("From: Sender %d <s%d@example.net>\r\nDate: Mon, 02 Jan 2006 15:%02d:%02d +0000\r\n"+
-			"Subject: property test %s\r\nMessage-Id: <%s.%d@example.net>\r\nX-Prop-Id: %s\r\n\r\n",
-			m.serial, m.serial, m.serial/60%60, m.serial%60, m.id, m.id, w.seed, m.id)
-	}
-	n := w.rng.IntN(2500)
-	if w.rng.IntN(10) == 0 {
-		n = 0
-	}
-	if targetSize >= len(hdr) {
-		n = targetSize - len(hdr)
-	}
-	var body bytes.Buffer
-	for i := 0; body.Len() < n; i++ {
-		fmt.Fprintf(&body, "%s line %d: the quick brown fox jumps over the lazy dog\r\n", m.id, i)
-	}
-	m.raw = append([]byte(hdr), body.Bytes()[:n]...)
-	m.size = int64(len(m.raw))
-	m.tooLarge = w.cfg.maxSize > 0 && m.size > w.cfg.maxSize
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.raw)))
-	if err != nil {
-		h = textproto.Header{} // as the spool leaves it
-	}
-	m.fp = source.Fingerprint(h, m.size)
-	w.msgs = append(w.msgs, m)
-	w.byID[m.id] = m
-	return m
-}
-
-func (m *propMsg) traits() string {
-	var t []string
-	switch {
-	case m.malformed:
-		t = append(t, "malformed header")
-	case m.refuse != "":
-		t = append(t, "refused for good at "+m.refuse)
-	}
-	if m.tooLarge {
-		t = append(t, "too large")
-	}
-	if m.origin != "" {
-		t = append(t, m.origin)
-	}
-	return fmt.Sprintf("%d bytes %s", m.size, strings.Join(t, ", "))
-}
-
-func (w *propWorld) arrive() {
-	if w.cfg.pop3 {
-		var from *propMsg
-		origin := ""
-		if w.cfg.reuseUIDL && len(w.freed) > 0 && w.rng.IntN(5) < 2 {
-			i := w.rng.IntN(len(w.freed))
-			from = w.freed[i]
-			w.freed = slices.Delete(w.freed, i, i+1)
-			origin = "reuses the UIDL of " + from.id + ", deleted at QUIT"
-		} else if w.cfg.dupUIDL && len(w.drop) > 0 && w.rng.IntN(4) == 0 {
-			from = w.drop[w.rng.IntN(len(w.drop))]
-			origin = "listed under the same UIDL as " + from.id + ", still there"
-		}
-		target := 0
-		if from != nil && w.rng.IntN(3) == 0 {
-			target = int(from.size)
-			origin += ", same size"
-		}
-		m := w.newMsg(target)
-		if from != nil {
-			m.uidl, m.origin = from.uidl, origin
-		} else {
-			w.nextUIDL++
-			m.uidl = fmt.Sprintf("U%04d", w.nextUIDL)
-		}
-		w.drop = append(w.drop, m)
-		w.arrived(m, "INBOX")
-		return
-	}
-	f := w.folders[w.cfg.folders[w.rng.IntN(len(w.cfg.folders))]]
-	m := w.newMsg(0)
-	m.folder, m.uid = f.name, f.nextUID
-	f.nextUID++
-	f.msgs = append(f.msgs, m)
-	w.arrived(m, f.name)
-}
-
-// arrived notes an arrival; with first_sync new, a message that arrives
-// while its folder was never synced may be adopted by the first sync.
-func (w *propWorld) arrived(m *propMsg, folder string) {
-	if w.cfg.firstSync {
-		if _, seen, err := w.checker.Mailbox(context.Background(), "acct", folder); err == nil && !seen {
-			m.adoptable = true
-		}
-	}
-	w.note(m, "arrives: %s", m.traits())
-}
-
-// otherClients: another IMAP client flags \Deleted, undeletes, expunges.
-func (w *propWorld) otherClients() {
-	for _, name := range w.cfg.folders {
-		f := w.folders[name]
-		if w.rng.IntN(5) == 0 {
-			var c []*propMsg
-			for _, m := range f.msgs {
-				if !m.flagged {
-					c = append(c, m)
-				}
-			}
-			if len(c) > 0 {
-				m := c[w.rng.IntN(len(c))]
-				m.flagged = true
-				w.note(m, "another client flags it \\Deleted (committed %d times)", m.commits)
-			}
-		}
-		if w.rng.IntN(7) == 0 {
-			w.otherUnflag(f, false)
-		}
-		if w.rng.IntN(12) == 0 {
-			for _, m := range slices.Clone(f.msgs) {
-				if m.flagged {
-					by := "other"
-					if m.flaggedByUs {
-						by = "us" // our flag, someone else's EXPUNGE: checked at our STORE
-					}
-					w.note(m, "another client's EXPUNGE takes it (committed %d times)", m.commits)
-					w.gone(m, by)
-				}
-			}
-		}
-	}
-}
-
-func (w *propWorld) otherUnflag(f *propFolder, all bool) {
-	var c []*propMsg
-	for _, m := range f.msgs {
-		if m.flagged && !m.flaggedByUs {
-			c = append(c, m)
-		}
-	}
-	if len(c) == 0 {
-		return
-	}
-	if !all {
-		c = c[w.rng.IntN(len(c)):][:1]
-	}
-	for _, m := range c {
-		m.flagged = false
-		w.note(m, "another client removes its \\Deleted flag")
-	}
-}
-
-// renumber: the server rebuilt the folder, new UIDVALIDITY, new UIDs.
-func (w *propWorld) renumber(f *propFolder) {
-	w.renumbers++
-	f.validity += 1 + uint32(w.rng.IntN(5))
-	f.nextUID = 1
-	w.note(nil, "the server renumbers %s: UIDVALIDITY %d", f.name, f.validity)
-	for _, m := range f.msgs {
-		old := m.uid
-		m.uid = f.nextUID
-		f.nextUID++
-		w.note(m, "renumbered from UID %d", old)
-	}
-}
-
-// meanwhile: while a poll runs, mail arrives and other clients act (a POP3
-// session sees neither: its maildrop was locked at login).
-func (w *propWorld) meanwhile() {
-	if !w.faultsOn || w.rng.IntN(25) != 0 {
-		return
-	}
-	w.note(nil, "meanwhile on the server, during the poll:")
-	w.meanwhiles++
-	if w.cfg.others && w.rng.IntN(2) == 0 {
-		w.otherClients()
-	} else {
-		w.arrive()
-	}
-}
-
-func (w *propWorld) events() {
-	n := w.rng.IntN(3)
-	if w.rng.IntN(8) == 0 {
-		n += 4
-	}
-	for range n {
-		w.arrive()
-	}
-	if w.cfg.others {
-		w.otherClients()
-	}
-	if w.cfg.renumber && w.rng.IntN(25) == 0 {
-		w.renumber(w.folders[w.cfg.folders[w.rng.IntN(len(w.cfg.folders))]])
-	}
-}
-
-// ---- the fake upstream ----
-
-type propUpstream struct{ w *propWorld }
-
-func (u *propUpstream) Protocol() string {
-	if u.w.cfg.pop3 {
-		return "POP3"
-	}
-	return "IMAP"
-}
-func (u *propUpstream) Host() string { return "upstream.example" }
-
-func (u *propUpstream) Connect(ctx context.Context) (source.Session, error) {
-	w := u.w
-	if w.fault("connect") {
-		return nil, errors.New("dial tcp: connection refused")
-	}
-	s := &propSession{w: w}
-	w.sess = s
-	if w.cfg.pop3 {
-		// The maildrop is locked and numbered at login.
-		s.drop = slices.Clone(w.drop)
-		for _, l := range popListing(s.drop) {
-			s.uids = append(s.uids, l.UID)
-		}
-		s.dele = map[int]bool{}
-		return propPOP3Session{s}, nil
-	}
-	return s, nil
-}
-
-// propPOP3Session is a POP3 session: its DELEs count only at a good QUIT.
-type propPOP3Session struct{ *propSession }
-
-func (propPOP3Session) DeferredRemoval() {}
-
-type propSession struct {
-	w      *propWorld
-	dead   bool
-	closed bool
-	opened bool
-	drop   []*propMsg   // POP3: the maildrop as numbered at login
-	uids   []string     // POP3: the UID of each message as listed
-	dele   map[int]bool // POP3: marked by DELE, applied at QUIT
-}
-
-func (s *propSession) kill(why string) {
-	if s.dead {
-		return
-	}
-	s.dead = true
-	if len(s.dele) > 0 {
-		s.w.note(nil, "POP3 connection lost (%s): the server rolls back %d DELEs", why, len(s.dele))
-	}
-	s.dele = nil
-}
-
-var errPropClosed = errors.New("use of closed network connection")
-
-func (s *propSession) RemoteAddr() string { return "192.0.2.7" }
-func (s *propSession) Abort()             { s.kill("aborted") }
-
-func (s *propSession) Open(_ context.Context, name string) (source.Mailbox, error) {
-	w := s.w
-	if s.dead {
-		return nil, errPropClosed
-	}
-	if w.fault("open") {
-		return nil, &source.FolderError{Err: fmt.Errorf("SELECT %q: NO [UNAVAILABLE] try again later", name)}
-	}
-	if w.cfg.pop3 {
-		if s.opened {
-			return nil, fmt.Errorf("POP3 has only one mailbox; folder %q is not available", name)
-		}
-		s.opened = true
-		return &propPOPBox{s: s}, nil
-	}
-	f := w.folders[name]
-	if f == nil {
-		return nil, fmt.Errorf("SELECT %s: NO no such mailbox", name)
-	}
-	return &propIMAPBox{s: s, f: f, validity: f.validity}, nil
-}
-
-func (s *propSession) Close(context.Context) error {
-	w := s.w
-	if s.closed {
-		return errPropClosed
-	}
-	s.closed = true
-	if s.dead {
-		return errPropClosed
-	}
-	if !w.cfg.pop3 {
-		if w.fault("logout-fail") {
-			s.kill("LOGOUT failed")
-			return errPropReset
-		}
-		s.dead = true
-		return nil
-	}
-	if w.fault("quit-fail") {
-		s.kill("QUIT failed")
-		return fmt.Errorf("QUIT: %w", errPropReset)
-	}
-	if w.fault("crash-quit-before") {
-		w.die("before QUIT")
-	}
-	if w.fault("ledger-close") {
-		w.closeLedger("before QUIT")
-	}
-	nums := make([]int, 0, len(s.dele))
-	for n := range s.dele {
-		nums = append(nums, n)
-	}
-	sort.Ints(nums)
-	for _, n := range nums {
-		m := s.drop[n-1]
-		w.removedByUs(m, s.uids[n-1], fmt.Sprintf("deleted at QUIT (message %d, listed as %q)", n, s.uids[n-1]))
-		w.gone(m, "us")
-	}
-	s.dele = nil
-	s.dead = true
-	if w.fault("crash-quit-after") {
-		w.die("after QUIT applied the deletions")
-	}
-	if w.cfg.quitLost && w.fault("quit-lost") {
-		return fmt.Errorf("QUIT: %w (the server had deleted the messages)", errPropReset)
-	}
-	return nil
-}
-
-// fetchOne streams one message into the loop's spool and deliver.
-func (s *propSession) fetchOne(m *propMsg, uid string, seen map[*propMsg]bool, spool source.SpoolFunc, deliver source.DeliverFunc) error {
-	w := s.w
-	if s.dead {
-		return errPropClosed
-	}
-	if w.fault("fetch-cut") {
-		s.kill("cut before " + m.id)
-		return errPropReset
-	}
-	if w.fault("crash-fetch") {
-		w.die("while fetching " + m.id)
-	}
-	if w.fault("ledger-fetch") {
-		w.closeLedger("while fetching " + m.id)
-	}
-	w.meanwhile()
-	if !seen[m] {
-		// Whether the ledger held an entry for this message when the
-		// loop, done listing, began to fetch.
-		seen[m] = true
-		if e, ok := w.snapEntry(m, uid); ok && (e.Fingerprint == m.fp || (e.Fingerprint == "" && e.State == ledger.TooLarge && e.Size == m.size)) {
-			w.violate("refetched", m, "fetched although the ledger has already recorded it: %s", propEntryString(e, ok))
-		}
-	}
-	m.fetches++
-	w.act.fetched = append(w.act.fetched, m.id)
-	r := &propReader{data: m.raw, chunk: 1 + w.rng.IntN(len(m.raw)+1), err: io.EOF}
-	cut := -1
-	if w.fault("body-cut") {
-		cut = w.rng.IntN(len(m.raw))
-		if w.rng.IntN(3) == 0 { // near the end of the header, or the very end
-			cut = max(0, min(len(m.raw)-1, w.headerLen(m)+w.rng.IntN(3)-1))
-			if w.rng.IntN(2) == 0 {
-				cut = len(m.raw) - 1
-			}
-		}
-		r.data = m.raw[:cut]
-		r.err = fmt.Errorf("reading message: %w after %d of %d bytes", errPropReset, cut, len(m.raw))
-		r.withLast = w.rng.IntN(2) == 0
-	}
-	sp, err := spool(r)
-	if cut >= 0 {
-		s.kill(fmt.Sprintf("cut inside %s", m.id))
-	}
-	if err != nil {
-		w.note(m, "fetched, spool failed: %v", err)
-		return err
-	}
-	if cut >= 0 {
-		w.note(m, "fetched, cut after %d of %d bytes, and the spool took it without an error", cut, len(m.raw))
-	} else {
-		w.note(m, "fetched")
-	}
-	return deliver(uid, sp)
-}
-
-func (w *propWorld) headerLen(m *propMsg) int {
-	if i := bytes.Index(m.raw, []byte("\r\n\r\n")); i >= 0 {
-		return i + 4
-	}
-	return len(m.raw)
-}
-
-// propReader hands out data in chunks, then err: io.EOF, or a cut
-// connection, possibly along with the last chunk.
-type propReader struct {
-	data     []byte
-	chunk    int
-	err      error
-	withLast bool
-}
-
-func (r *propReader) Read(p []byte) (int, error) {
-	if len(r.data) == 0 {
-		return 0, r.err
-	}
-	n := copy(p, r.data[:min(len(r.data), r.chunk)])
-	r.data = r.data[n:]
-	if len(r.data) == 0 && r.withLast {
-		return n, r.err
-	}
-	return n, nil
-}
-
-func (s *propSession) listFaults() error {
-	w := s.w
-	if s.dead {
-		return errPropClosed
-	}
-	if w.fault("list") {
-		s.kill("cut while listing")
-		return errPropReset
-	}
-	if w.fault("crash-list") {
-		w.die("while listing")
-	}
-	if w.fault("ledger-list") {
-		w.closeLedger("while listing")
-	}
-	return nil
-}
-
-// propPOPBox mirrors pop3src.Mailbox over the in-memory maildrop.
-type propPOPBox struct {
-	s     *propSession
-	byUID map[string]int
-}
-
-func (b *propPOPBox) UIDValidity() uint32 { return 0 }
-func (b *propPOPBox) Complete() bool      { return true }
-
-func (b *propPOPBox) List(context.Context, uint32) ([]source.Message, error) {
-	if err := b.s.listFaults(); err != nil {
-		return nil, err
-	}
-	b.byUID = map[string]int{}
-	out := popListing(b.s.drop)
-	for i, l := range out {
-		b.byUID[l.UID] = i + 1
-	}
-	return out, nil
-}
-
-func (b *propPOPBox) Fetch(_ context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
-	seen := map[*propMsg]bool{}
-	for _, uid := range uids {
-		n, ok := b.byUID[uid]
-		if !ok {
-			continue
-		}
-		if b.s.dele[n] {
-			continue // RETR -ERR: deleted in this session; pop3src skips it
-		}
-		if err := b.s.fetchOne(b.s.drop[n-1], uid, seen, spool, deliver); err != nil {
-			return err
-		}
-	}
-	if b.s.dead {
-		return errPropClosed
-	}
-	return nil
-}
-
-// Fingerprints: TOP n 0 of each message, as pop3src does.
-func (b *propPOPBox) Fingerprints(_ context.Context, uids []string) (map[string]string, error) {
-	s, w := b.s, b.s.w
-	if s.dead {
-		return nil, errPropClosed
-	}
-	if w.fault("fingerprints") {
-		s.kill("cut during TOP")
-		return nil, fmt.Errorf("TOP: %w", errPropReset)
-	}
-	out := map[string]string{}
-	for _, uid := range uids {
-		if n, ok := b.byUID[uid]; ok {
-			// As pop3src: a header that does not parse gives "".
-			out[uid] = s.drop[n-1].fp
-			if s.drop[n-1].malformed {
-				out[uid] = ""
-			}
-		}
-	}
-	return out, nil
-}
-
-func (b *propPOPBox) Remove(_ context.Context, uids []string) ([]string, error) {
-	s, w := b.s, b.s.w
-	if s.dead {
-		return nil, errPropClosed
-	}
-	var nums []int
-	var marked []string
-	for _, uid := range uids {
-		if n, ok := b.byUID[uid]; ok {
-			nums = append(nums, n)
-			marked = append(marked, uid)
-		}
-	}
-	if len(nums) == 0 {
-		return nil, nil
-	}
-	if w.fault("ledger-remove") {
-		w.closeLedger("before DELE")
-	}
-	var first error
-	for _, n := range nums {
-		if w.fault("crash-dele") {
-			w.die("between DELEs")
-		}
-		if w.fault("dele-fail") {
-			s.kill("cut during DELE")
-			return nil, fmt.Errorf("DELE: %w", errPropReset)
-		}
-		m := s.drop[n-1]
-		if s.dele[n] {
-			w.note(m, "DELE %d: -ERR already deleted", n)
-			if first == nil {
-				first = fmt.Errorf("DELE: message %d: -ERR message already deleted", n)
-			}
-			continue
-		}
-		s.dele[n] = true
-		w.note(m, "DELE %d (committed %d times)", n, m.commits)
-	}
-	if first != nil {
-		return nil, first
-	}
-	return marked, nil
-}
-
-type propIMAPBox struct {
-	s        *propSession
-	f        *propFolder
-	validity uint32
-}
-
-func (b *propIMAPBox) UIDValidity() uint32 { return b.validity }
-func (b *propIMAPBox) Complete() bool      { return false }
-func (b *propIMAPBox) UIDNext() uint32     { return b.f.nextUID }
-
-func (b *propIMAPBox) Disposal(context.Context) (source.Removal, error) {
-	if b.s.w.cfg.noUIDPlus {
-		return source.Removal{Mode: source.RemoveFlagOnly}, nil
-	}
-	return source.Removal{}, nil
-}
-
-func (b *propIMAPBox) List(_ context.Context, floor uint32) ([]source.Message, error) {
-	if err := b.s.listFaults(); err != nil {
-		return nil, err
-	}
-	var out []source.Message
-	for _, m := range b.f.msgs {
-		if m.uid >= floor {
-			out = append(out, source.Message{UID: ledger.FormatUID(m.uid), Size: m.size, Deleted: m.flagged})
-		}
-	}
-	return out, nil
-}
-
-func (b *propIMAPBox) set(uids []string) map[uint32]bool {
-	set := map[uint32]bool{}
-	for _, u := range uids {
-		if n, err := strconv.ParseUint(u, 10, 32); err == nil {
-			set[uint32(n)] = true
-		}
-	}
-	return set
-}
-
-func (b *propIMAPBox) Fetch(_ context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
-	set := b.set(uids)
-	seen := map[*propMsg]bool{}
-	var others []*propMsg
-	for _, m := range b.f.msgs {
-		if !set[m.uid] {
-			others = append(others, m)
-		}
-	}
-	if len(others) > 0 && b.s.w.fault("unsolicited") {
-		// The server sends a message it was not asked for: the loop must
-		// not deliver it on that account.
-		m := others[b.s.w.rng.IntN(len(others))]
-		seen[m] = true
-		b.s.w.note(m, "sent unasked in the FETCH response")
-		b.s.w.unasked = m
-		err := b.s.fetchOne(m, ledger.FormatUID(m.uid), seen, spool, deliver)
-		b.s.w.unasked = nil
-		if err != nil {
-			return err
-		}
-	}
-	for _, m := range slices.Clone(b.f.msgs) {
-		if !set[m.uid] || !m.present {
-			continue
-		}
-		if err := b.s.fetchOne(m, ledger.FormatUID(m.uid), seen, spool, deliver); err != nil {
-			return err
-		}
-	}
-	if b.s.dead {
-		return errPropClosed
-	}
-	return nil
-}
-
-func (b *propIMAPBox) Fingerprints(_ context.Context, uids []string) (map[string]string, error) {
-	s, w := b.s, b.s.w
-	if s.dead {
-		return nil, errPropClosed
-	}
-	if w.fault("fingerprints") {
-		s.kill("cut while fetching fingerprints")
-		return nil, errPropReset
-	}
-	set := b.set(uids)
-	out := map[string]string{}
-	for _, m := range b.f.msgs {
-		if set[m.uid] && !m.malformed { // imapsrc skips headers it cannot read
-			out[ledger.FormatUID(m.uid)] = m.fp
-		}
-	}
-	return out, nil
-}
-
-// Remove: UID STORE +FLAGS \Deleted, then UID EXPUNGE (with UIDPLUS).
-func (b *propIMAPBox) Remove(_ context.Context, uids []string) ([]string, error) {
-	s, w := b.s, b.s.w
-	if len(uids) == 0 {
-		return nil, nil
-	}
-	if s.dead {
-		return nil, errPropClosed
-	}
-	w.meanwhile()
-	set := b.set(uids)
-	var targets []*propMsg
-	for _, m := range b.f.msgs {
-		if set[m.uid] {
-			targets = append(targets, m)
-		}
-	}
-	if w.fault("ledger-remove") {
-		w.closeLedger("before STORE")
-	}
-	if w.fault("remove-no") {
-		// The server refuses (NO: a read-only folder); the connection
-		// lives on, and so does the poll.
-		w.note(nil, "STORE refused (NO)")
-		return nil, &source.FolderError{Err: errors.New("flagging \\Deleted: NO [NOPERM] refused")}
-	}
-	if w.fault("store-fail") {
-		s.kill("cut before STORE")
-		return nil, fmt.Errorf("flagging \\Deleted: %w", errPropReset)
-	}
-	for _, m := range targets {
-		m.flagged, m.flaggedByUs = true, true
-		w.removedByUs(m, ledger.FormatUID(m.uid), "flagged \\Deleted by us (STORE)")
-	}
-	if w.fault("store-lost") {
-		s.kill("cut after STORE, its reply lost")
-		return nil, fmt.Errorf("flagging \\Deleted: %w", errPropReset)
-	}
-	if w.fault("crash-store") {
-		w.die("between STORE and EXPUNGE")
-	}
-	if w.cfg.noUIDPlus {
-		return nil, nil
-	}
-	if w.fault("expunge-fail") {
-		s.kill("cut before UID EXPUNGE")
-		return nil, fmt.Errorf("UID EXPUNGE: %w", errPropReset)
-	}
-	for _, m := range targets {
-		if m.present {
-			w.note(m, "expunged by our UID EXPUNGE")
-			w.gone(m, "us")
-		}
-	}
-	if w.fault("expunge-lost") {
-		s.kill("cut after UID EXPUNGE, its reply lost")
-		return nil, fmt.Errorf("UID EXPUNGE: %w", errPropReset)
-	}
-	return uids, nil
-}
-
-// ---- the fake maddy pipeline ----
-//
-// Not testlib.Pipeline: this one fails or crashes the world at every step
-// of maddy's delivery API (Start, AddRcpt, Body, Commit before and after
-// committing), and records into the world's model rather than a list.
-
-type propPipeline struct{ w *propWorld }
-
-type propDelivery struct {
-	w    *propWorld
-	m    *propMsg
-	hdr  textproto.Header
-	body buffer.Buffer
-}
-
-func propTemp(step string) error {
-	return &exterrors.SMTPError{Code: 451, EnhancedCode: exterrors.EnhancedCode{4, 3, 0}, Message: "storage busy at " + step}
-}
-
-func (p *propPipeline) Start(context.Context, *module.MsgMetadata, string) (module.Delivery, error) {
-	w := p.w
-	if w.fault("start-451") {
-		return nil, propTemp("Start")
-	}
-	if w.fault("crash-start") {
-		w.crash("in Start")
-	}
-	return &propDelivery{w: w}, nil
-}
-
-func (d *propDelivery) AddRcpt(context.Context, string, smtp.RcptOptions) error {
-	if d.w.fault("rcpt-451") {
-		return propTemp("AddRcpt")
-	}
-	return nil
-}
-
-func (d *propDelivery) Body(_ context.Context, h textproto.Header, b buffer.Buffer) error {
-	w := d.w
-	m := w.byID[h.Get("X-Prop-Id")]
-	if m == nil {
-		// Every upstream message with a header maddy can read has an
-		// X-Prop-Id: a header without one was cut short.
-		kind := "unknown"
-		if h.Get("X-Prop-Id") == "" {
-			kind = "partial"
-		}
-		w.violate(kind, nil, "Body got a header that is no upstream message's (X-Prop-Id %q, Subject %q): cut short?", h.Get("X-Prop-Id"), h.Get("Subject"))
-		return propTemp("Body")
-	}
-	d.m = m
-	if w.fault("body-451") {
-		return propTemp("Body")
-	}
-	if w.fault("crash-body") {
-		w.crash("in Body of " + m.id)
-	}
-	if m.refuse == "body" {
-		w.note(m, "refused for good (550) at Body")
-		return &exterrors.SMTPError{Code: 550, EnhancedCode: exterrors.EnhancedCode{5, 7, 1}, Message: "refused by policy"}
-	}
-	d.hdr, d.body = h, b
-	return nil
-}
-
-func (d *propDelivery) Abort(context.Context) error { return nil }
-
-func (d *propDelivery) Commit(context.Context) error {
-	w, m := d.w, d.m
-	if m == nil {
-		return propTemp("Commit")
-	}
-	if w.fault("commit-451") {
-		return propTemp("Commit")
-	}
-	if w.fault("crash-commit-before") {
-		w.crash("in Commit of " + m.id + ", before committing")
-	}
-	if m.refuse == "commit" {
-		w.note(m, "refused for good (550) at Commit")
-		return &exterrors.SMTPError{Code: 550, EnhancedCode: exterrors.EnhancedCode{5, 7, 1}, Message: "refused by policy"}
-	}
-	w.commit(m, d.hdr, d.body)
-	// The Commit→Record window: the loop records the message next. A
-	// ledger that has failed, or fails now, makes that record fail; a
-	// crash now loses it. Either may deliver the message once more.
-	if w.ledClosed || w.fault("ledger-commit") {
-		w.closeLedger("right after the Commit of " + m.id)
-		m.allowance++
-		w.note(m, "the ledger cannot record this Commit: one more delivery allowed (%d)", m.allowance)
-		return nil
-	}
-	if w.fault("crash-commit-after") {
-		m.allowance++
-		w.note(m, "crash after this Commit, before its record: one more delivery allowed (%d)", m.allowance)
-		w.crash("in Commit of " + m.id + ", after committing")
-	}
-	return nil
-}
-
-// commit is maddy storing the message for good.
-func (w *propWorld) commit(m *propMsg, h textproto.Header, body buffer.Buffer) {
-	m.commits++
-	w.act.committed = append(w.act.committed, m.id)
-	w.note(m, "COMMITTED (%d times now, %d allowed)", m.commits, 1+m.allowance)
-	if m.commits > 1+m.allowance {
-		w.violate("twice", m, "committed %d times; crashes or ledger failures in its Commit→Record window allow %d", m.commits, 1+m.allowance)
-	}
-	if m.refuse != "" || m.malformed || m.tooLarge {
-		w.violate("unknown", m, "committed although it is %s", m.traits())
-	}
-	if m == w.unasked {
-		w.violate("unknown", m, "committed although the loop did not ask for it (the server sent it unasked)")
-	}
-	var got bytes.Buffer
-	hc := h.Copy()
-	received := hc.Get("Received")
-	hc.Del("Received")
-	textproto.WriteHeader(&got, hc)
-	if body != nil {
-		r, err := body.Open()
-		if err == nil {
-			io.Copy(&got, r)
-			r.Close()
-		}
-	}
-	if !bytes.Equal(got.Bytes(), m.raw) || received == "" {
-		w.violate("partial", m, "committed %d bytes (Received %q), the upstream message has %d", got.Len(), received, len(m.raw))
-	}
-}
-
 // ---- the run ----
 
 func (w *propWorld) settings() Settings {
 	return Settings{
 		Name: "acct", Upstream: &propUpstream{w}, Ledger: w.led, Log: w.quiet,
-		Policy: policy.Policy{Folders: w.cfg.folders, Keep: w.cfg.keep, PollInterval: time.Minute,
-			MaxMessageSize: w.cfg.maxSize, MaxMessagesPerPoll: w.cfg.maxPerPoll, FirstSyncNew: w.cfg.firstSync},
+		Policy: Policy{Folders: propCanonical(w.cfg.folders), ExcludeFolders: propCanonical(w.cfg.exclude),
+			Keep: w.cfg.keep, PollInterval: time.Minute,
+			MaxMessageSize: w.cfg.maxSize, MaxMessagesPerPoll: w.cfg.maxPerPoll, FirstSyncNew: w.cfg.firstSync,
+			MarkSeen: w.cfg.markSeen, DeleteAfter: w.cfg.deleteAfter, MaxAge: w.cfg.maxAge,
+			Dedupe:        w.cfg.dedupe == "message_id" || (w.cfg.dedupe == "" && propDefaultDedupe(w.cfg)),
+			MirrorFolders: w.cfg.mirror},
+		Now: func() time.Time { return w.clock },
 		SyncStorage: func() error {
 			if w.fault("sync-storage") {
 				return errors.New("syncfs: input/output error")
@@ -1340,6 +301,94 @@ func (w *propWorld) settings() Settings {
 		Target: &delivery.Target{Options: delivery.Options{Pipeline: &propPipeline{w}, Rcpts: []string{"alice@example.org"},
 			Hostname: "mx.example.org"}, SpoolDir: filepath.Join(w.dir, "spool"), Log: w.quiet,
 			MaxMessageSize: w.cfg.maxSize},
+	}
+}
+
+// propDefaultDedupe is module/config's default for dedupe, mirrored here
+// (the property test cannot import module/config, which imports this
+// package): message_id when several folders are, or through a pattern
+// may be, polled (config.go, severalFolders).
+func propDefaultDedupe(c propConfig) bool {
+	fs := NewFolderSet(propCanonical(c.folders), propCanonical(c.exclude))
+	return fs.Dynamic() || len(fs.Literal()) > 1
+}
+
+// propCanonical is what module/config makes of a list of folders
+// (canonicalFolders): INBOX in any case spelled so, each name once.
+func propCanonical(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if n = CanonicalFolder(n); !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// propAccepted mirrors the checks of module/config's parseAccount that
+// refuse a combination at start (config.go, "mark_seen is for keep yes",
+// "move_to is for keep no", "delete_after is for keep yes"; POP3 takes
+// none of the IMAP-only directives), plus issue 19 item 3: a literal
+// folders entry naming the move_to folder is refused. The model generates
+// only what start accepts.
+func propAccepted(c propConfig) bool {
+	switch {
+	case c.markSeen && !c.keep, c.moveTo != "" && c.keep, c.deleteAfter > 0 && !c.keep:
+		return false
+	case c.pop3 && (c.space || c.moveTo != "" || c.markSeen || c.maxAge > 0 || c.mirror || len(c.exclude) > 0):
+		return false
+	}
+	for _, e := range c.folders {
+		if c.moveTo != "" && !IsFolderPattern(e) && (e == c.moveTo || strings.EqualFold(e, "INBOX") && strings.EqualFold(c.moveTo, "INBOX")) {
+			return false
+		}
+	}
+	return true
+}
+
+// spaceConfig draws a cfg.space run's folders and options.
+func (w *propWorld) spaceConfig() {
+	c, rng := &w.cfg, w.rng
+	inbox := []string{"INBOX", "inbox", "Inbox"}[rng.IntN(3)]
+	c.folders = [][]string{
+		{inbox}, {inbox, "Work"}, {"*"}, {inbox, "*"}, {"INBOX", "Lists/*", "Work"},
+		{"*", "Lists/*"}, {"?ork", inbox, "Arch*"}, {inbox, "Archive"},
+	}[rng.IntN(8)]
+	c.exclude = [][]string{nil, nil, {"Trash"}, {"Lists/b"}, {"T*", "Done"}}[rng.IntN(5)]
+	c.move = rng.IntN(2) == 0
+	if rng.IntN(4) == 0 {
+		c.maxAge = []time.Duration{48 * time.Hour, 7 * 24 * time.Hour}[rng.IntN(2)]
+	}
+	if rng.IntN(4) == 0 {
+		c.refuse = map[string]string{w.server[rng.IntN(len(w.server))]: []string{"store", "expunge", "move", "copy", "seen"}[rng.IntN(5)]}
+	}
+	c.users = rng.IntN(3) > 0
+	c.restore = rng.IntN(5) == 0
+	c.outage = rng.IntN(4) == 0
+	c.reloads = rng.IntN(4) == 0
+	c.retries = rng.IntN(4) == 0
+	c.forgets = rng.IntN(8) == 0
+	w.spaceOptions()
+}
+
+// spaceOptions draws the options a reload may change, until start would
+// accept them.
+func (w *propWorld) spaceOptions() {
+	c, rng := &w.cfg, w.rng
+	for {
+		c.moveTo, c.markSeen, c.deleteAfter = "", false, 0
+		if rng.IntN(2) == 0 {
+			c.moveTo = []string{"Archive", "Trash", "Done", "Missing", "Work"}[rng.IntN(5)]
+		}
+		c.markSeen = rng.IntN(3) == 0
+		if rng.IntN(3) == 0 {
+			c.deleteAfter = []time.Duration{time.Hour, 30 * time.Hour, 72 * time.Hour}[rng.IntN(3)]
+		}
+		c.dedupe = []string{"", "none", "message_id"}[rng.IntN(3)]
+		c.mirror = rng.IntN(3) == 0
+		if propAccepted(*c) {
+			return
+		}
 	}
 }
 
@@ -1368,6 +417,7 @@ func (w *propWorld) poll() (err error) {
 	w.unasked = nil
 	w.note(nil, "poll %d starts", w.pollNo)
 	var res PollResult
+	died := false
 	func() {
 		defer func() {
 			p := recover()
@@ -1381,11 +431,22 @@ func (w *propWorld) poll() (err error) {
 				err = fmt.Errorf("panic: %v", p)
 				return
 			}
-			err = fmt.Errorf("crash %s", c.where)
+			died = !c.recovered
+			err = fmt.Errorf("%w: crash %s", errInternal, c.where)
 		}()
 		res, err = w.acc.Poll(context.Background())
 	}()
 	w.note(nil, "poll %d ends: %+v, error: %v", w.pollNo, res, err)
+	if class := classify(err); !died && !w.aborted {
+		// What Run does after a poll: the status, its last success
+		// (saved in the ledger, read again by New), which max_age
+		// measures from. A poll whose only errors are some folders'
+		// is a success there ("folder failing", docs/reference.md).
+		w.acc.report(res, err, class, time.Minute)
+		if class == classOK || class == classFolder {
+			w.lastGood = w.clock
+		}
+	}
 	w.sess = nil
 	if w.restartDue != "" && !w.aborted {
 		w.restart(w.restartDue)
@@ -1395,8 +456,9 @@ func (w *propWorld) poll() (err error) {
 
 func newPropWorld(seed uint64, dir string) *propWorld {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-	w := &propWorld{seed: seed, rng: rng, byID: map[string]*propMsg{}, folders: map[string]*propFolder{},
-		prob: map[string]float64{}, fired: map[string]int{}, dir: dir, path: filepath.Join(dir, "ledger.db"),
+	w := &propWorld{seed: seed, rng: rng, byID: map[string]*propMsg{}, folders: map[string]*propFolder{}, opened: map[string][]string{},
+		clock: time.Now().Truncate(time.Second),
+		prob:  map[string]float64{}, fired: map[string]int{}, dir: dir, path: filepath.Join(dir, "ledger.db"),
 		quiet: testlib.Quiet("prop")}
 	c := &w.cfg
 	c.pop3 = rng.IntN(2) == 0
@@ -1422,7 +484,12 @@ func newPropWorld(seed uint64, dir string) *propWorld {
 		c.noUIDPlus = rng.IntN(6) == 0
 		c.others = rng.IntN(2) == 0
 		c.renumber = rng.IntN(4) == 0
-		for i, name := range c.folders {
+		w.server = c.folders
+		if c.space = rng.IntN(2) == 0; c.space {
+			w.server = propServerFolders
+			w.spaceConfig()
+		}
+		for i, name := range w.server {
 			w.folders[name] = &propFolder{name: name, validity: uint32(100 * (i + 1)), nextUID: 1 + uint32(rng.IntN(50))}
 		}
 	}
@@ -1484,8 +551,9 @@ func propRun(seed uint64, tmp string) *propWorld {
 	// messages must then be fetched too.
 	w.faultsOn = false
 	w.note(nil, "faults stop")
+	w.down = 0
 	if w.cfg.others && w.rng.IntN(2) == 0 {
-		for _, name := range w.cfg.folders {
+		for _, name := range w.server {
 			w.otherUnflag(w.folders[name], true)
 		}
 	}
@@ -1497,7 +565,9 @@ func propRun(seed uint64, tmp string) *propWorld {
 	var last string
 	for i := 0; i < limit && !w.aborted; i++ {
 		err := w.poll()
-		if err == nil && w.act.idle() {
+		// A removal refused for good is tried again at every poll
+		// (our STORE may come before the refused EXPUNGE): not work.
+		if (err == nil && w.act.idle()) || (w.act.refusals > 0 && len(w.act.fetched)+len(w.act.committed) == 0) {
 			quiet = true
 			break
 		}
@@ -1522,9 +592,10 @@ func (w *propWorld) endChecks() {
 		listed[w.drop[i]], amb[w.drop[i]] = l.UID, l.Ambiguous
 	}
 	for _, m := range w.msgs {
-		if !m.present || (m.flagged && !m.flaggedByUs) {
+		if !m.present || (m.flagged && !m.flaggedByUs) || !w.polls(m.folder) {
 			// Removed by us (checked then), taken by another client, or
-			// flagged \Deleted by one: not ours.
+			// flagged \Deleted by one: not ours. Or in a folder the
+			// account does not poll.
 			continue
 		}
 		uid := ledger.FormatUID(m.uid)
@@ -1535,11 +606,26 @@ func (w *propWorld) endChecks() {
 		switch {
 		case m.commits == 0 && ok && e.State == ledger.Adopted:
 			// first_sync new: left upstream, never fetched, by design,
-			// if it was there at the first sync.
+			// if it was there at the first sync; max_age: if it was older
+			// than max_age at the last good poll.
 			w.adopted++
-			if !m.adoptable {
+			switch {
+			case m.adoptable || w.oldAtFirstSync(m):
+			case w.cfg.maxAge > 0:
+				w.violate("aged", m, "adopted (recorded, never fetched) although its INTERNALDATE %s was within max_age %v of the last good poll before its folder's first sync (cutoff %s; %s)",
+					m.date.Format(time.DateTime), w.cfg.maxAge, w.firstSync[m.folder].Format(time.DateTime), m.traits())
+			default:
 				w.violate("adopted", m, "adopted (recorded, never fetched) although it arrived after the first sync (%s)", m.traits())
 			}
+		case ok && e.State == ledger.Duplicate:
+			// dedupe: recorded as a copy of a message delivered from
+			// another folder, left upstream.
+			if m.commits == 0 {
+				w.violate("undelivered", m, "recorded as a duplicate, but the message was never committed (%s)", m.traits())
+			}
+		case !ok && m.commits == 0 && len(w.cfg.refuse)+w.missingMoveTo() > 0:
+			w.violate("stalled", m, "in %s, still upstream, never committed nor recorded while the server refuses %v (%s, fetched %d times)",
+				m.folder, w.refusedOps(), m.traits(), m.fetches)
 		case m.tooLarge:
 			if !ok || e.State != ledger.TooLarge {
 				w.violate("refused-record", m, "too large (%s), but under %q the ledger has %s", m.traits(), uid, propEntryString(e, ok))
@@ -1548,9 +634,15 @@ func (w *propWorld) endChecks() {
 			if !ok || e.State != ledger.Refused {
 				w.violate("refused-record", m, "%s, but under %q the ledger has %s", m.traits(), uid, propEntryString(e, ok))
 			}
+		case m.commits == 0 && len(w.cfg.refuse)+w.missingMoveTo() > 0:
+			w.violate("stalled", m, "in %s, still upstream and never committed while the server refuses %v (%s, fetched %d times, under %q %s)",
+				m.folder, w.refusedOps(), m.traits(), m.fetches, uid, propEntryString(e, ok))
 		case m.commits == 0:
 			w.violate("undelivered", m, "still upstream and never committed (%s, fetched %d times, under %q %s)", m.traits(), m.fetches, uid, propEntryString(e, ok))
 		case w.cfg.keep:
+		case w.removalRefused(m.folder):
+			// The folder refuses the removal for good: a folder error in
+			// status, the message stays.
 		case ok && e.State == ledger.Adopted:
 			// Known only by its fingerprint after a renumbering: never
 			// deleted, by design.
@@ -1561,6 +653,9 @@ func (w *propWorld) endChecks() {
 			if !w.cfg.noUIDPlus {
 				w.violate("stranded", m, "committed %d times, flagged \\Deleted by us and never expunged (%s)", m.commits, propEntryString(e, ok))
 			}
+		case len(w.cfg.refuse)+w.missingMoveTo() > 0:
+			w.violate("stalled", m, "in %s, committed %d times and still upstream while the server refuses %v elsewhere (%s)",
+				m.folder, m.commits, w.refusedOps(), propEntryString(e, ok))
 		default:
 			w.violate("left", m, "committed %d times and still upstream (%s)", m.commits, propEntryString(e, ok))
 		}
@@ -1633,7 +728,7 @@ func (w *propWorld) report(v propViolation) string {
 	for _, l := range lines {
 		fmt.Fprintf(&b, "    %s\n", l)
 	}
-	fmt.Fprintf(&b, "  replay: go test -race -count=1 -run TestPropertyAccountLoop ./internal/account/ -v -args -prop.seed=%d", w.seed)
+	fmt.Fprintf(&b, "  replay: go test -race -count=1 -run TestPropertyAccountLoop ./module/account/ -v -args -prop.seed=%d", w.seed)
 	return b.String()
 }
 
