@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS messages (
 	PRIMARY KEY (account, mailbox, uidvalidity, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_fingerprint ON messages (account, fingerprint);
+CREATE INDEX IF NOT EXISTS messages_uid_number ON messages (account, mailbox, uidvalidity, CAST(uid AS INTEGER));
 CREATE TABLE IF NOT EXISTS mailboxes (
 	account     TEXT    NOT NULL,
 	mailbox     TEXT    NOT NULL,

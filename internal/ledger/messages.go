@@ -203,7 +203,7 @@ func (l *Ledger) States(ctx context.Context, key MailboxKey, minUID uint32) (map
 	query := `SELECT uid, state, size, fingerprint FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`
 	args := []any{key.Account, key.Mailbox, key.UIDValidity}
 	if minUID > 0 {
-		query += ` AND CAST(uid AS INTEGER) >= ?`
+		query += ` AND ` + uidNumber + ` >= ?`
 		args = append(args, minUID)
 	}
 	rows, err := l.db.QueryContext(ctx, query, args...)
@@ -222,6 +222,28 @@ func (l *Ledger) States(ctx context.Context, key MailboxKey, minUID uint32) (map
 		states[e.UID] = e
 	}
 	return states, rows.Err()
+}
+
+// uidNumber is an IMAP UID as a number, as the messages_uid_number
+// index holds it: a UID is stored as text, and "9" > "10" as text.
+const uidNumber = `CAST(uid AS INTEGER)`
+
+// HighestUID returns the highest UID recorded in an IMAP mailbox, in any
+// state, or 0 if none: a server that has handed out that UID must report
+// a higher UIDNEXT, and the message under it is the one the loop checks
+// for a restore from backup (account's folderPass.renumbering). One
+// lookup in the messages_uid_number index, whatever the mailbox's size.
+func (l *Ledger) HighestUID(ctx context.Context, key MailboxKey) (uint32, error) {
+	var highest sql.NullInt64
+	err := l.db.QueryRowContext(ctx, `SELECT MAX(`+uidNumber+`) FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`,
+		key.Account, key.Mailbox, key.UIDValidity).Scan(&highest)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: read %s: %w", key, err)
+	}
+	if highest.Int64 <= 0 || highest.Int64 > 1<<32-1 {
+		return 0, nil // none, or not an IMAP UID
+	}
+	return uint32(highest.Int64), nil
 }
 
 // Entries returns the recorded messages of the mailbox.

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -368,4 +369,43 @@ func TestEveryColumnKept(t *testing.T) {
 	}
 	same("INBOX merge", byUID["7"], full)
 	same("INBOX copy", byUID["8"], copied)
+}
+
+// HighestUID compares UIDs as numbers, over every state, in one mailbox
+// at one UIDVALIDITY, through the index rather than a scan of the
+// mailbox's entries.
+func TestHighestUID(t *testing.T) {
+	l, _ := open(t)
+	key := MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 7}
+	if h, err := l.HighestUID(bg, key); err != nil || h != 0 {
+		t.Fatalf("empty mailbox: %d, %v", h, err)
+	}
+	for _, e := range []Entry{{UID: "9", State: Delivered}, {UID: "10", State: Removed}, {UID: "3", State: Refused}} {
+		if err := l.Record(bg, key, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Record(bg, MailboxKey{Account: "b", Mailbox: "INBOX", UIDValidity: 7}, Entry{UID: "11", State: Delivered})
+	l.Record(bg, MailboxKey{Account: "a", Mailbox: "Archive", UIDValidity: 7}, Entry{UID: "12", State: Delivered})
+	l.Record(bg, MailboxKey{Account: "a", Mailbox: "INBOX", UIDValidity: 8}, Entry{UID: "13", State: Delivered})
+	if h, err := l.HighestUID(bg, key); err != nil || h != 10 {
+		t.Fatalf("HighestUID = %d, %v; want 10 (numeric, any state, this key only)", h, err)
+	}
+	rows, err := l.db.Query(`EXPLAIN QUERY PLAN SELECT MAX(`+uidNumber+`) FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?`, "a", "INBOX", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if len(plan) == 0 || !strings.Contains(strings.Join(plan, "; "), "messages_uid_number") {
+		t.Fatalf("HighestUID's query plan does not use the index: %q", plan)
+	}
 }
