@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +107,122 @@ func TestUIDNextBelowFloor(t *testing.T) {
 	if len(r.p.committed) != 6 {
 		t.Fatalf("committed %v", keys(r.p.committed))
 	}
+}
+
+// restoreTo is a restore of the fake from a backup taken when UIDNEXT was
+// next: the messages at and above it are gone, and next is handed out
+// again.
+func restoreTo(up *fakeUpstream, next uint32) {
+	for uid := range up.msgs {
+		if uid >= next {
+			delete(up.msgs, uid)
+			delete(up.deleted, uid)
+		}
+	}
+}
+
+// arriveAfterRestore puts a new message under uid, n<uid> where the old one
+// was m<uid>: as long as the old one when sameSize, longer otherwise.
+func arriveAfterRestore(up *fakeUpstream, uid uint32, sameSize bool) {
+	pad := " and more"
+	if sameSize {
+		pad = ""
+	}
+	up.msgs[uid] = []byte(fmt.Sprintf("Subject: n%d\r\nMessage-Id: <n%d@x>\r\n\r\nbody %d%s\r\n", uid, uid, uid, pad))
+}
+
+// wantNew says which of the new messages were committed, and that nothing
+// was committed twice.
+func (r *rig) wantNew(t *testing.T, uids ...uint32) {
+	t.Helper()
+	r.noDuplicates(t)
+	for _, uid := range uids {
+		if _, ok := r.p.committed[fmt.Sprintf("n%d", uid)]; !ok {
+			t.Errorf("new mail under reused UID %d was not delivered (committed %v)", uid, keys(r.p.committed))
+		}
+	}
+}
+
+// A restore under the same UIDVALIDITY while a message flagged \Deleted by
+// another client holds the floor down: UIDNEXT is above the floor but not
+// above the highest UID recorded, so recorded UIDs name new mail, even new
+// mail as long as the message the UID named before.
+func TestUIDNextNotAboveHighestRecorded(t *testing.T) {
+	up := newFake(5)
+	up.deleted[2] = true
+	r := newRig(t, up, true)
+	r.mustPoll(t) // floor 2, highest recorded 5
+	restoreTo(up, 4)
+	arriveAfterRestore(up, 4, true) // UIDNEXT 5
+	r.mustPoll(t)
+	r.wantNew(t, 4)
+}
+
+// A restore, then enough new mail that UIDNEXT is back above the floor:
+// the message under the highest UID recorded is another one, found by its
+// size, or when the size is the same by its fingerprint.
+func TestRestoreThenNewMailPastTheFloor(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		keep     bool
+		sameSize bool
+	}{
+		{"keep yes, other size", true, false},
+		{"keep yes, same size", true, true},
+		{"keep no, other size", false, false},
+		{"keep no, same size", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newFake(5)
+			r := newRig(t, up, tc.keep)
+			r.mustPoll(t)  // floor 6, highest recorded 5
+			up.uidNext = 6 // the fake's own counts what is left
+			if res := r.mustPoll(t); res != (PollResult{}) || r.state(t, "5") != map[bool]ledger.State{true: ledger.Delivered, false: ledger.Removed}[tc.keep] {
+				t.Fatalf("a poll with nothing new did something: %+v, UID 5 %q", res, r.state(t, "5"))
+			}
+			if !tc.keep {
+				// The backup still has what was delivered and removed since.
+				for uid := uint32(1); uid <= 3; uid++ {
+					up.add(uid)
+				}
+			}
+			restoreTo(up, 4)
+			for uid := uint32(4); uid <= 6; uid++ {
+				arriveAfterRestore(up, uid, tc.sameSize)
+			}
+			up.uidNext = 0 // 7, above the floor
+			r.mustPoll(t)
+			r.wantNew(t, 4, 5, 6)
+			if len(r.p.committed) != 8 {
+				t.Fatalf("committed %v, want m1-m5 once and n4-n6", keys(r.p.committed))
+			}
+			if !tc.keep {
+				for uid := uint32(1); uid <= 3; uid++ {
+					if _, ok := up.msgs[uid]; !ok {
+						t.Errorf("UID %d, restored and known only by its fingerprint, was removed upstream", uid)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A restore, new mail past the highest UID recorded, and that UID's new
+// message expunged by another client before the poll: a lower recorded
+// UID at or above the floor names a message of another size, which an
+// IMAP message never changes.
+func TestReusedUIDListedAtAnotherSize(t *testing.T) {
+	up := newFake(5)
+	up.deleted[2] = true
+	r := newRig(t, up, true)
+	r.mustPoll(t) // floor 2, highest recorded 5
+	restoreTo(up, 4)
+	for uid := uint32(4); uid <= 6; uid++ {
+		arriveAfterRestore(up, uid, false)
+	}
+	delete(up.msgs, 5) // expunged by another client
+	r.mustPoll(t)
+	r.wantNew(t, 4, 6)
 }
 
 // One folder the server refuses (renamed or deleted upstream) does not

@@ -170,11 +170,15 @@ type folderPass struct {
 	key  ledger.MailboxKey
 	// prev is the folder as the ledger last recorded it, and seen whether
 	// it did at all (if not, this is the folder's first sync); floor is
-	// the UID this pass lists from.
-	prev  ledger.MailboxState
-	seen  bool
-	floor uint32
-	msgs  []source.Message
+	// where the folder's work starts, from the UID this pass lists from
+	// (below the floor to list highest, the highest UID the ledger
+	// recorded here: renumbering, reused).
+	prev    ledger.MailboxState
+	seen    bool
+	floor   uint32
+	from    uint32
+	highest uint32
+	msgs    []source.Message
 	// listed are msgs by identity; known is what the ledger recorded under
 	// them; states is where each message stands as the pass goes on.
 	listed map[string]source.Message

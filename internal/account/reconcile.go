@@ -10,8 +10,8 @@ import (
 
 // open selects the folder, reads what the ledger recorded of it, and lists
 // its messages from the floor up; after a renumbering (UIDVALIDITY, or
-// UIDNEXT gone backwards) it first moves the ledger's entries to the new
-// UIDs.
+// recorded UIDs handed out again under the same one) it first moves the
+// ledger's entries to the new UIDs.
 func (f *folderPass) open(ctx context.Context) error {
 	a := f.a
 	mb, err := f.p.sess.Open(ctx, f.name)
@@ -26,14 +26,29 @@ func (f *folderPass) open(ctx context.Context) error {
 	if f.prev, f.seen, err = a.s.Ledger.Mailbox(ctx, a.s.Name, f.name); err != nil {
 		return local(err)
 	}
-	renumbered := f.renumbering()
-	if f.msgs, err = mb.List(ctx, f.floor); err != nil {
+	renumbered, err := f.renumbering(ctx)
+	if err != nil {
+		return err
+	}
+	if f.msgs, err = mb.List(ctx, f.from); err != nil {
 		return err
 	}
 	if !renumbered {
-		return nil
+		if err := f.readKnown(ctx); err != nil {
+			return err
+		}
+		if renumbered, err = f.reused(ctx); err != nil || !renumbered {
+			return err
+		}
+		f.floor, f.from = 1, 1
+		if f.msgs, err = mb.List(ctx, f.from); err != nil {
+			return err
+		}
 	}
 	if err := f.adoptAfterRenumbering(ctx); err != nil {
+		return err
+	}
+	if err := f.readKnown(ctx); err != nil {
 		return err
 	}
 	// Record the UIDVALIDITY now, not only at the end of a successful
@@ -43,36 +58,104 @@ func (f *folderPass) open(ctx context.Context) error {
 	return f.saveMailbox(ctx, f.floor)
 }
 
-// renumbering sets the floor this pass lists from, and reports whether
-// the upstream renumbered the folder since the ledger last saw it: then
-// everything is matched by fingerprint, from UID 1.
-func (f *folderPass) renumbering() bool {
-	renumbered := f.seen && f.prev.UIDValidity != f.key.UIDValidity
-	f.floor = 1
-	if f.seen && !renumbered {
-		f.floor = f.prev.UIDFloor
-		if next := uidNext(f.mb); next != 0 && next < f.floor {
-			// Same UIDVALIDITY, but UIDs went backwards (a server restored
-			// from a backup): what is recorded above UIDNEXT would hide new
-			// mail. Match everything by fingerprint, as after a change of
-			// UIDVALIDITY.
-			f.a.s.Log.Msg("UIDNEXT is below what was already seen although UIDVALIDITY is unchanged: treating the folder as renumbered",
-				"folder", f.name, "uidnext", next, "floor", f.floor)
-			renumbered, f.floor = true, 1
-		}
+// renumbering sets the floor, and the UID this pass lists from, and
+// reports whether the upstream renumbered the folder since the ledger last
+// saw it: then everything is matched by fingerprint, from UID 1.
+//
+// Under the same UIDVALIDITY, a UIDNEXT that is not above every UID
+// recorded (nor the floor) means a server restored from a backup: it
+// hands out, or has handed out, UIDs the ledger holds to new mail. Where
+// UIDNEXT is above them, the listing starts at the highest recorded UID
+// if that is below the floor, for reused to look at.
+func (f *folderPass) renumbering(ctx context.Context) (bool, error) {
+	f.floor, f.from = 1, 1
+	if !f.seen {
+		return false, nil
 	}
-	return renumbered
+	if f.prev.UIDValidity != f.key.UIDValidity {
+		return true, nil
+	}
+	f.floor, f.from = f.prev.UIDFloor, f.prev.UIDFloor
+	if f.mb.Complete() {
+		return false, nil
+	}
+	highest, err := f.a.s.Ledger.HighestUID(ctx, f.key)
+	if err != nil {
+		return false, local(err)
+	}
+	f.highest = highest
+	if next := uidNext(f.mb); next != 0 && (next < f.floor || next <= highest) {
+		f.a.s.Log.Msg("UIDNEXT is not above what was already seen although UIDVALIDITY is unchanged: treating the folder as renumbered",
+			"folder", f.name, "uidnext", next, "floor", f.floor, "highest_recorded", highest)
+		f.floor, f.from = 1, 1
+		return true, nil
+	}
+	if highest != 0 {
+		f.from = min(f.floor, highest)
+	}
+	return false, nil
 }
 
-// reconcile reads what the ledger recorded from the floor up and, where
-// the upstream lists the whole mailbox (POP3), follows messages whose
-// identity or size changed and forgets those gone.
-func (f *folderPass) reconcile(ctx context.Context) error {
-	known, err := f.a.s.Ledger.States(ctx, f.key, floorFilter(f.mb, f.floor))
+// reused reports whether UIDs the ledger recorded name other messages
+// although UIDNEXT passed them all: after a restore from backup, enough
+// new mail arrived before this poll. An IMAP message never changes, so a
+// recorded UID listed at another size is another message. A restore
+// loses the newest messages first, so new mail that passed the highest
+// recorded UID was given it: if that UID is listed at its recorded size,
+// its fingerprint tells. That costs one FETCH of a few header fields of
+// one message per folder and poll, where that message is still upstream
+// (keep yes). If it is not listed (removed by keep no, or expunged by
+// another client) it tells nothing: with keep no the new message under it
+// is listed unless another client expunged it before this poll, which
+// docs/guarantees.md's Limits names.
+func (f *folderPass) reused(ctx context.Context) (bool, error) {
+	if f.mb.Complete() || !f.seen {
+		return false, nil
+	}
+	highest := ledger.FormatUID(f.highest)
+	witness := false
+	for _, m := range f.msgs {
+		e, recorded := f.known[m.UID]
+		if !recorded {
+			continue
+		}
+		if e.Size != m.Size {
+			f.a.s.Log.Msg("a recorded UID is listed at another size although UIDVALIDITY is unchanged (a server restored from a backup): treating the folder as renumbered",
+				"folder", f.name, "uid", m.UID, "recorded_size", e.Size, "size", m.Size)
+			return true, nil
+		}
+		witness = witness || (m.UID == highest && e.Fingerprint != "")
+	}
+	if !witness {
+		return false, nil
+	}
+	prints, err := f.mb.Fingerprints(ctx, []string{highest})
+	if err != nil {
+		return false, err
+	}
+	if got, answered := prints[highest]; answered && got != f.known[highest].Fingerprint {
+		f.a.s.Log.Msg("the highest recorded UID names another message although UIDVALIDITY is unchanged (a server restored from a backup): treating the folder as renumbered",
+			"folder", f.name, "uid", highest)
+		return true, nil
+	}
+	return false, nil
+}
+
+// readKnown reads what the ledger recorded under the UIDs this pass lists
+// (IMAP: from f.from up; POP3: everything).
+func (f *folderPass) readKnown(ctx context.Context) error {
+	known, err := f.a.s.Ledger.States(ctx, f.key, floorFilter(f.mb, f.from))
 	if err != nil {
 		return local(err)
 	}
 	f.known = known
+	return nil
+}
+
+// reconcile, where the upstream lists the whole mailbox (POP3), follows
+// messages whose identity or size changed and forgets those gone; then it
+// sets out where each listed message stands.
+func (f *folderPass) reconcile(ctx context.Context) error {
 	if f.mb.Complete() {
 		if err := f.followIdentities(ctx); err != nil {
 			return err

@@ -45,22 +45,26 @@ func refusedNO(what string) error {
 }
 
 // delete_after after an upstream restore that gave delivered messages'
-// UIDs to new mail under the same UIDVALIDITY: only the messages whose
-// size and fingerprint match what the ledger recorded are removed, also
-// below the folder's floor; the others stay upstream.
+// UIDs to new mail under the same UIDVALIDITY, which the poll does not see
+// (the new message under the highest recorded UID was expunged by another
+// client before it): only the messages whose size and fingerprint match
+// what the ledger recorded are removed, also below the folder's floor;
+// the others stay upstream.
 func TestDeleteAfterConfirmsEachRemoval(t *testing.T) {
-	up := newFake(4)
+	up := newFake(5)
 	r := newRig(t, up, true)
 	r.acc.s.DeleteAfter = time.Hour
-	r.mustPoll(t) // 1-4 delivered; the floor is 5
+	r.mustPoll(t) // 1-5 delivered; the floor is 6
 	key := ledger.MailboxKey{Account: "acct", Mailbox: "INBOX", UIDValidity: 1}
 	backdate(t, r.l, key, 2*time.Hour)
 
-	// The backup had 1 and 2; mail that came since was given 3 and 4 again,
-	// and 5: UIDNEXT is not below the floor, nothing looks renumbered.
+	// The backup had 1 and 2; mail that came since was given 3, 4 and 5
+	// again, and 6: UIDNEXT is above every UID recorded, and the new 5 is
+	// gone before the poll, so nothing looks renumbered.
 	up.msgs[3] = []byte("Subject: after the restore\r\nMessage-Id: <r3@x>\r\n\r\nnew 3\r\n")
 	up.msgs[4] = []byte("Subject: m4\r\nMessage-Id: <m9@x>\r\n\r\nbody 4\r\n") // m4's size, another message
-	up.add(5)
+	delete(up.msgs, 5)                                                         // the new 5, expunged by another client
+	up.add(6)
 	delete(up.msgs, 2) // the user deleted 2 meanwhile
 	res := r.mustPoll(t)
 	if _, ok := up.msgs[3]; !ok {
@@ -72,12 +76,34 @@ func TestDeleteAfterConfirmsEachRemoval(t *testing.T) {
 	if _, ok := up.msgs[1]; ok || res.Removed != 1 {
 		t.Errorf("the expired delivered message 1 was not removed: %+v, upstream %v", res, mapsKeys(up.msgs))
 	}
-	if st := r.state(t, "2"); st != ledger.Removed {
-		t.Errorf("UID 2, gone upstream, is %q: asked about at every poll", st)
+	for _, uid := range []string{"2", "5"} {
+		if st := r.state(t, uid); st != ledger.Removed {
+			t.Errorf("UID %s, gone upstream, is %q: asked about at every poll", uid, st)
+		}
 	}
-	if _, ok := up.msgs[5]; !ok {
-		t.Error("the new message 5 was removed before its delete_after")
+	if _, ok := up.msgs[6]; !ok {
+		t.Error("the new message 6 was removed before its delete_after")
 	}
+}
+
+// delete_after after a restore the poll sees (new mail passed the highest
+// recorded UID, whose message is now another): the new mail is delivered,
+// and nothing is removed, since what is left of the old mail is known by
+// its fingerprint only.
+func TestDeleteAfterRestoreSeen(t *testing.T) {
+	up := newFake(4)
+	r := newRig(t, up, true)
+	r.acc.s.DeleteAfter = time.Hour
+	r.mustPoll(t) // 1-4 delivered; the floor is 5
+	backdate(t, r.l, ledger.MailboxKey{Account: "acct", Mailbox: "INBOX", UIDValidity: 1}, 2*time.Hour)
+	up.msgs[3] = []byte("Subject: after the restore\r\nMessage-Id: <r3@x>\r\n\r\nnew 3\r\n")
+	up.msgs[4] = []byte("Subject: n4\r\nMessage-Id: <m9@x>\r\n\r\nbody 4\r\n") // m4's size, another message
+	up.add(5)
+	res := r.mustPoll(t)
+	if res.Delivered != 3 || res.Removed != 0 || len(up.msgs) != 5 {
+		t.Fatalf("after the restore: %+v, upstream %v; want 3, 4 and 5 delivered, nothing removed", res, mapsKeys(up.msgs))
+	}
+	r.noDuplicates(t)
 }
 
 // delete_after on a server that can only flag \Deleted (no UIDPLUS, no
