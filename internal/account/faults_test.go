@@ -225,6 +225,24 @@ func TestReusedUIDListedAtAnotherSize(t *testing.T) {
 	r.wantNew(t, 4, 6)
 }
 
+// A restore that reuses a UID below the floor the ledger holds nothing
+// under: the floor was held up by a message another client flagged
+// \Deleted and then expunged, never recorded (property seed 6654). The
+// listing starts at the highest recorded UID, here none: what is listed
+// below the floor and not recorded can only be new mail under a reused UID.
+func TestRestoreReusesUIDBelowFloorNeverRecorded(t *testing.T) {
+	up := newFake(0)
+	up.add(2) // UID 1 came and went before the first poll
+	up.deleted[2] = true
+	r := newRig(t, up, true)
+	r.mustPoll(t) // floor 2, nothing recorded
+	restoreTo(up, 1)
+	arriveAfterRestore(up, 1, false)
+	arriveAfterRestore(up, 2, false) // UIDNEXT 3, above the floor
+	r.mustPoll(t)
+	r.wantNew(t, 1, 2)
+}
+
 // One folder the server refuses (renamed or deleted upstream) does not
 // back off the account's other folders.
 func TestFailingFolderDoesNotBackOffOthers(t *testing.T) {

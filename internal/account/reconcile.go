@@ -66,7 +66,11 @@ func (f *folderPass) open(ctx context.Context) error {
 // recorded (nor the floor) means a server restored from a backup: it
 // hands out, or has handed out, UIDs the ledger holds to new mail. Where
 // UIDNEXT is above them, the listing starts at the highest recorded UID
-// if that is below the floor, for reused to look at.
+// (1 if none) when that is below the floor: for reused to look at that
+// UID, and because what is listed above it and below the floor cannot be
+// recorded, and can only be new mail under a UID reused (the floor was
+// held up by a message never recorded, flagged \Deleted by another
+// client, then expunged). Without a restore nothing is listed there.
 func (f *folderPass) renumbering(ctx context.Context) (bool, error) {
 	f.floor, f.from = 1, 1
 	if !f.seen {
@@ -90,9 +94,7 @@ func (f *folderPass) renumbering(ctx context.Context) (bool, error) {
 		f.floor, f.from = 1, 1
 		return true, nil
 	}
-	if highest != 0 {
-		f.from = min(f.floor, highest)
-	}
+	f.from = min(f.floor, max(highest, 1))
 	return false, nil
 }
 
