@@ -24,9 +24,10 @@ import (
 	"github.com/foxcpp/maddy/framework/log"
 	"github.com/foxcpp/maddy/framework/module"
 
-	"github.com/remote-pull/remote_pull/module/delivery"
-	"github.com/remote-pull/remote_pull/module/ledger"
-	"github.com/remote-pull/remote_pull/module/source"
+	"github.com/remote-pull/remote_pull/internal/delivery"
+	"github.com/remote-pull/remote_pull/internal/ledger"
+	"github.com/remote-pull/remote_pull/internal/policy"
+	"github.com/remote-pull/remote_pull/internal/source"
 )
 
 // propMsg is one upstream message, from its arrival to the end of the run.
@@ -1333,7 +1334,7 @@ func (w *propWorld) commit(m *propMsg, h textproto.Header, body buffer.Buffer) {
 // the \Trash folder (SPECIAL-USE), Missing is named by no LIST.
 var propServerFolders = []string{"INBOX", "Archive", "Work", "Lists/a", "Lists/b", "Trash", "Done"}
 
-// propGlob matches a folders pattern as module/account's FolderSet does:
+// propGlob matches a folders pattern as internal/account's policy.FolderSet does:
 // * any run of characters (separators too), ? one character.
 func propGlob(p, s string) bool {
 	if p == "" {
@@ -1367,7 +1368,7 @@ func (w *propWorld) polls(folder string) bool {
 	if w.cfg.pop3 {
 		return true
 	}
-	if d := w.disposalFolder(); d != "" && SameFolder(folder, d) {
+	if d := w.disposalFolder(); d != "" && policy.SameFolder(folder, d) {
 		return false
 	}
 	for _, x := range w.cfg.exclude {

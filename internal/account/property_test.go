@@ -61,7 +61,7 @@ package account
 //
 // The configuration space (issue 19). Half the IMAP runs (cfg.space) poll
 // a server of several folders (propServerFolders) with a configuration
-// drawn from what start accepts (propAccepted mirrors module/config):
+// drawn from what start accepts (propAccepted mirrors internal/config):
 // folder patterns, INBOX in any case, overlapping patterns, exclusions;
 // keep; move_to inside, outside or missing from what is polled;
 // mark_seen; delete_after; max_age; dedupe; local_folders mirror; MOVE or
@@ -92,7 +92,7 @@ package account
 // The report gives, for each broken invariant, its shortest failing run.
 // A longer run, e.g. before a release or after touching poll.go:
 //
-//	go test -count=1 -timeout 60m ./module/account/ -run TestPropertyAccountLoop -args -prop.runs=50000 -prop.base=1000000
+//	go test -count=1 -timeout 60m ./internal/account/ -run TestPropertyAccountLoop -args -prop.runs=50000 -prop.base=1000000
 //
 // (about 40 ms of CPU a run: 50,000 runs take half an hour on two cores).
 // Measured on two shared cores: the default 2,000 runs in about a minute;
@@ -116,9 +116,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/remote-pull/remote_pull/internal/delivery"
+	"github.com/remote-pull/remote_pull/internal/ledger"
+	"github.com/remote-pull/remote_pull/internal/policy"
 	"github.com/remote-pull/remote_pull/internal/testlib"
-	"github.com/remote-pull/remote_pull/module/delivery"
-	"github.com/remote-pull/remote_pull/module/ledger"
 )
 
 var (
@@ -285,7 +286,7 @@ func (w *propWorld) removedByUs(m *propMsg, uid, how string) {
 func (w *propWorld) settings() Settings {
 	return Settings{
 		Name: "acct", Upstream: &propUpstream{w}, Ledger: w.led, Log: w.quiet,
-		Policy: Policy{Folders: propCanonical(w.cfg.folders), ExcludeFolders: propCanonical(w.cfg.exclude),
+		Policy: policy.Policy{Folders: propCanonical(w.cfg.folders), ExcludeFolders: propCanonical(w.cfg.exclude),
 			Keep: w.cfg.keep, PollInterval: time.Minute,
 			MaxMessageSize: w.cfg.maxSize, MaxMessagesPerPoll: w.cfg.maxPerPoll, FirstSyncNew: w.cfg.firstSync,
 			MarkSeen: w.cfg.markSeen, DeleteAfter: w.cfg.deleteAfter, MaxAge: w.cfg.maxAge,
@@ -304,28 +305,28 @@ func (w *propWorld) settings() Settings {
 	}
 }
 
-// propDefaultDedupe is module/config's default for dedupe, mirrored here
-// (the property test cannot import module/config, which imports this
+// propDefaultDedupe is internal/config's default for dedupe, mirrored here
+// (the property test cannot import internal/config, which imports this
 // package): message_id when several folders are, or through a pattern
 // may be, polled (config.go, severalFolders).
 func propDefaultDedupe(c propConfig) bool {
-	fs := NewFolderSet(propCanonical(c.folders), propCanonical(c.exclude))
+	fs := policy.NewFolderSet(propCanonical(c.folders), propCanonical(c.exclude))
 	return fs.Dynamic() || len(fs.Literal()) > 1
 }
 
-// propCanonical is what module/config makes of a list of folders
+// propCanonical is what internal/config makes of a list of folders
 // (canonicalFolders): INBOX in any case spelled so, each name once.
 func propCanonical(names []string) []string {
 	var out []string
 	for _, n := range names {
-		if n = CanonicalFolder(n); !slices.Contains(out, n) {
+		if n = policy.CanonicalFolder(n); !slices.Contains(out, n) {
 			out = append(out, n)
 		}
 	}
 	return out
 }
 
-// propAccepted mirrors the checks of module/config's parseAccount that
+// propAccepted mirrors the checks of internal/config's parseAccount that
 // refuse a combination at start (config.go, "mark_seen is for keep yes",
 // "move_to is for keep no", "delete_after is for keep yes"; POP3 takes
 // none of the IMAP-only directives), plus issue 19 item 3: a literal
@@ -339,7 +340,7 @@ func propAccepted(c propConfig) bool {
 		return false
 	}
 	for _, e := range c.folders {
-		if c.moveTo != "" && !IsFolderPattern(e) && (e == c.moveTo || strings.EqualFold(e, "INBOX") && strings.EqualFold(c.moveTo, "INBOX")) {
+		if c.moveTo != "" && !policy.IsFolderPattern(e) && (e == c.moveTo || strings.EqualFold(e, "INBOX") && strings.EqualFold(c.moveTo, "INBOX")) {
 			return false
 		}
 	}
@@ -728,7 +729,7 @@ func (w *propWorld) report(v propViolation) string {
 	for _, l := range lines {
 		fmt.Fprintf(&b, "    %s\n", l)
 	}
-	fmt.Fprintf(&b, "  replay: go test -race -count=1 -run TestPropertyAccountLoop ./module/account/ -v -args -prop.seed=%d", w.seed)
+	fmt.Fprintf(&b, "  replay: go test -race -count=1 -run TestPropertyAccountLoop ./internal/account/ -v -args -prop.seed=%d", w.seed)
 	return b.String()
 }
 
