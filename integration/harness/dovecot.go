@@ -1,10 +1,7 @@
 package harness
 
 import (
-	"bufio"
 	"crypto/tls"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -55,7 +52,7 @@ type Dovecot struct {
 	seq                          atomic.Int64
 
 	mu   sync.Mutex // guards proc and users file appends
-	proc *process
+	proc *Process
 }
 
 // dovecotBin and doveadmBin locate the programs; PATH of a non-root user
@@ -293,7 +290,7 @@ func (d *Dovecot) start(t T) {
 	bin, _ := dovecotBin()
 	cmd := exec.Command(bin, "-F", "-c", d.confPath)
 	cmd.Dir = d.Dir
-	p, err := startProcess(cmd, d.logPath, syscall.SIGTERM)
+	p, err := StartProcess(cmd, d.logPath, syscall.SIGTERM)
 	if err != nil {
 		t.Fatalf("harness: starting dovecot: %v", err)
 	}
@@ -313,46 +310,14 @@ func (d *Dovecot) start(t T) {
 		if a.addr == "" {
 			continue
 		}
-		if err := waitGreeting(p, a.addr, a.greeting, a.tls, d.CA); err != nil {
+		var tlsCfg *tls.Config
+		if a.tls {
+			tlsCfg = d.CA.ClientConfig()
+		}
+		if err := p.WaitGreeting(a.addr, a.greeting, tlsCfg); err != nil {
 			t.Fatalf("harness: dovecot on %s: %v\ndovecot log:\n%s", a.addr, err, Tail(d.logPath, 40))
 		}
 	}
-}
-
-// waitGreeting polls addr until a server greeting starting with want
-// arrives, p exits, or 30 s pass. Dovecot's ports accept before the login
-// processes are ready, so a successful connect is not enough.
-func waitGreeting(p *process, addr, want string, useTLS bool, ca *CA) error {
-	deadline := time.Now().Add(30 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("process exited: %v", p.err)
-		}
-		line, err := readGreeting(addr, useTLS, ca)
-		if err == nil && strings.HasPrefix(line, want) {
-			return nil
-		}
-		if err == nil {
-			err = fmt.Errorf("unexpected greeting %q", line)
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("no greeting within 30 s: %v", last)
-}
-
-func readGreeting(addr string, useTLS bool, ca *CA) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if useTLS {
-		conn = tls.Client(conn, ca.ClientConfig())
-	}
-	return bufio.NewReader(conn).ReadString('\n')
 }
 
 // Stop stops Dovecot (SIGTERM, then SIGKILL after 10 s). Stopping a stopped
@@ -365,16 +330,14 @@ func (d *Dovecot) Stop() {
 	if p == nil {
 		return
 	}
-	if err := p.signal(syscall.SIGTERM, 10*time.Second); err != nil {
-		p.kill()
-	}
+	_ = p.Stop(syscall.SIGTERM, 10*time.Second)
 }
 
 // running reports whether the master process is alive.
 func (d *Dovecot) running() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.proc != nil && !d.proc.exited()
+	return d.proc != nil && !d.proc.Exited()
 }
 
 // Restart stops Dovecot and starts it again with the same configuration,

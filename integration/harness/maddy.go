@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +68,7 @@ type Maddy struct {
 	debug bool
 
 	mu   sync.Mutex
-	proc *process
+	proc *Process
 }
 
 type maddyConf struct {
@@ -193,9 +191,7 @@ func StartMaddy(t T, bin string, opts MaddyOptions) *Maddy {
 		m.proc = nil
 		m.mu.Unlock()
 		if p != nil {
-			if err := p.signal(syscall.SIGTERM, 10*time.Second); err != nil {
-				p.kill()
-			}
+			_ = p.Stop(syscall.SIGTERM, 10*time.Second)
 		}
 		if t.Failed() {
 			for _, f := range []string{m.LogPath, m.StderrPath} {
@@ -279,7 +275,7 @@ func (m *Maddy) CLIOf(t T, bin, stdin string, args ...string) (string, int) {
 func (m *Maddy) start(t T) {
 	t.Helper()
 	m.mu.Lock()
-	running := m.proc != nil && !m.proc.exited()
+	running := m.proc != nil && !m.proc.Exited()
 	m.mu.Unlock()
 	if running {
 		t.Fatalf("harness: maddy is already running")
@@ -302,7 +298,7 @@ func (m *Maddy) start(t T) {
 	cmd := exec.Command(m.bin, args...)
 	cmd.Env = m.env
 	cmd.Dir = m.Dir
-	p, err := startProcess(cmd, m.StderrPath, syscall.SIGKILL)
+	p, err := StartProcess(cmd, m.StderrPath, syscall.SIGKILL)
 	if err != nil {
 		t.Fatalf("harness: starting maddy: %v", err)
 	}
@@ -310,33 +306,16 @@ func (m *Maddy) start(t T) {
 	m.proc = p
 	m.mu.Unlock()
 
-	if err := waitGreeting(p, m.IMAPAddr, "* OK", false, nil); err != nil {
+	if err := p.WaitGreeting(m.IMAPAddr, "* OK", nil); err != nil {
 		t.Fatalf("harness: maddy IMAP on %s: %v\nlog:\n%s\nstderr:\n%s", m.IMAPAddr, err, Tail(m.LogPath, 40), Tail(m.StderrPath, 40))
 	}
 	for _, a := range []string{m.SMTPAddr, m.MetricsAddr} {
 		if a != "" {
-			if err := waitAccept(p, a); err != nil {
+			if err := p.WaitAccept(a); err != nil {
 				t.Fatalf("harness: maddy on %s: %v\nlog:\n%s", a, err, Tail(m.LogPath, 40))
 			}
 		}
 	}
-}
-
-// waitAccept polls addr until it accepts a connection, p exits, or 30 s
-// pass.
-func waitAccept(p *process, addr string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("process exited: %v", p.err)
-		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return errors.New("not accepting connections within 30 s")
 }
 
 // Start starts maddy again on the same configuration, state and ports (after
@@ -354,8 +333,7 @@ func (m *Maddy) Stop(t T) {
 	if p == nil {
 		return
 	}
-	if err := p.signal(syscall.SIGTERM, 10*time.Second); err != nil {
-		p.kill()
+	if err := p.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Fatalf("harness: maddy did not exit within 10 s of SIGTERM: %v\nlog:\n%s", err, Tail(m.LogPath, 40))
 	}
 }
@@ -364,7 +342,7 @@ func (m *Maddy) Stop(t T) {
 func (m *Maddy) Kill(t T) {
 	t.Helper()
 	if p := m.take(); p != nil {
-		p.kill()
+		p.Kill()
 	}
 }
 
@@ -372,10 +350,10 @@ func (m *Maddy) Kill(t T) {
 func (m *Maddy) Running() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.proc != nil && !m.proc.exited()
+	return m.proc != nil && !m.proc.Exited()
 }
 
-func (m *Maddy) take() *process {
+func (m *Maddy) take() *Process {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.proc
@@ -458,10 +436,10 @@ func (m *Maddy) WaitMessages(t T, user, password, folder string, n int, timeout 
 func (m *Maddy) PID() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.proc == nil || m.proc.exited() {
+	if m.proc == nil || m.proc.Exited() {
 		return 0
 	}
-	return m.proc.cmd.Process.Pid
+	return m.proc.Pid()
 }
 
 // Signal sends sig to the running maddy (SIGUSR2 is maddy's reload).
@@ -470,10 +448,10 @@ func (m *Maddy) Signal(t T, sig syscall.Signal) {
 	m.mu.Lock()
 	p := m.proc
 	m.mu.Unlock()
-	if p == nil || p.exited() {
+	if p == nil || p.Exited() {
 		t.Fatalf("harness: maddy is not running")
 	}
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.Signal(sig); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
 }
