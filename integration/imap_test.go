@@ -257,7 +257,5 @@ func TestIMAPRefusalNotRetried(t *testing.T) {
 	}
 }
 
-func port(addr string) string {
-	i := strings.LastIndexByte(addr, ':')
-	return addr[i+1:]
-}
+// port is harness.Port, short for the many configurations here.
+func port(addr string) string { return harness.Port(addr) }

@@ -238,14 +238,14 @@ func (d *Dovecot) writeConfig(t T, extra []string) {
 		TLS:       d.tls,
 		CertFile:  d.CA.CertFile,
 		KeyFile:   d.CA.KeyFile,
-		IMAPPort:  portOf(d.IMAPAddr),
-		POP3Port:  portOf(d.POP3Addr),
+		IMAPPort:  Port(d.IMAPAddr),
+		POP3Port:  Port(d.POP3Addr),
 		IMAPSPort: "0",
 		POP3SPort: "0",
 		Extra:     extra,
 	}
 	if d.tls {
-		c.IMAPSPort, c.POP3SPort = portOf(d.IMAPSAddr), portOf(d.POP3SAddr)
+		c.IMAPSPort, c.POP3SPort = Port(d.IMAPSAddr), Port(d.POP3SAddr)
 	}
 	if os.Geteuid() == 0 {
 		mail, err := user.Lookup("mail")

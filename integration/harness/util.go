@@ -44,8 +44,9 @@ func FreePort(t T) string {
 	}
 }
 
-// portOf returns the port part of "host:port".
-func portOf(addr string) string {
+// Port returns the port part of "host:port", for configurations that name
+// "localhost:PORT" (the name the test certificates carry).
+func Port(addr string) string {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return ""

@@ -132,7 +132,7 @@ LOGGEROPTS=""
 	writeFile(t, script, courierRun, 0o755)
 
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
-		"sh", script, dir, root, portOf(imapAddr), portOf(pop3Addr), enhancedIdle)
+		"sh", script, dir, root, harness.Port(imapAddr), harness.Port(pop3Addr), enhancedIdle)
 	d := startDaemon(t, "courier", cmd, filepath.Join(dir, "courier.log"))
 	d.stopSig = syscall.SIGKILL // unshare ignores SIGTERM; its child, the namespace's init, dies with it
 	d.waitGreeting(t, imapAddr, "* OK")

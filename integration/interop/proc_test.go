@@ -4,7 +4,6 @@ package interop
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"syscall"
@@ -79,10 +78,4 @@ func (d *daemon) waitGreeting(t *testing.T, addr, want string) {
 	if err := d.proc.WaitGreeting(addr, want, nil); err != nil {
 		t.Fatalf("%s on %s: %v\nlog:\n%s", d.name, addr, err, harness.Tail(d.logPath, 40))
 	}
-}
-
-// portOf is the port of "host:port".
-func portOf(addr string) string {
-	_, port, _ := net.SplitHostPort(addr)
-	return port
 }

@@ -59,7 +59,7 @@ func (b *bench) manyAccounts() {
         root_ca %s
     }
     deliver_to &local_routing
-`, port(up.IMAPSAddr), localUser, up.CA.CAFile)
+`, harness.Port(up.IMAPSAddr), localUser, up.CA.CAFile)
 	for i := range n {
 		fmt.Fprintf(&conf, "    account a%03d {\n        username %s\n        password %s\n    }\n", i, user(i), pass(i))
 	}

@@ -5,7 +5,6 @@ import (
 	"net/smtp"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/remote-pull/remote_pull/integration/harness"
@@ -19,11 +18,11 @@ func (b *bench) bulkLoopback() {
 	b.rows = append(b.rows, b.smtpCeiling())
 	up := b.upstream(b.corpus)
 	b.rows = append(b.rows,
-		b.remotePull("remote_pull, IMAP (TLS), loopback", "imap tls://localhost:"+port(up.IMAPSAddr), up, len(b.corpus), b.total),
+		b.remotePull("remote_pull, IMAP (TLS), loopback", "imap tls://localhost:"+harness.Port(up.IMAPSAddr), up, len(b.corpus), b.total),
 	)
 	up = b.upstream(b.corpus)
 	b.rows = append(b.rows,
-		b.remotePull("remote_pull, POP3 (TLS), loopback", "pop3 tls://localhost:"+port(up.POP3SAddr), up, len(b.corpus), b.total),
+		b.remotePull("remote_pull, POP3 (TLS), loopback", "pop3 tls://localhost:"+harness.Port(up.POP3SAddr), up, len(b.corpus), b.total),
 	)
 }
 
@@ -34,8 +33,6 @@ func (b *bench) upstream(msgs [][]byte) *harness.Dovecot {
 	up.Seed(b.s, upUser, "INBOX", msgs...)
 	return up
 }
-
-func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
 
 var pollDone = regexp.MustCompile(`poll done.*"delivered":(\d+).*"duration":"([^"]+)"`)
 

@@ -63,7 +63,7 @@ poll localhost with proto %s port %s timeout 120
     fetchall keep
     smtphost "%s"
     smtpname "%s"
-`, proto, port(addr), upUser, upPass, localUser, up.CA.CAFile, strings.Replace(m.SMTPAddr, ":", "/", 1), localUser)
+`, proto, harness.Port(addr), upUser, upPass, localUser, up.CA.CAFile, strings.Replace(m.SMTPAddr, ":", "/", 1), localUser)
 	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
 		s.Fatalf("bench: %v", err)
 	}

@@ -19,7 +19,7 @@ func (b *bench) largeMessages() {
 	up := harness.StartDovecot(s, harness.DovecotOptions{})
 	defer up.Stop()
 	up.AddUser(s, upUser, upPass)
-	m := b.startAccount("imap tls://localhost:"+port(up.IMAPSAddr), up, "max_message_size 200M")
+	m := b.startAccount("imap tls://localhost:"+harness.Port(up.IMAPSAddr), up, "max_message_size 200M")
 	defer m.Stop(s)
 	harness.Eventually(s, time.Minute, func() bool { return up.IdleSessions(s, upUser) == 1 }, "the account idling")
 	time.Sleep(2 * time.Second) // let start-up garbage be collected

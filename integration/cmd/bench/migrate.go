@@ -49,7 +49,7 @@ func (b *bench) migrate() {
 	for i, msg := range corpus {
 		up.Seed(s, upUser, migrateFolder(i), msg)
 	}
-	m = b.startAccount("imap tls://localhost:"+port(up.IMAPSAddr), up, "folders *\n        idle no")
+	m = b.startAccount("imap tls://localhost:"+harness.Port(up.IMAPSAddr), up, "folders *\n        idle no")
 	cpu0 = cpuTime(m.PID())
 	if delivered, _ := b.waitPoll(m, 1, 3*time.Hour); delivered != n {
 		s.Fatalf("bench: migrate delivered %d messages, want %d", delivered, n)

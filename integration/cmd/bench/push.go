@@ -22,7 +22,7 @@ func (b *bench) pushLatency() {
 	up := harness.StartDovecot(s, harness.DovecotOptions{})
 	defer up.Stop()
 	up.AddUser(s, upUser, upPass)
-	m := b.startAccount("imap tls://localhost:"+port(up.IMAPSAddr), up, "")
+	m := b.startAccount("imap tls://localhost:"+harness.Port(up.IMAPSAddr), up, "")
 	defer m.Stop(s)
 	harness.Eventually(s, time.Minute, func() bool { return up.IdleSessions(s, upUser) == 1 }, "the account idling")
 

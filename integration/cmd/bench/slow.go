@@ -18,7 +18,7 @@ func (b *bench) slowLink() {
 		up := b.upstream(msgs)
 		proxy := b.slowProxy(tlsAddr(up, proto))
 		b.rows = append(b.rows, b.remotePull(fmt.Sprintf("remote_pull, %s (TLS), +%v RTT", proto, *rtt),
-			strings.ToLower(proto)+" tls://localhost:"+port(proxy.Addr), up, len(msgs), total))
+			strings.ToLower(proto)+" tls://localhost:"+harness.Port(proxy.Addr), up, len(msgs), total))
 		proxy.Close()
 		up.Stop()
 	}

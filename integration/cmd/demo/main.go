@@ -54,7 +54,7 @@ func main() {
         deliver_to &local_routing
     }
 }
-`, up.IMAPSAddr[strings.LastIndexByte(up.IMAPSAddr, ':')+1:], upUser, localUser, up.CA.CAFile)
+`, harness.Port(up.IMAPSAddr), upUser, localUser, up.CA.CAFile)
 	fmt.Println(indent(conf))
 	start := time.Now()
 	m := harness.StartMaddy(s, harness.BuildMaddy(s), harness.MaddyOptions{

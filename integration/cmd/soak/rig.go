@@ -120,13 +120,13 @@ func (k *soak) setup() {
 		switch a.name {
 		case "imap-keep":
 			p, err = faultproxy.NewTLS(k.up.IMAPSAddr, faultproxy.ImplicitTLS, cert, upTLS)
-			a.addr = "tls://localhost:" + port(p.Addr)
+			a.addr = "tls://localhost:" + harness.Port(p.Addr)
 		case "imap-nokeep":
 			p, err = faultproxy.New(k.up.IMAPSAddr)
-			a.addr = "tls://localhost:" + port(p.Addr)
+			a.addr = "tls://localhost:" + harness.Port(p.Addr)
 		case "pop3-nokeep":
 			p, err = faultproxy.NewTLS(k.up.POP3Addr, faultproxy.POP3STLS, cert, upTLS)
-			a.addr = "tcp://localhost:" + port(p.Addr)
+			a.addr = "tcp://localhost:" + harness.Port(p.Addr)
 		}
 		if err != nil {
 			s.Fatalf("soak: fault proxy for %s: %v", a.name, err)
@@ -183,5 +183,3 @@ func yesNo(b bool) string {
 	}
 	return "no"
 }
-
-func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
