@@ -35,28 +35,9 @@ func (m MailboxMessage) HasFlag(flag string) bool {
 // t.Cleanup.
 func (d *Dovecot) IMAPClient(t T, user, password string) *imapclient.Client {
 	t.Helper()
-	var (
-		c   *imapclient.Client
-		err error
-	)
-	opts := &imapclient.Options{TLSConfig: d.CA.ClientConfig()}
-	if d.IMAPSAddr != "" {
-		c, err = imapclient.DialTLS(d.IMAPSAddr, opts)
-	} else {
-		c, err = imapclient.DialInsecure(d.IMAPAddr, opts)
-	}
+	c, err := d.DialIMAP(user, password)
 	if err != nil {
-		t.Fatalf("harness: IMAP dial: %v", err)
-	}
-	return login(t, c, user, password)
-}
-
-// login logs c in and registers its logout.
-func login(t T, c *imapclient.Client, user, password string) *imapclient.Client {
-	t.Helper()
-	if err := c.Login(user, password).Wait(); err != nil {
-		c.Close()
-		t.Fatalf("harness: IMAP login as %q: %v", user, err)
+		t.Fatalf("harness: %v", err)
 	}
 	t.Cleanup(func() {
 		done := make(chan struct{})
@@ -71,6 +52,34 @@ func login(t T, c *imapclient.Client, user, password string) *imapclient.Client 
 		c.Close()
 	})
 	return c
+}
+
+// DialIMAP is IMAPClient for programs that handle the error themselves:
+// the caller logs out and closes.
+func (d *Dovecot) DialIMAP(user, password string) (*imapclient.Client, error) {
+	var (
+		c   *imapclient.Client
+		err error
+	)
+	opts := &imapclient.Options{TLSConfig: d.CA.ClientConfig()}
+	if d.IMAPSAddr != "" {
+		c, err = imapclient.DialTLS(d.IMAPSAddr, opts)
+	} else {
+		c, err = imapclient.DialInsecure(d.IMAPAddr, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("IMAP dial: %w", err)
+	}
+	return login(c, user, password)
+}
+
+// login logs c in, or closes it.
+func login(c *imapclient.Client, user, password string) (*imapclient.Client, error) {
+	if err := c.Login(user, password).Wait(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("IMAP login as %q: %w", user, err)
+	}
+	return c, nil
 }
 
 // ListMessages EXAMINEs folder (read-only, so \Seen and \Recent are left

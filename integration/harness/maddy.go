@@ -395,20 +395,27 @@ func (m *Maddy) Mailbox(t T, user, password, folder string) []MailboxMessage {
 }
 
 func (m *Maddy) mailbox(user, password, folder string) ([]MailboxMessage, error) {
-	c, err := imapclient.DialInsecure(m.IMAPAddr, nil)
+	c, err := m.DialIMAP(user, password)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if err := c.Login(user, password).Wait(); err != nil {
-		return nil, err
-	}
 	msgs, err := listMessages(c, folder)
 	if err != nil {
 		return nil, err
 	}
 	_ = c.Logout().Wait()
 	return msgs, nil
+}
+
+// DialIMAP logs in to maddy's IMAP endpoint as user; the caller logs out
+// and closes.
+func (m *Maddy) DialIMAP(user, password string) (*imapclient.Client, error) {
+	c, err := imapclient.DialInsecure(m.IMAPAddr, nil)
+	if err != nil {
+		return nil, err
+	}
+	return login(c, user, password)
 }
 
 // WaitMessages polls folder through maddy's IMAP until it holds at least n

@@ -1,6 +1,9 @@
 package harness
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -87,6 +90,36 @@ func Tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "")
+}
+
+// WaitLogFile waits until a line containing substr is appended to the file
+// at path, at most timeout: what the file held already does not count, so
+// that a caller can wait for the next occurrence of a line it has seen.
+func WaitLogFile(path, substr string, timeout time.Duration) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		return err
+	}
+	want := []byte(substr)
+	var carry []byte
+	buf := make([]byte, 64<<10)
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		n, _ := f.Read(buf)
+		if n == 0 {
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
+		data := append(carry, buf[:n]...)
+		if bytes.Contains(data, want) {
+			return nil
+		}
+		carry = append([]byte(nil), data[max(0, len(data)-len(want)):]...)
+	}
+	return fmt.Errorf("%q not appended to %s within %v", substr, path, timeout)
 }
 
 // Eventually polls cond until it holds, failing after timeout. The timeout

@@ -245,7 +245,7 @@ func (k *soak) tally(a *account, maddyLog string) (*tally, error) {
 	}
 
 	// maddy, byte for byte.
-	c, err := dialLocal(k.maddy, a.local)
+	c, err := k.maddy.DialIMAP(a.local, localPass)
 	if err != nil {
 		return nil, fmt.Errorf("maddy: %w", err)
 	}
@@ -293,7 +293,7 @@ func (k *soak) tally(a *account, maddyLog string) (*tally, error) {
 	}
 
 	// Dovecot, directly.
-	up, err := dialUpstream(k.up, a.upUser, a.upPass)
+	up, err := k.up.DialIMAP(a.upUser, a.upPass)
 	if err != nil {
 		return nil, fmt.Errorf("dovecot: %w", err)
 	}

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/remote-pull/remote_pull/integration/faultproxy"
+	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
 // endingWeight: the endings that cut a connection at once come twice as
@@ -174,7 +172,7 @@ func (k *soak) killLoop(ctx context.Context, r *rand.Rand) {
 // that the kill lands while a delivery is in flight, then kills it with
 // SIGKILL and starts it again after a short pause.
 func (k *soak) killOnce(r *rand.Rand) {
-	inFlight := waitLogLine(k.maddy.LogPath, "incoming message", 10*time.Second)
+	inFlight := harness.WaitLogFile(k.maddy.LogPath, "incoming message", 10*time.Second) == nil
 	k.maddyMu.Lock()
 	defer k.maddyMu.Unlock()
 	if k.stopping {
@@ -192,35 +190,6 @@ func (k *soak) killOnce(r *rand.Rand) {
 	time.Sleep(between(r, 500*time.Millisecond, 3*time.Second))
 	k.maddy.Start(k.s)
 	k.ev.logf("-", "maddy started again")
-}
-
-// waitLogLine waits until a line containing substr is appended to the file
-// at path, at most timeout.
-func waitLogLine(path, substr string, timeout time.Duration) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
-		return false
-	}
-	want := []byte(substr)
-	var carry []byte
-	buf := make([]byte, 64<<10)
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
-		n, _ := f.Read(buf)
-		if n == 0 {
-			time.Sleep(2 * time.Millisecond)
-			continue
-		}
-		data := append(carry, buf[:n]...)
-		if bytes.Contains(data, want) {
-			return true
-		}
-		carry = append([]byte(nil), data[max(0, len(data)-len(want)):]...)
-	}
-	return false
 }
 
 // watchMaddy notices a maddy that exited without being killed by the soak

@@ -47,7 +47,7 @@ func (a *account) appendLoop(ctx context.Context, k *soak, r *rand.Rand) {
 		}
 		if c == nil {
 			var err error
-			if c, err = dialUpstream(k.up, a.upUser, a.upPass); err != nil {
+			if c, err = k.up.DialIMAP(a.upUser, a.upPass); err != nil {
 				k.s.Fatalf("soak: %s: connecting the appender to Dovecot: %v", a.name, err)
 			}
 		}
@@ -76,32 +76,6 @@ func (a *account) appendLoop(ctx context.Context, k *soak, r *rand.Rand) {
 		a.mu.Unlock()
 		k.ev.logf(a.name, "appended %q, %d bytes, upstream UID %d", m.subject, m.size, m.uid)
 	}
-}
-
-// dialUpstream logs in to Dovecot directly (IMAPS), bypassing the proxies.
-func dialUpstream(up *harness.Dovecot, user, pass string) (*imapclient.Client, error) {
-	c, err := imapclient.DialTLS(up.IMAPSAddr, &imapclient.Options{TLSConfig: up.CA.ClientConfig()})
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Login(user, pass).Wait(); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
-// dialLocal logs in to maddy's IMAP endpoint.
-func dialLocal(m *harness.Maddy, user string) (*imapclient.Client, error) {
-	c, err := imapclient.DialInsecure(m.IMAPAddr, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Login(user, localPass).Wait(); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
 }
 
 // item is one message as scan read it.
@@ -165,7 +139,7 @@ func scan(c *imapclient.Client, folder string, since uint32, body bool, fn func(
 // refresh reads what maddy received for the account since the last call
 // (ENVELOPE only): maddy's UIDs only grow.
 func (a *account) refresh(k *soak) error {
-	c, err := dialLocal(k.maddy, a.local)
+	c, err := k.maddy.DialIMAP(a.local, localPass)
 	if err != nil {
 		return err
 	}
@@ -202,7 +176,7 @@ func (a *account) progress() (appended, missing, local int) {
 
 // upstreamCount is how many messages the account's upstream INBOX holds.
 func (a *account) upstreamCount(k *soak) (int, error) {
-	c, err := dialUpstream(k.up, a.upUser, a.upPass)
+	c, err := k.up.DialIMAP(a.upUser, a.upPass)
 	if err != nil {
 		return 0, err
 	}
