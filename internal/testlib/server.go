@@ -4,15 +4,22 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
-	"testing"
 )
+
+// T is what Serve needs of its caller: *testing.T and *testing.B have it,
+// and so does integration/harness's Script, for programs (the benchmarks).
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Cleanup(func())
+}
 
 // Serve runs a scripted server on a loopback port for the test: handle
 // gets every accepted connection (over TLS when tlsCfg is set) in a
 // goroutine of its own, and the connection is closed when it returns.
 // Serve returns the address. When the test ends the listener and every
 // connection still open are closed.
-func Serve(t testing.TB, tlsCfg *tls.Config, handle func(net.Conn)) string {
+func Serve(t T, tlsCfg *tls.Config, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

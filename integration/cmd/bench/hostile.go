@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/remote-pull/remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/internal/testlib"
 )
 
 func init() { register("hostile", 60, (*bench).hostile) }
@@ -29,11 +30,6 @@ func (b *bench) hostile() {
 	for _, h := range []func(net.Conn){imapLiteralBeforeTLS, imapLiteralAfterLogin, imapLongLine, pop3Capa, pop3EndlessUIDL} {
 		servers = append(servers, startHostile(s, h))
 	}
-	defer func() {
-		for _, srv := range servers {
-			srv.close()
-		}
-	}()
 	proto := []string{"imap tcp", "imap tcp", "imap tcp", "pop3 tcp", "pop3 tcp"}
 	var conf strings.Builder
 	conf.WriteString("remote_pull {\n")
@@ -81,38 +77,21 @@ func (b *bench) hostile() {
 	})
 }
 
+// hostileServer is one scripted upstream, and how much it has sent.
 type hostileServer struct {
-	ln      net.Listener
 	addr    string
 	mu      sync.Mutex
 	written int64
-	wg      sync.WaitGroup
 }
 
+// startHostile serves handle on a loopback port until the program ends,
+// each connection for 20 s at most.
 func startHostile(s *harness.Script, handle func(net.Conn)) *hostileServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		s.Fatalf("bench: %v", err)
-	}
-	srv := &hostileServer{ln: ln, addr: ln.Addr().String()}
-	srv.wg.Add(1)
-	go func() {
-		defer srv.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			srv.wg.Add(1)
-			go func() {
-				defer srv.wg.Done()
-				cc := &countConn{Conn: c, srv: srv}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
-				handle(cc)
-			}()
-		}
-	}()
+	srv := &hostileServer{}
+	srv.addr = testlib.Serve(s, nil, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		handle(&countConn{Conn: c, srv: srv})
+	})
 	return srv
 }
 
@@ -120,11 +99,6 @@ func (srv *hostileServer) sent() int64 {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	return srv.written
-}
-
-func (srv *hostileServer) close() {
-	srv.ln.Close()
-	srv.wg.Wait()
 }
 
 type countConn struct {
