@@ -83,8 +83,7 @@ poll localhost with proto %s port %s timeout 120
 	wall := time.Since(start)
 	cpu := cpuTime(m.PID()) - cpu0
 	if err != nil {
-		out, _ := os.ReadFile(logPath)
-		s.Fatalf("bench: fetchmail: %v\n%s", err, tailLines(string(out), 20))
+		s.Fatalf("bench: fetchmail: %v\n%s", err, harness.Tail(logPath, 20))
 	}
 	if got := m.WaitMessages(s, localUser, localPass, "INBOX", n, time.Minute); len(got) != n {
 		s.Fatalf("bench: fetchmail left %d messages in maddy, want %d", len(got), n)
@@ -103,12 +102,4 @@ func fetchmailVersion(bin string) string {
 		}
 	}
 	return "(version unknown)"
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/remote-pull/remote_pull/integration/harness"
 )
@@ -35,14 +34,11 @@ func (b *bench) pushLatency() {
 // to the moment maddy's IMAP STATUS counts it in localUser's INBOX.
 func (b *bench) pushes(m *harness.Maddy, up *harness.Dovecot, account func(i int) (user, pass string), n int) []time.Duration {
 	s := b.s
-	local, err := imapclient.DialInsecure(m.IMAPAddr, nil)
+	local, err := m.DialIMAP(localUser, localPass)
 	if err != nil {
 		s.Fatalf("bench: %v", err)
 	}
 	defer local.Close()
-	if err := local.Login(localUser, localPass).Wait(); err != nil {
-		s.Fatalf("bench: %v", err)
-	}
 	count := func() uint32 {
 		st, err := local.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
 		if err != nil {
