@@ -3,10 +3,13 @@
 // ports), the custom maddy binary built from ./cmd/maddy, a test CA, and a
 // deterministic message corpus.
 //
-// Every helper takes a testing.TB, fails the test on error and registers its
-// own cleanup: processes are killed and files live under t.TempDir(). Nothing
-// listens anywhere but 127.0.0.1, and ports are picked by listening on
-// 127.0.0.1:0.
+// Every helper takes a T (a testing.TB, or a Script in a program), fails
+// the test on error and registers its own cleanup: processes are killed and
+// files live under t.TempDir(). The few that return errors instead serve
+// programs that handle failure themselves (the soak) and the interop
+// tests' own servers: StartProcess, Dovecot.DialIMAP, Maddy.DialIMAP and
+// WaitLogFile. Nothing listens anywhere but 127.0.0.1, and ports are picked
+// by listening on 127.0.0.1:0.
 //
 // Line endings: Seed writes message bytes verbatim. Dovecot serves a bare LF
 // as CRLF over IMAP and POP3, so what a client receives is CRLF(seeded); the
