@@ -313,25 +313,10 @@ func (l *Ledger) DeliveredBefore(ctx context.Context, key MailboxKey, cutoff tim
 // ID are one only if the IDs are equal; an entry recorded before global
 // IDs were is compared by content, as a message without one is.
 func (l *Ledger) DeliveredElsewhere(ctx context.Context, key MailboxKey, uid string, id Identity) (bool, error) {
-	for _, c := range []struct {
-		column, value       string
-		onlyWithoutGlobalID bool
-	}{
-		{"global_id", id.GlobalID, false},
-		{"digest", id.Digest, id.GlobalID != ""},
-		{"fingerprint", id.Fingerprint, id.GlobalID != ""},
-	} {
-		if c.value == "" {
-			continue
-		}
-		// One indexed column per query: an OR of them would scan.
-		q := `SELECT EXISTS (SELECT 1 FROM messages WHERE account = ? AND ` + c.column + ` = ? AND ` + wasDelivered + `
-			AND NOT (mailbox = ? AND uidvalidity = ? AND uid = ?)`
-		if c.onlyWithoutGlobalID {
-			q += ` AND global_id = ''`
-		}
+	for _, c := range identityColumns(id) {
 		var found bool
-		err := l.db.QueryRowContext(ctx, q+`)`, key.Account, c.value, key.Mailbox, key.UIDValidity, uid).Scan(&found)
+		err := l.db.QueryRowContext(ctx, deliveredElsewhereQuery(c),
+			key.Account, c.value, key.Mailbox, key.UIDValidity, uid).Scan(&found)
 		if err != nil {
 			return false, fmt.Errorf("ledger: %w", err)
 		}
@@ -340,6 +325,48 @@ func (l *Ledger) DeliveredElsewhere(ctx context.Context, key MailboxKey, uid str
 		}
 	}
 	return false, nil
+}
+
+// identityColumn is one column an Identity is looked up by, and its index.
+type identityColumn struct {
+	column, index, value string
+	onlyWithoutGlobalID  bool
+}
+
+// identityColumns are id's non-empty columns, in the order DeliveredElsewhere
+// asks: a copy with a global ID is matched by content only with entries
+// that have none.
+func identityColumns(id Identity) []identityColumn {
+	var cols []identityColumn
+	for _, c := range []identityColumn{
+		{"global_id", "messages_global_id", id.GlobalID, false},
+		{"digest", "messages_digest", id.Digest, id.GlobalID != ""},
+		{"fingerprint", "messages_fingerprint", id.Fingerprint, id.GlobalID != ""},
+	} {
+		if c.value != "" {
+			cols = append(cols, c)
+		}
+	}
+	return cols
+}
+
+// deliveredElsewhereQuery asks for a delivered entry with one column's
+// value under another identity, one indexed column per query (an OR of
+// them would scan). The index is named: left to itself, SQLite reads all
+// of the account's entries by the primary key instead, once the state
+// and identity terms make the column's index not a covering one, and
+// every delivery of a dedupe account then cost time in proportion to the
+// entries recorded. The column is also said to be non-empty in so many
+// words: the global_id and digest indexes are partial (WHERE ... != ”),
+// and SQLite uses a partial index only where the query implies its WHERE.
+func deliveredElsewhereQuery(c identityColumn) string {
+	q := `SELECT EXISTS (SELECT 1 FROM messages INDEXED BY ` + c.index + `
+		WHERE account = ? AND ` + c.column + ` = ? AND ` + c.column + ` != '' AND ` + wasDelivered + `
+		AND NOT (mailbox = ? AND uidvalidity = ? AND uid = ?)`
+	if c.onlyWithoutGlobalID {
+		q += ` AND global_id = ''`
+	}
+	return q + `)`
 }
 
 // Rename moves entries to new UIDs (renames: old → new) within one

@@ -409,3 +409,32 @@ func TestHighestUID(t *testing.T) {
 		t.Fatalf("HighestUID's query plan does not use the index: %q", plan)
 	}
 }
+
+// Dedupe asks the ledger at every delivery: each of its lookups must use
+// its column's index, or an import slows down with every entry recorded
+// (a scan of the account's entries per message).
+func TestDeliveredElsewhereUsesTheIndexes(t *testing.T) {
+	l, _ := open(t)
+	for _, c := range identityColumns(Identity{GlobalID: "1", Digest: "d", Fingerprint: "f"}) {
+		for _, without := range []bool{false, true} {
+			c.onlyWithoutGlobalID = without
+			rows, err := l.db.Query(`EXPLAIN QUERY PLAN `+deliveredElsewhereQuery(c), "a", c.value, "INBOX", 1, "1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			rows.Close()
+			if want := "USING INDEX " + c.index + " (account=? AND " + c.column + "=?)"; !strings.Contains(strings.Join(plan, "; "), want) {
+				t.Errorf("%s: the query plan is not %q: %q", c.column, want, plan)
+			}
+		}
+	}
+}
