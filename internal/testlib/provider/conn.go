@@ -58,7 +58,7 @@ func (c *conn) run() {
 		if c.flush() != nil {
 			return
 		}
-		c.nc.SetDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 		line, lits, err := c.readCommand()
 		if err != nil {
 			return

@@ -115,14 +115,7 @@ func (c *conn) resolve(set string, uid bool) ([]int, bool) {
 }
 
 // entryByUID finds the selected folder's entry; s.mu held.
-func (c *conn) entryByUID(u uint32) *entry {
-	for _, e := range c.sel.entries {
-		if e.uid == u {
-			return e
-		}
-	}
-	return nil
-}
+func (c *conn) entryByUID(u uint32) *entry { return c.sel.byUID[u] }
 
 // fetchItem is one requested FETCH data item.
 type fetchItem struct {
@@ -406,12 +399,14 @@ func (c *conn) store(tag string, uid bool, args []tok) {
 	s := c.s
 	s.mu.Lock()
 	var out []string
+	var changed []*msg
 	for _, i := range idx {
 		e := c.entryByUID(c.known[i])
 		if e == nil {
 			continue
 		}
 		m := e.m
+		changed = append(changed, m)
 		if labels {
 			if mode == 0 {
 				for l := range m.labels {
@@ -447,7 +442,7 @@ func (c *conn) store(tag string, uid bool, args []tok) {
 			out = append(out, fmt.Sprintf("* %d FETCH (%s)", i+1, item))
 		}
 	}
-	s.changedLocked()
+	s.changedLocked(changed...)
 	s.mu.Unlock()
 	for _, l := range out {
 		c.reply("%s", l)
@@ -571,7 +566,7 @@ func (c *conn) copyMove(tag, name string, uid bool, args []tok) {
 		c.no(tag, "[TRYCREATE] Unknown Mailbox: "+args[1].s+" (Failure)")
 		return
 	}
-	var moved []*msg
+	var moved, changed []*msg // the messages in dst; those to sync
 	var srcUIDs []uint32
 	for _, i := range idx {
 		e := c.entryByUID(c.known[i])
@@ -602,15 +597,14 @@ func (c *conn) copyMove(tag, name string, uid bool, args []tok) {
 			st.setLabel(m, st.labelOf(dst), true)
 		}
 		moved = append(moved, m)
+		changed = append(changed, m, e.m)
 		srcUIDs = append(srcUIDs, e.uid)
 	}
-	s.changedLocked()
+	s.changedLocked(changed...)
 	var dstUIDs []uint32
 	for _, m := range moved {
-		for _, e := range dst.entries {
-			if e.m == m {
-				dstUIDs = append(dstUIDs, e.uid)
-			}
+		if e := dst.byMsg[m]; e != nil {
+			dstUIDs = append(dstUIDs, e.uid)
 		}
 	}
 	copyUID := ""
@@ -677,16 +671,19 @@ func (c *conn) expunge(only map[uint32]bool) {
 	defer s.mu.Unlock()
 	st := s.store
 	label := st.labelOf(c.sel)
-	for _, e := range slices.Clone(c.sel.entries) {
+	var changed, gone []*msg
+	for _, e := range c.sel.entries {
 		if !e.deleted || (only != nil && !only[e.uid]) {
 			continue
 		}
 		e.deleted = false
+		changed = append(changed, e.m)
 		if st.kind == Microsoft || label == "" || label == `\Trash` || label == `\Spam` {
-			st.remove(e.m)
+			gone = append(gone, e.m)
 		} else {
 			st.setLabel(e.m, label, false)
 		}
 	}
-	s.changedLocked()
+	st.remove(gone)
+	s.changedLocked(changed...)
 }

@@ -33,12 +33,12 @@ func (s *Server) Append(raw []byte, date time.Time, flags []string, labels ...st
 		st.setLabel(m, l, true)
 	}
 	st.msgs = append(st.msgs, m)
-	s.changedLocked()
+	s.changedLocked(m)
 	return m.id
 }
 
-// AddLabel gives a message a label (on Microsoft: puts a copy's only
-// folder... i.e. makes it also appear in that folder).
+// AddLabel gives a message a label. On Microsoft a label is a folder:
+// the message then shows in both (use it for tests only).
 func (s *Server) AddLabel(msgID uint64, label string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -47,7 +47,7 @@ func (s *Server) AddLabel(msgID uint64, label string) {
 			s.store.createFolder(label)
 		}
 		s.store.setLabel(m, label, true)
-		s.changedLocked()
+		s.changedLocked(m)
 	}
 }
 
@@ -57,7 +57,7 @@ func (s *Server) RemoveLabel(msgID uint64, label string) {
 	defer s.mu.Unlock()
 	if m := s.store.byID(msgID); m != nil {
 		s.store.setLabel(m, label, false)
-		s.changedLocked()
+		s.changedLocked(m)
 	}
 }
 
@@ -92,9 +92,9 @@ func (s *Server) Messages(folder string) []Message {
 	return out
 }
 
-// changedLocked re-syncs the views and wakes idling connections; s.mu
-// held.
-func (s *Server) changedLocked() {
-	s.store.sync()
+// changedLocked re-syncs the views for the changed messages (all if none
+// is named) and wakes idling connections; s.mu held.
+func (s *Server) changedLocked(changed ...*msg) {
+	s.store.sync(changed...)
 	s.changed.Broadcast()
 }

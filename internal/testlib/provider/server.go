@@ -132,7 +132,7 @@ func (s *Server) serve() {
 		if err != nil {
 			return
 		}
-		c := &conn{s: s, nc: nc, r: bufio.NewReader(nc), w: bufio.NewWriter(nc)}
+		c := &conn{s: s, nc: nc, r: bufio.NewReader(nc), w: bufio.NewWriterSize(deadlineWriter{nc, s.cfg.IdleTimeout}, 64<<10)}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -251,6 +251,18 @@ func (s *Server) spend(n int64) {
 }
 
 var errClosed = errors.New("connection closed")
+
+// deadlineWriter gives every write its own deadline: a long FETCH is
+// fine as long as the client keeps reading.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.nc.Write(p)
+}
 
 func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`

@@ -43,6 +43,8 @@ type view struct {
 	validity uint32
 	uidNext  uint32
 	entries  []*entry // ascending UIDs
+	byMsg    map[*msg]*entry
+	byUID    map[uint32]*entry
 }
 
 // store is the mailbox of the account.
@@ -102,7 +104,7 @@ func newStore(kind Kind) *store {
 }
 
 func (st *store) addView(name string) *view {
-	v := &view{name: name, validity: st.nextVal, uidNext: 1}
+	v := &view{name: name, validity: st.nextVal, uidNext: 1, byMsg: map[*msg]*entry{}, byUID: map[uint32]*entry{}}
 	st.nextVal++
 	st.views = append(st.views, v)
 	return v
@@ -155,24 +157,31 @@ func (st *store) member(v *view, m *msg) bool {
 	}
 }
 
-// sync brings every view up to the store: a message that left a view
-// loses its entry, one that entered gets the view's next UID.
-func (st *store) sync() {
+// sync brings every view up to the changed messages (all when none is
+// named): a message that left a view loses its entry, one that entered
+// gets the view's next UID.
+func (st *store) sync(changed ...*msg) {
+	if changed == nil {
+		changed = st.msgs
+	}
 	for _, v := range st.views {
-		in := map[*msg]bool{}
-		kept := v.entries[:0]
-		for _, e := range v.entries {
-			if st.member(v, e.m) && !in[e.m] {
-				kept = append(kept, e)
-				in[e.m] = true
+		left := false
+		for _, m := range changed {
+			e, in := v.byMsg[m]
+			switch member := st.member(v, m); {
+			case member && !in:
+				e = &entry{uid: v.uidNext, m: m}
+				v.uidNext++
+				v.entries = append(v.entries, e)
+				v.byMsg[m], v.byUID[e.uid] = e, e
+			case !member && in:
+				delete(v.byMsg, m)
+				delete(v.byUID, e.uid)
+				left = true
 			}
 		}
-		v.entries = kept
-		for _, m := range st.msgs {
-			if !in[m] && st.member(v, m) {
-				v.entries = append(v.entries, &entry{uid: v.uidNext, m: m})
-				v.uidNext++
-			}
+		if left {
+			v.entries = slices.DeleteFunc(v.entries, func(e *entry) bool { return v.byUID[e.uid] != e })
 		}
 	}
 }
@@ -224,9 +233,12 @@ func (st *store) createFolder(name string) {
 	v.attrs = []string{`\HasNoChildren`}
 }
 
-func (st *store) remove(m *msg) {
-	m.gone = true
-	st.msgs = slices.DeleteFunc(st.msgs, func(x *msg) bool { return x == m })
+// remove deletes messages from the store (sync them afterwards).
+func (st *store) remove(ms []*msg) {
+	for _, m := range ms {
+		m.gone = true
+	}
+	st.msgs = slices.DeleteFunc(st.msgs, func(x *msg) bool { return x.gone })
 }
 
 // labels are m's labels as X-GM-LABELS gives them, sorted.
