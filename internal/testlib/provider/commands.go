@@ -7,7 +7,7 @@ import (
 )
 
 const (
-	gmailPreAuth = "IMAP4rev1 UNSELECT IDLE NAMESPACE ID CHILDREN X-GM-EXT-1 SASL-IR AUTH=XOAUTH2 AUTH=PLAIN"
+	gmailPreAuth = "IMAP4rev1 UNSELECT IDLE NAMESPACE ID CHILDREN X-GM-EXT-1 SASL-IR AUTH=XOAUTH2 AUTH=PLAIN AUTH=OAUTHBEARER"
 	// Gmail's list minus what the double does not implement (QUOTA, XLIST,
 	// COMPRESS=DEFLATE, CONDSTORE, ESEARCH, UTF8=ACCEPT, LIST-STATUS,
 	// APPENDLIMIT).
@@ -197,7 +197,7 @@ func (c *conn) authenticate(tag string, args []tok) bool {
 		return true
 	}
 	mech := args[0].upper()
-	if mech != "PLAIN" && mech != "XOAUTH2" {
+	if mech != "PLAIN" && mech != "XOAUTH2" && !(mech == "OAUTHBEARER" && c.s.cfg.Kind == Gmail) {
 		c.no(tag, "Unsupported authentication mechanism")
 		return true
 	}
@@ -235,11 +235,20 @@ func (c *conn) authenticate(tag string, args []tok) bool {
 			return true
 		}
 		c.login(tag, "AUTHENTICATE", "PLAIN", parts[1], parts[2], "")
-	case "XOAUTH2":
+	case "XOAUTH2", "OAUTHBEARER":
+		// XOAUTH2: user=U^Aauth=Bearer T^A^A; OAUTHBEARER (RFC 7628):
+		// n,a=U,^Ahost=H^Aport=P^Aauth=Bearer T^A^A.
 		var user, token string
 		for _, kv := range strings.Split(string(raw), "\x01") {
 			if v, ok := strings.CutPrefix(kv, "user="); ok {
 				user = v
+			}
+			if gs2, ok := strings.CutPrefix(kv, "n,"); ok {
+				for _, f := range strings.Split(gs2, ",") {
+					if v, ok := strings.CutPrefix(f, "a="); ok {
+						user = v
+					}
+				}
 			}
 			if v, ok := strings.CutPrefix(kv, "auth=Bearer "); ok {
 				token = v
@@ -249,7 +258,11 @@ func (c *conn) authenticate(tag string, args []tok) bool {
 			// Gmail sends the error as a challenge; the client answers
 			// with an empty line, then gets the NO
 			// (developers.google.com/gmail/imap/xoauth2-protocol).
-			c.reply("+ %s", base64.StdEncoding.EncodeToString([]byte(`{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}`)))
+			challenge := `{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}`
+			if mech == "OAUTHBEARER" {
+				challenge = `{"status":"invalid_token","schemes":"Bearer","scope":"https://mail.google.com/"}`
+			}
+			c.reply("+ %s", base64.StdEncoding.EncodeToString([]byte(challenge)))
 			if c.flush() != nil {
 				return false
 			}
@@ -257,7 +270,7 @@ func (c *conn) authenticate(tag string, args []tok) bool {
 				return false
 			}
 		}
-		c.login(tag, "AUTHENTICATE", "XOAUTH2", user, "", token)
+		c.login(tag, "AUTHENTICATE", "XOAUTH2", user, "", token) // same check
 	}
 	return true
 }

@@ -29,6 +29,13 @@ func TestGmailXOAUTH2(t *testing.T) {
 	if !errors.As(err, &authErr) || !strings.Contains(err.Error(), "[AUTHENTICATIONFAILED] Invalid credentials (Failure)") {
 		t.Errorf("wrong token: %v", err)
 	}
+	sess = connect(t, upstream(s, source.AuthOAuthBearer, token))
+	if _, err := sess.Open(context.Background(), "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = upstream(s, source.AuthOAuthBearer, "expired").Connect(context.Background()); !errors.As(err, &authErr) {
+		t.Errorf("wrong token (OAUTHBEARER): %v", err)
+	}
 	if log := strings.Join(s.Log(), "\n"); strings.Contains(log, token) || strings.Contains(log, pass) {
 		t.Errorf("credentials in the log:\n%s", log)
 	}

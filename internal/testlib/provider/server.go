@@ -5,9 +5,27 @@
 // XOAUTH2-only login and its throttling reply followed by a disconnect.
 //
 // It is a fake for what real providers will not do on demand, not an IMAP
-// server: it speaks the subset IMAP clients (go-imap v2, remote_pull's
-// imapsrc) send, correctly, and nothing more. Facts reproduced and their
-// sources: /work/shared/notes/providers.md and the comments at each reply.
+// server: it speaks, correctly, the subset IMAP clients (go-imap v2,
+// remote_pull's imapsrc) send. Facts and sources:
+// /work/shared/notes/providers.md and the comments at each reply.
+//
+// Choices where the providers' behaviour is unclear or not worth copying:
+//   - X-GM-LABELS leaves out the label of the selected folder, as users
+//     report of Gmail (dlech/gmailbuttons#10); in All Mail every label
+//     shows. System labels come first, quoted: ("\\Important" "\\Inbox" Work).
+//   - \Flagged is the Starred folder; \Deleted is per folder (expunging
+//     in a label folder takes the label off, the message stays in All
+//     Mail; in All Mail, Spam and Trash it deletes). Messages in Spam or
+//     Trash show in no other folder.
+//   - Gmail refuses the login past MaxConns with "NO [ALERT] Too many
+//     simultaneous connections. (Failure)" (wildduck#35, runt#1);
+//     Microsoft accepts it and answers every later command "BAD User is
+//     authenticated but not connected." (node-imap#523, #689).
+//   - Over quota, LOGOUT still works; everything else answers [OVERQUOTA].
+//   - Only implemented capabilities are announced: Gmail's QUOTA, XLIST,
+//     COMPRESS=DEFLATE, CONDSTORE, ESEARCH, UTF8=ACCEPT, LIST-STATUS,
+//     APPENDLIMIT and AUTH=PLAIN-CLIENTTOKEN are left out. APPEND is not
+//     implemented (use Server.Append).
 package provider
 
 import (
