@@ -64,9 +64,24 @@ func (c *conn) run() {
 			return
 		}
 		if !c.handle(line, lits) {
-			c.flush()
+			c.hangUp()
 			return
 		}
+	}
+}
+
+// hangUp ends the connection after the last reply: the write side is
+// closed first and what the client still sends is read, so that the
+// close is no reset that would discard the reply before the client read
+// it.
+func (c *conn) hangUp() {
+	if c.flush() != nil {
+		return
+	}
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		c.nc.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, c.r)
 	}
 }
 
