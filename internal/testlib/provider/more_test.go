@@ -154,3 +154,41 @@ func TestMicrosoftMoveTo(t *testing.T) {
 		t.Errorf("INBOX %+v, Archive %+v", s.Messages("INBOX"), s.Messages("Archive"))
 	}
 }
+
+// While idling, a label taken off is an EXPUNGE and one added an EXISTS.
+func TestGmailIdleExpunge(t *testing.T) {
+	s := gmail(t, provider.Config{})
+	id := s.Append(msgText("a"), day, nil, "Work")
+	r := dialRaw(t, s)
+	r.ok("LOGIN %s %s", user, pass)
+	r.ok("SELECT Work")
+	r.nc.Write([]byte("t9 IDLE\r\n"))
+	if l := r.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	s.RemoveLabel(id, "Work")
+	if l := r.line(); l != "* 1 EXPUNGE" {
+		t.Errorf("after RemoveLabel: %q", l)
+	}
+	s.AddLabel(id, "Work")
+	if l := r.line(); l != "* 1 EXISTS" {
+		t.Errorf("after AddLabel: %q", l)
+	}
+	r.nc.Write([]byte("DONE\r\n"))
+	if l := r.line(); l != "t9 OK Success" {
+		t.Errorf("DONE: %q", l)
+	}
+	// The label came back: a new UID in the folder, as on Gmail.
+	if m := s.Messages("Work"); len(m) != 1 || m[0].UID != 2 {
+		t.Errorf("Work: %+v", m)
+	}
+}
+
+// A client that sends nothing is disconnected after IdleTimeout.
+func TestIdleTimeout(t *testing.T) {
+	s := gmail(t, provider.Config{IdleTimeout: 50 * time.Millisecond})
+	r := dialRaw(t, s)
+	if l := r.line(); l != "EOF" {
+		t.Errorf("silent client: %q, want the connection closed", l)
+	}
+}

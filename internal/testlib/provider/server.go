@@ -71,8 +71,10 @@ type Config struct {
 	// Now is the server's clock (quota window, throttling); default
 	// time.Now.
 	Now func() time.Time
-	// IdleTimeout closes a connection silent for this long (default 30s),
-	// so that a test cannot hang on it.
+	// IdleTimeout closes a connection whose client sends nothing, or
+	// reads nothing we send, for this long (default 10 minutes: longer
+	// than imapsrc's 5-minute IDLE keep-alive). Start's cleanup closes
+	// every connection at the end of the test in any case.
 	IdleTimeout time.Duration
 }
 
@@ -119,7 +121,7 @@ func Start(t testing.TB, cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	if cfg.IdleTimeout == 0 {
-		cfg.IdleTimeout = 30 * time.Second
+		cfg.IdleTimeout = 10 * time.Minute
 	}
 	s := &Server{cfg: cfg, conns: map[*conn]bool{}}
 	s.changed = sync.NewCond(&s.mu)
