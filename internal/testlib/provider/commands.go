@@ -2,7 +2,7 @@ package provider
 
 import (
 	"encoding/base64"
-	"path"
+	"slices"
 	"strings"
 )
 
@@ -277,7 +277,11 @@ func (c *conn) authenticate(tag string, args []tok) bool {
 
 func (c *conn) list(tag string, args []tok) {
 	// LIST [(selection options)] reference pattern [RETURN (options)]
+	specialOnly := false // LIST (SPECIAL-USE): only the special folders
 	if len(args) > 0 && args[0].kind == 'l' {
+		for _, o := range args[0].list {
+			specialOnly = specialOnly || o.upper() == "SPECIAL-USE"
+		}
 		args = args[1:]
 	}
 	if len(args) < 2 {
@@ -294,7 +298,11 @@ func (c *conn) list(tag string, args []tok) {
 	c.s.mu.Lock()
 	var lines []string
 	for _, v := range c.s.store.views {
-		if match(pat, v.name) {
+		attrs := c.s.store.attrs(v)
+		special := slices.ContainsFunc(attrs, func(a string) bool {
+			return slices.Contains([]string{`\All`, `\Archive`, `\Drafts`, `\Flagged`, `\Important`, `\Junk`, `\Sent`, `\Trash`}, a)
+		})
+		if match(pat, v.name) && (special || !specialOnly) {
 			lines = append(lines, "* LIST ("+strings.Join(c.s.store.attrs(v), " ")+`) "/" `+quote(v.name))
 		}
 	}
@@ -306,27 +314,27 @@ func (c *conn) list(tag string, args []tok) {
 }
 
 // match is LIST's pattern match: * matches anything, % anything but the
-// delimiter.
+// hierarchy delimiter.
 func match(pat, name string) bool {
 	if strings.EqualFold(name, "INBOX") && strings.EqualFold(pat, "INBOX") {
 		return true
 	}
-	g := strings.NewReplacer(`[`, `\[`, `]`, `\]`, `?`, `\?`, `\`, `\\`).Replace(pat)
-	if !strings.Contains(pat, "%") {
-		// path.Match's * stops at "/": try each depth.
-		g = strings.ReplaceAll(g, "*", "\x00")
-		for depth := 0; depth < 8; depth++ {
-			if ok, _ := path.Match(strings.ReplaceAll(g, "\x00", "*"+strings.Repeat("/*", depth)), name); ok {
+	if pat == "" {
+		return name == ""
+	}
+	switch pat[0] {
+	case '*', '%':
+		for i := 0; i <= len(name); i++ {
+			if match(pat[1:], name[i:]) {
 				return true
 			}
-			if ok, _ := path.Match(strings.ReplaceAll(g, "\x00", ""), name); ok {
-				return true
+			if i < len(name) && pat[0] == '%' && name[i] == '/' {
+				return false
 			}
 		}
 		return false
 	}
-	ok, _ := path.Match(strings.ReplaceAll(g, "%", "*"), name)
-	return ok
+	return name != "" && name[0] == pat[0] && match(pat[1:], name[1:])
 }
 
 func (c *conn) selectFolder(tag, name string, args []tok) {

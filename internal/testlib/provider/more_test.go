@@ -192,3 +192,30 @@ func TestIdleTimeout(t *testing.T) {
 		t.Errorf("silent client: %q, want the connection closed", l)
 	}
 }
+
+// LIST patterns: % stops at the delimiter; (SPECIAL-USE) selects.
+func TestListPatterns(t *testing.T) {
+	s := gmail(t, provider.Config{})
+	s.CreateFolder("Work/Clients/Big")
+	r := dialRaw(t, s)
+	r.ok("LOGIN %s %s", user, pass)
+	names := func(lines []string) []string {
+		var out []string
+		for _, l := range lines {
+			out = append(out, l[strings.Index(l, `"/" `)+4:])
+		}
+		return out
+	}
+	for pat, want := range map[string][]string{
+		`"" "Work/%"`:                 {`"Work/Clients"`},
+		`"" "Work/*"`:                 {`"Work/Clients"`, `"Work/Clients/Big"`},
+		`"Work/" "%"`:                 {`"Work/Clients"`},
+		`"" "inbox"`:                  {`"INBOX"`},
+		`(SPECIAL-USE) "" "*"`:        {`"[Gmail]/All Mail"`, `"[Gmail]/Drafts"`, `"[Gmail]/Important"`, `"[Gmail]/Sent Mail"`, `"[Gmail]/Spam"`, `"[Gmail]/Starred"`, `"[Gmail]/Trash"`},
+		`"" "%" RETURN (SPECIAL-USE)`: {`"INBOX"`, `"[Gmail]"`, `"Work"`},
+	} {
+		if got := names(r.ok("LIST %s", pat)); !slices.Equal(got, want) {
+			t.Errorf("LIST %s: %q, want %q", pat, got, want)
+		}
+	}
+}
