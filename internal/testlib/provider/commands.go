@@ -119,6 +119,9 @@ func (c *conn) authedCommand(tag, name string, uid bool, args []tok) bool {
 			c.bad(tag, "Command not valid in this state")
 			return true
 		}
+		// What entered the folder is announced first, so that a command
+		// on "1:*" covers it (expunges only where allowed).
+		c.updates(uid)
 		switch name {
 		case "CLOSE", "UNSELECT":
 			if name == "CLOSE" && !c.readOnly {

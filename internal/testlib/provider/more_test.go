@@ -219,3 +219,18 @@ func TestListPatterns(t *testing.T) {
 		}
 	}
 }
+
+// A message that arrived since SELECT is announced before a UID FETCH
+// 1:* answers, and is in it.
+func TestExistsBeforeFetch(t *testing.T) {
+	s := gmail(t, provider.Config{})
+	s.Append(msgText("a"), day, nil, `\Inbox`)
+	r := dialRaw(t, s)
+	r.ok("LOGIN %s %s", user, pass)
+	r.ok("SELECT INBOX")
+	s.Append(msgText("b"), day, nil, `\Inbox`)
+	u := r.ok("UID FETCH 1:* (UID)")
+	if want := []string{"* 2 EXISTS", "* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)"}; !slices.Equal(u, want) {
+		t.Errorf("UID FETCH: %q, want %q", u, want)
+	}
+}
