@@ -42,6 +42,10 @@ type MaddyOptions struct {
 	// mailbox databases; default "sqlite3" (a cgo build; a CGO_ENABLED=0
 	// build needs "sqlite").
 	SQLDriver string
+	// Postgres, when set, puts maddy's mailbox storage (storage.imapsql
+	// local_mailboxes) in a new database on that server (driver postgres);
+	// the credentials stay in SQLite. Maddy.StorageDB names the database.
+	Postgres *Postgres
 	// Env holds extra environment variables ("K=V") for maddy and its
 	// subcommands, e.g. for {env:VAR} in Extra.
 	Env []string
@@ -59,6 +63,9 @@ type Maddy struct {
 	Dir        string
 	StateDir   string
 	ConfigPath string
+	// StorageDB is the PostgreSQL database of the mailbox storage, empty
+	// on SQLite.
+	StorageDB string
 	// LogPath is maddy's log (--log); StderrPath gets its stdout and
 	// stderr (start-up errors before logging is set up).
 	LogPath, StderrPath string
@@ -74,6 +81,8 @@ type Maddy struct {
 type maddyConf struct {
 	StateDir, RuntimeDir string
 	Driver               string
+	StorageDriver        string
+	StorageDSN           string
 	IMAPAddr, SMTPAddr   string
 	MetricsAddr          string
 	Extra                string
@@ -99,8 +108,8 @@ auth.pass_table local_authdb {
 }
 
 storage.imapsql local_mailboxes {
-    driver {{.Driver}}
-    dsn imapsql.db
+    driver {{.StorageDriver}}
+    dsn {{.StorageDSN}}
 {{- if .StorageExtra}}
     {{.StorageExtra}}
 {{- end}}
@@ -163,6 +172,11 @@ func StartMaddy(t T, bin string, opts MaddyOptions) *Maddy {
 	}
 	if c.Driver == "" {
 		c.Driver = "sqlite3"
+	}
+	c.StorageDriver, c.StorageDSN = c.Driver, "imapsql.db"
+	if opts.Postgres != nil {
+		m.StorageDB = opts.Postgres.CreateDB(t)
+		c.StorageDriver, c.StorageDSN = "postgres", `"`+opts.Postgres.DSN(m.StorageDB)+`"`
 	}
 	if opts.SMTP {
 		m.SMTPAddr = FreePort(t)
