@@ -4,8 +4,8 @@ package remotepull
 
 import "syscall"
 
-// syncStorage: without syncfs, sync(2) flushes every file system.
-func syncStorage() error {
+// syncFS: without syncfs, sync(2) flushes every file system.
+func syncFS(string) error {
 	syscall.Sync()
 	return nil
 }

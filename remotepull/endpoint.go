@@ -167,7 +167,7 @@ func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots 
 		Ledger:      ldg,
 		Log:         l,
 		Slots:       slots,
-		SyncStorage: syncStorage,
+		SyncStorage: storageSync(acc),
 	})
 	r.loop = acct
 	return r

@@ -34,6 +34,22 @@ func pipelineStorage(target module.DeliveryTarget) (module.Storage, bool) {
 	return nil, false
 }
 
+// PipelineTargets returns every delivery target (storage, remote queue...)
+// a message of target can end in, for what each needs to make a commit
+// durable; ok is false when the pipeline's structure could not be read.
+func PipelineTargets(target module.DeliveryTarget) (leaves []module.DeliveryTarget, ok bool) {
+	set := map[any]bool{}
+	if _, ok := countTargets(reflect.ValueOf(target), set, 0); !ok {
+		return nil, false
+	}
+	for leaf := range set {
+		if t, isTarget := leaf.(module.DeliveryTarget); isTarget {
+			leaves = append(leaves, t)
+		}
+	}
+	return leaves, true
+}
+
 // pipelineTargets reports, for target, the most delivery targets one
 // message to a single recipient can be committed to (perRcpt), and how many
 // distinct targets any recipient can reach (all). ok is false when the
