@@ -168,7 +168,8 @@ func TestMirrorFoldersAndFlags(t *testing.T) {
 		StorageExtra: "imap_filter { remote_pull }",
 		Extra: accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile,
 			Extra: "        folders *\n        local_folders mirror\n        local_folder Clients Customers\n"}.String(),
-		Files: map[string]string{"upstream-password": upPass + "\n"},
+		Files:    map[string]string{"upstream-password": upPass + "\n"},
+		Postgres: storageServer(t),
 	})
 	get := func(folder string) harness.MailboxMessage {
 		t.Helper()

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +19,32 @@ const (
 	waitLong = 90 * time.Second
 )
 
+// storage selects maddy's mailbox storage for the tests that start maddy
+// through startMaddy or storageServer: "" (SQLite, maddy's default) or
+// "postgres". REMOTE_PULL_STORAGE=postgres runs any test on PostgreSQL;
+// postgres_test.go runs a representative set there in every `make test`.
+var storage = os.Getenv("REMOTE_PULL_STORAGE")
+
+// storageServer starts the PostgreSQL server for a test's maddy when the
+// storage is "postgres", and returns nil on SQLite.
+func storageServer(t *testing.T) *harness.Postgres {
+	t.Helper()
+	switch storage {
+	case "", "sqlite", "sqlite3":
+		return nil
+	case "postgres":
+		return harness.StartPostgres(t)
+	}
+	t.Fatalf("REMOTE_PULL_STORAGE=%q: want sqlite or postgres", storage)
+	return nil
+}
+
 // rig is one Dovecot upstream and one maddy with a remote_pull account.
 type rig struct {
 	up    *harness.Dovecot
 	maddy *harness.Maddy
 	bin   string
+	pg    *harness.Postgres // maddy's storage server; nil on SQLite
 }
 
 // accountConf is the remote_pull block of a test, with the upstream's CA.
@@ -86,12 +108,14 @@ func newUpstream(t *testing.T, extra ...string) *harness.Dovecot {
 func startMaddy(t *testing.T, up *harness.Dovecot, conf string) *rig {
 	t.Helper()
 	bin := harness.BuildMaddy(t)
+	pg := storageServer(t)
 	m := harness.StartMaddy(t, bin, harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		Extra: conf,
-		Files: map[string]string{"upstream-password": upPass + "\n"},
+		Users:    map[string]string{localUser: localPass},
+		Extra:    conf,
+		Files:    map[string]string{"upstream-password": upPass + "\n"},
+		Postgres: pg,
 	})
-	return &rig{up: up, maddy: m, bin: bin}
+	return &rig{up: up, maddy: m, bin: bin, pg: pg}
 }
 
 // local returns what maddy's IMAP holds for the local user, waiting for n.
