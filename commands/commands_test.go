@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,7 +35,7 @@ func TestAdd(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"status", "check", "retry", "forget", "oauth2-login"} {
+	for _, want := range []string{"status", "check", "retry", "reconcile", "forget", "oauth2-login"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("remote-pull %s missing (have %v)", want, names)
 		}
@@ -51,5 +52,25 @@ func TestAdd(t *testing.T) {
 	}
 	if s, ok := os.LookupEnv("NOTIFY_SOCKET"); ok {
 		t.Errorf("NOTIFY_SOCKET=%q left set after run", s)
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"36h":                  now.Add(-36 * time.Hour),
+		"2026-12-01T10:00:00Z": time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+		"2026-12-01":           time.Date(2026, 12, 1, 0, 0, 0, 0, time.Local),
+		"2026-12-01 10:30":     time.Date(2026, 12, 1, 10, 30, 0, 0, time.Local),
+	} {
+		got, err := parseSince(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "yesterday", "-5h", "2026-13-01"} {
+		if _, err := parseSince(bad, now); err == nil {
+			t.Errorf("parseSince(%q) accepted", bad)
+		}
 	}
 }

@@ -1,6 +1,6 @@
 package commands
 
-// 'maddy remote-pull status|check|retry|forget|oauth2-login': look at and
+// 'maddy remote-pull status|check|retry|reconcile|forget|oauth2-login': look at and
 // steer the fetched accounts. status and retry work on the ledger while
 // maddy runs.
 
@@ -30,7 +30,7 @@ import (
 func Command() *cli.Command {
 	return &cli.Command{
 		Name:  "remote-pull",
-		Usage: "Fetched accounts (remote_pull): status, check, retry, forget, oauth2-login",
+		Usage: "Fetched accounts (remote_pull): status, check, retry, reconcile, forget, oauth2-login",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "status",
@@ -74,6 +74,23 @@ restart it) to use it.`,
 					&cli.StringFlag{Name: "folder", Usage: "only this folder (needed with UIDs for IMAP accounts with several folders)"},
 				},
 				Action: retryCommand,
+			},
+			{
+				Name:      "reconcile",
+				Usage:     "After restoring maddy's storage from a backup: fetch again what the ledger calls delivered but the storage lacks",
+				ArgsUsage: "ACCOUNT",
+				Description: `Reads the account's messages the ledger recorded as delivered since --since
+(the time of the restored backup), looks for each in maddy's storage (every
+folder of every user) by the id of the Received field remote_pull wrote, and
+makes the missing ones whose upstream copy is still there (keep yes) eligible
+again: the next poll fetches them. What is present is never fetched again.
+Missing messages remote_pull already deleted upstream are listed; they cannot
+be fetched again (exit status 1). See docs/backup.md.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "since", Required: true, Usage: "only messages delivered at or after this time: RFC 3339, YYYY-MM-DD, 'YYYY-MM-DD HH:MM' (local time) or a duration ago (36h)"},
+					&cli.BoolFlag{Name: "dry-run", Usage: "report only; change nothing"},
+				},
+				Action: reconcileCommand,
 			},
 		},
 	}
@@ -433,4 +450,70 @@ func retryCommand(c *cli.Context) error {
 	}
 	fmt.Printf("%d message(s) of %s will be fetched again at the next poll (send maddy SIGUSR2 to poll now)\n", n, name)
 	return nil
+}
+
+func reconcileCommand(c *cli.Context) error {
+	name := c.Args().First()
+	if name == "" || c.Args().Len() > 1 {
+		return cli.Exit("Error: one ACCOUNT is required (options go before it)", 2)
+	}
+	since, err := parseSince(c.String("since"), time.Now())
+	if err != nil {
+		return cli.Exit("Error: --since: "+err.Error(), 2)
+	}
+	globals, blocks, closeAll, err := remotePullBlocks(c)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	l, err := openLedgerFile(c.Bool("dry-run"))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(c.Context, time.Hour)
+	defer cancel()
+	rep, err := remotepull.Reconcile(ctx, blocks, globals, name, l,
+		remotepull.ReconcileOptions{Since: since, DryRun: c.Bool("dry-run")})
+	if err != nil && !errors.Is(err, remotepull.ErrUpstreamDeleted) {
+		return cli.Exit("reconcile: "+err.Error(), 1)
+	}
+	fmt.Printf("%s: %d message(s) delivered since %s: %d present in maddy's storage, %d missing",
+		name, rep.Checked, since.Format(time.RFC3339), rep.Present, rep.Refetch+len(rep.Gone))
+	if c.Bool("dry-run") {
+		fmt.Printf("; %d would be fetched again (dry run: nothing changed)\n", rep.Refetch)
+	} else {
+		fmt.Printf("; %d will be fetched again at the next poll (send maddy SIGUSR2 to poll now)\n", rep.Refetch)
+	}
+	if rep.Renumbered > 0 {
+		fmt.Printf("%d message(s) delivered before their folder was renumbered upstream (UIDVALIDITY) cannot be checked\n", rep.Renumbered)
+	}
+	if len(rep.Gone) > 0 {
+		fmt.Printf("%d missing message(s) cannot be fetched again: remote_pull deleted the upstream copy after delivering it (keep no, delete_after):\n", len(rep.Gone))
+		for _, g := range rep.Gone {
+			fmt.Printf("  %s\n", safetext.Line(g, safetext.MaxStored))
+		}
+		return cli.Exit("", 1)
+	}
+	return nil
+}
+
+// parseSince reads --since: a time (RFC 3339, a date, a date and a local
+// time) or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("%q: a negative duration", s)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q: want RFC 3339 (2026-12-01T10:00:00Z), YYYY-MM-DD, 'YYYY-MM-DD HH:MM' or a duration (36h)", s)
 }

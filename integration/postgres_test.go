@@ -23,7 +23,8 @@ func onPostgres(t *testing.T) {
 // maddy's storage.imapsql on a real PostgreSQL server (driver postgres):
 // delivery and a restart, placement (local_folders mirror, flags), dedupe,
 // and the faults (a connection cut inside a fetch, maddy killed in the
-// middle of an import). The rest of the suite runs on SQLite; set
+// middle of an import), and a restore of an older pg_dump followed by
+// reconcile. The rest of the suite runs on SQLite; set
 // REMOTE_PULL_STORAGE=postgres to run any test on PostgreSQL.
 func TestPostgres(t *testing.T) {
 	onPostgres(t)
@@ -40,6 +41,7 @@ func TestPostgres(t *testing.T) {
 		{"DedupeTwoFolders", TestDedupeTwoFolders},
 		{"CutMidMessage", TestCutMidMessage},
 		{"KillMidImport", TestKillMidImport},
+		{"ReconcileAfterRestore", TestReconcileAfterRestore},
 	} {
 		t.Run(tc.name, tc.run)
 	}
