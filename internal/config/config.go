@@ -156,6 +156,17 @@ var pipelineDirectives = map[string]bool{
 	"destination": true, "default_destination": true, "reject": true,
 }
 
+// enumValues are the words the account directives that take one of a few
+// accept; docs/reference.md lists the same (TestDirectivesDocumented).
+var enumValues = map[string][]string{
+	"local_folders": {"inbox", "mirror"},
+	"dedupe":        {"none", "message_id"},
+	"keep_flags":    {"yes", "no", "default"},
+	"first_sync":    {"all", "new"},
+	"auth": {source.AuthAuto, source.AuthPlain, source.AuthLogin, source.AuthAPOP,
+		source.AuthXOAUTH2, source.AuthOAuthBearer},
+}
+
 // blockDirectives stand only in the remote_pull block itself.
 var blockDirectives = map[string]bool{"account": true, "max_parallel": true}
 
