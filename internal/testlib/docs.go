@@ -138,3 +138,57 @@ func CommandMentions(t *testing.T, root string) []CommandMention {
 	}
 	return out
 }
+
+// testName is a Go test named in a code span: `TestSweep`.
+var testName = regexp.MustCompile("`(Test[A-Za-z0-9_]+)`")
+
+// CheckTestsExist fails for every test the docs name (a code span
+// `TestX` in DocFiles, HACKING.md or third_party/README.md) that no
+// _test.go file under root declares: a promise in docs/guarantees.md
+// must name a test that runs.
+func CheckTestsExist(t *testing.T, root string) {
+	t.Helper()
+	declared := map[string]bool{}
+	decl := regexp.MustCompile(`(?m)^func (Test[A-Za-z0-9_]+)\(`)
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range decl.FindAllStringSubmatch(string(b), -1) {
+			declared[m[1]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := append(DocFiles(root), filepath.Join(root, "HACKING.md"), filepath.Join(root, "third_party", "README.md"))
+	named := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, m := range testName.FindAllStringSubmatch(line, -1) {
+				named++
+				if !declared[m[1]] {
+					t.Errorf("%s:%d names %s, which no test file declares", f, i+1, m[1])
+				}
+			}
+		}
+	}
+	if named == 0 {
+		t.Fatal("the docs name no test: the check reads nothing")
+	}
+}

@@ -1,0 +1,5 @@
+package testlib
+
+import "testing"
+
+func TestDocumentedTestsExist(t *testing.T) { CheckTestsExist(t, "../..") }
