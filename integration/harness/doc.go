@@ -1,6 +1,7 @@
 // Package harness runs the real programs that remote_pull's end-to-end tests
 // need: a throw-away Dovecot upstream (IMAP, IMAPS, POP3, POP3S on loopback
-// ports), the custom maddy binary built from ./cmd/maddy, a test CA, and a
+// ports), a PostgreSQL server for maddy's storage, the custom maddy binary
+// built from ./cmd/maddy, a test CA, and a
 // deterministic message corpus.
 //
 // Every helper takes a T (a testing.TB, or a Script in a program), fails
@@ -17,7 +18,9 @@
 // entry of TrickyCorpus.
 //
 // Dovecot must be installed (Debian packages dovecot-imapd and
-// dovecot-pop3d; `make test` installs them). The maddy binary comes from
+// dovecot-pop3d; `make test` installs them), and PostgreSQL for the tests
+// that put maddy's storage there (StartPostgres, MaddyOptions.Postgres;
+// Debian package postgresql). The maddy binary comes from
 // $REMOTE_PULL_MADDY or is built once per test process (see BuildMaddy and
 // Main).
 package harness
