@@ -1,8 +1,7 @@
 // Package harness runs the real programs that remote_pull's end-to-end tests
 // need: a throw-away Dovecot upstream (IMAP, IMAPS, POP3, POP3S on loopback
 // ports), a PostgreSQL server for maddy's storage, the custom maddy binary
-// built from ./cmd/maddy, a test CA, and a
-// deterministic message corpus.
+// built from ./cmd/maddy, a test CA, and a deterministic message corpus.
 //
 // Every helper takes a T (a testing.TB, or a Script in a program), fails
 // the test on error and registers its own cleanup: processes are killed and
