@@ -120,7 +120,8 @@ func TestReconcileAfterRestore(t *testing.T) {
 }
 
 // With keep no the upstream copies of the lost messages are gone:
-// reconcile says so, names them, exits 1, and changes nothing.
+// reconcile (run with maddy stopped) says so, names them, exits 1, and
+// changes nothing.
 func TestReconcileUpstreamDeleted(t *testing.T) {
 	up := newUpstream(t)
 	want := seedN(t, up, 2, 1_000)
@@ -136,14 +137,15 @@ func TestReconcileUpstreamDeleted(t *testing.T) {
 	harness.Eventually(t, waitLong, func() bool { return len(r.upstream(t, "INBOX")) == 0 }, "upstream emptied")
 	r.maddy.Stop(t)
 	restore()
-	r.maddy.Start(t)
 
+	// With maddy stopped, as docs/backup.md advises after a restore.
 	out, code := r.maddy.CLIStatus(t, "remote-pull", "reconcile", "--since", start.Format(time.RFC3339), "acct")
 	if code != 1 || !strings.Contains(out, "2 present in maddy's storage, 1 missing; 0 will be fetched again") ||
 		!strings.Contains(out, "1 missing message(s) cannot be fetched again: remote_pull deleted the upstream copy") ||
 		!strings.Contains(out, "INBOX/") {
 		t.Fatalf("reconcile (exit %d):\n%s", code, out)
 	}
+	r.maddy.Start(t)
 	r.waitPolls(t, 2)
 	checkOnce(t, r.local(t, 2), want, 0)
 }
