@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,6 +32,7 @@ type accountParser struct {
 	// What declare reads that becomes an Account field only once checked.
 	imap, pop3             string
 	password, passwordFile string
+	passwordCommand        []string
 	localFolders           string // inbox, mirror
 	dedupe                 string // none, message_id, "": by the folders
 	keepFlags              string // yes, no, default
@@ -99,6 +101,7 @@ func (p *accountParser) declare() error {
 	m.String("username", false, false, "", &acc.Username)
 	m.String("password", false, false, "", &p.password)
 	m.String("password_file", false, false, "", &p.passwordFile)
+	m.StringList("password_command", false, false, nil, &p.passwordCommand)
 	m.StringList("rcpt_to", false, false, nil, &acc.Rcpts)
 	m.Bool("keep", false, true, &acc.Keep)
 	m.Duration("poll_interval", false, false, 5*time.Minute, &acc.PollInterval)
@@ -414,11 +417,24 @@ func (p *accountParser) readCredentials() error {
 	return nil
 }
 
-// secret reads password or password_file; an OAuth2 account needs none.
+// secret reads password, password_file or password_command; an OAuth2
+// account needs none.
 func (p *accountParser) secret() (*Secret, error) {
+	set := 0
+	for _, given := range []bool{p.password != "", p.passwordFile != "", p.passwordCommand != nil} {
+		if given {
+			set++
+		}
+	}
 	switch {
-	case p.password != "" && p.passwordFile != "":
-		return nil, p.errAt("password_file", "use either password or password_file, not both")
+	case set > 1:
+		last := "password_file"
+		if p.passwordCommand != nil {
+			last = "password_command"
+		}
+		return nil, p.errAt(last, "use one of password, password_file and password_command, not several")
+	case p.passwordCommand != nil:
+		return p.commandSecret()
 	case p.passwordFile != "":
 		path := p.passwordFile
 		if !filepath.IsAbs(path) {
@@ -437,7 +453,21 @@ func (p *accountParser) secret() (*Secret, error) {
 	case p.acc.OAuth2 != nil:
 		return &Secret{}, nil // the token is the credential
 	}
-	return nil, p.errAt("", "password or password_file is required")
+	return nil, p.errAt("", "password, password_file or password_command is required")
+}
+
+// commandSecret: the command must exist now. It runs at the first login,
+// not here: a vault may be locked while maddy starts, and a slow command
+// must not hold the start.
+func (p *accountParser) commandSecret() (*Secret, error) {
+	argv := p.passwordCommand
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, p.errAt("password_command", "password_command needs a command: password_command CMD [ARGS...]")
+	}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return nil, p.errAt("password_command", "password_command: %v", err)
+	}
+	return &Secret{command: slices.Clone(argv)}, nil
 }
 
 // checkAuth: auth and the oauth2 block go together; apop is POP3's.

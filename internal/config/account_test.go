@@ -194,8 +194,11 @@ func TestReadCredentials(t *testing.T) {
 	runChecks(t, (*accountParser).readCredentials, []checkCase{
 		{"valid", nil, ""},
 		{"no username", func(p *accountParser) { p.acc.Username = "" }, "username is required"},
-		{"no password", func(p *accountParser) { p.password = "" }, "password or password_file is required"},
-		{"both", func(p *accountParser) { p.passwordFile = "/pw" }, "use either password or password_file, not both"},
+		{"no password", func(p *accountParser) { p.password = "" }, "password, password_file or password_command is required"},
+		{"both", func(p *accountParser) { p.passwordFile = "/pw" }, "use one of password, password_file and password_command, not several"},
+		{"password and command", func(p *accountParser) { p.passwordCommand = []string{"true"} }, "use one of password, password_file and password_command, not several"},
+		{"command", func(p *accountParser) { p.password, p.passwordCommand = "", []string{"true"} }, ""},
+		{"command not found", func(p *accountParser) { p.password, p.passwordCommand = "", []string{"/nonexistent/vault"} }, "password_command: exec: \"/nonexistent/vault\""},
 		{"unreadable file", func(p *accountParser) { p.password, p.passwordFile = "", "/nonexistent/pw" }, "cannot read password file"},
 		{"oauth2", oauth, ""},
 		{"oauthbearer", func(p *accountParser) { oauth(p); p.acc.Auth = source.AuthOAuthBearer }, ""},

@@ -68,7 +68,8 @@ type Account struct {
 	// MoveTo (move_to, keep no): imapsrc moves delivered messages there
 	// instead of deleting them.
 	MoveTo string
-	// Secret is the password (password, password_file); empty for OAuth2.
+	// Secret is the password (password, password_file, password_command);
+	// empty for OAuth2.
 	Secret *Secret
 	// OAuth2 is the oauth2 block, for auth xoauth2 and oauthbearer.
 	OAuth2 *OAuth2
@@ -87,30 +88,64 @@ type Account struct {
 	Warnings []string
 }
 
-// Secret is a password given inline or read from a file. Its String never
-// shows the value, so that it cannot end up in a log by accident. It is
-// safe for concurrent use: a reload may replace it while a login reads it.
+// Secret is a password given inline, read from a file or printed by a
+// command. Its String never shows the value, so that it cannot end up in a
+// log by accident. It is safe for concurrent use: a reload may replace it
+// while a login reads it.
 type Secret struct {
-	mu    sync.Mutex
-	value string
-	file  string // absolute path, "" when given inline
+	mu      sync.Mutex
+	value   string
+	file    string   // absolute path, "" when given inline
+	command []string // password_command; value is its output while fresh
+	fresh   bool
 }
 
 func (s *Secret) String() string { return "<secret>" }
 
-// Value returns the secret.
+// Value returns the secret as last read (for a command, its last output).
 func (s *Secret) Value() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.value
 }
 
-// get is the Secret as source.Endpoint's Password asks for it.
-func (s *Secret) get() (string, error) { return s.Value(), nil }
+// get is the Secret as source.Endpoint's Password asks for it: a command
+// runs when its last output is stale (never run, reload, refused login),
+// else its output is reused, so that a vault is not asked at every poll.
+// Logins wait for one run rather than running it each.
+func (s *Secret) get() (string, error) {
+	if s.command == nil {
+		return s.Value(), nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fresh {
+		return s.value, nil
+	}
+	v, err := runPasswordCommand(s.command, passwordCommandTimeout)
+	if err != nil {
+		return "", err
+	}
+	s.value, s.fresh = v, true
+	return v, nil
+}
 
-// Reload re-reads a password file (maddy's reload signal, SIGUSR2); inline
-// passwords stay as they are. On error the old value is kept.
+// Refused is told that the upstream refused a login with the secret: a
+// command runs again at the next login, for a secret rotated meanwhile.
+func (s *Secret) Refused() {
+	s.mu.Lock()
+	s.fresh = false
+	s.mu.Unlock()
+}
+
+// Reload re-reads a password file (maddy's reload signal, SIGUSR2) and
+// makes a command run again at the next login; inline passwords stay as
+// they are. On error the old value is kept.
 func (s *Secret) Reload() error {
+	if s.command != nil {
+		s.Refused()
+		return nil
+	}
 	if s.file == "" {
 		return nil
 	}
@@ -138,7 +173,7 @@ type OAuth2 struct {
 // pipeline ones; they may also stand in the remote_pull block as defaults.
 var accountDirectives = map[string]bool{
 	"imap": true, "pop3": true, "username": true, "password": true, "password_file": true,
-	"rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
+	"password_command": true, "rcpt_to": true, "keep": true, "poll_interval": true, "tls_client": true, "folders": true,
 	"debug": true, "idle": true, "timeout": true,
 	"exclude_folders": true, "max_age": true, "mark_seen": true, "move_to": true, "delete_after": true,
 	"local_folders": true, "local_folder": true, "keep_flags": true, "dedupe": true, "notify": true, "disabled": true,
@@ -344,7 +379,7 @@ func isLoopback(host string) bool {
 // volatile directives change neither what becomes of a message nor who
 // may log in with which secret: left out of ConfigHash (secrets too).
 var volatile = map[string]bool{
-	"password": true, "password_file": true, "debug": true, "poll_interval": true, "idle": true, "timeout": true,
+	"password": true, "password_file": true, "password_command": true, "debug": true, "poll_interval": true, "idle": true, "timeout": true,
 }
 
 // hashTree digests directives and their blocks, at any depth leaving out
