@@ -197,6 +197,9 @@ func newTokens(acc *config.Account, l log.Logger) *oauth.Tokens {
 func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger, note func(string)) source.Upstream {
 	ep := acc.Endpoint
 	ep.TLS = cloneTLS(ep.TLS)
+	if acc.Secret != nil {
+		ep.PasswordRefused = acc.Secret.Refused
+	}
 	if tokens != nil {
 		ep.Token = func(ctx context.Context, force bool) (string, error) {
 			return tokens.AccessToken(ctx, force)

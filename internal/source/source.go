@@ -374,6 +374,9 @@ type Endpoint struct {
 	// Password is asked for at every login, so that a reload of a
 	// password file takes effect at the next connection.
 	Password func() (string, error)
+	// PasswordRefused, if set, is told when the upstream refused the
+	// password, so that a password_command runs again for the next login.
+	PasswordRefused func()
 	// Timeout bounds each command, and each stretch without progress while
 	// streaming messages.
 	Timeout time.Duration

@@ -177,6 +177,9 @@ func (s *Session) login(ctx context.Context, freshToken bool) error {
 	case errors.As(err, &imapErr) && loginUnavailable(imapErr):
 		return &source.BusyError{Err: imapErr}
 	case imapErr != nil:
+		if refused := s.cfg.PasswordRefused; refused != nil {
+			refused()
+		}
 		return &source.AuthError{Err: imapErr}
 	}
 	return err

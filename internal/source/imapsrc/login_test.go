@@ -96,7 +96,8 @@ func TestLoginRefusalKinds(t *testing.T) {
 					fmt.Fprintf(conn, "%s NO %snot now\r\n", tag, c.code)
 					br.ReadString('\n')
 				})
-				up := testUpstream(addr, nil, func(cfg *Config) { cfg.Auth = mech })
+				refused := 0
+				up := testUpstream(addr, nil, func(cfg *Config) { cfg.Auth, cfg.PasswordRefused = mech, func() { refused++ } })
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				s, err := up.Connect(ctx)
@@ -108,6 +109,11 @@ func TestLoginRefusalKinds(t *testing.T) {
 				var authErr *source.AuthError
 				if gotBusy := errors.As(err, &busyErr); gotBusy != c.busy || gotBusy == errors.As(err, &authErr) {
 					t.Fatalf("Connect: %v (%T); want busy %v, else an AuthError", err, err, c.busy)
+				}
+				// A refusal makes a password_command run again; a busy
+				// server said nothing about the password.
+				if want := map[bool]int{true: 0, false: 1}[c.busy]; refused != want {
+					t.Errorf("PasswordRefused called %d times, want %d", refused, want)
 				}
 			})
 		}

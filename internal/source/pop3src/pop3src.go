@@ -169,6 +169,9 @@ func (s *Session) setup(ctx context.Context, tlsCfg *tls.Config) error {
 	if err != nil {
 		var perr *pop3.Error
 		if errors.As(err, &perr) && !perr.Temporary() {
+			if refused := s.cfg.PasswordRefused; refused != nil {
+				refused()
+			}
 			return &source.AuthError{Err: err}
 		}
 		return busy(err)
