@@ -252,3 +252,33 @@ func (d *Dovecot) idleSessions(t T, who string) int {
 	}
 	return n
 }
+
+// SetPassword changes a user's password (a secret rotated upstream).
+// Dovecot reads its passwd-file again when the file changes; the
+// authentication cache is off.
+func (d *Dovecot) SetPassword(t T, name, password string) {
+	t.Helper()
+	if strings.ContainsAny(password, ":\n") {
+		t.Fatalf("harness: SetPassword: the password contains ':' or a newline")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, err := os.ReadFile(d.usersPath)
+	if err != nil {
+		t.Fatalf("harness: SetPassword: %v", err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	found := false
+	for i, l := range lines {
+		if strings.HasPrefix(l, name+":") {
+			lines[i], found = fmt.Sprintf("%s:{PLAIN}%s::::::\n", name, password), true
+		}
+	}
+	if !found {
+		t.Fatalf("harness: SetPassword: no user %q", name)
+	}
+	// Rewritten in place: the file's owner and mode stay as Dovecot wants.
+	if err := os.WriteFile(d.usersPath, []byte(strings.Join(lines, "")), 0); err != nil {
+		t.Fatalf("harness: SetPassword: %v", err)
+	}
+}
