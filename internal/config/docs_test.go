@@ -1,6 +1,7 @@
 package config
 
 import (
+	"regexp"
 	"slices"
 	"sort"
 	"testing"
@@ -40,4 +41,9 @@ func TestDirectivesDocumented(t *testing.T) {
 			t.Errorf("%s: %s documents the values %v; the parser accepts %v", documented[name].Where, name, got, want)
 		}
 	}
+}
+
+// docs/reference.md states password_command's timeout.
+func TestDocumentedPasswordCommandTimeout(t *testing.T) {
+	testlib.CheckDocumented(t, "../..", regexp.MustCompile(`may take (\d+) s, then it and its process group are killed`), int(passwordCommandTimeout.Seconds()))
 }
