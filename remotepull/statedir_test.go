@@ -3,6 +3,7 @@
 package remotepull
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -23,8 +24,15 @@ func TestStateDirLock(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another maddy already runs remote_pull") {
 		t.Fatalf("second lock: %v", err)
 	}
+	// The holder's pid is there for 'remote-pull add' to signal.
+	if pid, ok := RunningPID(dir); !ok || pid != os.Getpid() {
+		t.Errorf("RunningPID: %d, %v; want %d", pid, ok, os.Getpid())
+	}
 	stateLock = first
 	unlockStateDir()
+	if pid, ok := RunningPID(dir); ok {
+		t.Errorf("RunningPID after unlock: %d", pid)
+	}
 	if err := lockStateDir(dir); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}

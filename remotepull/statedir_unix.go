@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -28,8 +30,27 @@ func lockStateDir(dir string) error {
 		}
 		return fmt.Errorf("locking %s: %w", f.Name(), err)
 	}
+	// The pid, for 'remote-pull add' and 'remove' to send the reload
+	// signal to; only the holder of the lock writes it.
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
 	stateLock = f
 	return nil
+}
+
+// RunningPID is the pid of the maddy that runs remote_pull on the state
+// directory dir, if one does.
+func RunningPID(dir string) (int, bool) {
+	if !Running(dir) {
+		return 0, false
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "lock"))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid, err == nil && pid > 0
 }
 
 // Running reports whether a maddy holds the lock of the remote_pull state
