@@ -30,8 +30,30 @@ import (
 func Command() *cli.Command {
 	return &cli.Command{
 		Name:  "remote-pull",
-		Usage: "Fetched accounts (remote_pull): status, check, retry, reconcile, forget, oauth2-login",
+		Usage: "Fetched accounts (remote_pull): add, remove, status, check, retry, reconcile, forget, oauth2-login",
 		Subcommands: []*cli.Command{
+			{
+				Name:  "add",
+				Usage: "Set up an account: find its servers, log in (app password, password command or OAuth2), check, write remote_pull.d/NAME.conf, reload maddy",
+				Description: `In a terminal, asks for what the flags do not give; with --yes (or without a
+terminal) everything missing is an error. Nothing is written unless check
+passes. The account goes to remote_pull.d/NAME.conf beside maddy.conf (a typed
+password to NAME.password, mode 0600), listed in remote_pull.d/accounts.conf,
+which maddy.conf imports with one line (the first run prints it).`,
+				Flags:  addFlags(),
+				Action: addCommand,
+			},
+			{
+				Name:      "remove",
+				Usage:     "Remove an account written by add and reload maddy; its ledger data stays unless --forget",
+				ArgsUsage: "ACCOUNT",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "forget", Usage: "also drop the account's ledger data, once the running maddy stopped it"},
+					&cli.StringFlag{Name: "config-dir", Usage: "where remote_pull.d/ is (default: the directory of --config)"},
+					&cli.BoolFlag{Name: "no-reload", Usage: "do not send maddy the reload signal"},
+				},
+				Action: removeCommand,
+			},
 			{
 				Name:  "status",
 				Usage: "Show every fetched account: state, last success, last error, counts, next poll",
