@@ -138,7 +138,7 @@ func addCommand(c *cli.Context) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return cli.Exit("Error: "+err.Error(), 1)
 	}
-	owner := maddyOwner(remotepull.StateDir())
+	owner := maddyOwner(filepath.Dir(remotepull.StateDir())) // maddy's state_dir
 
 	// The typed password goes to NAME.password, written under a temporary
 	// name for check and renamed only once check passed.
@@ -524,7 +524,7 @@ func removeCommand(c *cli.Context) error {
 	// The password file add wrote, never one the user named.
 	pwPath := filepath.Join(dir, name+".password")
 	ownPassword := strings.Contains(string(raw), pwPath)
-	owner := maddyOwner(remotepull.StateDir())
+	owner := maddyOwner(filepath.Dir(remotepull.StateDir())) // maddy's state_dir
 	if err := os.Remove(confPath); err != nil {
 		return cli.Exit("Error: "+err.Error(), 1)
 	}
