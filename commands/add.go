@@ -476,6 +476,9 @@ func imported(c *cli.Context, dir string, blocks []config.Node) bool {
 // afterChange tells how maddy gets the change: the import line on first
 // use, else the reload signal to the running maddy.
 func afterChange(c *cli.Context, out io.Writer, dir string, blocks []config.Node, what string) error {
+	if !imported(c, dir, blocks) && strings.HasPrefix(what, "stop ") {
+		return nil // maddy never read the file
+	}
 	if !imported(c, dir, blocks) {
 		line := "import " + filepath.Join(dir, indexFile)
 		if rel, err := filepath.Rel(filepath.Dir(c.Path("config")), filepath.Join(dir, indexFile)); err == nil && !strings.HasPrefix(rel, "..") {

@@ -32,12 +32,28 @@ func TestAddAndRemoveWithFlags(t *testing.T) {
 		return m.CLIStatus(t, append(base, args...)...)
 	}
 
+	// What a script forgot is an error that names the flag.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--name", "alice", "--password-file", "/dev/null"}, "the upstream login is required: give --user"},
+		{[]string{"--name", "alice", "--user", upUser}, "a password is required: give --password-command or --password-file"},
+		{[]string{"--user", upUser, "--provider", "aol"}, `unknown --provider "aol"`},
+		{[]string{"--name", "a/b", "--user", upUser, "--password-file", "/dev/null"}, "use letters, digits"},
+		{[]string{"--name", "alice", "--user", upUser, "--password-command", "no-such-vault-cli get"}, `password_command: exec: "no-such-vault-cli"`},
+	} {
+		out, code := add(c.args...)
+		if code == 0 || !strings.Contains(out, c.want) {
+			t.Errorf("add %q: exit %d\n%s\nwant %q", c.args, code, out, c.want)
+		}
+	}
 	out, code := add("--name", "alice", "--user", upUser, "--password-file", filepath.Join(m.StateDir, "wrong-password"))
 	if code != 1 || !strings.Contains(out, "check failed, nothing was written") {
 		t.Fatalf("add with a wrong password: exit %d\n%s", code, out)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "alice.conf")); !os.IsNotExist(err) {
-		t.Fatalf("a failed add left alice.conf: %v", err)
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("failed adds left files in remote_pull.d: %v", left)
 	}
 
 	out, code = add("--name", "alice", "--user", upUser, "--password-file", filepath.Join(m.StateDir, "alice-password"))
