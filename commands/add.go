@@ -39,7 +39,7 @@ func addFlags() []cli.Flag {
 		&cli.StringFlag{Name: "port", Usage: "the upstream port (default: 993 for IMAP, 995 for POP3; 143/110 with --starttls)"},
 		&cli.StringFlag{Name: "protocol", Usage: "imap or pop3", Value: ""},
 		&cli.BoolFlag{Name: "starttls", Usage: "connect in clear and require STARTTLS/STLS (default: implicit TLS)"},
-		&cli.StringFlag{Name: "password-command", Usage: "a command that prints the password (written as password_command; split at spaces, use sh -c for more)"},
+		&cli.StringFlag{Name: "password-command", Usage: "a command that prints the password (written as password_command; split at spaces, quotes group: 'sh -c \"pass show x | head -1\"')"},
 		&cli.StringFlag{Name: "password-file", Usage: "a file that holds the password (written as password_file)"},
 		&cli.StringFlag{Name: "client-id", Usage: "OAuth2 client ID (Gmail, Microsoft): use OAuth2 instead of a password"},
 		&cli.StringFlag{Name: "client-secret-file", Usage: "OAuth2 client secret file, for clients that have one"},
@@ -383,7 +383,11 @@ func (acc *newAccount) credential(c *cli.Context, a *asker, p preset) (string, e
 		acc.OAuthProvider, acc.ClientID, acc.ClientSecret = p.OAuth, c.String("client-id"), c.String("client-secret-file")
 		return "", nil
 	case c.String("password-command") != "":
-		acc.PasswordCommand = strings.Fields(c.String("password-command"))
+		argv, err := splitCommand(c.String("password-command"))
+		if err != nil {
+			return "", cli.Exit("Error: --password-command: "+err.Error(), 2)
+		}
+		acc.PasswordCommand = argv
 		return "", nil
 	case c.String("password-file") != "":
 		path, err := filepath.Abs(c.String("password-file"))
@@ -421,6 +425,44 @@ func (acc *newAccount) credential(c *cli.Context, a *asker, p preset) (string, e
 		return "", cli.Exit("Error: an empty password", 2)
 	}
 	return pw, nil
+}
+
+// splitCommand splits a command line at spaces, keeping what single or
+// double quotes enclose together (no escapes, no variables: no shell).
+func splitCommand(s string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inArg := false
+	var quote rune
+	for _, r := range s {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, inArg = r, true
+		case r == ' ' || r == '\t':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteRune(r)
+			inArg = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unmatched %c", quote)
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	if len(args) == 0 {
+		return nil, errors.New("empty command")
+	}
+	return args, nil
 }
 
 func splitList(vals []string) []string {

@@ -210,3 +210,56 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitCommand(t *testing.T) {
+	for in, want := range map[string][]string{
+		"pass show mail/isp":                {"pass", "show", "mail/isp"},
+		`sh -c "pass show x | head -1"`:     {"sh", "-c", "pass show x | head -1"},
+		`secret-tool lookup 'my service' x`: {"secret-tool", "lookup", "my service", "x"},
+		`  cat   ""  `:                      {"cat", ""},
+		`a"b c"d`:                           {"ab cd"},
+	} {
+		got, err := splitCommand(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%q: %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "   ", `sh -c "unclosed`} {
+		if got, err := splitCommand(bad); err == nil {
+			t.Errorf("%q: %q", bad, got)
+		}
+	}
+}
+
+// The Gmail preset with a client ID writes an oauth2 block for the
+// provider, no password.
+func TestOAuthBlock(t *testing.T) {
+	acc := &newAccount{Name: "g", Protocol: "imap", Host: "imap.gmail.com", Port: "993", Username: "alice@gmail.com",
+		OAuthProvider: "google", ClientID: "123.apps.googleusercontent.com", ClientSecret: "/etc/maddy/secrets/google-client",
+		Rcpts: []string{"alice@example.org"}, DeliverTo: "&local_routing"}
+	text, err := acc.block()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := parser.Read(strings.NewReader(text), "g.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oauth2 []string
+	var auth string
+	for _, n := range nodes[0].Children {
+		switch n.Name {
+		case "auth":
+			auth = n.Args[0]
+		case "oauth2":
+			for _, o := range n.Children {
+				oauth2 = append(oauth2, o.Name+"="+strings.Join(o.Args, " "))
+			}
+		case "password", "password_file", "password_command":
+			t.Errorf("an OAuth2 account with %s", n.Name)
+		}
+	}
+	if want := []string{"provider=google", "client_id=123.apps.googleusercontent.com", "client_secret_file=/etc/maddy/secrets/google-client"}; auth != "xoauth2" || !slices.Equal(oauth2, want) {
+		t.Errorf("auth %q, oauth2 %q\n%s", auth, oauth2, text)
+	}
+}
