@@ -18,7 +18,10 @@ import (
 func TestPasswordCommand(t *testing.T) {
 	up := newUpstream(t)
 	up.Seed(t, upUser, "INBOX", harness.Message(1, 700))
-	conf := accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile, Poll: "1h"}.String()
+	// Polls only on the reload signal: no IDLE session that would notice
+	// the new message and log in with the stale password first.
+	conf := accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile, Poll: "1h",
+		Extra: "        idle no\n"}.String()
 	conf = strings.Replace(conf, "password_file upstream-password", "password_command cat vault", 1)
 	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
 		Users: map[string]string{localUser: localPass},
