@@ -43,6 +43,9 @@ func addFlags() []cli.Flag {
 		&cli.StringFlag{Name: "password-file", Usage: "a file that holds the password (written as password_file)"},
 		&cli.StringFlag{Name: "client-id", Usage: "OAuth2 client ID (Gmail, Microsoft): use OAuth2 instead of a password"},
 		&cli.StringFlag{Name: "client-secret-file", Usage: "OAuth2 client secret file, for clients that have one"},
+		&cli.StringFlag{Name: "oauth-token-url", Usage: "OAuth2 token endpoint, for a provider without a preset (with --client-id)"},
+		&cli.StringFlag{Name: "oauth-auth-url", Usage: "OAuth2 authorization endpoint, for a provider without a preset"},
+		&cli.StringSliceFlag{Name: "oauth-scopes", Usage: "OAuth2 scopes, for a provider without a preset"},
 		&cli.StringSliceFlag{Name: "rcpt", Usage: "the local address(es) that receive the mail (repeat or comma-separate)"},
 		&cli.StringSliceFlag{Name: "folders", Usage: "IMAP folders to fetch (default INBOX; patterns such as * work)"},
 		&cli.StringFlag{Name: "root-ca", Usage: "a CA certificate file to trust for the upstream (a private CA), written as tls_client { root_ca ... }"},
@@ -377,10 +380,15 @@ func (acc *newAccount) credential(c *cli.Context, a *asker, p preset) (string, e
 	}
 	switch {
 	case c.String("client-id") != "":
-		if p.OAuth == "" {
-			return "", cli.Exit("Error: --client-id is for the gmail and outlook providers (write an oauth2 block by hand for others)", 2)
+		acc.ClientID, acc.ClientSecret = c.String("client-id"), c.String("client-secret-file")
+		acc.TokenURL, acc.AuthURL, acc.Scopes = c.String("oauth-token-url"), c.String("oauth-auth-url"), splitList(c.StringSlice("oauth-scopes"))
+		switch {
+		case acc.TokenURL != "":
+		case p.OAuth != "":
+			acc.OAuthProvider = p.OAuth
+		default:
+			return "", cli.Exit("Error: --client-id needs the gmail or outlook provider, or --oauth-token-url and --oauth-auth-url", 2)
 		}
-		acc.OAuthProvider, acc.ClientID, acc.ClientSecret = p.OAuth, c.String("client-id"), c.String("client-secret-file")
 		return "", nil
 	case c.String("password-command") != "":
 		argv, err := splitCommand(c.String("password-command"))

@@ -41,6 +41,9 @@ type newAccount struct {
 	PasswordFile    string
 	PasswordCommand []string
 	OAuthProvider   string // google, microsoft
+	TokenURL        string // or the endpoints and scopes of another
+	AuthURL         string
+	Scopes          []string
 	ClientID        string
 	ClientSecret    string // client_secret_file
 }
@@ -74,16 +77,21 @@ func (a *newAccount) block() (string, error) {
 	line(a.Protocol, scheme+"://"+a.Host+":"+a.Port)
 	line("username", a.Username)
 	switch {
-	case a.OAuthProvider != "":
+	case a.OAuthProvider != "" || a.TokenURL != "":
 		line("auth", "xoauth2")
-		b.WriteString("    oauth2 {\n    ")
-		line("provider", a.OAuthProvider)
-		b.WriteString("    ")
-		line("client_id", a.ClientID)
-		if a.ClientSecret != "" {
-			b.WriteString("    ")
-			line("client_secret_file", a.ClientSecret)
+		b.WriteString("    oauth2 {\n")
+		inner := func(directive string, args ...string) {
+			if len(args) > 0 && args[0] != "" {
+				b.WriteString("    ")
+				line(directive, args...)
+			}
 		}
+		inner("provider", a.OAuthProvider)
+		inner("token_endpoint", a.TokenURL)
+		inner("auth_endpoint", a.AuthURL)
+		inner("scopes", a.Scopes...)
+		inner("client_id", a.ClientID)
+		inner("client_secret_file", a.ClientSecret)
 		b.WriteString("    }\n")
 	case a.PasswordCommand != nil:
 		line("password_command", a.PasswordCommand...)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,4 +104,47 @@ func TestAddAndRemoveWithFlags(t *testing.T) {
 	if out, code := m.CLIStatus(t, "remote-pull", "remove", "carol"); code != 1 || !strings.Contains(out, "only accounts written by 'remote-pull add'") {
 		t.Errorf("remove of an unknown account: exit %d\n%s", code, out)
 	}
+}
+
+// 'remote-pull add' for an OAuth2 account: the consent (the code pasted,
+// as over SSH), the token file, check with the token, and an account that
+// delivers once maddy.conf imports it. The provider is the token server
+// double and go-imap's server (Dovecot does not check OAuth2 tokens).
+func TestAddOAuth2(t *testing.T) {
+	ca := harness.NewCA(t)
+	ts := newTokenServer(t, "refresh-0")
+	up := newOAuthUpstream(t, ca, ts)
+	up.add(t, harness.Message(1, 800))
+	_, upPort, _ := net.SplitHostPort(up.addr)
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		SMTP:  true,
+	})
+	out, code := m.CLIInput(t, "consent-code\n", "remote-pull", "add", "--yes", "--name", "oa", "--user", "alice@provider.example",
+		"--host", "localhost", "--port", upPort, "--root-ca", ca.CAFile, "--rcpt", localUser, "--client-id", "test-client",
+		"--oauth-token-url", ts.srv.URL+"/token", "--oauth-auth-url", ts.srv.URL+"/auth")
+	if code != 0 || !strings.Contains(out, "Open this URL in a browser") || !strings.Contains(out, "import remote_pull.d/accounts.conf") {
+		t.Fatalf("add: exit %d\n%s", code, out)
+	}
+	token := filepath.Join(m.StateDir, "remote_pull", "oa.token")
+	if fi, err := os.Stat(token); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, %v", fi, err)
+	}
+	if up.loginCount() == 0 {
+		t.Error("check did not log in with the token")
+	}
+	conf, _ := os.ReadFile(filepath.Join(m.Dir, "remote_pull.d", "oa.conf"))
+	if !strings.Contains(string(conf), "auth xoauth2") || strings.Contains(string(conf), "password") {
+		t.Errorf("oa.conf:\n%s", conf)
+	}
+	main, err := os.ReadFile(m.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.ConfigPath, append(main, "\nimport remote_pull.d/accounts.conf\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop(t)
+	m.Start(t)
+	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 }
