@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -96,6 +97,22 @@ func (a *asker) ask(question, def string) (string, error) {
 // secret reads a password without echo.
 func (a *asker) secret(question string) (string, error) {
 	fmt.Fprintf(a.out, "%s (not shown): ", question)
+	// Ctrl-C while echo is off must not leave the terminal without echo.
+	if state, err := term.GetState(a.fd); err == nil {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+		done := make(chan struct{})
+		defer func() { signal.Stop(sigs); close(done) }()
+		go func() {
+			select {
+			case <-sigs:
+				term.Restore(a.fd, state)
+				fmt.Fprintln(a.out)
+				os.Exit(130)
+			case <-done:
+			}
+		}()
+	}
 	b, err := term.ReadPassword(a.fd)
 	fmt.Fprintln(a.out)
 	if err != nil {

@@ -135,3 +135,37 @@ func TestAddInteractive(t *testing.T) {
 	m.Start(t)
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 }
+
+// Ctrl-C at the password prompt ends add with nothing written and the
+// terminal's echo back on.
+func TestAddInteractiveInterrupted(t *testing.T) {
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		SMTP:  true,
+	})
+	bin := os.Getenv("REMOTE_PULL_MADDY")
+	if bin == "" {
+		bin = harness.BuildMaddy(t)
+	}
+	cmd := fmt.Sprintf("%s --config %s remote-pull add --host localhost --protocol imap --name alice --rcpt %s --folders INBOX; echo EXIT:$?; stty -a; sleep 600",
+		bin, m.ConfigPath, localUser)
+	term := startTmux(t, cmd)
+	term.answer("Email address or login name upstream: ", upUser)
+	term.answer("Server [localhost]: ", "")
+	term.answer("Account name in maddy [alice]: ", "")
+	term.waitFor("(not shown): ")
+	term.run("send-keys", "-t", "0", "-l", "half-typed")
+	term.run("send-keys", "-t", "0", "C-c")
+	term.waitFor("EXIT:")
+	term.waitFor("speed") // stty's output
+	screen := term.screen()
+	if !strings.Contains(screen, "EXIT:130") || strings.Contains(screen, "-echo ") || !strings.Contains(screen, " echo ") {
+		t.Errorf("after Ctrl-C:\n%s", screen)
+	}
+	if strings.Contains(screen, "half-typed") {
+		t.Errorf("the password was echoed:\n%s", screen)
+	}
+	if left, _ := os.ReadDir(filepath.Join(m.Dir, "remote_pull.d")); len(left) != 0 {
+		t.Errorf("files left in remote_pull.d: %v", left)
+	}
+}
