@@ -28,6 +28,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/remote-pull/remote_pull/internal/ledger"
+	"github.com/remote-pull/remote_pull/internal/safetext"
 	"github.com/remote-pull/remote_pull/remotepull"
 )
 
@@ -201,7 +202,8 @@ func addCommand(c *cli.Context) error {
 	checkCtx, cancelCheck := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancelCheck()
 	if err := remotepull.CheckAccount(checkCtx, nodes, globals, acc.Name, cleanWriter{a.out}); err != nil {
-		return cli.Exit("check failed, nothing was written: "+shortErr(err.Error()), 1)
+		// The whole error: it is all a script's log gets.
+		return cli.Exit("check failed, nothing was written: "+safetext.Line(err.Error(), safetext.MaxStored), 1)
 	}
 
 	// Check passed: the files, each complete or not at all.
