@@ -35,7 +35,7 @@ func TestAdd(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"status", "check", "retry", "reconcile", "forget", "oauth2-login"} {
+	for _, want := range []string{"add", "remove", "status", "check", "retry", "reconcile", "forget", "oauth2-login"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("remote-pull %s missing (have %v)", want, names)
 		}
