@@ -1,7 +1,8 @@
 // Package commands is remote_pull's part of the maddy command line: the
-// "remote-pull" subcommands (status, check, retry, reconcile, forget,
-// oauth2-login) and what "maddy run" needs to start remote_pull's accounts
-// well (held until maddy is up; a reload re-reads the remote_pull blocks).
+// "remote-pull" subcommands (add, remove, status, check, retry, reconcile,
+// forget, oauth2-login) and what "maddy run" needs to start remote_pull's
+// accounts well (held until maddy is up; a reload re-reads the remote_pull
+// blocks).
 //
 // Stock maddy keeps its command line in an internal package, so every
 // custom build has its own main on maddy.Run; such a build adds
