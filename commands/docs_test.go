@@ -2,6 +2,7 @@ package commands
 
 import (
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -51,4 +52,10 @@ func hasFlag(c *cli.Command, name string) bool {
 		}
 	}
 	return false
+}
+
+// docs/reference.md states the bounds of the autoconfig lookup.
+func TestDocumentedAutoconfigBounds(t *testing.T) {
+	testlib.CheckDocumented(t, "..", regexp.MustCompile(`HTTPS only, at most (\d+) KiB`), maxAutoconfig>>10)
+	testlib.CheckDocumented(t, "..", regexp.MustCompile(`HTTPS only, at most \d+ KiB, (\d+) s`), int(autoconfigTimeout.Seconds()))
 }
