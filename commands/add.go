@@ -190,8 +190,19 @@ func addCommand(c *cli.Context) error {
 	defer cancel()
 	if parsed.OAuth2 != nil {
 		if _, err := os.Stat(parsed.OAuth2.TokenFile); err != nil {
+			tokenDir := filepath.Dir(parsed.OAuth2.TokenFile)
+			_, dirErr := os.Stat(tokenDir)
 			if _, err := oauthLogin(ctx, parsed.OAuth2, a.in, a.out); err != nil {
 				return cli.Exit("Error: OAuth2 consent failed, nothing was written: "+err.Error(), 1)
+			}
+			// Written by root for maddy: maddy refreshes and rewrites it.
+			if owner != nil {
+				if os.IsNotExist(dirErr) {
+					os.Chown(tokenDir, owner.uid, owner.gid)
+				}
+				if err := os.Chown(parsed.OAuth2.TokenFile, owner.uid, owner.gid); err != nil {
+					return cli.Exit("Error: giving the token file to maddy's user: "+err.Error(), 1)
+				}
 			}
 		} else {
 			fmt.Fprintf(a.out, "Using the token in %s (delete it for a new consent).\n", parsed.OAuth2.TokenFile)

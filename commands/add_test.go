@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	parser "github.com/foxcpp/maddy/framework/cfgparser"
@@ -261,5 +262,36 @@ func TestOAuthBlock(t *testing.T) {
 	}
 	if want := []string{"provider=google", "client_id=123.apps.googleusercontent.com", "client_secret_file=/etc/maddy/secrets/google-client"}; auth != "xoauth2" || !slices.Equal(oauth2, want) {
 		t.Errorf("auth %q, oauth2 %q\n%s", auth, oauth2, text)
+	}
+}
+
+// Run as root for a maddy that runs as its own user, the files add writes
+// belong to the owner of maddy's state directory.
+func TestFilesGoToMaddysUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files away")
+	}
+	state := t.TempDir()
+	if err := os.Chown(state, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	owner := maddyOwner(state)
+	if owner == nil || owner.uid != 65534 || owner.gid != 65534 {
+		t.Fatalf("owner %+v", owner)
+	}
+	path := filepath.Join(t.TempDir(), "alice.password")
+	if err := writeFileAtomic(path, []byte("pw"), 0o600, owner); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("owner %d, mode %v", st.Uid, fi.Mode())
+	}
+	// maddy running as root itself: nothing to give away.
+	if owner := maddyOwner(t.TempDir()); owner != nil {
+		t.Errorf("owner %+v for a directory of our own", owner)
 	}
 }
