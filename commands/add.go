@@ -49,6 +49,7 @@ func addFlags() []cli.Flag {
 		&cli.StringFlag{Name: "oauth-auth-url", Usage: "OAuth2 authorization endpoint, for a provider without a preset"},
 		&cli.StringSliceFlag{Name: "oauth-scopes", Usage: "OAuth2 scopes, for a provider without a preset"},
 		&cli.StringSliceFlag{Name: "rcpt", Usage: "the local address(es) that receive the mail (repeat or comma-separate)"},
+		&cli.StringFlag{Name: "keep", Usage: "yes: leave messages upstream (the default); no: delete each once delivered and recorded"},
 		&cli.StringSliceFlag{Name: "folders", Usage: "IMAP folders to fetch (default INBOX; patterns such as * work)"},
 		&cli.StringFlag{Name: "root-ca", Usage: "a CA certificate file to trust for the upstream (a private CA), written as tls_client { root_ca ... }"},
 		&cli.StringFlag{Name: "deliver-to", Usage: "the account's delivery target", Value: "&local_routing"},
@@ -304,6 +305,13 @@ func gatherAccount(c *cli.Context, a *asker) (acc *newAccount, secret string, er
 	}
 	if len(acc.Rcpts) == 0 {
 		return nil, "", missing("the local recipient", "--rcpt")
+	}
+	switch k := c.String("keep"); k {
+	case "", "yes":
+	case "no":
+		acc.DeleteUpstream = true
+	default:
+		return nil, "", cli.Exit(fmt.Sprintf("Error: --keep %q: yes or no", k), 2)
 	}
 	acc.Folders = splitList(c.StringSlice("folders"))
 	if acc.Protocol == "imap" && len(acc.Folders) == 0 && a.interactive {

@@ -20,7 +20,8 @@ import (
 func TestAccountBlockParses(t *testing.T) {
 	acc := &newAccount{Name: "alice", Protocol: "imap", Host: "imap.example.org", Port: "993", Username: "alice smith@example.org",
 		PasswordCommand: []string{"sh", "-c", `pass show "mail/isp" | head -1`}, Rcpts: []string{"alice@example.com", "bob@example.com"},
-		Folders: []string{"INBOX", "Work/*", "My Folder"}, DeliverTo: "&local_routing", RootCA: "/etc/ssl/my ca.pem"}
+		Folders: []string{"INBOX", "Work/*", "My Folder"}, DeliverTo: "&local_routing", RootCA: "/etc/ssl/my ca.pem",
+		DeleteUpstream: true}
 	text, err := acc.block()
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +36,7 @@ func TestAccountBlockParses(t *testing.T) {
 	}
 	for directive, want := range map[string][]string{
 		"imap": {"tls://imap.example.org:993"}, "username": {"alice smith@example.org"}, "password_command": acc.PasswordCommand,
-		"rcpt_to": acc.Rcpts, "folders": acc.Folders, "deliver_to": {"&local_routing"},
+		"rcpt_to": acc.Rcpts, "folders": acc.Folders, "deliver_to": {"&local_routing"}, "keep": {"no"},
 	} {
 		if !slices.Equal(got[directive], want) {
 			t.Errorf("%s: %q, want %q\n%s", directive, got[directive], want, text)

@@ -35,6 +35,8 @@ type newAccount struct {
 	Folders   []string
 	DeliverTo string
 	RootCA    string // tls_client root_ca, for a private CA
+	// DeleteUpstream writes keep no.
+	DeleteUpstream bool
 
 	// One of: a password file (written by add or given), a command, or
 	// OAuth2.
@@ -101,6 +103,9 @@ func (a *newAccount) block() (string, error) {
 	line("rcpt_to", a.Rcpts...)
 	if len(a.Folders) > 0 && !slices.Equal(a.Folders, []string{"INBOX"}) {
 		line("folders", a.Folders...)
+	}
+	if a.DeleteUpstream {
+		line("keep", "no")
 	}
 	if a.RootCA != "" {
 		b.WriteString("    tls_client {\n    ")
