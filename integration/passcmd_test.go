@@ -41,6 +41,10 @@ func TestPasswordCommand(t *testing.T) {
 	if !strings.Contains(status, "password command failed") || strings.Contains(status, "auth failed") {
 		t.Errorf("status after an empty output:\n%s", status)
 	}
+	if out, code := m.CLIStatus(t, "remote-pull", "check", "acct"); code != 1 || !strings.Contains(out, "check failed: ") ||
+		!strings.Contains(out, "password command failed: cat printed no password") {
+		t.Errorf("check with an empty output: exit %d\n%s", code, out)
+	}
 	if n := up.LoginCount(upUser); n != 0 {
 		t.Errorf("%d logins without a password", n)
 	}
