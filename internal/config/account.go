@@ -39,6 +39,7 @@ type accountParser struct {
 	notify                 []string
 	plaintextHosts         []string
 	localFolder            []Node // local_folder is repeatable
+	maxConnections         int    // 0: unset, the host's default (connections.go)
 	pipeline               []Node
 }
 
@@ -58,6 +59,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 		p.checkFolders,
 		p.checkKeepOptions,
 		p.checkProtocol,
+		p.checkConnections,
 		p.readCredentials,
 		p.checkRecipients,
 		p.buildTarget,
@@ -119,6 +121,7 @@ func (p *accountParser) declare() error {
 	m.Enum("dedupe", false, false, enumValues["dedupe"], "", &p.dedupe)
 	m.Enum("keep_flags", false, false, enumValues["keep_flags"], "default", &p.keepFlags)
 	m.Bool("idle", false, true, &acc.Idle)
+	m.Int("max_connections", false, false, 0, &p.maxConnections)
 	m.StringList("envelope_header", false, false, nil, &acc.EnvelopeHeaders)
 	m.StringList("envelope_domains", false, false, nil, &acc.EnvelopeDomains)
 	m.DataSize("max_message_size", false, false, 32<<20, &acc.MaxMessageSize)

@@ -180,7 +180,7 @@ var accountDirectives = map[string]bool{
 	"envelope_header": true, "envelope_domains": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
-	"oauth2": true,
+	"oauth2": true, "max_connections": true,
 }
 
 // pipelineDirectives are what an smtp endpoint block accepts as its message
@@ -380,6 +380,7 @@ func isLoopback(host string) bool {
 // may log in with which secret: left out of ConfigHash (secrets too).
 var volatile = map[string]bool{
 	"password": true, "password_file": true, "password_command": true, "debug": true, "poll_interval": true, "idle": true, "timeout": true,
+	"max_connections": true,
 }
 
 // hashTree digests directives and their blocks, at any depth leaving out

@@ -21,6 +21,10 @@ type Policy struct {
 	// can, polling at once when it announces some.
 	Idle         bool
 	PollInterval time.Duration
+	// MaxConnections bounds the account's simultaneous upstream
+	// connections: the poll's, IDLE's and any other (max_connections).
+	// 0: no bound.
+	MaxConnections int
 
 	// MaxMessageSize: larger messages are not downloaded; they stay
 	// upstream, recorded as too large.
