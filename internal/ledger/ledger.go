@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS account_status (
 	notice_sent     INTEGER NOT NULL DEFAULT 0,
 	notice_window   INTEGER NOT NULL DEFAULT 0,
 	notice_count    INTEGER NOT NULL DEFAULT 0,
-	first_seen      INTEGER NOT NULL DEFAULT 0
+	first_seen      INTEGER NOT NULL DEFAULT 0,
+	connections     TEXT    NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 `
 
@@ -132,6 +133,7 @@ func migrate(db *sql.DB) error {
 		{"account_status", "notice_window", "INTEGER NOT NULL DEFAULT 0"},
 		{"account_status", "notice_count", "INTEGER NOT NULL DEFAULT 0"},
 		{"account_status", "first_seen", "INTEGER NOT NULL DEFAULT 0"},
+		{"account_status", "connections", "TEXT NOT NULL DEFAULT ''"},
 		{"messages", "global_id", "TEXT NOT NULL DEFAULT ''"},
 		{"messages", "digest", "TEXT NOT NULL DEFAULT ''"},
 	} {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -171,6 +172,19 @@ type AccountStatus struct {
 	Note string `json:"note,omitempty"`
 	// Progress of the poll under way; zero between polls.
 	Progress Progress `json:"progress"`
+	// Connections: how the account shares out its upstream connections.
+	Connections Connections `json:"connections"`
+}
+
+// Connections is how an account shares out its upstream connections
+// (max_connections): the poll's, and one per folder IDLE watches.
+type Connections struct {
+	Max int `json:"max"` // 0: no bound
+	// Watched: the folders watched with IDLE now.
+	Watched []string `json:"watched"`
+	// Polled: folders IDLE would watch that are polled instead, every
+	// poll_interval: past max_connections, or the server refused IDLE.
+	Polled []string `json:"polled"`
 }
 
 // Progress is a poll's messages fetched (Done) of those it decided to
@@ -187,19 +201,23 @@ type Progress struct {
 // line without control characters, as refusal reasons are.
 func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
 	now := time.Now().Unix()
-	_, err := l.db.ExecContext(ctx, `INSERT INTO account_status
+	conns, err := json.Marshal(st.Connections)
+	if err != nil {
+		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
+	}
+	_, err = l.db.ExecContext(ctx, `INSERT INTO account_status
 		(account, protocol, host, state, last_success, last_error, next_poll, updated, note,
-			progress_done, progress_total, progress_start, first_seen)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			progress_done, progress_total, progress_start, first_seen, connections)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET first_seen = CASE first_seen WHEN 0 THEN excluded.first_seen ELSE first_seen END,
 			protocol = excluded.protocol, host = excluded.host,
 			state = excluded.state, last_success = excluded.last_success, last_error = excluded.last_error,
 			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note,
 			progress_done = excluded.progress_done, progress_total = excluded.progress_total,
-			progress_start = excluded.progress_start`,
+			progress_start = excluded.progress_start, connections = excluded.connections`,
 		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), safetext.Line(st.LastError, safetext.MaxStored),
 		unix(st.NextPoll), now, safetext.Line(st.Note, safetext.MaxStored), st.Progress.Done, st.Progress.Total,
-		unix(st.Progress.Started), cmp.Or(unix(st.FirstSeen), now))
+		unix(st.Progress.Started), cmp.Or(unix(st.FirstSeen), now), conns)
 	if err != nil {
 		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
 	}
@@ -225,7 +243,7 @@ func (l *Ledger) Status(ctx context.Context, account string) (st AccountStatus, 
 func (l *Ledger) statuses(ctx context.Context, account string) ([]AccountStatus, error) {
 	rows, err := l.db.QueryContext(ctx, `SELECT s.account, s.protocol, s.host, s.state, s.last_success, s.last_error,
 			s.next_poll, s.updated, s.delivered_total, s.refused_total, s.note,
-			s.progress_done, s.progress_total, s.progress_start, s.first_seen,
+			s.progress_done, s.progress_total, s.progress_start, s.first_seen, s.connections,
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ? AND m.reason = ?)
@@ -239,14 +257,19 @@ func (l *Ledger) statuses(ctx context.Context, account string) ([]AccountStatus,
 	for rows.Next() {
 		var st AccountStatus
 		var last, next, updated, pstart, first int64
+		var conns string
 		if err := rows.Scan(&st.Account, &st.Protocol, &st.Host, &st.State, &last, &st.LastError, &next, &updated,
-			&st.Delivered, &st.Refused, &st.Note, &st.Progress.Done, &st.Progress.Total, &pstart, &first,
+			&st.Delivered, &st.Refused, &st.Note, &st.Progress.Done, &st.Progress.Total, &pstart, &first, &conns,
 			&st.RefusedWaiting, &st.TooLargeWaiting, &st.AdoptedMaxAge); err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)
 		}
 		st.LastSuccess, st.NextPoll, st.Updated = fromUnix(last), fromUnix(next), fromUnix(updated)
 		st.FirstSeen = fromUnix(first)
 		st.Progress.Started = fromUnix(pstart)
+		if conns != "" {
+			// Written by this ledger code; an unreadable value shows none.
+			_ = json.Unmarshal([]byte(conns), &st.Connections)
+		}
 		out = append(out, st)
 	}
 	return out, rows.Err()
