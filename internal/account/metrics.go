@@ -32,10 +32,14 @@ var (
 		Namespace: "maddy", Subsystem: "remote_pull", Name: "state",
 		Help: "1 for the account's current state (starting, polling, ok, idle, folder failing, backing off, auth failed, upstream busy, re-consent needed), 0 for the others.",
 	}, []string{"account", "state"})
+	connections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "connections",
+		Help: "Upstream connections open now (polls and IDLE), at most max_connections.",
+	}, []string{"account"})
 )
 
 func init() {
-	prometheus.MustRegister(messagesTotal, bytesDelivered, pollsTotal, pollDuration, lastSuccess, accountState)
+	prometheus.MustRegister(messagesTotal, bytesDelivered, pollsTotal, pollDuration, lastSuccess, accountState, connections)
 }
 
 func setStateMetric(account, state string) {

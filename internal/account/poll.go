@@ -70,6 +70,13 @@ type poll struct {
 // Poll connects once and processes every folder of the account.
 func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 	var total PollResult
+	// The connection counts until Poll returns: every path closes or
+	// aborts the session first.
+	release, err := a.conns.take(ctx)
+	if err != nil {
+		return total, err
+	}
+	defer release()
 	sess, err := a.s.Upstream.Connect(ctx)
 	if err != nil {
 		return total, fmt.Errorf("connect: %w", err)
