@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,9 +19,10 @@ import (
 
 // Account is one fetched account and its poll loop.
 type Account struct {
-	s    Settings
-	wake chan struct{}
-	gate *gate // the back-off shared by polls and IDLE reconnections
+	s     Settings
+	wake  chan struct{}
+	gate  *gate       // the back-off shared by polls and IDLE reconnections
+	conns *connBudget // max_connections, shared by polls and IDLE (conns.go)
 	// firstSeen is when the account was first started on this ledger
 	// (persisted): 'no successful poll since' for one that never worked.
 	firstSeen time.Time
@@ -52,6 +54,8 @@ type Status struct {
 	NextPoll    time.Time
 	Delivered   int
 	Refused     int
+	// Connections: which folders are watched, which polled instead.
+	Connections ledger.Connections
 }
 
 // Slots bounds how many accounts poll at once (max_parallel). Acquire
@@ -69,7 +73,7 @@ func New(s Settings) *Account {
 		s.Now = time.Now
 	}
 	a := &Account{s: s, wake: make(chan struct{}, 1), gate: newGate(), status: Status{State: string(StateStarting)},
-		firstSeen: s.Now()}
+		firstSeen: s.Now(), conns: newConnBudget(s.Name, s.MaxConnections)}
 	if s.Ledger != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -125,7 +129,7 @@ func (a *Account) publish() {
 	err := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
 		Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
 		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll, Note: st.Note,
-		Progress: st.Progress, FirstSeen: a.firstSeen,
+		Progress: st.Progress, FirstSeen: a.firstSeen, Connections: st.Connections,
 	})
 	if err != nil {
 		a.s.Log.Error("saving status", err)
@@ -170,18 +174,11 @@ const (
 // (or the poll interval, if shorter; a minute after a refused login, so that a wrong password cannot lock
 // the upstream account) to the larger of the poll interval and an hour.
 func (a *Account) Run(ctx context.Context) {
-	if w, ok := a.s.Upstream.(source.Watcher); ok && a.s.Idle {
-		// The named folders are watched, and INBOX when a pattern takes
-		// it in; other folders a pattern matches are polled.
-		fs := a.folderSet()
-		watched := fs.Literal()
-		if fs.Polls("INBOX") && !slices.Contains(watched, "INBOX") {
-			watched = append(watched, "INBOX")
-		}
-		for _, folder := range watched {
-			go a.watch(ctx, w, folder)
-		}
-	}
+	// Run ends once every connection it opened is closed: an account a
+	// reload restarts must not open its own on top of them.
+	var watchers sync.WaitGroup
+	defer watchers.Wait()
+	a.startWatchers(ctx, &watchers)
 	for {
 		// Woken early (new mail, a lost IDLE connection) or not, no poll
 		// before the back-off allows.
@@ -332,6 +329,38 @@ func (a *Account) setPolling() {
 	a.publish()
 }
 
+// startWatchers watches the folders PlanConnections gives a connection
+// of their own, and shows the plan in the status.
+func (a *Account) startWatchers(ctx context.Context, wg *sync.WaitGroup) {
+	w, push := a.s.Upstream.(source.Watcher)
+	plan := PlanConnections(a.s.Policy, push)
+	a.mu.Lock()
+	a.status.Connections = ledger.Connections{Max: plan.Max, Watched: plan.Watched, Polled: plan.Polled}
+	a.mu.Unlock()
+	if len(plan.Polled) > 0 {
+		a.s.Log.Msg("max_connections leaves folders to the polls instead of IDLE", "max_connections", plan.Max,
+			"watched", strings.Join(plan.Watched, ", "), "polled", strings.Join(plan.Polled, ", "))
+	}
+	for _, folder := range plan.Watched {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.watch(ctx, w, folder)
+		}()
+	}
+}
+
+// unwatched moves a folder whose watch has ended for good to the polled
+// ones in the status; its connection is free.
+func (a *Account) unwatched(folder string) {
+	a.mu.Lock()
+	c := &a.status.Connections
+	c.Watched = slices.DeleteFunc(slices.Clone(c.Watched), func(f string) bool { return f == folder })
+	c.Polled = append(slices.Clone(c.Polled), folder)
+	a.mu.Unlock()
+	a.publish()
+}
+
 // setIdling counts a folder's IDLE connection up (+1) or down (-1) and
 // publishes the status when the account starts or stops idling.
 func (a *Account) setIdling(delta int) {
@@ -353,6 +382,9 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 		if p := recover(); p != nil {
 			a.s.Log.Printf("panic watching %s/%s: %v\n%s", a.s.Name, folder, p, debug.Stack())
 		}
+		if ctx.Err() == nil {
+			a.unwatched(folder) // polled from now on
+		}
 	}()
 	logged := classOK // the kind of failure last logged
 	// Connect only after a poll succeeded, the first time and after every
@@ -361,18 +393,7 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 	// per watched folder.
 	var since time.Time
 	for a.waitGoodPoll(ctx, since) {
-		var idling atomic.Bool
-		err := w.Watch(ctx, folder, source.WatchEvents{
-			Idling: func() {
-				if !idling.Swap(true) {
-					a.setIdling(+1)
-				}
-			},
-			NewMail: a.Wake,
-		})
-		if idling.Load() && ctx.Err() == nil {
-			a.setIdling(-1) // not at shutdown: the ledger may be closing
-		}
+		err := a.watchOnce(ctx, w, folder)
 		if ctx.Err() != nil {
 			return
 		}
@@ -392,6 +413,30 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 		since = time.Now()
 		a.Wake()
 	}
+}
+
+// watchOnce watches folder on one connection until it ends, within the
+// account's connection budget.
+func (a *Account) watchOnce(ctx context.Context, w source.Watcher, folder string) error {
+	release, err := a.conns.take(ctx)
+	if err != nil {
+		return err
+	}
+	defer release() // once Watch has returned, its connection is closed
+	var idling atomic.Bool
+	defer func() {
+		if idling.Load() && ctx.Err() == nil {
+			a.setIdling(-1) // not at shutdown: the ledger may be closing
+		}
+	}()
+	return w.Watch(ctx, folder, source.WatchEvents{
+		Idling: func() {
+			if !idling.Swap(true) {
+				a.setIdling(+1)
+			}
+		},
+		NewMail: a.Wake,
+	})
 }
 
 // goodPoll records a successful poll for waitGoodPoll.
