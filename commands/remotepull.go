@@ -19,6 +19,7 @@ import (
 	"github.com/foxcpp/maddy/framework/config"
 	"github.com/urfave/cli/v2"
 
+	"github.com/remote-pull/remote_pull/internal/account"
 	"github.com/remote-pull/remote_pull/internal/ledger"
 	"github.com/remote-pull/remote_pull/internal/policy"
 	"github.com/remote-pull/remote_pull/internal/safetext"
@@ -247,6 +248,10 @@ func printStatus(out io.Writer, sts []accountStatus, running bool) error {
 		}
 		if p := st.Progress; running && p.Total > 0 {
 			fmt.Fprintf(out, "progress: %s: %s\n", st.Account, progressLine(p))
+		}
+		if c := st.Connections; running && st.Configured && len(c.Watched)+len(c.Polled) > 0 {
+			plan := account.ConnPlan{Max: c.Max, Watched: c.Watched, Polled: c.Polled}
+			fmt.Fprintf(out, "connections: %s: %s\n", st.Account, safetext.Line(plan.String(), safetext.MaxStored))
 		}
 	}
 	return nil
