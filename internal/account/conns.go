@@ -97,7 +97,11 @@ func PlanConnections(pol policy.Policy, push bool) ConnPlan {
 // String says the plan as 'check' and the status show it.
 func (p ConnPlan) String() string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "%d connections", 1+len(p.Watched))
+	if n := 1 + len(p.Watched); n == 1 {
+		s.WriteString("1 connection")
+	} else {
+		fmt.Fprintf(&s, "%d connections", n)
+	}
 	if p.Max > 0 {
 		fmt.Fprintf(&s, " (max_connections %d)", p.Max)
 	}
