@@ -84,6 +84,7 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 		}
 	}
 	fmt.Fprintf(out, "  logged in as %s\n", acc.Username)
+	checkConnections(out, acc, up)
 
 	var ldg *ledger.Ledger
 	if _, err := os.Stat(LedgerPath()); err == nil {
@@ -227,6 +228,18 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 		fmt.Fprintf(out, "  %s: messages are told apart by %s\n", folder, id.Identity())
 	}
 	return nil
+}
+
+// checkConnections reports how the account shares out its connections
+// (max_connections): the poll's, one per folder IDLE watches, and the
+// folders polled instead. The poll's own plan (account.PlanConnections).
+func checkConnections(out io.Writer, acc *config.Account, up source.Upstream) {
+	_, push := up.(source.Watcher)
+	plan := account.PlanConnections(acc.Policy, push)
+	fmt.Fprintf(out, "  connections: %s\n", plan)
+	if push && acc.Idle {
+		fmt.Fprintf(out, "  connections: IDLE where the server offers it (capabilities above); this check holds one more while it runs\n")
+	}
 }
 
 func tlsMode(acc *config.Account) string {
