@@ -47,3 +47,11 @@ func TestDirectivesDocumented(t *testing.T) {
 func TestDocumentedPasswordCommandTimeout(t *testing.T) {
 	testlib.CheckDocumented(t, "../..", regexp.MustCompile(`may take (\d+) s, then it and its process group are killed`), int(passwordCommandTimeout.Seconds()))
 }
+
+// The defaults of max_connections are stated in docs/reference.md and
+// the guides.
+func TestDocumentedMaxConnections(t *testing.T) {
+	testlib.CheckDocumented(t, "../..", regexp.MustCompile("`(\\d+)` on Gmail hosts"), gmailMaxConnections)
+	testlib.CheckDocumented(t, "../..", regexp.MustCompile("`(\\d+)` on Microsoft hosts"), microsoftMaxConnections)
+	testlib.CheckDocumented(t, "../..", regexp.MustCompile("`(\\d+)` on other hosts"), otherMaxConnections)
+}
