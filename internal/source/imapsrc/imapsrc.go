@@ -332,13 +332,29 @@ func (s *Session) RemoteAddr() string {
 	return ""
 }
 
-// Close logs out, bounded by ctx and the command timeout.
+// Close logs out, bounded by ctx and the command timeout, then waits a
+// moment for the server to end the connection, as it does after its
+// LOGOUT reply (RFC 9051, 6.1.3): the server has then ended the session,
+// and a connection that replaces this one is not counted with it against
+// the provider's connection limit (max_connections).
 func (s *Session) Close(ctx context.Context) error {
 	err := s.command(ctx, func() error { return s.c.Logout().Wait() })
+	if err == nil {
+		wait := time.NewTimer(logoutGrace)
+		select {
+		case <-s.c.Closed():
+		case <-ctx.Done():
+		case <-wait.C:
+		}
+		wait.Stop()
+	}
 	s.c.Close()
 	s.raw.Close()
 	return err
 }
+
+// logoutGrace bounds the wait for the server to hang up after LOGOUT.
+const logoutGrace = 2 * time.Second
 
 // Abort drops the connection.
 func (s *Session) Abort() { s.raw.Close() }
