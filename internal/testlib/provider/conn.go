@@ -42,12 +42,7 @@ func (t tok) upper() string { return strings.ToUpper(t.s) }
 func (c *conn) run() {
 	defer func() {
 		c.nc.Close()
-		c.s.mu.Lock()
-		delete(c.s.conns, c)
-		if c.authed {
-			c.s.authed--
-		}
-		c.s.mu.Unlock()
+		c.ended()
 	}()
 	if c.s.cfg.Kind == Microsoft {
 		c.reply("* OK The Microsoft Exchange IMAP4 service is ready.")
@@ -78,10 +73,25 @@ func (c *conn) hangUp() {
 	if c.flush() != nil {
 		return
 	}
+	c.ended()
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 		c.nc.SetReadDeadline(time.Now().Add(time.Second))
 		io.Copy(io.Discard, c.r)
+	}
+}
+
+// ended stops counting the connection: the session is over once the
+// server hangs up (a real server's ends then, whether or not the client
+// has closed its side yet), or when the connection is gone.
+func (c *conn) ended() {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if c.s.conns[c] {
+		delete(c.s.conns, c)
+		if c.authed {
+			c.s.authed--
+		}
 	}
 }
 
