@@ -2,7 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,8 +18,9 @@ import (
 // defaults on their hosts; the doubles listen on 127.0.0.1): no login is
 // refused, INBOX and the first folders are watched (new mail there arrives
 // although the next poll is an hour away), the others are polled, and
-// mail in every folder is delivered. status and check say which folders
-// are watched and which polled.
+// mail in every folder is delivered, also after a reload restarts the
+// account. status and check say which folders are watched and which
+// polled.
 func TestConnectionBudget(t *testing.T) {
 	t.Run("gmail", func(t *testing.T) {
 		testConnectionBudget(t, providerAccount{kind: provider.Gmail, folders: 20, maxConns: 10,
@@ -105,6 +108,25 @@ func testConnectionBudget(t *testing.T, pa providerAccount) {
 	if got := r.local(t, msg); len(got) != msg {
 		t.Fatalf("maddy holds %d messages, want %d", len(got), msg)
 	}
+
+	// A reload that restarts the account: the new loop opens its
+	// connections only once the old one has closed all of its.
+	b, err := os.ReadFile(m.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.ConfigPath, []byte(strings.Replace(string(b), "poll_interval 1h", "poll_interval 59m", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	idles := strings.Count(strings.Join(up.Log(), "\n"), "IDLE")
+	m.Signal(t, syscall.SIGUSR2)
+	m.WaitLog(t, `reload: account started`, waitLong)
+	harness.Eventually(t, waitLong, func() bool {
+		return strings.Count(strings.Join(up.Log(), "\n"), "IDLE") >= idles+len(watched)
+	}, "the IDLE connections after the reload")
+	msg++
+	up.Append(harness.Message(msg, 600), time.Now(), nil, folders[0])
+	r.local(t, msg)
 
 	if peak := up.PeakConns(); peak > pa.maxConns {
 		t.Errorf("%d connections at once, max_connections %d", peak, pa.maxConns)
