@@ -312,9 +312,17 @@ func (e *BusyError) Unwrap() error { return e.Err }
 // ReconsentError: the OAuth2 token endpoint refused the refresh token
 // (consent revoked, grant expired). Only a new consent helps, so the account
 // waits for the admin instead of retrying.
-type ReconsentError struct{ Err error }
+// With AppOnly the refusal is of an application's own credentials (client
+// credentials grant): the admin fixes the secret or the permissions instead.
+type ReconsentError struct {
+	Err     error
+	AppOnly bool
+}
 
 func (e *ReconsentError) Error() string {
+	if e.AppOnly {
+		return "OAuth2 client credentials refused (check client_secret_file, tenant and the application's permissions): " + e.Err.Error()
+	}
 	return "OAuth2 refresh refused, re-consent needed (maddy remote-pull oauth2-login): " + e.Err.Error()
 }
 func (e *ReconsentError) Unwrap() error { return e.Err }
