@@ -485,7 +485,7 @@ func (p *accountParser) checkAuth() error {
 	case acc.OAuth2 != nil && !oauth:
 		return p.errAt("oauth2", "an oauth2 block needs auth xoauth2 or auth oauthbearer")
 	}
-	if acc.OAuth2 != nil && acc.OAuth2.TokenFile == "" {
+	if acc.OAuth2 != nil && acc.OAuth2.TokenFile == "" && !acc.OAuth2.ClientCredentials {
 		acc.OAuth2.TokenFile = filepath.Join(maddycfg.StateDirectory, "remote_pull", acc.Name+".token")
 	}
 	return nil

@@ -161,12 +161,18 @@ func (s *Secret) Reload() error {
 
 // OAuth2 is an account's oauth2 block.
 type OAuth2 struct {
+	Provider          string // "google", "microsoft" or "" (endpoints given)
 	AuthURL, TokenURL string
+	DeviceURL         string // device authorization endpoint (RFC 8628), for oauth2-login --device
 	Scopes            []string
 	ClientID          string
 	ClientSecret      *Secret // nil for public clients
-	TokenFile         string  // absolute
+	TokenFile         string  // absolute; "" with ClientCredentials
 	RedirectPort      int     // for the consent command's loopback redirect; 0: any
+	// ClientCredentials (client_credentials yes): app-only access. The
+	// token comes from the client's own secret, for any mailbox the
+	// application may open; no consent, no refresh token, no token file.
+	ClientCredentials bool
 }
 
 // accountDirectives are the directives an account block takes besides the
@@ -281,14 +287,28 @@ var oauthProviders = map[string]OAuth2{
 		AuthURL:  "https://accounts.google.com/o/oauth2/auth",
 		TokenURL: "https://oauth2.googleapis.com/token",
 		Scopes:   []string{"https://mail.google.com/"},
+		// No DeviceURL: Google's device flow does not allow the mail scope.
 	},
-	"microsoft": {
-		AuthURL:  "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
-		TokenURL: "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+	"microsoft": microsoftEndpoints("common"),
+}
+
+// microsoftEndpoints are the Microsoft identity platform's endpoints of a
+// tenant ("common", "organizations", a directory ID or a domain).
+func microsoftEndpoints(tenant string) OAuth2 {
+	base := "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/"
+	return OAuth2{
+		AuthURL:   base + "authorize",
+		TokenURL:  base + "token",
+		DeviceURL: base + "devicecode",
 		Scopes: []string{"https://outlook.office.com/IMAP.AccessAsUser.All",
 			"https://outlook.office.com/POP.AccessAsUser.All", "offline_access"},
-	},
+	}
 }
+
+// microsoftAppScope is the scope of an app-only token for Exchange
+// Online's IMAP and POP3: the permissions granted to the application
+// (IMAP.AccessAsApp, POP.AccessAsApp).
+const microsoftAppScope = "https://outlook.office365.com/.default"
 
 // oauth2Block parses an account's oauth2 { provider ...; client_id ...; ... }.
 func oauth2Block(name string, node Node) (*OAuth2, error) {
@@ -296,11 +316,14 @@ func oauth2Block(name string, node Node) (*OAuth2, error) {
 		return maddycfg.NodeErr(at, "account %s: oauth2: %s", name, fmt.Sprintf(format, args...))
 	}
 	o := &OAuth2{}
-	var provider, secretFile, tokenFile string
+	var provider, tenant, secretFile, tokenFile string
 	m := maddycfg.NewMap(nil, node)
 	m.String("provider", false, false, "", &provider)
+	m.String("tenant", false, false, "", &tenant)
 	m.String("token_endpoint", false, false, "", &o.TokenURL)
 	m.String("auth_endpoint", false, false, "", &o.AuthURL)
+	m.String("device_endpoint", false, false, "", &o.DeviceURL)
+	m.Bool("client_credentials", false, false, &o.ClientCredentials)
 	m.StringList("scopes", false, false, nil, &o.Scopes)
 	m.String("client_id", false, true, "", &o.ClientID)
 	m.String("client_secret_file", false, false, "", &secretFile)
@@ -314,18 +337,37 @@ func oauth2Block(name string, node Node) (*OAuth2, error) {
 		if !ok {
 			return nil, fail(node, "unknown provider %q (google, microsoft, or give token_endpoint)", provider)
 		}
+		if tenant != "" {
+			if provider != "microsoft" {
+				return nil, fail(directiveNode(node, node.Children, "tenant"), "tenant is for provider microsoft")
+			}
+			if !validTenant(tenant) {
+				return nil, fail(directiveNode(node, node.Children, "tenant"), "tenant %q is not a directory ID or domain", tenant)
+			}
+			p = microsoftEndpoints(tenant)
+		}
+		if o.ClientCredentials && provider == "microsoft" {
+			p.Scopes = []string{microsoftAppScope}
+		}
+		o.Provider = provider
 		o.AuthURL = cmp.Or(o.AuthURL, p.AuthURL)
 		o.TokenURL = cmp.Or(o.TokenURL, p.TokenURL)
+		o.DeviceURL = cmp.Or(o.DeviceURL, p.DeviceURL)
 		if o.Scopes == nil {
 			o.Scopes = p.Scopes
 		}
+	} else if tenant != "" {
+		return nil, fail(directiveNode(node, node.Children, "tenant"), "tenant is for provider microsoft")
 	}
 	if o.TokenURL == "" {
 		return nil, fail(node, "provider or token_endpoint is required")
 	}
+	if err := checkClientCredentials(o, provider, tenant, secretFile, tokenFile); err != "" {
+		return nil, fail(directiveNode(node, node.Children, "client_credentials"), "%s", err)
+	}
 	// The token endpoint receives the refresh token and client secret; the
 	// consent URL carries the grant: neither crosses a network in clear.
-	for _, ep := range []struct{ name, url string }{{"token_endpoint", o.TokenURL}, {"auth_endpoint", o.AuthURL}} {
+	for _, ep := range []struct{ name, url string }{{"token_endpoint", o.TokenURL}, {"auth_endpoint", o.AuthURL}, {"device_endpoint", o.DeviceURL}} {
 		if ep.url == "" {
 			continue
 		}
@@ -348,6 +390,39 @@ func oauth2Block(name string, node Node) (*OAuth2, error) {
 	}
 	o.TokenFile = tokenFile
 	return o, nil
+}
+
+// checkClientCredentials: app-only access needs the client's secret and,
+// at Microsoft, a tenant of its own (the common endpoints issue no app-only
+// tokens); it has no consent, so no token file.
+func checkClientCredentials(o *OAuth2, provider, tenant, secretFile, tokenFile string) string {
+	switch {
+	case !o.ClientCredentials:
+		return ""
+	case provider == "google":
+		return "client_credentials: Google offers no client-credentials grant for Gmail (use oauth2-login, or a password)"
+	case secretFile == "":
+		return "client_credentials needs client_secret_file"
+	case provider == "microsoft" && (tenant == "" || tenant == "common" || tenant == "organizations" || tenant == "consumers"):
+		return "client_credentials needs tenant: your directory (tenant) ID or domain, which issues app-only tokens"
+	case tokenFile != "":
+		return "client_credentials keeps no token file: drop token_file"
+	}
+	return ""
+}
+
+// validTenant: a tenant name goes into the endpoints' path, so it is a
+// directory ID, a domain or one of Microsoft's aliases, nothing else.
+func validTenant(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return s != "" && s[0] != '.' && s[0] != '-'
 }
 
 // httpsOrLoopback accepts https:// URLs, and http:// only to a loopback

@@ -328,6 +328,61 @@ func TestParseOAuth2(t *testing.T) {
 	}
 }
 
+// App-only access: client_credentials with a tenant takes the tenant's
+// endpoints and the .default scope of Exchange Online, and no token file;
+// the device endpoint follows the tenant too. Mistakes stop the start at
+// the directive.
+func TestParseOAuth2AppOnlyAndTenant(t *testing.T) {
+	dir := t.TempDir()
+	old := maddycfg.StateDirectory
+	maddycfg.StateDirectory = dir
+	t.Cleanup(func() { maddycfg.StateDirectory = old })
+	os.WriteFile(filepath.Join(dir, "client-secret"), []byte("cs\n"), 0o600)
+	account := func(block string) string {
+		return "remote_pull {\n account a {\n imap tls://outlook.office365.com:993\n username shared@contoso.example\n auth xoauth2\n oauth2 {\n" +
+			block + "\n }\n rcpt_to a@example.org\n reject\n }\n}"
+	}
+	b, err := parse(t, account(" provider microsoft\n tenant contoso.onmicrosoft.com\n client_id app\n client_secret_file client-secret\n client_credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := b.Accounts[0].OAuth2
+	if !o.ClientCredentials || o.TokenURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token" ||
+		len(o.Scopes) != 1 || o.Scopes[0] != "https://outlook.office365.com/.default" || o.TokenFile != "" || o.ClientSecret.Value() != "cs" {
+		t.Fatalf("oauth2 = %+v", o)
+	}
+
+	b, err = parse(t, account(" provider microsoft\n tenant 11111111-2222-3333-4444-555555555555\n client_id app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o = b.Accounts[0].OAuth2
+	if o.DeviceURL != "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/oauth2/v2.0/devicecode" ||
+		len(o.Scopes) != 3 || o.TokenFile == "" || o.ClientCredentials {
+		t.Fatalf("oauth2 = %+v", o)
+	}
+	b, err = parse(t, account(" provider microsoft\n client_id app"))
+	if err != nil || b.Accounts[0].OAuth2.DeviceURL != "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode" {
+		t.Fatalf("common device endpoint: %v %+v", err, b)
+	}
+
+	for block, want := range map[string]string{
+		" provider microsoft\n client_id app\n client_secret_file client-secret\n client_credentials":                                   "test.conf:10: account a: oauth2: client_credentials needs tenant",
+		" provider microsoft\n tenant common\n client_id app\n client_secret_file client-secret\n client_credentials yes":               "client_credentials needs tenant",
+		" provider microsoft\n tenant t.example\n client_id app\n client_credentials":                                                   "client_credentials needs client_secret_file",
+		" provider microsoft\n tenant t.example\n client_id app\n client_secret_file client-secret\n client_credentials\n token_file x": "keeps no token file",
+		" provider google\n client_id app\n client_secret_file client-secret\n client_credentials":                                      "Google offers no client-credentials grant",
+		" provider google\n tenant t.example\n client_id app":                                                                           "test.conf:8: account a: oauth2: tenant is for provider microsoft",
+		" provider microsoft\n tenant ../evil\n client_id app":                                                                          `tenant "../evil" is not`,
+		" token_endpoint https://idp.example/t\n tenant t.example\n client_id app":                                                      "tenant is for provider microsoft",
+		" token_endpoint https://idp.example/t\n device_endpoint http://idp.example/d\n client_id app":                                  "test.conf:8: account a: oauth2: device_endpoint: http://idp.example/d is http://",
+	} {
+		if _, err := parse(t, account(block)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", block, err, want)
+		}
+	}
+}
+
 // A pipeline that can commit one message to several targets is refused at
 // start: a failure in the second after the first stored it would store it
 // again on retry.
