@@ -174,9 +174,16 @@ func newRunning(acc *config.Account, ldg *ledger.Ledger, spoolDir string, slots 
 }
 
 // newTokens makes an OAuth2 account's token keeper and loads its token
-// file; a missing file is the re-consent state, not a start failure.
+// file; a missing file is the re-consent state, not a start failure. An
+// app-only account (client_credentials) has no file: its token is asked
+// for at the first login.
 func newTokens(acc *config.Account, l log.Logger) *oauth.Tokens {
 	o := acc.OAuth2
+	if o.ClientCredentials {
+		// config requires client_secret_file with client_credentials.
+		return oauth.NewAppOnly(oauth.AppOnly{TokenURL: o.TokenURL, ClientID: o.ClientID, Scopes: o.Scopes,
+			Secret: o.ClientSecret.Value, Reload: o.ClientSecret.Reload})
+	}
 	cfg := &oauth2.Config{
 		ClientID: o.ClientID,
 		Endpoint: oauth2.Endpoint{AuthURL: o.AuthURL, TokenURL: o.TokenURL},

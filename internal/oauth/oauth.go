@@ -22,10 +22,12 @@ import (
 	"github.com/remote-pull/remote_pull/internal/source"
 )
 
-// Tokens is one account's token file.
+// Tokens is one account's token file, or (NewAppOnly) its app-only token
+// kept in memory.
 type Tokens struct {
 	cfg  *oauth2.Config
 	path string
+	app  *AppOnly // client credentials instead of a token file
 
 	mu  sync.Mutex
 	tok *oauth2.Token
@@ -42,6 +44,9 @@ func (t *Tokens) Config() *oauth2.Config { return t.cfg }
 // Load reads the token file (again: at start and on reload, after the
 // consent command wrote a new one).
 func (t *Tokens) Load() error {
+	if t.app != nil {
+		return t.loadApp()
+	}
 	b, err := os.ReadFile(t.path)
 	if err != nil {
 		return fmt.Errorf("reading token file: %w (run 'maddy remote-pull oauth2-login ACCOUNT' first)", err)
@@ -66,7 +71,7 @@ const earlyRefresh = 2 * time.Minute
 func (t *Tokens) Loaded() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.tok != nil
+	return t.tok != nil || t.app != nil
 }
 
 // AccessToken returns a valid access token, refreshing it if it expires
@@ -74,6 +79,9 @@ func (t *Tokens) Loaded() bool {
 func (t *Tokens) AccessToken(ctx context.Context, force bool) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.app != nil {
+		return t.appToken(ctx, force)
+	}
 	if t.tok == nil {
 		return "", &source.ReconsentError{Err: errors.New("no token file yet")}
 	}
