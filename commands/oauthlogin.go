@@ -99,3 +99,49 @@ func codeFrom(s, state string) string {
 	}
 	return s
 }
+
+// deviceLogin is the device authorization grant (RFC 8628) for a server
+// without a browser: it prints the provider's code and address, waits for
+// the consent given on another device, and writes the token file as
+// oauthLogin does. client nil: http.DefaultClient.
+func deviceLogin(ctx context.Context, o *config.OAuth2, out io.Writer, client *http.Client) (string, error) {
+	if isGoogle(o) {
+		return "", errors.New("the Gmail scope (https://mail.google.com/) is not allowed in Google's device flow; " +
+			"run oauth2-login without --device: open the URL in a browser on any machine and paste the address it redirects to")
+	}
+	if o.DeviceURL == "" {
+		return "", errors.New("the oauth2 block has no device_endpoint (provider microsoft sets it)")
+	}
+	flow := &oauth.DeviceFlow{DeviceURL: o.DeviceURL, TokenURL: o.TokenURL, ClientID: o.ClientID, Scopes: o.Scopes, HTTP: client}
+	if o.ClientSecret != nil {
+		flow.ClientSecret = o.ClientSecret.Value()
+	}
+	dc, err := flow.Start(ctx)
+	if err != nil {
+		return "", err
+	}
+	// Only the code and the address are shown, cleaned by Start; the
+	// provider's own "message" is upstream text and is not printed.
+	fmt.Fprintf(out, "On any device, open\n\n  %s\n\nand enter the code\n\n  %s\n\nWaiting for the consent...\n", dc.VerificationURI, dc.UserCode)
+	tok, err := flow.Wait(ctx, dc)
+	if err != nil {
+		return "", err
+	}
+	if tok.RefreshToken == "" {
+		fmt.Fprintln(out, "Warning: the provider gave no refresh token; the account will need a new consent when the access token expires.")
+	}
+	return o.TokenFile, oauth.Save(o.TokenFile, tok)
+}
+
+// isGoogle: the provider preset, or Google's own endpoints named by hand.
+func isGoogle(o *config.OAuth2) bool {
+	if o.Provider == "google" {
+		return true
+	}
+	u, err := url.Parse(o.TokenURL)
+	if err != nil {
+		return false
+	}
+	h := strings.ToLower(u.Hostname())
+	return h == "google.com" || strings.HasSuffix(h, ".google.com") || strings.HasSuffix(h, ".googleapis.com")
+}

@@ -79,12 +79,18 @@ which maddy.conf imports with one line (the first run prints it).`,
 			{
 				Name:      "oauth2-login",
 				Usage:     "Ask the provider for consent and write the account's token_file",
-				ArgsUsage: "ACCOUNT",
+				ArgsUsage: "[--device] ACCOUNT",
 				Description: `Prints a URL to open in a browser. After consent the provider redirects to
 a loopback address this command listens on; when the browser runs on another
 machine, paste the URL it was redirected to (or just the code) here instead.
-The token file is written atomically with mode 0600; send maddy SIGUSR2 (or
-restart it) to use it.`,
+With --device (Microsoft; any provider with a device_endpoint) it prints a
+short code and an address instead: open the address on any device, type the
+code and consent; the command waits for that. Google offers no device flow for
+mail. The token file is written atomically with mode 0600; send maddy SIGUSR2
+(or restart it) to use it.`,
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "device", Usage: "device-code flow: a code to type at the provider's address, no redirect"},
+				},
 				Action: oauth2LoginCommand,
 			},
 			{
@@ -388,7 +394,15 @@ func remotePullBlocks(c *cli.Context) (map[string]interface{}, []config.Node, fu
 }
 
 func oauth2LoginCommand(c *cli.Context) error {
-	name := c.Args().First()
+	name, device := c.Args().First(), c.Bool("device")
+	// As with retry: the CLI library stops reading options at ACCOUNT,
+	// and "oauth2-login ACCOUNT --device" is natural to type.
+	for _, arg := range c.Args().Tail() {
+		if arg != "--device" && arg != "-device" {
+			return cli.Exit(fmt.Sprintf("Error: unexpected argument %q", arg), 2)
+		}
+		device = true
+	}
 	if name == "" {
 		return cli.Exit("Error: ACCOUNT is required", 2)
 	}
@@ -404,9 +418,17 @@ func oauth2LoginCommand(c *cli.Context) error {
 	if acc.OAuth2 == nil {
 		return cli.Exit(fmt.Sprintf("account %s has no oauth2 block", name), 1)
 	}
+	if acc.OAuth2.ClientCredentials {
+		return cli.Exit(fmt.Sprintf("account %s uses client_credentials (app-only access): there is no consent to give and no token file; maddy asks for its token itself", name), 1)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	path, err := oauthLogin(ctx, acc.OAuth2, os.Stdin, os.Stdout)
+	var path string
+	if device {
+		path, err = deviceLogin(ctx, acc.OAuth2, os.Stdout, nil)
+	} else {
+		path, err = oauthLogin(ctx, acc.OAuth2, os.Stdin, os.Stdout)
+	}
 	if err != nil {
 		return cli.Exit("oauth2-login failed: "+err.Error(), 1)
 	}
