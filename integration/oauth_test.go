@@ -28,15 +28,22 @@ import (
 // can revoke them. Dovecot cannot check OAuth2 tokens without more
 // infrastructure, so the upstream here is go-imap's in-memory server (see
 // oauthUpstream), which asks this server whether an access token is valid.
+// It also grants app-only tokens (client credentials, to client secret
+// appSecret) and device codes (RFC 8628: /devicecode, then one
+// authorization_pending before the token).
 type tokenServer struct {
-	mu        sync.Mutex
-	refresh   string // the one valid refresh token
-	access    string // the one valid access token
-	n         int
-	refreshes int
-	revoked   bool
-	srv       *httptest.Server
+	mu          sync.Mutex
+	refresh     string // the one valid refresh token
+	access      string // the one valid access token
+	n           int
+	refreshes   int
+	appRequests int
+	devicePolls int
+	revoked     bool
+	srv         *httptest.Server
 }
+
+const appSecret = "app-secret-value"
 
 func newTokenServer(t *testing.T, refresh string) *tokenServer {
 	ts := &tokenServer{refresh: refresh}
@@ -54,7 +61,33 @@ func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprint(w, `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`)
 	}
+	if r.URL.Path == "/devicecode" {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"device_code": "dev-code", "user_code": "QWER-TYUI",
+			"verification_uri": "https://provider.example/device", "expires_in": 600, "interval": 1,
+			"message": "\x1b]0;hostile\x07"})
+		return
+	}
 	switch r.Form.Get("grant_type") {
+	case "client_credentials":
+		ts.appRequests++
+		if ts.revoked || r.Form.Get("client_secret") != appSecret || r.Form.Get("scope") != "https://outlook.office365.com/.default" {
+			fail()
+			return
+		}
+	case "urn:ietf:params:oauth:grant-type:device_code":
+		ts.devicePolls++
+		if r.Form.Get("device_code") != "dev-code" {
+			fail()
+			return
+		}
+		if ts.devicePolls == 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":"authorization_pending"}`)
+			return
+		}
+		ts.revoked = false
 	case "refresh_token":
 		ts.refreshes++
 		if ts.revoked || r.Form.Get("refresh_token") != ts.refresh {
@@ -75,9 +108,17 @@ func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
 	ts.access = fmt.Sprintf("access-%d", ts.n)
 	ts.refresh = fmt.Sprintf("refresh-%d", ts.n)
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{
-		"access_token": ts.access, "refresh_token": ts.refresh, "token_type": "Bearer", "expires_in": 3600,
-	})
+	answer := map[string]any{"access_token": ts.access, "refresh_token": ts.refresh, "token_type": "Bearer", "expires_in": 3600}
+	if r.Form.Get("grant_type") == "client_credentials" {
+		delete(answer, "refresh_token") // RFC 6749 4.4.3
+	}
+	json.NewEncoder(w).Encode(answer)
+}
+
+func (ts *tokenServer) appRequestCount() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.appRequests
 }
 
 func (ts *tokenServer) valid(token string) bool {
@@ -315,4 +356,150 @@ func testOAuth2(t *testing.T, mech string) {
 	if up.loginCount() < 3 {
 		t.Fatalf("only %d OAuth logins upstream", up.loginCount())
 	}
+}
+
+// App-only access (client credentials) end to end: maddy asks for the
+// token itself, logs in with XOAUTH2 as the mailbox's address, keeps the
+// token across polls, asks for a new one when the server refuses it, and
+// a refused grant is the visible state that waits for the admin (not
+// "auth failed", no storm); the secret is in neither log nor status. After
+// the admin fixed it, a reload resumes fetching.
+func TestOAuth2AppOnly(t *testing.T) {
+	ca := harness.NewCA(t)
+	ts := newTokenServer(t, "unused")
+	up := newOAuthUpstream(t, ca, ts)
+	up.add(t, harness.Message(1, 800))
+	_, upPort, _ := net.SplitHostPort(up.addr)
+	conf := fmt.Sprintf(`remote_pull {
+    account shared {
+        imap tls://localhost:%s
+        username alice@provider.example
+        auth xoauth2
+        oauth2 {
+            token_endpoint %s/token
+            client_id app-client
+            client_secret_file app.secret
+            scopes https://outlook.office365.com/.default
+            client_credentials
+        }
+        rcpt_to %s
+        keep yes
+        poll_interval 1s
+        idle no
+        tls_client {
+            root_ca %s
+        }
+        deliver_to &local_routing
+    }
+}
+`, upPort, ts.srv.URL, localUser, ca.CAFile)
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		Extra: conf,
+		Files: map[string]string{"app.secret": appSecret + "\n"},
+	})
+
+	// 1. The token is asked for and used; polls every second reuse it.
+	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
+	time.Sleep(3 * time.Second)
+	if n := ts.appRequestCount(); n != 1 {
+		t.Fatalf("%d token requests for %d logins, want 1 (the token is kept)", n, up.loginCount())
+	}
+	if up.loginCount() < 2 {
+		t.Fatalf("only %d logins in 3 s with poll_interval 1s", up.loginCount())
+	}
+
+	// 2. The server refuses the token: a new one, and on.
+	ts.invalidate()
+	up.add(t, harness.Message(2, 800))
+	m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong)
+	if n := ts.appRequestCount(); n != 2 {
+		t.Fatalf("%d token requests after one refusal, want 2", n)
+	}
+
+	// 3. The grant refused (the secret revoked in the tenant): the admin's
+	// state, said as such, and no storm of token requests.
+	ts.revoke()
+	ts.invalidate()
+	m.WaitLog(t, "client credentials refused", waitLong)
+	requests := ts.appRequestCount()
+	time.Sleep(3 * time.Second)
+	if n := ts.appRequestCount(); n != requests {
+		t.Fatalf("%d more token requests after a refused grant", n-requests)
+	}
+	out := m.CLI(t, "remote-pull", "status", "--json")
+	if !strings.Contains(out, `"state": "re-consent needed"`) || !strings.Contains(out, "client credentials refused") {
+		t.Fatalf("status:\n%s", out)
+	}
+	if _, code := m.CLIStatus(t, "remote-pull", "oauth2-login", "shared"); code == 0 {
+		t.Fatal("oauth2-login accepted an app-only account")
+	}
+
+	// 4. Fixed at the provider, and a reload: fetching resumes.
+	ts.mu.Lock()
+	ts.revoked = false
+	ts.mu.Unlock()
+	up.add(t, harness.Message(3, 800))
+	m.Signal(t, syscall.SIGUSR2)
+	m.WaitMessages(t, localUser, localPass, "INBOX", 3, waitLong)
+	if strings.Contains(m.Log(), appSecret) || strings.Contains(out, appSecret) {
+		t.Fatal("the client secret is in the log or status")
+	}
+	for _, tok := range []string{"access-1", "access-2", "access-3"} {
+		if strings.Contains(m.Log(), tok) || strings.Contains(out, tok) {
+			t.Fatalf("token %q in the log or status", tok)
+		}
+	}
+}
+
+// oauth2-login --device end to end: the built command prints the code and
+// address (and none of the provider's own text), waits through
+// authorization_pending, writes the token file 0600; a reload fetches.
+func TestOAuth2Device(t *testing.T) {
+	ca := harness.NewCA(t)
+	ts := newTokenServer(t, "none-yet")
+	ts.revoke()
+	up := newOAuthUpstream(t, ca, ts)
+	up.add(t, harness.Message(1, 800))
+	_, upPort, _ := net.SplitHostPort(up.addr)
+	conf := fmt.Sprintf(`remote_pull {
+    account dev {
+        imap tls://localhost:%s
+        username alice@provider.example
+        auth xoauth2
+        oauth2 {
+            token_endpoint %s/token
+            device_endpoint %s/devicecode
+            client_id test-client
+        }
+        rcpt_to %s
+        poll_interval 1s
+        idle no
+        tls_client {
+            root_ca %s
+        }
+        deliver_to &local_routing
+    }
+}
+`, upPort, ts.srv.URL, ts.srv.URL, localUser, ca.CAFile)
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		Extra: conf,
+	})
+	m.WaitLog(t, "re-consent needed", waitLong)
+
+	cmdOut, code := m.CLIInput(t, "", "remote-pull", "oauth2-login", "dev", "--device")
+	tokenFile := filepath.Join(m.StateDir, "remote_pull", "dev.token")
+	if code != 0 || !strings.Contains(cmdOut, "https://provider.example/device") || !strings.Contains(cmdOut, "QWER-TYUI") ||
+		!strings.Contains(cmdOut, "Token saved to "+tokenFile) {
+		t.Fatalf("oauth2-login --device (exit %d):\n%s", code, cmdOut)
+	}
+	if strings.ContainsAny(cmdOut, "\x1b\x07") || strings.Contains(cmdOut, "hostile") {
+		t.Fatalf("the provider's text printed:\n%q", cmdOut)
+	}
+	if fi, err := os.Stat(tokenFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", err, fi)
+	}
+	m.Signal(t, syscall.SIGUSR2)
+	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 }
