@@ -2,9 +2,11 @@
 // token before it expires and after a server refuses it, writes a rotated
 // refresh token to disk (atomically, mode 0600) before using it, and turns a
 // refused refresh (revoked consent, expired grant) into a
-// source.ReconsentError, a
-// state that waits for the admin instead of retrying in a storm. It also
-// holds the SASL mechanisms that carry the token: XOAUTH2 and OAUTHBEARER.
+// source.ReconsentError, a state that waits for the admin instead of
+// retrying in a storm. App-only tokens (client credentials, apponly.go)
+// live in memory only. The device authorization grant (device.go) gives
+// consent from a server without a browser. It also holds the SASL
+// mechanisms that carry the token: XOAUTH2 and OAUTHBEARER.
 package oauth
 
 import (
