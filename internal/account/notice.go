@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/remote-pull/remote_pull/internal/safetext"
+	"github.com/remote-pull/remote_pull/internal/source"
 )
 
 // Notices by mail: when an account needs its owner (a refused login, a
@@ -51,6 +52,11 @@ func (a *Account) trouble(ctx context.Context) (kind, text string, err error) {
 	st.LastError = safetext.Line(st.LastError, safetext.MaxStored)
 	switch st.State {
 	case string(StateReconsent):
+		if strings.Contains(st.LastError, source.AppOnlyRefused) {
+			return noticeReconsent, fmt.Sprintf("The provider refused the application credentials (client_credentials) that remote_pull uses for account %s.\n\n"+
+				"Last error: %s\n\nThe administrator fixes the client secret (it may have expired) or the application's permissions, "+
+				"then reloads maddy (systemctl reload maddy, or SIGUSR2).\n", a.s.Name, st.LastError), nil
+		}
 		return noticeReconsent, fmt.Sprintf("The provider refused remote_pull's OAuth2 grant for account %s: consent was revoked or has expired.\n\n"+
 			"Last error: %s\n\nTo fix it, run on the server:\n\n    maddy remote-pull oauth2-login %s\n\n"+
 			"then reload maddy (systemctl reload maddy, or SIGUSR2).\n", a.s.Name, st.LastError, a.s.Name), nil

@@ -319,9 +319,13 @@ type ReconsentError struct {
 	AppOnly bool
 }
 
+// AppOnlyRefused is in the text of a refused client credentials grant,
+// which the status keeps and the owner's notice recognises.
+const AppOnlyRefused = "OAuth2 client credentials refused"
+
 func (e *ReconsentError) Error() string {
 	if e.AppOnly {
-		return "OAuth2 client credentials refused (check client_secret_file, tenant and the application's permissions): " + e.Err.Error()
+		return AppOnlyRefused + " (check client_secret_file, tenant and the application's permissions): " + e.Err.Error()
 	}
 	return "OAuth2 refresh refused, re-consent needed (maddy remote-pull oauth2-login): " + e.Err.Error()
 }
