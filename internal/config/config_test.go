@@ -366,6 +366,38 @@ func TestParseOAuth2AppOnlyAndTenant(t *testing.T) {
 		t.Fatalf("common device endpoint: %v %+v", err, b)
 	}
 
+	// The Microsoft 365 guide's shape: one app-only oauth2 block as the
+	// default of every account.
+	b, err = parse(t, `remote_pull {
+    reject
+    auth xoauth2
+    oauth2 {
+        provider microsoft
+        tenant 11111111-1111-1111-1111-111111111111
+        client_id app
+        client_secret_file client-secret
+        client_credentials yes
+    }
+    account alice {
+        imap tls://outlook.office365.com:993
+        username alice@contoso.example
+        rcpt_to alice@example.org
+    }
+    account bob {
+        imap tls://outlook.office365.com:993
+        username bob@contoso.example
+        rcpt_to bob@example.org
+    }
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, acc := range b.Accounts {
+		if acc.OAuth2 == nil || !acc.OAuth2.ClientCredentials || acc.Auth != "xoauth2" {
+			t.Fatalf("account %s: oauth2 %+v auth %q", acc.Name, acc.OAuth2, acc.Auth)
+		}
+	}
+
 	for block, want := range map[string]string{
 		" provider microsoft\n client_id app\n client_secret_file client-secret\n client_credentials":                                   "test.conf:10: account a: oauth2: client_credentials needs tenant",
 		" provider microsoft\n tenant common\n client_id app\n client_secret_file client-secret\n client_credentials yes":               "client_credentials needs tenant",
