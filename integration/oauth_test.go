@@ -61,6 +61,17 @@ func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprint(w, `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`)
 	}
+	if r.URL.Path == "/introspect" {
+		// RFC 7662, as Dovecot's oauth2 passdb asks (introspection_mode
+		// post): is this token valid, and for whom.
+		w.Header().Set("Content-Type", "application/json")
+		if !ts.revoked && r.Form.Get("token") == ts.access {
+			json.NewEncoder(w).Encode(map[string]any{"active": true, "username": upUser})
+		} else {
+			json.NewEncoder(w).Encode(map[string]any{"active": false})
+		}
+		return
+	}
 	if r.URL.Path == "/devicecode" {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"device_code": "dev-code", "user_code": "QWER-TYUI",
@@ -502,4 +513,93 @@ func TestOAuth2Device(t *testing.T) {
 	}
 	m.Signal(t, syscall.SIGUSR2)
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
+}
+
+// newOAuthDovecot is Dovecot taking XOAUTH2 and OAUTHBEARER for upUser: its
+// oauth2 passdb asks the token server's introspection endpoint whether a
+// token is valid, so that a real server checks what remote_pull sends.
+func newOAuthDovecot(t *testing.T, ts *tokenServer) *harness.Dovecot {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // read by Dovecot's auth process
+	conf := filepath.Join(dir, "dovecot-oauth2.conf.ext")
+	err := os.WriteFile(conf, []byte("introspection_mode = post\n"+
+		"introspection_url = "+ts.srv.URL+"/introspect\n"+
+		"force_introspection = yes\n"+
+		"username_attribute = username\n"+
+		"active_attribute = active\n"+
+		"active_value = true\n"), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := harness.StartDovecot(t, harness.DovecotOptions{Extra: []string{
+		"auth_mechanisms = plain login xoauth2 oauthbearer",
+		"passdb {",
+		"  driver = oauth2",
+		"  mechanisms = xoauth2 oauthbearer",
+		"  args = " + conf,
+		"}",
+	}})
+	up.AddUser(t, upUser, upPass)
+	return up
+}
+
+// App-only access against Dovecot: the token maddy got with the client's
+// secret is what Dovecot checks at the token server, for the mailbox named
+// by username; it is kept across polls.
+func TestOAuth2AppOnlyDovecot(t *testing.T) {
+	ts := newTokenServer(t, "unused")
+	up := newOAuthDovecot(t, ts)
+	up.Seed(t, upUser, "INBOX", harness.Message(1, 800))
+	conf := fmt.Sprintf(`remote_pull {
+    account shared {
+        imap tls://localhost:%s
+        username %s
+        auth xoauth2
+        oauth2 {
+            token_endpoint %s/token
+            client_id app-client
+            client_secret_file app.secret
+            scopes https://outlook.office365.com/.default
+            client_credentials
+        }
+        rcpt_to %s
+        poll_interval 1s
+        idle no
+        tls_client {
+            root_ca %s
+        }
+        deliver_to &local_routing
+    }
+}
+`, port(up.IMAPSAddr), upUser, ts.srv.URL, localUser, up.CA.CAFile)
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		Extra: conf,
+		Files: map[string]string{"app.secret": appSecret + "\n"},
+	})
+	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
+	up.Seed(t, upUser, "INBOX", harness.Message(2, 800))
+	m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong)
+	if n := up.LoginCount(upUser); n < 2 {
+		t.Fatalf("%d logins at Dovecot", n)
+	}
+	if n := ts.appRequestCount(); n != 1 {
+		t.Fatalf("%d token requests, want 1 (the token is kept)", n)
+	}
+	if !strings.Contains(up.Log(), "method=XOAUTH2") {
+		t.Fatalf("Dovecot saw no XOAUTH2 login:\n%s", up.Log())
+	}
+
+	// Dovecot refuses the token it took before (XOAUTH2's failure is a
+	// challenge, not a NO): a new token, and on; not "auth failed".
+	ts.invalidate()
+	up.Seed(t, upUser, "INBOX", harness.Message(3, 800))
+	m.WaitMessages(t, localUser, localPass, "INBOX", 3, waitLong)
+	if n := ts.appRequestCount(); n != 2 {
+		t.Fatalf("%d token requests after Dovecot refused the token, want 2", n)
+	}
+	if strings.Contains(m.Log(), "auth failed") {
+		t.Fatalf("a refused token was taken for a refused login:\n%s", m.Log())
+	}
 }
