@@ -25,10 +25,9 @@ import (
 )
 
 // tokenServer is an OAuth2 token endpoint that rotates refresh tokens and
-// can revoke them. Dovecot cannot check OAuth2 tokens without more
-// infrastructure, so the upstream here is go-imap's in-memory server (see
-// oauthUpstream), which asks this server whether an access token is valid.
-// It also grants app-only tokens (client credentials, to client secret
+// can revoke them. Upstreams ask it whether an access token is valid:
+// go-imap's in-memory server directly (oauthUpstream), Dovecot through the
+// introspection endpoint /introspect (newOAuthDovecot). It also grants app-only tokens (client credentials, to client secret
 // appSecret) and device codes (RFC 8628: /devicecode, then one
 // authorization_pending before the token).
 type tokenServer struct {
