@@ -73,6 +73,9 @@ const (
 // Start asks for a device code (RFC 8628 3.1).
 func (f *DeviceFlow) Start(ctx context.Context) (*DeviceCode, error) {
 	form := url.Values{"client_id": {f.ClientID}, "scope": {strings.Join(f.Scopes, " ")}}
+	if f.ClientSecret != "" {
+		form.Set("client_secret", f.ClientSecret) // a confidential client authenticates here too (RFC 8628 3.1)
+	}
 	var r struct {
 		DeviceCode      string `json:"device_code"`
 		UserCode        string `json:"user_code"`
