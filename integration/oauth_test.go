@@ -543,16 +543,26 @@ func newOAuthDovecot(t *testing.T, ts *tokenServer) *harness.Dovecot {
 	return up
 }
 
-// App-only access against Dovecot: the token maddy got with the client's
-// secret is what Dovecot checks at the token server, for the mailbox named
-// by username; it is kept across polls.
+// App-only access against Dovecot, IMAP and POP3: the token maddy got with
+// the client's secret is what Dovecot checks at the token server, for the
+// mailbox named by username; it is kept across polls.
 func TestOAuth2AppOnlyDovecot(t *testing.T) {
+	for _, proto := range []string{"imap", "pop3"} {
+		t.Run(proto, func(t *testing.T) { testOAuth2AppOnlyDovecot(t, proto) })
+	}
+}
+
+func testOAuth2AppOnlyDovecot(t *testing.T, proto string) {
 	ts := newTokenServer(t, "unused")
 	up := newOAuthDovecot(t, ts)
 	up.Seed(t, upUser, "INBOX", harness.Message(1, 800))
+	addr := up.IMAPSAddr
+	if proto == "pop3" {
+		addr = up.POP3SAddr
+	}
 	conf := fmt.Sprintf(`remote_pull {
     account shared {
-        imap tls://localhost:%s
+        %s tls://localhost:%s
         username %s
         auth xoauth2
         oauth2 {
@@ -571,7 +581,7 @@ func TestOAuth2AppOnlyDovecot(t *testing.T) {
         deliver_to &local_routing
     }
 }
-`, port(up.IMAPSAddr), upUser, ts.srv.URL, localUser, up.CA.CAFile)
+`, proto, port(addr), upUser, ts.srv.URL, localUser, up.CA.CAFile)
 	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
 		Users: map[string]string{localUser: localPass},
 		Extra: conf,
