@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/remote-pull/remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/internal/testlib/provider"
 )
 
 // tokenServer is an OAuth2 token endpoint that rotates refresh tokens and
@@ -607,6 +608,49 @@ func testOAuth2AppOnlyDovecot(t *testing.T, proto string) {
 	m.WaitMessages(t, localUser, localPass, "INBOX", 3, waitLong)
 	if n := ts.appRequestCount(); n != 2 {
 		t.Fatalf("%d token requests after Dovecot refused the token, want 2", n)
+	}
+	if strings.Contains(m.Log(), "auth failed") {
+		t.Fatalf("a refused token was taken for a refused login:\n%s", m.Log())
+	}
+}
+
+// App-only access against the Microsoft double (XOAUTH2 only, as Exchange
+// Online): the built maddy logs in as the mailbox's address with the token
+// from the token server. The double takes only the second token issued, so
+// the first login is refused and maddy asks for a new token, once.
+func TestOAuth2AppOnlyMicrosoftDouble(t *testing.T) {
+	const mailbox = "shared@contoso.example"
+	ts := newTokenServer(t, "unused")
+	up := provider.Start(t, provider.Config{Kind: provider.Microsoft, User: mailbox, Token: "access-2"})
+	up.Append(harness.Message(1, 800), time.Date(2024, 1, 2, 10, 0, 0, 0, time.UTC), nil)
+	conf := fmt.Sprintf(`remote_pull {
+    account shared {
+        imap tcp://127.0.0.1:%s
+        insecure_plaintext yes
+        username %s
+        auth xoauth2
+        oauth2 {
+            token_endpoint %s/token
+            client_id app-client
+            client_secret_file app.secret
+            scopes https://outlook.office365.com/.default
+            client_credentials
+        }
+        rcpt_to %s
+        poll_interval 1s
+        idle no
+        deliver_to &local_routing
+    }
+}
+`, port(up.Addr()), mailbox, ts.srv.URL, localUser)
+	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		Extra: conf,
+		Files: map[string]string{"app.secret": appSecret + "\n"},
+	})
+	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
+	if n := ts.appRequestCount(); n != 2 {
+		t.Fatalf("%d token requests, want 2 (one after the double refused the first)", n)
 	}
 	if strings.Contains(m.Log(), "auth failed") {
 		t.Fatalf("a refused token was taken for a refused login:\n%s", m.Log())
