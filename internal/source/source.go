@@ -78,6 +78,12 @@ type Message struct {
 	// folder that holds it (Gmail's X-GM-MSGID as "gm:ID"), or "": dedupe
 	// recognises a copy by it before the download.
 	GlobalID string
+	// Labels are the message's Gmail labels as X-GM-LABELS lists them
+	// (system labels with a backslash: `\Inbox`, `\Sent`, `\Starred`...;
+	// user labels as named), or nil where the upstream has no labels.
+	// With local_folders mirror, a message with labels is downloaded once
+	// and stored in each label's local folder (delivery.GmailPlacements).
+	Labels []string
 }
 
 // Mailbox is an opened upstream mailbox.
