@@ -220,6 +220,16 @@ type Buffer interface {
 	Open() (io.ReadCloser, error)
 }
 
+// DatedBuffer is a Buffer that carries the message's arrival date: a
+// message imported from another server keeps the date it arrived there
+// (its INTERNALDATE upstream) instead of the time of the delivery.
+type DatedBuffer interface {
+	Buffer
+	// ArrivalDate is the message's arrival date, or the zero time for
+	// the time of the delivery.
+	ArrivalDate() time.Time
+}
+
 func (d *Delivery) BodyParsed(header textproto.Header, bodyLen int, body Buffer) error {
 	if len(d.mboxes) == 0 {
 		if err := d.Mailbox("INBOX"); err != nil {
@@ -240,6 +250,9 @@ func (d *Delivery) BodyParsed(header textproto.Header, bodyLen int, body Buffer)
 	}
 
 	date := time.Now()
+	if dated, ok := body.(DatedBuffer); ok && !dated.ArrivalDate().IsZero() {
+		date = dated.ArrivalDate()
+	}
 
 	var err error
 	d.tx, err = d.b.db.BeginLevel(sql.LevelReadCommitted, false)
