@@ -239,6 +239,10 @@ func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place del
 		Folder:      key.Mailbox,
 		UIDValidity: key.UIDValidity,
 		UID:         uid,
+		Arrived:     m.Date,
+	}
+	if origin.Arrived.IsZero() {
+		origin.Arrived = delivery.ReceivedDate(sp.Header) // POP3
 	}
 	// Neither the delivery nor the record after it follows the poll's
 	// cancellation: a message committed must be recorded.

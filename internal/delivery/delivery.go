@@ -98,6 +98,10 @@ type Origin struct {
 	Quarantine  bool
 	// Placement: the local folder and flags (zero: INBOX, no flags).
 	Placement Placement
+	// Arrived is the message's arrival date upstream (IMAP INTERNALDATE;
+	// POP3: ReceivedDate), which the stored copy keeps; zero: the time
+	// of the delivery.
+	Arrived time.Time
 }
 
 // ID is the value of the Received field's id clause, which finds the
@@ -326,7 +330,11 @@ func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID strin
 	if err != nil {
 		return msgID, err
 	}
-	if err := t.transfer(ctx, d, rcpts, header, s.Body); err != nil {
+	var body buffer.Buffer = s.Body
+	if !o.Arrived.IsZero() {
+		body = datedBuffer{Buffer: s.Body, date: o.Arrived}
+	}
+	if err := t.transfer(ctx, d, rcpts, header, body); err != nil {
 		if abortErr := d.Abort(ctx); abortErr != nil {
 			t.Log.Error("abort failed", abortErr, "msg_id", msgID)
 		}

@@ -1,8 +1,13 @@
 package delivery
 
 import (
+	"bufio"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
 )
 
 func TestGmailPlacements(t *testing.T) {
@@ -30,5 +35,32 @@ func TestGmailPlacements(t *testing.T) {
 				t.Errorf("GmailPlacements(%q) = %+v, %q; want %+v, %q", c.labels, got, flags, c.want, c.flags)
 			}
 		})
+	}
+}
+
+func TestReceivedDate(t *testing.T) {
+	for _, c := range []struct {
+		fields []string // topmost first
+		want   string
+	}{
+		{[]string{"from a by b; Tue, 1 Mar 2011 10:00:00 +0100", "from c by a; Mon, 28 Feb 2011 09:00:00 +0000"}, "2011-03-01T10:00:00+01:00"},
+		{[]string{"from a by b; Tue, 1 Mar 2011 10:00:00 +0100 (CET)"}, "2011-03-01T10:00:00+01:00"},
+		{[]string{"from a by b"}, ""},
+		{[]string{"from a by b; yesterday"}, ""},
+		{nil, ""},
+	} {
+		var raw strings.Builder
+		for _, f := range c.fields {
+			raw.WriteString("Received: " + f + "\r\n")
+		}
+		raw.WriteString("Subject: x\r\n\r\n")
+		h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(raw.String())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ReceivedDate(h)
+		if (c.want == "" && !got.IsZero()) || (c.want != "" && got.Format(time.RFC3339) != c.want) {
+			t.Errorf("ReceivedDate(%q) = %v, want %q", c.fields, got, c.want)
+		}
 	}
 }
