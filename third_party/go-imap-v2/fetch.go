@@ -20,6 +20,7 @@ type FetchOptions struct {
 	BinarySectionSize []*FetchItemBinarySectionSize // requires IMAP4rev2 or BINARY
 	ModSeq            bool                          // requires CONDSTORE
 	GmailMsgID        bool                          // requires X-GM-EXT-1
+	GmailLabels       bool                          // requires X-GM-EXT-1
 
 	ChangedSince uint64 // requires CONDSTORE
 }

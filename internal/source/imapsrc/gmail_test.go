@@ -2,6 +2,7 @@ package imapsrc
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -47,5 +48,36 @@ func TestListGmailMsgID(t *testing.T) {
 				t.Errorf("X-GM-MSGID asked for: %v; commands:\n%s", asked, sc.commands())
 			}
 		})
+	}
+}
+
+// On Gmail the listing asks for X-GM-LABELS too and gives each message its
+// labels as Gmail sends them (an empty list: archived); hostile labels
+// (control characters) are left out. Elsewhere Labels is nil.
+func TestListGmailLabels(t *testing.T) {
+	const date = `INTERNALDATE "01-Jan-2024 10:00:00 +0000"`
+	caps := "IMAP4rev1 AUTH=PLAIN UIDPLUS X-GM-EXT-1"
+	sc, addr := serveScripted(t, caps, map[string]string{
+		"SELECT": "* 2 EXISTS\r\n* OK [UIDVALIDITY 1] x\r\n* OK [UIDNEXT 3] x\r\n",
+		"UID FETCH": "* 1 FETCH (UID 1 RFC822.SIZE 100 FLAGS () " + date + " X-GM-MSGID 1 X-GM-LABELS (\\Inbox \"\\\\Starred\" Work/Clients {3}\r\na\x01b))\r\n" +
+			"* 2 FETCH (UID 2 RFC822.SIZE 200 FLAGS () " + date + " X-GM-MSGID 2 X-GM-LABELS ())\r\n",
+		"CAPABILITY": "* CAPABILITY " + caps + "\r\n",
+	})
+	_, mb := openInbox(t, testUpstream(addr, nil))
+	msgs, err := mb.List(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 {
+		t.Fatalf("listed %d messages, want 2", len(msgs))
+	}
+	if want := []string{`\Inbox`, `\Starred`, "Work/Clients"}; !slices.Equal(msgs[0].Labels, want) {
+		t.Errorf("labels %q, want %q", msgs[0].Labels, want)
+	}
+	if msgs[1].Labels == nil || len(msgs[1].Labels) != 0 {
+		t.Errorf("labels of an archived message %#v, want an empty list", msgs[1].Labels)
+	}
+	if !strings.Contains(sc.commands(), "X-GM-LABELS") {
+		t.Errorf("X-GM-LABELS not asked for; commands:\n%s", sc.commands())
 	}
 }

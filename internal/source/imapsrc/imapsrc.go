@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -390,7 +392,7 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 	gmail := m.s.c.Caps().Has(capGmail)
 	err := m.s.command(ctx, func() error {
 		cmd := m.s.c.Fetch(imap.UIDSet{{Start: imap.UID(floor), Stop: 0}},
-			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true, GmailMsgID: gmail})
+			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true, GmailMsgID: gmail, GmailLabels: gmail})
 		n := 0
 		for {
 			msg := cmd.Next()
@@ -422,6 +424,9 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 			})
 			if buf.GmailMsgID != 0 {
 				msgs[len(msgs)-1].GlobalID = "gm:" + strconv.FormatUint(buf.GmailMsgID, 10)
+			}
+			if buf.GmailLabels != nil {
+				msgs[len(msgs)-1].Labels = keptLabels(buf.GmailLabels)
 			}
 		}
 		return cmd.Close()
@@ -457,6 +462,8 @@ func collect(msg *imapclient.FetchMessageData) (*imapclient.FetchMessageBuffer, 
 			buf.InternalDate = item.Time
 		case imapclient.FetchItemDataGmailMsgID:
 			buf.GmailMsgID = item.MsgID
+		case imapclient.FetchItemDataGmailLabels:
+			buf.GmailLabels = item.Labels
 		case imapclient.FetchItemDataFlags:
 			if err := checkFlags(item.Flags); err != nil {
 				return nil, err
@@ -478,8 +485,33 @@ func collect(msg *imapclient.FetchMessageData) (*imapclient.FetchMessageBuffer, 
 }
 
 // capGmail is Gmail's IMAP extension: X-GM-MSGID, its ID of a message in
-// every label (folder), in FETCH (go-imap v2 patched: third_party/).
+// every label (folder), and X-GM-LABELS, the message's labels, in FETCH
+// (go-imap v2 patched: third_party/).
 const capGmail imap.Cap = "X-GM-EXT-1"
+
+// Bounds on a message's labels: each becomes a local folder name.
+const (
+	maxLabels     = 100
+	maxLabelBytes = 255
+)
+
+// keptLabels are the labels a message may be filed under locally: at most
+// maxLabels, none longer than maxLabelBytes or with control characters
+// (the upstream's text is not trusted; such a label is left out). Never
+// nil: an empty list is a message with no label (archived).
+func keptLabels(labels []string) []string {
+	out := make([]string, 0, min(len(labels), maxLabels))
+	for _, l := range labels {
+		if len(out) == maxLabels {
+			break
+		}
+		if l == "" || len(l) > maxLabelBytes || strings.ContainsFunc(l, unicode.IsControl) || !utf8.ValidString(l) {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
 
 // Mailbox is a selected IMAP mailbox.
 type Mailbox struct {

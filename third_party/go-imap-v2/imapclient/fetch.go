@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
+	"github.com/emersion/go-imap/v2/internal/utf7"
 	"github.com/emersion/go-message/mail"
 )
 
@@ -58,6 +59,7 @@ func writeFetchItems(enc *imapwire.Encoder, numKind imapwire.NumKind, options *i
 		"RFC822.SIZE":   options.RFC822Size,
 		"MODSEQ":        options.ModSeq,
 		"X-GM-MSGID":    options.GmailMsgID,
+		"X-GM-LABELS":   options.GmailLabels,
 	}
 	for k, req := range m {
 		if req {
@@ -488,6 +490,15 @@ type FetchItemDataGmailMsgID struct {
 
 func (FetchItemDataGmailMsgID) fetchItemData() {}
 
+// FetchItemDataGmailLabels holds data returned by FETCH X-GM-LABELS: the
+// message's Gmail labels. System labels keep their backslash (`\Inbox`,
+// `\Sent`, `\Starred`...); user labels are decoded as mailbox names are.
+type FetchItemDataGmailLabels struct {
+	Labels []string
+}
+
+func (FetchItemDataGmailLabels) fetchItemData() {}
+
 // FetchBodySectionBuffer is a buffer for the data returned by
 // FetchItemBodySection.
 type FetchBodySectionBuffer struct {
@@ -516,8 +527,9 @@ type FetchMessageBuffer struct {
 	BodySection       []FetchBodySectionBuffer
 	BinarySection     []FetchBinarySectionBuffer
 	BinarySectionSize []FetchItemDataBinarySectionSize
-	ModSeq            uint64 // requires CONDSTORE
-	GmailMsgID        uint64 // requires X-GM-EXT-1
+	ModSeq            uint64   // requires CONDSTORE
+	GmailMsgID        uint64   // requires X-GM-EXT-1
+	GmailLabels       []string // requires X-GM-EXT-1
 }
 
 func (buf *FetchMessageBuffer) populateItemData(item FetchItemData) error {
@@ -566,6 +578,8 @@ func (buf *FetchMessageBuffer) populateItemData(item FetchItemData) error {
 		buf.ModSeq = item.ModSeq
 	case FetchItemDataGmailMsgID:
 		buf.GmailMsgID = item.MsgID
+	case FetchItemDataGmailLabels:
+		buf.GmailLabels = item.Labels
 	default:
 		panic(fmt.Errorf("unsupported fetch item data %T", item))
 	}
@@ -819,6 +833,33 @@ func (c *Client) handleFetch(seqNum uint32) error {
 				return dec.Err()
 			}
 			item = FetchItemDataGmailMsgID{MsgID: id}
+		case "X-GM-LABELS":
+			// A list of system labels (atoms with a backslash, or quoted
+			// "\\Inbox") and user labels (mailbox names: astrings in
+			// modified UTF-7).
+			labels := []string{}
+			if !dec.ExpectSP() {
+				return dec.Err()
+			}
+			err := dec.ExpectList(func() error {
+				var label string
+				if dec.Special('\\') {
+					if !dec.ExpectAtom(&label) {
+						return dec.Err()
+					}
+					label = `\` + label
+				} else if !dec.ExpectAString(&label) {
+					return dec.Err()
+				} else if decoded, err := utf7.Decode(label); err == nil {
+					label = decoded
+				} // else kept as sent: one odd label does not fail the FETCH
+				labels = append(labels, label)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			item = FetchItemDataGmailLabels{Labels: labels}
 		default:
 			return fmt.Errorf("unsupported msg-att name: %q", attName)
 		}
