@@ -2,12 +2,8 @@ package remotepull
 
 import (
 	"errors"
-	"fmt"
-	"slices"
-	"sync"
 	"sync/atomic"
 
-	"github.com/emersion/go-imap/backend"
 	"github.com/emersion/go-message/textproto"
 	"github.com/foxcpp/maddy/framework/buffer"
 	maddycfg "github.com/foxcpp/maddy/framework/config"
@@ -49,13 +45,15 @@ func (f *imapFilter) Name() string         { return "imap.filter.remote_pull" }
 func (f *imapFilter) InstanceName() string { return f.instName }
 
 // IMAPFilter returns the folder and flags of a fetched message for one
-// local account; nothing for any other message.
-func (f *imapFilter) IMAPFilter(accountName, _ string, meta *module.MsgMetadata, _ textproto.Header, _ buffer.Buffer) (string, []string, error) {
+// local account; nothing for any other message. It notes what it placed,
+// for the message's label copies (delivery.NoteStored).
+func (f *imapFilter) IMAPFilter(accountName, _ string, meta *module.MsgMetadata, header textproto.Header, _ buffer.Buffer) (string, []string, error) {
 	p, ok := delivery.PlacementOf(meta.ID)
 	if !ok {
 		return "", nil, nil
 	}
 	if p.Folder == "" && p.SpecialUse == "" {
+		delivery.NoteStored(meta.ID, accountName, header)
 		return "", p.Flags, nil
 	}
 	if p.Storage == nil {
@@ -65,71 +63,9 @@ func (f *imapFilter) IMAPFilter(accountName, _ string, meta *module.MsgMetadata,
 	if err != nil {
 		return "", p.Flags, err
 	}
-	if p.Delimiter != "" {
-		delim, err := localDelimiter(p.Storage, u)
-		if err != nil {
-			return "", p.Flags, err
-		}
-		p.Folder = delivery.MirrorPath(p.Folder, p.Delimiter, delim)
+	folder, err := delivery.LocalFolder(p.Storage, u, p)
+	if err == nil {
+		delivery.NoteStored(meta.ID, accountName, header)
 	}
-	folder, err := localFolder(u, p)
 	return folder, p.Flags, err
-}
-
-// localDelims caches each storage's hierarchy delimiter, which never
-// changes (imapsql: ".").
-var localDelims sync.Map // module.Storage → string
-
-// localDelimiter is the hierarchy delimiter of the storage's folder names,
-// or "" if it has none.
-func localDelimiter(s module.Storage, u backend.User) (string, error) {
-	if d, ok := localDelims.Load(s); ok {
-		return d.(string), nil
-	}
-	infos, err := u.ListMailboxes(false)
-	if err != nil {
-		return "", err
-	}
-	for _, info := range infos {
-		if info.Delimiter != "" {
-			localDelims.Store(s, info.Delimiter)
-			return info.Delimiter, nil
-		}
-	}
-	return "", nil
-}
-
-// specialCreator is go-imap-sql's user, which creates special-use folders.
-type specialCreator interface {
-	CreateMailboxSpecial(name, attr string) error
-}
-
-// localFolder finds the user's folder for p, creating it if needed: the
-// folder with p.SpecialUse if there is one, else p.Folder.
-func localFolder(u backend.User, p delivery.Placement) (string, error) {
-	if p.SpecialUse != "" {
-		infos, err := u.ListMailboxes(false)
-		if err != nil {
-			return "", err
-		}
-		for _, info := range infos {
-			if slices.Contains(info.Attributes, p.SpecialUse) {
-				return info.Name, nil
-			}
-		}
-	}
-	name := p.Folder
-	if name == "" {
-		return "", fmt.Errorf("remote_pull: no folder name for %s", p.SpecialUse)
-	}
-	var err error
-	if sc, ok := u.(specialCreator); ok && p.SpecialUse != "" {
-		err = sc.CreateMailboxSpecial(name, p.SpecialUse)
-	} else {
-		err = u.CreateMailbox(name)
-	}
-	if err != nil && !errors.Is(err, backend.ErrMailboxAlreadyExists) {
-		return "", fmt.Errorf("remote_pull: creating folder %q: %w", name, err)
-	}
-	return name, nil
 }

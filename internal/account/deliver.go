@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -117,15 +118,18 @@ func (a *Account) recordIfDuplicate(ctx context.Context, key ledger.MailboxKey, 
 // dedupeByGlobalID records as duplicates, without downloading them, the
 // messages of uids whose global ID (Gmail's X-GM-MSGID) the account has
 // delivered from another folder, and returns the others.
+//
+// A message with Gmail labels (labelled) is looked up so whatever dedupe
+// says: it is downloaded once and placed in every label's folder, so a
+// sighting in another label's folder is a copy; the labels it has now and
+// has no local copy for yet (added upstream since) are placed then,
+// without a download (placeMissing).
 func (f *folderPass) dedupeByGlobalID(ctx context.Context, uids []string) ([]string, error) {
 	a := f.a
-	if !a.s.Dedupe {
-		return uids, nil
-	}
 	rest := uids[:0:0]
 	for _, uid := range uids {
 		m := f.listed[uid]
-		if m.GlobalID != "" {
+		if m.GlobalID != "" && (a.s.Dedupe || a.labelled(m)) {
 			dup, err := a.recordIfDuplicate(ctx, f.key, ledger.Entry{UID: uid, Size: m.Size, GlobalID: m.GlobalID},
 				ledger.Identity{GlobalID: m.GlobalID})
 			if err != nil {
@@ -134,6 +138,9 @@ func (f *folderPass) dedupeByGlobalID(ctx context.Context, uids []string) ([]str
 			if dup {
 				f.states[uid] = ledger.Duplicate
 				a.fetched() // done, for the progress, without a download
+				if a.labelled(m) {
+					f.placeMissing(ctx, m)
+				}
 				continue
 			}
 		}
@@ -204,10 +211,13 @@ func (f *folderPass) fetchBatch(ctx context.Context, uids []string, place delive
 		res.Fetched++
 		a.fetched()
 		m := f.listed[uid]
-		if a.s.KeepFlags {
-			place.Flags = m.Flags
+		first, copies := place, []delivery.Placement(nil)
+		if a.labelled(m) {
+			first, copies = a.labelPlacements(m)
+		} else if a.s.KeepFlags {
+			first.Flags = m.Flags
 		}
-		state, err := f.deliverOne(ctx, m, place, sp.(*delivery.Spooled))
+		state, err := f.deliverOne(ctx, m, first, copies, sp.(*delivery.Spooled))
 		if err != nil {
 			return err
 		}
@@ -227,7 +237,11 @@ func (f *folderPass) fetchBatch(ctx context.Context, uids []string, place delive
 
 // deliverOne hands one spooled message to maddy and records the outcome.
 // A temporary failure records nothing and is returned, ending the poll.
-func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place delivery.Placement, sp *delivery.Spooled) (ledger.State, error) {
+//
+// copies are further placements of the message (its other Gmail labels):
+// stored once it is committed, straight into the storage, and recorded
+// with the first in the ledger's placements.
+func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place delivery.Placement, copies []delivery.Placement, sp *delivery.Spooled) (ledger.State, error) {
 	a, key, uid := f.a, f.key, m.UID
 	origin := delivery.Origin{
 		Placement:   place,
@@ -269,7 +283,7 @@ func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place del
 			return ledger.Duplicate, nil
 		}
 	}
-	msgID, err := a.s.Target.Deliver(dctx, sp, origin)
+	msgID, stored, err := a.s.Target.DeliverCopies(dctx, sp, origin, copies)
 	entry.MsgID = msgID
 	switch {
 	case err == nil:
@@ -296,6 +310,110 @@ func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place del
 	messagesTotal.WithLabelValues(a.s.Name, string(entry.State)).Inc()
 	if entry.State == ledger.Delivered {
 		bytesDelivered.WithLabelValues(a.s.Name).Add(float64(sp.Size))
+		if a.labelled(m) {
+			f.recordPlaced(dctx, m, origin.ID(), stored.Accounts, append([]delivery.Placement{place}, stored.Placed...))
+		}
 	}
 	return entry.State, nil
+}
+
+// labelled: the message's local placement follows its Gmail labels
+// (local_folders mirror, and the upstream listed labels).
+func (a *Account) labelled(m source.Message) bool {
+	return a.s.MirrorFolders && m.Labels != nil && m.GlobalID != ""
+}
+
+// labelPlacements are the local folders of a labelled message, each with
+// the flags every copy gets (\Flagged for \Starred, and the upstream
+// copy's flags with keep_flags): the first is where it is delivered, the
+// others get copies.
+func (a *Account) labelPlacements(m source.Message) (first delivery.Placement, copies []delivery.Placement) {
+	places, flags := delivery.GmailPlacements(m.Labels)
+	if a.s.KeepFlags {
+		for _, fl := range m.Flags {
+			if !slices.Contains(flags, fl) {
+				flags = append(flags, fl)
+			}
+		}
+	}
+	for i := range places {
+		places[i].Flags = flags
+	}
+	return places[0], places[1:]
+}
+
+// recordPlaced records the local copies of a labelled message. A failure
+// is logged, not returned: the message itself is recorded, and a copy
+// not recorded is at worst made again at a later sighting.
+func (f *folderPass) recordPlaced(ctx context.Context, m source.Message, origin string, accounts []string, places []delivery.Placement) {
+	a := f.a
+	keys := make([]string, len(places))
+	for i, p := range places {
+		keys[i] = p.Key()
+	}
+	if err := a.s.Ledger.RecordPlaced(ctx, a.s.Name, m.GlobalID, origin, accounts, keys); err != nil {
+		a.s.Log.Error("recording label copies", err, "folder", f.name, "uid", m.UID)
+		return
+	}
+	if n := len(places) - 1; n > 0 {
+		f.res.LabelCopies += n
+		labelCopiesTotal.WithLabelValues(a.s.Name).Add(float64(n))
+	}
+}
+
+// placeMissing stores, without a download, a copy of a delivered labelled
+// message in each local folder its labels now call for and that has none
+// yet (a label added upstream since): copied within maddy's storage from
+// a local copy. A label removed upstream removes nothing locally. If the
+// user has deleted every local copy, nothing is downloaded again: the
+// missing places are recorded as done. Failures are logged and the copy
+// is tried at the next sighting; the poll goes on.
+func (f *folderPass) placeMissing(ctx context.Context, m source.Message) {
+	a := f.a
+	placed, ok, err := a.s.Ledger.PlacedOf(ctx, a.s.Name, m.GlobalID)
+	if err != nil || !ok {
+		if err != nil {
+			a.s.Log.Error("reading label copies", err, "folder", f.name, "uid", m.UID)
+		}
+		return // delivered before its labels were known: nothing to copy from
+	}
+	first, copies := a.labelPlacements(m)
+	var missing []delivery.Placement
+	for _, p := range append([]delivery.Placement{first}, copies...) {
+		if !slices.Contains(placed.Places, p.Key()) {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	from := make([]delivery.Placement, len(placed.Places))
+	for i, k := range placed.Places {
+		from[i] = delivery.GmailPlacementOfKey(k)
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DeliveryTimeout)
+	defer cancel()
+	done, err := a.s.Target.CopyStored(dctx, placed.Accounts, placed.Origin, from, missing)
+	if errors.Is(err, delivery.ErrNoLocalCopy) {
+		a.s.Log.Msg("new label not placed: no local copy of the message is left to copy from, and it is not downloaded again",
+			"folder", f.name, "uid", m.UID)
+		done, err = missing, nil
+	}
+	if err != nil {
+		a.s.Log.Error("placing a label copy", err, "folder", f.name, "uid", m.UID)
+	}
+	if len(done) == 0 {
+		return
+	}
+	keys := make([]string, len(done))
+	for i, p := range done {
+		keys[i] = p.Key()
+	}
+	if err := a.s.Ledger.RecordPlaced(dctx, a.s.Name, m.GlobalID, placed.Origin, placed.Accounts, keys); err != nil {
+		a.s.Log.Error("recording label copies", err, "folder", f.name, "uid", m.UID)
+		return
+	}
+	f.res.LabelCopies += len(done)
+	labelCopiesTotal.WithLabelValues(a.s.Name).Add(float64(len(done)))
+	a.s.Log.DebugMsg("label copies placed without a download", "folder", f.name, "uid", m.UID, "copies", len(done))
 }

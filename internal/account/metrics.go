@@ -15,6 +15,10 @@ var (
 		Namespace: "maddy", Subsystem: "remote_pull", Name: "delivered_bytes_total",
 		Help: "Bytes of the messages delivered into maddy.",
 	}, []string{"account"})
+	labelCopiesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "label_copies_total",
+		Help: "Local copies of delivered messages stored for their further Gmail labels, without a download.",
+	}, []string{"account"})
 	pollsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "maddy", Subsystem: "remote_pull", Name: "polls_total",
 		Help: "Polls by result: ok, or the kind of error (auth, busy, folder, connection, delivery, internal).",
@@ -39,7 +43,7 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(messagesTotal, bytesDelivered, pollsTotal, pollDuration, lastSuccess, accountState, connections)
+	prometheus.MustRegister(messagesTotal, bytesDelivered, labelCopiesTotal, pollsTotal, pollDuration, lastSuccess, accountState, connections)
 }
 
 func setStateMetric(account, state string) {

@@ -40,6 +40,9 @@ const batchSize = 500
 // PollResult counts what one poll did.
 type PollResult struct {
 	Fetched, Delivered, Refused, Removed, TooLarge, Adopted int
+	// LabelCopies: local copies made for further Gmail labels, without a
+	// download.
+	LabelCopies int
 	// More: max_messages_per_poll left messages for the next poll.
 	More bool
 }
@@ -51,6 +54,7 @@ func (r *PollResult) add(o PollResult) {
 	r.Removed += o.Removed
 	r.TooLarge += o.TooLarge
 	r.Adopted += o.Adopted
+	r.LabelCopies += o.LabelCopies
 	r.More = r.More || o.More
 }
 

@@ -288,6 +288,30 @@ func CleanSpool(dir string) error {
 // temporary or permanent as IsPermanent tells; either way nothing was
 // committed.
 func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID string, err error) {
+	msgID, _, err = t.DeliverCopies(ctx, s, o, nil)
+	return msgID, err
+}
+
+// Copies is what DeliverCopies stored besides the delivered message.
+type Copies struct {
+	// Accounts are the local accounts (maddy's names) the message was
+	// stored for, where later copies go (CopyStored).
+	Accounts []string
+	// Placed are the copies stored, for every account; a copy that
+	// failed is left out (and the error logged), for CopyStored to make
+	// later from the delivered message.
+	Placed []Placement
+}
+
+// DeliverCopies is Deliver, and once the message is committed it stores
+// a copy of it in each of copies (further Gmail labels), straight into
+// the storage, without the pipeline (copies.go).
+func (t *Target) DeliverCopies(ctx context.Context, s *Spooled, o Origin, copies []Placement) (msgID string, c Copies, err error) {
+	msgID, err = t.deliver(ctx, s, o, copies, &c)
+	return msgID, c, err
+}
+
+func (t *Target) deliver(ctx context.Context, s *Spooled, o Origin, copies []Placement, c *Copies) (msgID string, err error) {
 	msgID, err = module.GenerateMsgID()
 	if err != nil {
 		return "", exterrors.WithTemporary(err, true)
@@ -321,10 +345,16 @@ func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID strin
 	t.Log.Msg("incoming message", "msg_id", msgID, "account", o.Account, "folder", o.Folder,
 		"uid", o.UID, "sender", mailFrom, "size", s.Size)
 
-	if !o.Placement.IsZero() {
+	if !o.Placement.IsZero() || len(copies) > 0 {
 		o.Placement.Storage = t.Storage
 		placements.Store(msgID, o.Placement)
 		defer placements.Delete(msgID)
+	}
+	var noted *storedCopies
+	if len(copies) > 0 {
+		noted = &storedCopies{}
+		stored.Store(msgID, noted)
+		defer stored.Delete(msgID)
 	}
 	d, err := t.Pipeline.Start(ctx, meta, mailFrom)
 	if err != nil {
@@ -339,6 +369,19 @@ func (t *Target) Deliver(ctx context.Context, s *Spooled, o Origin) (msgID strin
 			t.Log.Error("abort failed", abortErr, "msg_id", msgID)
 		}
 		return msgID, err
+	}
+	if noted != nil {
+		noted.mu.Lock()
+		for _, sc := range noted.copies {
+			c.Accounts = append(c.Accounts, sc.account)
+		}
+		noted.mu.Unlock()
+		c.Placed, err = t.storeCopies(noted, s, o, mailFrom, copies)
+		if err != nil {
+			// The message is committed: that stands. The copies not
+			// made are made later from it (CopyStored).
+			t.Log.Error("storing label copies", err, "msg_id", msgID, "account", o.Account)
+		}
 	}
 	return msgID, nil
 }

@@ -102,3 +102,32 @@ func GmailPlacements(labels []string) (placements []Placement, flags []string) {
 func (p Placement) samePlace(q Placement) bool {
 	return p.Folder == q.Folder && p.SpecialUse == q.SpecialUse && p.Delimiter == q.Delimiter
 }
+
+// Key names the local folder a Gmail placement stands for, as the ledger
+// records the copies of a message (ledger.RecordPlaced): "INBOX", a
+// SPECIAL-USE attribute (`\Sent`...), or "label:" and a user label.
+func (p Placement) Key() string {
+	switch {
+	case p.SpecialUse != "":
+		return p.SpecialUse
+	case p.Folder == "":
+		return "INBOX"
+	}
+	return "label:" + p.Folder
+}
+
+// GmailPlacementOfKey is the placement Key named, without flags.
+func GmailPlacementOfKey(key string) Placement {
+	if label, ok := strings.CutPrefix(key, "label:"); ok {
+		return Placement{Folder: label, Delimiter: GmailDelimiter}
+	}
+	if key == GmailArchive.SpecialUse {
+		return GmailArchive
+	}
+	for _, p := range gmailSpecial {
+		if p.SpecialUse == key {
+			return p
+		}
+	}
+	return Placement{} // INBOX
+}

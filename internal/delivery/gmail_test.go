@@ -38,6 +38,23 @@ func TestGmailPlacements(t *testing.T) {
 	}
 }
 
+// Key and GmailPlacementOfKey go both ways for every Gmail placement.
+func TestGmailPlacementKeys(t *testing.T) {
+	places, _ := GmailPlacements([]string{`\Inbox`, `\Sent`, `\Draft`, `\Spam`, `\Trash`, "Work/Clients", "label:x"})
+	places = append(places, GmailArchive)
+	seen := map[string]bool{}
+	for _, p := range places {
+		k := p.Key()
+		if seen[k] {
+			t.Errorf("two placements with key %q", k)
+		}
+		seen[k] = true
+		if back := GmailPlacementOfKey(k); !reflect.DeepEqual(back, p) {
+			t.Errorf("GmailPlacementOfKey(%q) = %+v, want %+v", k, back, p)
+		}
+	}
+}
+
 func TestReceivedDate(t *testing.T) {
 	for _, c := range []struct {
 		fields []string // topmost first

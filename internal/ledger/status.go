@@ -82,7 +82,7 @@ func (l *Ledger) ForgetAccount(ctx context.Context, account string, maddyRunning
 			return err
 		}
 		n, _ = res.RowsAffected()
-		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts"} {
+		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts", "placements"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ?`, account); err != nil {
 				return err
 			}
@@ -164,6 +164,10 @@ type AccountStatus struct {
 	// AdoptedMaxAge: recorded, never fetched, for being older than
 	// max_age at their folder's first sync (ReasonMaxAge).
 	AdoptedMaxAge int64 `json:"adopted_max_age"`
+	// LabelCopies: local copies of delivered messages made for their
+	// further Gmail labels, without a download (Delivered counts the
+	// downloads delivered).
+	LabelCopies int64 `json:"label_copies"`
 	// FirstSeen is when the account's status was first saved: how long an
 	// account that never worked has been failing.
 	FirstSeen time.Time `json:"-"`
@@ -272,7 +276,18 @@ func (l *Ledger) statuses(ctx context.Context, account string) ([]AccountStatus,
 		}
 		out = append(out, st)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	for i := range out {
+		n, err := labelCopies(ctx, l.db, out[i].Account)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		out[i].LabelCopies = n
+	}
+	return out, nil
 }
 
 func unix(t time.Time) int64 {
