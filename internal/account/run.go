@@ -35,6 +35,7 @@ type Account struct {
 	lastClass errClass        // the kind of the last poll's outcome, to log changes only
 	failing   int             // polls that failed in a row (backed off), for the notices
 	capLogged bool            // a notice was held back by the daily cap, and logged
+	ensured   map[string]bool // mirrored folders made locally (ensureFolder)
 
 	progress      ledger.Progress // the poll under way (progress.go)
 	progressSaved time.Time       // when progress was last published
