@@ -92,3 +92,62 @@ func TestArrivalDatesKeptPOP3(t *testing.T) {
 		t.Errorf("INTERNALDATE %v of a message without Received, want the time of delivery (after %v)", d, start)
 	}
 }
+
+// localFolders lists the local user's folders through maddy's IMAP.
+func localFolders(t *testing.T, m *harness.Maddy) map[string]bool {
+	t.Helper()
+	c, err := m.DialIMAP(localUser, localPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, l := range list {
+		out[l.Mailbox] = true
+	}
+	return out
+}
+
+// Empty folders (issue 20, item 6): local_folders mirror makes the local
+// counterpart of every polled upstream folder, empty ones too, with the
+// mirror's path rules ("/" upstream becomes maddy's "."), and of a new
+// empty folder that appears upstream later, at the next poll.
+func TestMirrorEmptyFolders(t *testing.T) {
+	up := newUpstream(t, `namespace inbox {
+  inbox = yes
+  separator = /
+}`)
+	up.Seed(t, upUser, "INBOX", harness.Message(1, 500))
+	up.Doveadm(t, nil, "mailbox", "create", "-s", "-u", upUser, "Empty")
+	up.Doveadm(t, nil, "mailbox", "create", "-s", "-u", upUser, "Projects/Old stuff")
+	bin := harness.BuildMaddy(t)
+	m := harness.StartMaddy(t, bin, harness.MaddyOptions{
+		Users:        map[string]string{localUser: localPass},
+		StorageExtra: "imap_filter { remote_pull }",
+		Extra: accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), Keep: true, CAFile: up.CA.CAFile,
+			Extra: "        folders *\n        local_folders mirror\n        idle no\n"}.String(),
+		Files: map[string]string{"upstream-password": upPass + "\n"},
+	})
+	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
+	want := []string{"Empty", "Projects", "Projects.Old stuff"}
+	harness.Eventually(t, waitLong, func() bool {
+		got := localFolders(t, m)
+		for _, f := range want {
+			if !got[f] {
+				return false
+			}
+		}
+		return true
+	}, "empty upstream folders made locally")
+
+	up.Doveadm(t, nil, "mailbox", "create", "-s", "-u", upUser, "Later")
+	harness.Eventually(t, waitLong, func() bool { return localFolders(t, m)["Later"] },
+		"a new empty upstream folder made locally at a later poll")
+	if got := localFolders(t, m); got["Projects/Old stuff"] {
+		t.Errorf("the upstream path was not rebuilt with the mirror's rules: %v", got)
+	}
+}

@@ -52,6 +52,40 @@ func (a *Account) placement(ctx context.Context, mb source.Mailbox, folder strin
 	return p, nil
 }
 
+// ensureFolder makes the folder's local counterpart under local_folders
+// mirror, once per folder in the account's life, so that an upstream
+// folder that is empty (or whose messages all stay upstream) exists
+// locally too. A failure is logged and tried again at the next poll; the
+// folder's messages are fetched all the same (their delivery makes the
+// folder).
+func (f *folderPass) ensureFolder(ctx context.Context) error {
+	a := f.a
+	if !a.s.MirrorFolders {
+		return nil
+	}
+	a.mu.Lock()
+	done := a.ensured[f.name]
+	a.mu.Unlock()
+	if done {
+		return nil
+	}
+	place, err := a.placement(ctx, f.mb, f.name)
+	if err != nil {
+		return err
+	}
+	if err := a.s.Target.EnsureFolder(place); err != nil {
+		a.s.Log.Error("making the local folder of an upstream folder", err, "folder", f.name)
+		return nil
+	}
+	a.mu.Lock()
+	if a.ensured == nil {
+		a.ensured = map[string]bool{}
+	}
+	a.ensured[f.name] = true
+	a.mu.Unlock()
+	return nil
+}
+
 // mirrorClash is a folder error when local_folders mirror would put the
 // folder's messages in the same local folder as another folder of the
 // poll ("a.b" and "a_b" upstream, a "." inside a part becoming "_"):

@@ -229,6 +229,9 @@ func (f *folderPass) run(ctx context.Context, budget int) error {
 	if err := f.open(ctx); err != nil {
 		return err
 	}
+	if err := f.ensureFolder(ctx); err != nil {
+		return err
+	}
 	if !f.seen && f.a.s.FirstSyncNew {
 		return f.adoptAll(ctx)
 	}

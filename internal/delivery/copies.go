@@ -323,3 +323,33 @@ func (t *Target) addFlags(u backend.User, dest, origin string, flags []string) e
 	set.AddNum(uids...)
 	return mbox.UpdateMessagesFlags(true, &set, imap.AddFlags, true, flags)
 }
+
+// virtualUses are SPECIAL-USE attributes of folders that show messages
+// kept elsewhere (RFC 6154 \All, \Flagged; Gmail's \Important): never
+// made locally, even empty.
+var virtualUses = []string{`\All`, `\Flagged`, `\Important`}
+
+// EnsureFolder creates p's local folder for each rcpt_to recipient that
+// has a local account, if it lacks it: an upstream folder mirrored
+// (local_folders mirror) exists locally even while it is empty. The zero
+// placement (INBOX) and virtual folders (\All, \Flagged, \Important) are
+// left alone. A recipient without a local account (or whose account name
+// is not its address, through delivery_map) is skipped: its folders come
+// with the first message delivered there.
+func (t *Target) EnsureFolder(p Placement) error {
+	if p.Folder == "" && p.SpecialUse == "" || slices.Contains(virtualUses, p.SpecialUse) || t.Storage == nil {
+		return nil
+	}
+	for _, rcpt := range t.Rcpts {
+		u, err := t.Storage.GetIMAPAcct(rcpt)
+		if err != nil {
+			continue // no such local account: nothing to make
+		}
+		_, err = t.LocalFolder(u, p)
+		u.Logout()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
