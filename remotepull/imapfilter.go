@@ -1,7 +1,6 @@
 package remotepull
 
 import (
-	"errors"
 	"sync/atomic"
 
 	"github.com/emersion/go-message/textproto"
@@ -45,27 +44,7 @@ func (f *imapFilter) Name() string         { return "imap.filter.remote_pull" }
 func (f *imapFilter) InstanceName() string { return f.instName }
 
 // IMAPFilter returns the folder and flags of a fetched message for one
-// local account; nothing for any other message. It notes what it placed,
-// for the message's label copies (delivery.NoteStored).
+// local account; nothing for any other message (delivery.FilterFolder).
 func (f *imapFilter) IMAPFilter(accountName, _ string, meta *module.MsgMetadata, header textproto.Header, _ buffer.Buffer) (string, []string, error) {
-	p, ok := delivery.PlacementOf(meta.ID)
-	if !ok {
-		return "", nil, nil
-	}
-	if p.Folder == "" && p.SpecialUse == "" {
-		delivery.NoteStored(meta.ID, accountName, header)
-		return "", p.Flags, nil
-	}
-	if p.Storage == nil {
-		return "", p.Flags, errors.New("remote_pull: no storage to place the message in")
-	}
-	u, err := p.Storage.GetOrCreateIMAPAcct(accountName)
-	if err != nil {
-		return "", p.Flags, err
-	}
-	folder, err := delivery.LocalFolder(p.Storage, u, p)
-	if err == nil {
-		delivery.NoteStored(meta.ID, accountName, header)
-	}
-	return folder, p.Flags, err
+	return delivery.FilterFolder(accountName, meta, header)
 }

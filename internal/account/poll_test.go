@@ -38,6 +38,7 @@ type fakeUpstream struct {
 	uidNext    uint32               // UIDNEXT to report; 0: one past the highest UID
 	badFolders map[string]bool      // SELECT answers NO for these
 	globalIDs  map[string]string    // "folder/UID" → source.Message.GlobalID
+	labels     map[string][]string  // "folder/UID" → source.Message.Labels (Gmail)
 	delim      string               // the hierarchy delimiter in folder names
 	dates      map[uint32]time.Time // INTERNALDATE; zero: none
 	printsErr  error                // the next Fingerprints fails with this
@@ -127,7 +128,8 @@ func (s *fakeSession) List(_ context.Context, floor uint32) ([]source.Message, e
 	for _, uid := range s.uids() {
 		if uid >= floor {
 			out = append(out, source.Message{UID: ledger.FormatUID(uid), Size: int64(len(s.f.msgs[uid])), Deleted: s.f.deleted[uid],
-				GlobalID: s.f.globalIDs[s.folder+"/"+ledger.FormatUID(uid)], Date: s.f.dates[uid]})
+				GlobalID: s.f.globalIDs[s.folder+"/"+ledger.FormatUID(uid)], Date: s.f.dates[uid],
+				Labels: s.f.labels[s.folder+"/"+ledger.FormatUID(uid)]})
 		}
 	}
 	return out, nil

@@ -1,8 +1,11 @@
 package delivery
 
 import (
+	"errors"
 	"strings"
 	"sync"
+
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/foxcpp/maddy/framework/module"
 )
@@ -65,4 +68,32 @@ func PlacementOf(id string) (Placement, bool) {
 		return Placement{}, false
 	}
 	return v.(Placement), true
+}
+
+// FilterFolder is the remote_pull imap_filter's answer for one local
+// account (maddy's name for it) and a message in delivery: the local
+// folder and flags of its placement, the folder made if the user lacks it;
+// nothing for a message remote_pull did not give a placement. It notes
+// what it placed, for the message's label copies (NoteStored).
+func FilterFolder(account string, meta *module.MsgMetadata, header textproto.Header) (string, []string, error) {
+	p, ok := PlacementOf(meta.ID)
+	if !ok {
+		return "", nil, nil
+	}
+	if p.Folder == "" && p.SpecialUse == "" {
+		NoteStored(meta.ID, account, header)
+		return "", p.Flags, nil
+	}
+	if p.Storage == nil {
+		return "", p.Flags, errors.New("remote_pull: no storage to place the message in")
+	}
+	u, err := p.Storage.GetOrCreateIMAPAcct(account)
+	if err != nil {
+		return "", p.Flags, err
+	}
+	folder, err := LocalFolder(p.Storage, u, p)
+	if err == nil {
+		NoteStored(meta.ID, account, header)
+	}
+	return folder, p.Flags, err
 }
