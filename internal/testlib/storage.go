@@ -49,7 +49,7 @@ func (s *Storage) GetOrCreateIMAPAcct(name string) (backend.User, error) {
 	return s.Back.GetOrCreateUser(name)
 }
 func (s *Storage) GetIMAPAcct(name string) (backend.User, error) { return s.Back.GetUser(name) }
-func (s *Storage) IMAPExtensions() []string                    { return nil }
+func (s *Storage) IMAPExtensions() []string                      { return nil }
 
 // Stored is one message as the storage holds it.
 type Stored struct {
