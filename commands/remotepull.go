@@ -238,8 +238,12 @@ func printStatus(out io.Writer, sts []accountStatus, running bool) error {
 		case !running:
 			state, next = "stopped (last: "+st.State+")", "-"
 		}
-		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", st.Account, st.Protocol, st.Host, state,
-			ago(st.LastSuccess), next, st.Delivered, st.Refused, waiting, shortErr(st.LastError))
+		delivered := fmt.Sprint(st.Delivered)
+		if st.LabelCopies > 0 {
+			delivered += fmt.Sprintf(" (+%d label copies)", st.LabelCopies)
+		}
+		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", st.Account, st.Protocol, st.Host, state,
+			ago(st.LastSuccess), next, delivered, st.Refused, waiting, shortErr(st.LastError))
 	}
 	if err := w.Flush(); err != nil {
 		return err

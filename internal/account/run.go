@@ -246,7 +246,7 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 	res, err = a.Poll(ctx)
 	if res != (PollResult{}) {
 		a.s.Log.Msg("poll done", "fetched", res.Fetched, "delivered", res.Delivered,
-			"refused", res.Refused, "too_large", res.TooLarge, "removed", res.Removed, "more", res.More,
+			"refused", res.Refused, "too_large", res.TooLarge, "removed", res.Removed, "label_copies", res.LabelCopies, "more", res.More,
 			"duration", time.Since(start).Round(time.Millisecond).String())
 	}
 	return res, err
