@@ -73,7 +73,15 @@ func (f *folderPass) ensureFolder(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.s.Target.EnsureFolder(place); err != nil {
+	virtual := false
+	if v, ok := f.mb.(source.VirtualFolder); ok {
+		if virtual, err = v.Virtual(ctx); err != nil {
+			return err
+		}
+	}
+	if virtual {
+		// Gmail's All Mail, Starred, Important: views, not folders.
+	} else if err := a.s.Target.EnsureFolder(place); err != nil {
 		a.s.Log.Error("making the local folder of an upstream folder", err, "folder", f.name)
 		return nil
 	}

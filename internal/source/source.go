@@ -175,6 +175,14 @@ type Delimited interface {
 	HierarchyDelimiter(ctx context.Context) (string, error)
 }
 
+// VirtualFolder is a mailbox that can tell whether it is a view of
+// messages kept in other folders (IMAP \All, \Flagged, \Important:
+// Gmail's All Mail, Starred, Important), which local_folders mirror does
+// not make locally.
+type VirtualFolder interface {
+	Virtual(ctx context.Context) (bool, error)
+}
+
 // SeenMarker is a mailbox that can set \Seen on messages (mark_seen).
 type SeenMarker interface {
 	MarkSeen(ctx context.Context, uids []string) error

@@ -16,6 +16,22 @@ var specialUses = []imap.MailboxAttr{imap.MailboxAttrSent, imap.MailboxAttrDraft
 type folderInfo struct {
 	specialUse string // SPECIAL-USE attribute, or ""
 	delim      string // hierarchy delimiter, or "" for a flat name
+	// virtual: a view of messages kept in other folders (\All, \Flagged,
+	// \Important: Gmail's All Mail, Starred, Important).
+	virtual bool
+	// label is the Gmail label the folder shows (`\Inbox`, `\Sent`,
+	// `\Starred`, a user label...), "" for All Mail.
+	label string
+}
+
+// virtualUses are the attributes of folders that are views.
+var virtualUses = []imap.MailboxAttr{imap.MailboxAttrAll, imap.MailboxAttrFlagged, imap.MailboxAttrImportant}
+
+// gmailLabels are the Gmail labels of the folders with these attributes.
+var gmailLabels = map[imap.MailboxAttr]string{
+	imap.MailboxAttrSent: `\Sent`, imap.MailboxAttrDrafts: `\Draft`, imap.MailboxAttrJunk: `\Spam`,
+	imap.MailboxAttrTrash: `\Trash`, imap.MailboxAttrFlagged: `\Starred`, imap.MailboxAttrImportant: `\Important`,
+	imap.MailboxAttrAll: "",
 }
 
 // folderInfo is LIST's word on this folder (one LIST per session,
@@ -24,13 +40,22 @@ func (m *Mailbox) folderInfo(ctx context.Context) (folderInfo, error) {
 	if m.s.folders == nil {
 		folders := map[string]folderInfo{}
 		err := m.s.list(ctx, func(mb *imap.ListData) {
-			var info folderInfo
+			info := folderInfo{label: mb.Mailbox}
+			if mb.Mailbox == "INBOX" {
+				info.label = `\Inbox`
+			}
 			if mb.Delim != 0 {
 				info.delim = string(mb.Delim)
 			}
 			for _, a := range mb.Attrs {
 				if slices.Contains(specialUses, a) {
 					info.specialUse = string(a)
+				}
+				if slices.Contains(virtualUses, a) {
+					info.virtual = true
+				}
+				if l, ok := gmailLabels[a]; ok {
+					info.label = l
 				}
 			}
 			folders[mb.Mailbox] = info
@@ -41,6 +66,13 @@ func (m *Mailbox) folderInfo(ctx context.Context) (folderInfo, error) {
 		m.s.folders = folders
 	}
 	return m.s.folders[m.name], nil
+}
+
+// Virtual: the folder is a view of messages kept in other folders (\All,
+// \Flagged, \Important), which local_folders mirror does not make locally.
+func (m *Mailbox) Virtual(ctx context.Context) (bool, error) {
+	info, err := m.folderInfo(ctx)
+	return info.virtual, err
 }
 
 // SpecialUse is the folder's SPECIAL-USE attribute, or "".

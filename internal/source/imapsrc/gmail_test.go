@@ -52,8 +52,9 @@ func TestListGmailMsgID(t *testing.T) {
 }
 
 // On Gmail the listing asks for X-GM-LABELS too and gives each message its
-// labels as Gmail sends them (an empty list: archived); hostile labels
-// (control characters) are left out. Elsewhere Labels is nil.
+// labels as Gmail sends them, with the label of the folder listed (Gmail
+// leaves it out there: INBOX's `\Inbox`, once); hostile labels (control
+// characters) are left out.
 func TestListGmailLabels(t *testing.T) {
 	const date = `INTERNALDATE "01-Jan-2024 10:00:00 +0000"`
 	caps := "IMAP4rev1 AUTH=PLAIN UIDPLUS X-GM-EXT-1"
@@ -62,6 +63,7 @@ func TestListGmailLabels(t *testing.T) {
 		"UID FETCH": "* 1 FETCH (UID 1 RFC822.SIZE 100 FLAGS () " + date + " X-GM-MSGID 1 X-GM-LABELS (\\Inbox \"\\\\Starred\" Work/Clients {3}\r\na\x01b))\r\n" +
 			"* 2 FETCH (UID 2 RFC822.SIZE 200 FLAGS () " + date + " X-GM-MSGID 2 X-GM-LABELS ())\r\n",
 		"CAPABILITY": "* CAPABILITY " + caps + "\r\n",
+		"LIST":       "* LIST (\\HasNoChildren) \"/\" INBOX\r\n* LIST (\\All) \"/\" \"[Gmail]/All Mail\"\r\n",
 	})
 	_, mb := openInbox(t, testUpstream(addr, nil))
 	msgs, err := mb.List(context.Background(), 1)
@@ -74,8 +76,8 @@ func TestListGmailLabels(t *testing.T) {
 	if want := []string{`\Inbox`, `\Starred`, "Work/Clients"}; !slices.Equal(msgs[0].Labels, want) {
 		t.Errorf("labels %q, want %q", msgs[0].Labels, want)
 	}
-	if msgs[1].Labels == nil || len(msgs[1].Labels) != 0 {
-		t.Errorf("labels of an archived message %#v, want an empty list", msgs[1].Labels)
+	if want := []string{`\Inbox`}; !slices.Equal(msgs[1].Labels, want) {
+		t.Errorf("labels %#v of a message listed in INBOX without labels, want %q", msgs[1].Labels, want)
 	}
 	if !strings.Contains(sc.commands(), "X-GM-LABELS") {
 		t.Errorf("X-GM-LABELS not asked for; commands:\n%s", sc.commands())

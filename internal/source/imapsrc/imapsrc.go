@@ -390,6 +390,14 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 	}
 	var msgs []source.Message
 	gmail := m.s.c.Caps().Has(capGmail)
+	var own string // the folder's own label, which Gmail may leave out
+	if gmail {
+		info, err := m.folderInfo(ctx)
+		if err != nil {
+			return nil, err
+		}
+		own = info.label
+	}
 	err := m.s.command(ctx, func() error {
 		cmd := m.s.c.Fetch(imap.UIDSet{{Start: imap.UID(floor), Stop: 0}},
 			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true, GmailMsgID: gmail, GmailLabels: gmail})
@@ -426,7 +434,7 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 				msgs[len(msgs)-1].GlobalID = "gm:" + strconv.FormatUint(buf.GmailMsgID, 10)
 			}
 			if buf.GmailLabels != nil {
-				msgs[len(msgs)-1].Labels = keptLabels(buf.GmailLabels)
+				msgs[len(msgs)-1].Labels = keptLabels(buf.GmailLabels, own)
 			}
 		}
 		return cmd.Close()
@@ -497,15 +505,20 @@ const (
 
 // keptLabels are the labels a message may be filed under locally: at most
 // maxLabels, none longer than maxLabelBytes or with control characters
-// (the upstream's text is not trusted; such a label is left out). Never
-// nil: an empty list is a message with no label (archived).
-func keptLabels(labels []string) []string {
-	out := make([]string, 0, min(len(labels), maxLabels))
+// (the upstream's text is not trusted; such a label is left out), and
+// own, the label of the folder listed, which Gmail leaves out of
+// X-GM-LABELS there (as users report). Never nil: an empty list is a
+// message with no label (archived).
+func keptLabels(labels []string, own string) []string {
+	out := make([]string, 0, min(len(labels)+1, maxLabels))
+	if own != "" {
+		out = append(out, own)
+	}
 	for _, l := range labels {
 		if len(out) == maxLabels {
 			break
 		}
-		if l == "" || len(l) > maxLabelBytes || strings.ContainsFunc(l, unicode.IsControl) || !utf8.ValidString(l) {
+		if l == "" || l == own || len(l) > maxLabelBytes || strings.ContainsFunc(l, unicode.IsControl) || !utf8.ValidString(l) {
 			continue
 		}
 		out = append(out, l)
