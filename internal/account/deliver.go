@@ -381,7 +381,7 @@ func (a *Account) labelPlacements(m source.Message) (first delivery.Placement, c
 	for i := range places {
 		places[i].Flags = flags
 	}
-	return places[0], places[1:]
+	return places[0], places[1:] // never nil: accounts are noted for later labels
 }
 
 // recordPlaced records the local copies of a labelled message. A failure

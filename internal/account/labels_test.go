@@ -89,6 +89,7 @@ func TestLabelsDownloadOnce(t *testing.T) {
 
 	// A label added upstream: the message shows in the new label's folder.
 	labels["1"] = append(labels["1"], "Family")
+	labels["3"] = append(labels["3"], "Family") // delivered without copies
 	for uid, l := range labels {
 		up.globalIDs["Family/"+uid] = "gm:" + uid
 		up.labels["Family/"+uid] = l
@@ -99,24 +100,24 @@ func TestLabelsDownloadOnce(t *testing.T) {
 	if len(up.fetched) != 3 {
 		t.Errorf("a new label downloaded again: %v", up.fetched)
 	}
-	if got := subjects(t, s, "Family"); !slices.Equal(got, []string{"m1"}) {
-		t.Errorf("local Family holds %q, want m1", got)
+	if got := subjects(t, s, "Family"); !slices.Equal(got, []string{"m1", "m3"}) {
+		t.Errorf("local Family holds %q, want m1 and m3", got)
 	}
-	if res.LabelCopies != 1 {
-		t.Errorf("second poll made %d label copies, want 1", res.LabelCopies)
+	if res.LabelCopies != 2 {
+		t.Errorf("second poll made %d label copies, want 2", res.LabelCopies)
 	}
 	// Once placed, never again; a label removed upstream removes nothing.
 	labels["1"] = []string{`\Inbox`}
 	r.mustPoll(t)
-	for _, folder := range []string{"INBOX", "Work.Clients", "Family"} {
-		if got := subjects(t, s, folder); !slices.Equal(got, []string{"m1"}) {
-			t.Errorf("after more polls local %s holds %q, want m1 once", folder, got)
+	for folder, want := range map[string][]string{"INBOX": {"m1"}, "Work.Clients": {"m1"}, "Family": {"m1", "m3"}} {
+		if got := subjects(t, s, folder); !slices.Equal(got, want) {
+			t.Errorf("after more polls local %s holds %q, want %q", folder, got, want)
 		}
 	}
 	if err := r.l.SaveStatus(context.Background(), ledger.AccountStatus{Account: "acct"}); err != nil {
 		t.Fatal(err)
 	}
-	if st, _, err := r.l.Status(context.Background(), "acct"); err != nil || st.LabelCopies != 2 {
-		t.Errorf("status counts %d label copies, want 2", st.LabelCopies)
+	if st, _, err := r.l.Status(context.Background(), "acct"); err != nil || st.LabelCopies != 3 {
+		t.Errorf("status counts %d label copies, want 3", st.LabelCopies)
 	}
 }

@@ -242,6 +242,10 @@ func (t *Target) CopyStored(ctx context.Context, accounts []string, origin strin
 	if t.Storage == nil {
 		return nil, errors.New("remote_pull: no storage to store label copies in")
 	}
+	if len(accounts) == 0 {
+		// Stored for no local account: quarantined (Junk, no filter asked).
+		return to, nil
+	}
 	var done []Placement
 	for _, p := range to {
 		for _, account := range accounts {

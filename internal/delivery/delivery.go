@@ -305,7 +305,9 @@ type Copies struct {
 
 // DeliverCopies is Deliver, and once the message is committed it stores
 // a copy of it in each of copies (further Gmail labels), straight into
-// the storage, without the pipeline (copies.go).
+// the storage, without the pipeline (copies.go). copies not nil, even
+// empty, also notes the local accounts (Copies.Accounts), for copies made
+// later.
 func (t *Target) DeliverCopies(ctx context.Context, s *Spooled, o Origin, copies []Placement) (msgID string, c Copies, err error) {
 	msgID, err = t.deliver(ctx, s, o, copies, &c)
 	return msgID, c, err
@@ -345,13 +347,15 @@ func (t *Target) deliver(ctx context.Context, s *Spooled, o Origin, copies []Pla
 	t.Log.Msg("incoming message", "msg_id", msgID, "account", o.Account, "folder", o.Folder,
 		"uid", o.UID, "sender", mailFrom, "size", s.Size)
 
-	if !o.Placement.IsZero() || len(copies) > 0 {
+	if !o.Placement.IsZero() || copies != nil {
 		o.Placement.Storage = t.Storage
 		placements.Store(msgID, o.Placement)
 		defer placements.Delete(msgID)
 	}
+	// A message that may get copies (copies not nil, empty included:
+	// later labels) has its local accounts noted, for CopyStored.
 	var noted *storedCopies
-	if len(copies) > 0 {
+	if copies != nil {
 		noted = &storedCopies{}
 		stored.Store(msgID, noted)
 		defer stored.Delete(msgID)
