@@ -278,7 +278,7 @@ func (t *Target) copyWithin(u backend.User, origin string, from []Placement, des
 		if err != nil {
 			return err
 		}
-		_, mbox, err := u.GetMailbox(name, false, noConn{})
+		_, mbox, err := u.GetMailbox(name, true, noConn{}) // read, search, copy out: nothing changes here
 		if errors.Is(err, backend.ErrNoSuchMailbox) {
 			continue
 		}
