@@ -1,7 +1,8 @@
 // Package source defines what the account loop needs from an upstream
 // mailbox, whatever the protocol: list what is there, stream the messages it
 // asks for, and remove the ones it has finished with. The IMAP
-// implementation is in imapsrc, the POP3 one in pop3src.
+// implementation is in imapsrc, the POP3 one in pop3src, mbox files and
+// Maildir trees in filesrc.
 //
 // A source knows nothing of maddy or the ledger. It never removes or flags
 // a message on its own: Remove is called by the account loop, and only for
@@ -27,8 +28,10 @@ import (
 // Protocol names, spelt as trace fields, logs, status and metrics show
 // them. (The configuration's directives are their lower-case forms.)
 const (
-	IMAP = "IMAP"
-	POP3 = "POP3"
+	IMAP    = "IMAP"
+	POP3    = "POP3"
+	Mbox    = "mbox"
+	Maildir = "Maildir"
 )
 
 // Upstream is a configured upstream server and account.
@@ -80,7 +83,8 @@ type Message struct {
 	GlobalID string
 	// Labels are the message's Gmail labels as X-GM-LABELS lists them
 	// (system labels with a backslash: `\Inbox`, `\Sent`, `\Starred`...;
-	// user labels as named), or nil where the upstream has no labels.
+	// user labels as named), or nil where the upstream has no labels. A
+	// Google Takeout mbox carries them in X-Gmail-Labels (filesrc).
 	// With local_folders mirror, a message with labels is downloaded once
 	// and stored in each label's local folder (delivery.GmailPlacements).
 	Labels []string
@@ -116,6 +120,16 @@ type Mailbox interface {
 	// will be at a good Close); a server that cannot do that safely (IMAP
 	// without UIDPLUS) flags them and removes none.
 	Remove(ctx context.Context, uids []string) (removed []string, err error)
+}
+
+// StableIdentities is a mailbox that lists the whole mailbox (Complete)
+// under identities no other message is ever given (a file source: a hash
+// of the content, a Maildir file's unique name). An entry whose message is
+// not listed is kept, not forgotten as a POP3 one is: the message may come
+// back (a file restored, or read while another program rewrote it), and
+// is then the message delivered.
+type StableIdentities interface {
+	StableIdentities()
 }
 
 // DeferredRemover is a session whose removals take effect only when Close

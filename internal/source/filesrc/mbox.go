@@ -1,0 +1,339 @@
+package filesrc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/remote-pull/remote_pull/internal/source"
+)
+
+// MboxConfig is one mbox file to import.
+type MboxConfig struct {
+	Path    string
+	Variant Variant
+	// Warn reports a suspect message (with its position) or file; called
+	// once per distinct text per listing.
+	Warn func(msg string)
+}
+
+// Mbox is an mbox file as an upstream with one folder, INBOX.
+type Mbox struct {
+	cfg MboxConfig
+	mu  sync.Mutex
+	// last is the latest listing, reused while the file is unchanged, so
+	// that a finished import costs a stat per poll, not a read.
+	last *mboxListing
+}
+
+// NewMbox returns the mbox upstream.
+func NewMbox(cfg MboxConfig) *Mbox {
+	if cfg.Warn == nil {
+		cfg.Warn = func(string) {}
+	}
+	return &Mbox{cfg: cfg}
+}
+
+func (u *Mbox) Protocol() string { return source.Mbox }
+func (u *Mbox) Host() string     { return "localhost" }
+
+// Connect opens the file read-only.
+func (u *Mbox) Connect(ctx context.Context) (source.Session, error) {
+	f, err := os.Open(u.cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	return &mboxSession{u: u, f: f}, nil
+}
+
+type mboxSession struct {
+	u      *Mbox
+	f      *os.File
+	opened bool
+}
+
+func (s *mboxSession) RemoteAddr() string              { return "" }
+func (s *mboxSession) Close(ctx context.Context) error { return s.f.Close() }
+func (s *mboxSession) Abort()                          { s.f.Close() }
+
+// Describe tells what is read, for 'remote-pull check'.
+func (s *mboxSession) Describe() []string {
+	return []string{"mbox file " + s.u.cfg.Path + " (read only)"}
+}
+
+// Open returns the file's one folder, INBOX.
+func (s *mboxSession) Open(ctx context.Context, name string) (source.Mailbox, error) {
+	if name != "INBOX" || s.opened {
+		return nil, &source.FolderError{Err: fmt.Errorf("an mbox file is one folder, INBOX; %q is not available", name)}
+	}
+	s.opened = true
+	return &mboxMailbox{s: s}, nil
+}
+
+// mboxListing is what a scan of the file found.
+type mboxListing struct {
+	id    fileID
+	msgs  []source.Message
+	where map[string]span // by UID
+	warns []string
+}
+
+// span is where a message is in the file: its From line's offset, and
+// how many bytes of the file it takes.
+type span struct{ off, n int64 }
+
+// fileID tells whether a file changed since it was read.
+type fileID struct {
+	dev, ino     uint64
+	size, mtime  int64
+	ctime, valid int64
+}
+
+func idOf(fi os.FileInfo) fileID {
+	id := fileID{size: fi.Size(), mtime: fi.ModTime().UnixNano(), valid: 1}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = uint64(st.Dev), st.Ino
+		id.ctime = st.Ctim.Sec*1e9 + st.Ctim.Nsec
+	}
+	return id
+}
+
+type mboxMailbox struct {
+	s       *mboxSession
+	listing *mboxListing
+}
+
+// UIDValidity is 0: a message's identity is its content (Complete).
+func (m *mboxMailbox) UIDValidity() uint32 { return 0 }
+
+// Complete: List returns every message in the file.
+func (m *mboxMailbox) Complete() bool { return true }
+
+// StableIdentities: an identity is a hash of the message as delivered,
+// which no other message has; an entry whose message is no longer in
+// the file is kept (the file may be restored, or is being rewritten).
+func (m *mboxMailbox) StableIdentities() {}
+
+// RemovesNothing: the file is never written.
+func (m *mboxMailbox) Disposal(ctx context.Context) (source.Removal, error) {
+	return source.Removal{Mode: source.RemoveNothing}, nil
+}
+
+// Identity says how messages are told apart, for 'check'.
+func (m *mboxMailbox) Identity() string {
+	return "a hash of each message's content (its position in the file checked at every read)"
+}
+
+// List scans the file, unless it is unchanged since the last scan.
+func (m *mboxMailbox) List(ctx context.Context, _ uint32) ([]source.Message, error) {
+	fi, err := m.s.f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	id := idOf(fi)
+	u := m.s.u
+	u.mu.Lock()
+	last := u.last
+	u.mu.Unlock()
+	if last != nil && last.id == id {
+		m.listing = last
+		return last.msgs, nil
+	}
+	l, err := scanMbox(ctx, m.s.f, u.cfg.Variant, u.cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	// Changed while read: not cached, read again at the next poll.
+	if fi2, err := m.s.f.Stat(); err == nil && idOf(fi2) == id {
+		l.id = id
+		u.mu.Lock()
+		u.last = l
+		u.mu.Unlock()
+	}
+	for _, w := range l.warns {
+		u.cfg.Warn(w)
+	}
+	m.listing = l
+	return l.msgs, nil
+}
+
+// scanMbox reads the whole file once: each message's identity, size,
+// fingerprint, date and flags, and where it is.
+func scanMbox(ctx context.Context, f io.ReaderAt, v Variant, path string) (*mboxListing, error) {
+	l := &mboxListing{where: map[string]span{}}
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), readBuffer)
+	var off int64
+	count := map[string]int{}
+	hdr := &headerBuf{}
+	for i := 0; ; i++ {
+		if _, err := br.Peek(1); err == io.EOF {
+			break
+		}
+		if i%64 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		mr := newMsgReader(br, v)
+		sum := sha256.New()
+		hdr.reset()
+		n, err := io.Copy(io.MultiWriter(sum, hdr), mr)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s at byte %d: %w", path, off, err)
+		}
+		uid := hex.EncodeToString(sum.Sum(nil)[:16])
+		count[uid]++
+		if c := count[uid]; c > 1 {
+			uid += " #" + strconv.Itoa(c) // the same bytes more than once
+		}
+		msg := describe(mr, n, hdr)
+		msg.UID = uid
+		l.msgs = append(l.msgs, msg)
+		l.where[uid] = span{off: off, n: mr.consumed}
+		if mr.problems != 0 {
+			l.warns = append(l.warns, fmt.Sprintf("%s: message at byte %d (%s): %s",
+				path, off, uid, problemText(mr.problems)))
+		}
+		off += mr.consumed
+	}
+	return l, nil
+}
+
+// describe makes the listed message of what a msgReader read: n bytes
+// delivered, whose header is in hdr.
+func describe(mr *msgReader, n int64, hdr *headerBuf) source.Message {
+	msg := source.Message{Size: n}
+	if h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(hdr.b))); err == nil {
+		msg.Fingerprint = source.Fingerprint(h, n)
+	}
+	if t, ok := fromLineDate(mr.fromLine); ok {
+		msg.Date = t
+	}
+	if m := takeoutID.FindStringSubmatch(mr.fromLine); m != nil {
+		msg.GlobalID = "gm:" + m[1]
+	}
+	msg.Flags = mboxFlags(mr.fields["status"], mr.fields["x-status"], mr.fields["x-keywords"])
+	if labels, ok := mr.fields["x-gmail-labels"]; ok {
+		msg.Labels, msg.Flags = takeoutLabels(labels, msg.Flags)
+	}
+	msg.Deleted = hasFlag(msg.Flags, `\Deleted`)
+	msg.Flags = withoutFlag(msg.Flags, `\Deleted`)
+	return msg
+}
+
+// takeoutID is the From line of a Google Takeout mbox, whose sender is
+// the message's Gmail ID (X-GM-MSGID, in decimal) at "xxx": an IMAP
+// account on the same mailbox lists the message under the same GlobalID.
+var takeoutID = regexp.MustCompile(`^From ([0-9]{1,20})@xxx `)
+
+// headerBuf keeps the first bytes written to it, enough for a header.
+type headerBuf struct{ b []byte }
+
+// maxHeader is what a header may take, as delivery.DefaultMaxHeaderBytes.
+const maxHeader = 1 << 20
+
+func (h *headerBuf) reset() { h.b = h.b[:0] }
+func (h *headerBuf) Write(p []byte) (int, error) {
+	if room := maxHeader - len(h.b); room > 0 {
+		h.b = append(h.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// errChanged: the file no longer holds, where it was listed, the message
+// listed there. Nothing read is delivered; the next poll lists it anew.
+var errChanged = errors.New("the file changed since it was listed: the message is no longer where it was")
+
+// Fetch streams the messages from where List found them, each checked to
+// be, byte for byte, the message listed (its hash is its identity).
+func (m *mboxMailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFunc, deliver source.DeliverFunc) error {
+	if m.listing == nil {
+		return errors.New("mbox: Fetch before List")
+	}
+	sorted := m.known(uids)
+	for _, uid := range sorted {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sp := m.listing.where[uid]
+		r := m.openAt(m.s.f, uid, sp)
+		s, err := spool(r)
+		if err != nil {
+			return err
+		}
+		if err := deliver(uid, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// known are the listed uids among uids, in file order.
+func (m *mboxMailbox) known(uids []string) []string {
+	var out []string
+	for _, uid := range uids {
+		if _, ok := m.listing.where[uid]; ok {
+			out = append(out, uid)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return m.listing.where[out[i]].off < m.listing.where[out[j]].off })
+	return out
+}
+
+// openAt reads one message from its place in f, checking it is the one
+// listed.
+func (m *mboxMailbox) openAt(f io.ReaderAt, uid string, sp span) io.Reader {
+	br := bufio.NewReaderSize(io.NewSectionReader(f, sp.off, sp.n), readBuffer)
+	want, _, _ := strings.Cut(uid, " ")
+	return &checkedReader{r: newMsgReader(br, m.s.u.cfg.Variant), sum: sha256.New(), want: want}
+}
+
+// checkedReader ends with errChanged instead of io.EOF when what it read
+// is not the message of that hash.
+type checkedReader struct {
+	r    io.Reader
+	sum  hash.Hash
+	want string
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.sum.Write(p[:n])
+	if err == io.EOF && hex.EncodeToString(c.sum.Sum(nil)[:16]) != c.want {
+		return n, errChanged
+	}
+	return n, err
+}
+
+// Fingerprints are those the listing computed.
+func (m *mboxMailbox) Fingerprints(ctx context.Context, uids []string) (map[string]string, error) {
+	out := make(map[string]string, len(uids))
+	byUID := make(map[string]string, len(m.listing.msgs))
+	for _, msg := range m.listing.msgs {
+		byUID[msg.UID] = msg.Fingerprint
+	}
+	for _, uid := range uids {
+		if p, ok := byUID[uid]; ok {
+			out[uid] = p
+		}
+	}
+	return out, nil
+}
+
+// Remove removes nothing: the file is never written.
+func (m *mboxMailbox) Remove(ctx context.Context, uids []string) ([]string, error) {
+	return nil, nil
+}
