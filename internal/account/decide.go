@@ -79,7 +79,7 @@ func RemovalOf(ctx context.Context, mb source.Mailbox, keep bool) (source.Remova
 // RulesFor are the Rules for one opened mailbox of an account, removing
 // delivered messages as removal says (RemovalOf).
 func RulesFor(mb source.Mailbox, removal source.Removal, keep bool, maxMessageSize int64) Rules {
-	return Rules{Keep: keep, MaxMessageSize: maxMessageSize, Reusable: mb.Complete(),
+	return Rules{Keep: keep, MaxMessageSize: maxMessageSize, Reusable: reusable(mb),
 		FlagOnly: removal.FlagOnly(), RemovesNothing: removal.RemovesNothing()}
 }
 

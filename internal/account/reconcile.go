@@ -154,11 +154,11 @@ func (f *folderPass) readKnown(ctx context.Context) error {
 	return nil
 }
 
-// reconcile, where the upstream lists the whole mailbox (POP3), follows
-// messages whose identity or size changed and forgets those gone; then it
-// sets out where each listed message stands.
+// reconcile, where the upstream lists the whole mailbox under identities
+// it may reuse (POP3), follows messages whose identity or size changed and
+// forgets those gone; then it sets out where each listed message stands.
 func (f *folderPass) reconcile(ctx context.Context) error {
-	if f.mb.Complete() {
+	if reusable(f.mb) {
 		if err := f.followIdentities(ctx); err != nil {
 			return err
 		}
@@ -213,6 +213,14 @@ func (f *folderPass) record(ctx context.Context, msgs []source.Message, state le
 	}
 	messagesTotal.WithLabelValues(a.s.Name, outcome).Add(float64(len(msgs)))
 	return nil
+}
+
+// reusable: the mailbox is listed whole under identities that a later
+// message may be given (POP3 UIDLs), unlike IMAP UIDs and the identities
+// of a source.StableIdentities.
+func reusable(mb source.Mailbox) bool {
+	_, stable := mb.(source.StableIdentities)
+	return mb.Complete() && !stable
 }
 
 // uidNext is the mailbox's UIDNEXT where the source knows it (IMAP).
