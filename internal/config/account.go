@@ -31,6 +31,7 @@ type accountParser struct {
 
 	// What declare reads that becomes an Account field only once checked.
 	imap, pop3             string
+	mbox, maildir          string
 	password, passwordFile string
 	passwordCommand        []string
 	localFolders           string // inbox, mirror
@@ -53,7 +54,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 		own = append(own, c)
 	}
 	p.merged = merge(own, defaults)
-	for _, step := range []func() error{
+	steps := []func() error{
 		p.declare,
 		p.checkLimits,
 		p.checkFolders,
@@ -63,7 +64,8 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 		p.readCredentials,
 		p.checkRecipients,
 		p.buildTarget,
-	} {
+	}
+	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, err
 		}
@@ -100,6 +102,9 @@ func (p *accountParser) declare() error {
 	m := maddycfg.NewMap(p.globals, Node{Name: n.Name, Args: n.Args, Children: settings, File: n.File, Line: n.Line})
 	m.String("imap", false, false, "", &p.imap)
 	m.String("pop3", false, false, "", &p.pop3)
+	m.String("mbox", false, false, "", &p.mbox)
+	m.String("maildir", false, false, "", &p.maildir)
+	m.Enum("mbox_variant", false, false, []string{"auto", "mboxrd", "mboxo"}, "auto", &acc.MboxVariant)
 	m.String("username", false, false, "", &acc.Username)
 	m.String("password", false, false, "", &p.password)
 	m.String("password_file", false, false, "", &p.passwordFile)
@@ -295,18 +300,26 @@ func (p *accountParser) checkKeepOptions() error {
 }
 
 // checkProtocol: one upstream, IMAP or POP3, at a valid address, reached
-// securely, and no IMAP-only directive on POP3.
+// securely, and no IMAP-only directive on POP3; or a file (checkFile).
 func (p *accountParser) checkProtocol() error {
 	acc := p.acc
+	var given []string
+	for _, d := range []struct{ name, value string }{{"imap", p.imap}, {"pop3", p.pop3}, {"mbox", p.mbox}, {"maildir", p.maildir}} {
+		if d.value != "" {
+			given = append(given, d.name)
+		}
+	}
 	switch {
-	case p.imap != "" && p.pop3 != "":
-		return p.errAt("", "use either imap or pop3, not both")
+	case len(given) > 1:
+		return p.errAt(given[1], "use one of imap, pop3, mbox and maildir, not %s", strings.Join(given, " and "))
+	case p.mbox != "" || p.maildir != "":
+		return p.checkFile()
 	case p.imap != "":
 		acc.Protocol = source.IMAP
 	case p.pop3 != "":
 		acc.Protocol = source.POP3
 	default:
-		return p.errAt("", "no upstream: add 'imap tls://HOST:PORT' or 'pop3 tls://HOST:PORT'")
+		return p.errAt("", "no upstream: add 'imap tls://HOST:PORT', 'pop3 tls://HOST:PORT', 'mbox PATH' or 'maildir PATH'")
 	}
 	if err := acc.parseEndpoint(p.imap + p.pop3); err != nil {
 		return p.errAt(strings.ToLower(acc.Protocol), "%v", err)
@@ -403,9 +416,13 @@ func (p *accountParser) checkTLS() error {
 }
 
 // readCredentials: a username, a login mechanism that fits the protocol,
-// and a password (inline or from its file) or an OAuth2 token.
+// and a password (inline or from its file) or an OAuth2 token. A file
+// needs none.
 func (p *accountParser) readCredentials() error {
 	acc := p.acc
+	if acc.IsFile() {
+		return nil
+	}
 	if err := p.checkAuth(); err != nil {
 		return err
 	}

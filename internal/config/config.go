@@ -58,7 +58,12 @@ type Block struct {
 // and docs/reference.md.
 type Account struct {
 	Name     string
-	Protocol string // source.IMAP or source.POP3
+	Protocol string // source.IMAP, POP3, Mbox or Maildir
+	// File is the mbox file or Maildir directory (mbox, maildir PATH), as
+	// an absolute path; Host holds it too, for the status.
+	File string
+	// MboxVariant (mbox_variant) is auto, mboxrd or mboxo.
+	MboxVariant string
 	policy.Policy
 	// Endpoint: tls://HOST:PORT is ImplicitTLS; tcp:// means STARTTLS or
 	// STLS, which is then mandatory. Password reads Secret; Token is set
@@ -186,7 +191,7 @@ var accountDirectives = map[string]bool{
 	"envelope_header": true, "envelope_domains": true, "max_message_size": true, "max_messages_per_poll": true,
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
-	"oauth2": true, "max_connections": true,
+	"oauth2": true, "max_connections": true, "mbox": true, "maildir": true, "mbox_variant": true,
 }
 
 // pipelineDirectives are what an smtp endpoint block accepts as its message
