@@ -60,7 +60,11 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "account %s: %s %s:%s (%s)\n", acc.Name, acc.Protocol, acc.Host, acc.Port, tlsMode(acc))
+	if acc.IsFile() {
+		fmt.Fprintf(out, "account %s: %s %s\n", acc.Name, acc.Protocol, acc.File)
+	} else {
+		fmt.Fprintf(out, "account %s: %s %s:%s (%s)\n", acc.Name, acc.Protocol, acc.Host, acc.Port, tlsMode(acc))
+	}
 
 	var tokens *oauth.Tokens
 	quiet := log.Logger{Name: "github.com/remote-pull/remote_pull/" + acc.Name, Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })}
@@ -83,8 +87,10 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 			fmt.Fprintf(out, "  %s\n", line)
 		}
 	}
-	fmt.Fprintf(out, "  logged in as %s\n", acc.Username)
-	checkConnections(out, acc, up)
+	if !acc.IsFile() {
+		fmt.Fprintf(out, "  logged in as %s\n", acc.Username)
+		checkConnections(out, acc, up)
+	}
 
 	var ldg *ledger.Ledger
 	if _, err := os.Stat(LedgerPath()); err == nil {

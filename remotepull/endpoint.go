@@ -22,6 +22,7 @@ import (
 	"github.com/remote-pull/remote_pull/internal/ledger"
 	"github.com/remote-pull/remote_pull/internal/oauth"
 	"github.com/remote-pull/remote_pull/internal/source"
+	"github.com/remote-pull/remote_pull/internal/source/filesrc"
 	"github.com/remote-pull/remote_pull/internal/source/imapsrc"
 	"github.com/remote-pull/remote_pull/internal/source/pop3src"
 )
@@ -199,7 +200,7 @@ func newTokens(acc *config.Account, l log.Logger) *oauth.Tokens {
 	return tokens
 }
 
-// newUpstream makes the account's IMAP or POP3 upstream; what it warns
+// newUpstream makes the account's IMAP, POP3 or file upstream; what it warns
 // about is logged and passed to note (nil: logged only).
 func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger, note func(string)) source.Upstream {
 	ep := acc.Endpoint
@@ -228,7 +229,16 @@ func newUpstream(acc *config.Account, tokens *oauth.Tokens, l log.Logger, note f
 			note(msg)
 		}
 	}
-	if acc.Protocol == source.POP3 {
+	switch acc.Protocol {
+	case source.Mbox:
+		v := filesrc.MboxRD
+		if acc.MboxVariant == "mboxo" {
+			v = filesrc.MboxO
+		}
+		return filesrc.NewMbox(filesrc.MboxConfig{Path: acc.File, Variant: v, Warn: warn})
+	case source.Maildir:
+		return filesrc.NewMaildir(filesrc.MaildirConfig{Path: acc.File})
+	case source.POP3:
 		return pop3src.New(pop3src.Config{Endpoint: ep, Keep: acc.Keep, Warn: warn})
 	}
 	return imapsrc.New(imapsrc.Config{
