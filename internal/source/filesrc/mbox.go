@@ -187,7 +187,7 @@ func scanMbox(ctx context.Context, f io.ReaderAt, v Variant, path string) (*mbox
 		if i%64 == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		mr := newMsgReader(br, v)
+		mr := newMsgReader(br, v, f, off)
 		sum := sha256.New()
 		hdr.reset()
 		n, err := io.Copy(io.MultiWriter(sum, hdr), mr)
@@ -298,7 +298,7 @@ func (m *mboxMailbox) known(uids []string) []string {
 func (m *mboxMailbox) openAt(f io.ReaderAt, uid string, sp span) io.Reader {
 	br := bufio.NewReaderSize(io.NewSectionReader(f, sp.off, sp.n), readBuffer)
 	want, _, _ := strings.Cut(uid, " ")
-	return &checkedReader{r: newMsgReader(br, m.s.u.cfg.Variant), sum: sha256.New(), want: want}
+	return &checkedReader{r: newMsgReader(br, m.s.u.cfg.Variant, f, sp.off), sum: sha256.New(), want: want}
 }
 
 // checkedReader ends with errChanged instead of io.EOF when what it read

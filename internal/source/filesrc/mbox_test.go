@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -294,3 +295,23 @@ func FuzzMboxSplit(f *testing.F) {
 		}
 	})
 }
+
+// Dovecot does not quote From lines: it writes Content-Length, which is
+// trusted where the file confirms it (a blank line and a From line, or
+// the end, right after the body), and ignored where it does not.
+func TestMboxContentLength(t *testing.T) {
+	body := "a\n\nFrom the middle Sun Dec  6 02:03:21 2026\nb\n"
+	file := "From a Sun Dec  6 02:03:21 2026\nSubject: one\nContent-Length: " + itoa(len(body)) + "\n\n" + body +
+		"\nFrom b Sun Dec  6 02:03:22 2026\nSubject: two\nContent-Length: 2\n\nc\n\n"
+	_, got, _ := read(t, []byte(file), MboxRD)
+	want := []string{"Subject: one\r\n\r\na\r\n\r\nFrom the middle Sun Dec  6 02:03:21 2026\r\nb\r\n", "Subject: two\r\n\r\nc\r\n"}
+	if len(got) != 2 || string(got[0]) != want[0] || string(got[1]) != want[1] {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	wrong := strings.Replace(file, "Content-Length: "+itoa(len(body)), "Content-Length: 3", 1)
+	if _, got, _ := read(t, []byte(wrong), MboxRD); len(got) != 3 {
+		t.Fatalf("a wrong Content-Length trusted: %q", got)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -46,6 +47,7 @@ var stateFields = map[string]bool{
 // captured are the state fields whose values the reader keeps.
 var captured = map[string]bool{
 	"status": true, "x-status": true, "x-keywords": true, "x-gmail-labels": true,
+	"content-length": true,
 }
 
 // Problem flags: what makes a message suspect, for the status; the
@@ -83,6 +85,14 @@ func problemText(p int) string {
 type msgReader struct {
 	br      *bufio.Reader
 	variant Variant
+	// file is the whole mbox and base where br starts in it, to check a
+	// Content-Length before trusting it.
+	file io.ReaderAt
+	base int64
+	// counted is what is left of a body whose Content-Length (Dovecot,
+	// mboxcl2) the file confirms: taken as it is, From lines unquoted by
+	// none; -1 without one.
+	counted int64
 
 	started   bool
 	fromLine  string // the From line, without its line ending ("" if none)
@@ -99,8 +109,8 @@ type msgReader struct {
 	fields    map[string]string
 }
 
-func newMsgReader(br *bufio.Reader, v Variant) *msgReader {
-	return &msgReader{br: br, variant: v, inHeader: true, lineStart: true}
+func newMsgReader(br *bufio.Reader, v Variant, file io.ReaderAt, base int64) *msgReader {
+	return &msgReader{br: br, variant: v, file: file, base: base, counted: -1, inHeader: true, lineStart: true}
 }
 
 func (r *msgReader) Read(p []byte) (int, error) {
@@ -152,6 +162,9 @@ func (r *msgReader) step() error {
 	if !r.started {
 		return r.start()
 	}
+	if r.counted >= 0 {
+		return r.stepCounted()
+	}
 	if r.lineStart {
 		sep, err := r.atSeparator()
 		if err != nil {
@@ -179,6 +192,10 @@ func (r *msgReader) step() error {
 		r.blank = piece
 		if r.inHeader {
 			r.inHeader, r.dropping, r.capturing = false, false, ""
+			if r.counted = r.contentLength(); r.counted >= 0 {
+				r.flushBlank()
+				return nil
+			}
 		}
 		if err == io.EOF {
 			r.end()
@@ -199,6 +216,61 @@ func (r *msgReader) step() error {
 	if err == io.EOF {
 		r.end()
 	}
+	return nil
+}
+
+// contentLength is the body's length in the file as the header's
+// Content-Length says, if the file confirms it: the body is followed by
+// a blank line and a From line, or by the end of the file. Otherwise -1:
+// the body ends at the next From line.
+func (r *msgReader) contentLength() int64 {
+	v := strings.TrimSpace(r.fields["content-length"])
+	if r.file == nil || v == "" || len(v) > 15 || strings.Trim(v, "0123456789") != "" {
+		return -1
+	}
+	n, _ := strconv.ParseInt(v, 10, 64)
+	end := r.base + r.consumed + n
+	var next [7]byte
+	got, _ := r.file.ReadAt(next[:], end)
+	tail := string(next[:got])
+	switch {
+	case got == 0, tail == "\n" || tail == "\r\n",
+		strings.HasPrefix(tail, "\nFrom "), strings.HasPrefix(tail, "\r\nFrom "):
+		return n
+	}
+	return -1
+}
+
+// stepCounted reads a piece of a counted body, then the blank line that
+// ends the message in the mbox.
+func (r *msgReader) stepCounted() error {
+	if r.counted == 0 {
+		if b, _ := r.br.Peek(2); string(b) == "\r\n" {
+			r.br.Discard(2)
+			r.consumed += 2
+		} else if len(b) > 0 && b[0] == '\n' {
+			r.br.Discard(1)
+			r.consumed++
+		}
+		r.end()
+		return nil
+	}
+	buf, err := r.br.Peek(int(min(r.counted, readBuffer)))
+	if len(buf) == 0 {
+		if err == io.EOF || err == nil {
+			r.end() // the file is shorter than Content-Length said
+			return nil
+		}
+		return err
+	}
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		buf = buf[:i+1]
+	}
+	complete := buf[len(buf)-1] == '\n'
+	r.emit(buf, complete)
+	r.br.Discard(len(buf))
+	r.consumed += int64(len(buf))
+	r.counted -= int64(len(buf))
 	return nil
 }
 
