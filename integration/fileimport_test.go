@@ -1,0 +1,254 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/remote-pull/remote_pull/integration/harness"
+)
+
+// fixture is a message a real tool is given to write into a file, with
+// the flags and arrival date it is to record.
+type fixture struct {
+	subject string
+	body    string
+	flags   []imap.Flag
+	date    time.Time
+}
+
+func (f fixture) raw() []byte {
+	return []byte(fmt.Sprintf("From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: %s\r\n"+
+		"Message-ID: <%s@example.org>\r\nDate: Mon, 2 Mar 2020 10:00:00 +0000\r\n\r\n%s",
+		f.subject, strings.ReplaceAll(f.subject, " ", "."), f.body))
+}
+
+// fixtures cover what an mbox writer must quote and what it records:
+// body lines beginning "From " and ">From ", flags, keywords, dates.
+var fixtures = []fixture{
+	{"plain seen", "Hello.\r\n", []imap.Flag{imap.FlagSeen}, time.Date(2019, 1, 2, 3, 4, 5, 0, time.UTC)},
+	{"from lines", "From the start of a line.\r\n>From quoted once.\r\n>>From quoted twice.\r\n\r\nFrom after a blank line\r\nend\r\n",
+		[]imap.Flag{imap.FlagAnswered, imap.FlagFlagged}, time.Date(2020, 6, 7, 8, 9, 10, 0, time.UTC)},
+	{"keyword draft", "Draft with a keyword.\r\n", []imap.Flag{imap.FlagDraft, "$Label1"}, time.Date(2021, 11, 12, 13, 14, 15, 0, time.UTC)},
+	{"long line", strings.Repeat("x", 5000) + "\r\n", nil, time.Date(2022, 2, 3, 4, 5, 6, 0, time.UTC)},
+	{"ends blank", "Body that ends with a blank line.\r\n\r\n", []imap.Flag{imap.FlagSeen}, time.Date(2023, 3, 4, 5, 6, 7, 0, time.UTC)},
+}
+
+// appendFixtures APPENDs the fixtures to a Dovecot user's folder, with
+// their flags and dates: Dovecot writes its own mbox or Maildir.
+func appendFixtures(t *testing.T, up *harness.Dovecot, user, folder string, fs []fixture) {
+	t.Helper()
+	c := up.IMAPClient(t, user, upPass)
+	defer c.Close()
+	if folder != "INBOX" {
+		if err := c.Create(folder, nil).Wait(); err != nil {
+			t.Fatalf("CREATE %s: %v", folder, err)
+		}
+	}
+	for _, f := range fs {
+		raw := f.raw()
+		cmd := c.Append(folder, int64(len(raw)), &imap.AppendOptions{Flags: f.flags, Time: f.date})
+		if _, err := cmd.Write(raw); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatalf("APPEND %q: %v", f.subject, err)
+		}
+	}
+	if err := c.Logout().Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fileConf is a remote_pull block with one file account.
+func fileConf(directive, path, extra string) string {
+	return fmt.Sprintf("remote_pull {\n    account files {\n        %s %s\n        rcpt_to %s\n        poll_interval 1s\n"+
+		"        keep_flags yes\n%s        deliver_to &local_routing\n    }\n}\n", directive, path, localUser, extra)
+}
+
+// startFileMaddy starts maddy with a file account; the storage has
+// remote_pull's imap_filter, for keep_flags and local_folders.
+func startFileMaddy(t *testing.T, up *harness.Dovecot, conf string) *rig {
+	t.Helper()
+	bin := harness.BuildMaddy(t)
+	m := harness.StartMaddy(t, bin, harness.MaddyOptions{
+		Users:        map[string]string{localUser: localPass},
+		StorageExtra: "imap_filter { remote_pull }",
+		Extra:        conf,
+	})
+	return &rig{up: up, maddy: m, bin: bin}
+}
+
+// copyTree copies a file or directory tree to a place maddy's user reads,
+// keeping modification times (a Maildir's arrival dates).
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		if fi.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return err
+		}
+		return os.Chtimes(dst, fi.ModTime(), fi.ModTime())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameAsServed checks that maddy holds, byte for byte after remote_pull's
+// Received field, with the same flags, exactly the messages Dovecot
+// serves from the file it wrote, each once.
+func sameAsServed(t *testing.T, local, served []harness.MailboxMessage) {
+	t.Helper()
+	if len(local) != len(served) {
+		t.Fatalf("maddy holds %d messages, the file %d", len(local), len(served))
+	}
+	got := bodies(t, local)
+	if len(got) != len(local) {
+		t.Fatalf("a subject twice in maddy: %d distinct of %d", len(got), len(local))
+	}
+	flagsOf := map[string][]string{}
+	for _, m := range local {
+		_, raw, _ := harness.Delivered(m.Raw)
+		flagsOf[harness.Subject(raw)] = m.Flags
+	}
+	for _, s := range served {
+		subj := harness.Subject(s.Raw)
+		if !bytes.Equal(got[subj], s.Raw) {
+			t.Errorf("%q differs:\nmaddy: %q\nfile:  %q", subj, got[subj], s.Raw)
+		}
+		if want, have := flagSet(s.Flags), flagSet(flagsOf[subj]); !slices.Equal(want, have) {
+			t.Errorf("%q flags %v, the file has %v", subj, have, want)
+		}
+	}
+}
+
+func flagSet(flags []string) []string {
+	var out []string
+	for _, f := range flags {
+		if !strings.EqualFold(f, `\Recent`) {
+			out = append(out, strings.ToLower(f))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitPollAfter waits until the account finished a poll that began after
+// now: its last success (the status, to the second) is 2 s later, while
+// a poll of these files takes well under a second.
+func waitPollAfter(t *testing.T, r *rig) {
+	t.Helper()
+	since := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(waitLong)
+	for {
+		var sts []struct {
+			Account     string    `json:"account"`
+			LastSuccess time.Time `json:"last_success"`
+		}
+		out := r.maddy.CLI(t, "remote-pull", "status", "--json")
+		if err := json.Unmarshal([]byte(out), &sts); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		if len(sts) == 1 && sts[0].LastSuccess.After(since) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no poll since %v; status %s; maddy log:\n%s", since, out, r.maddy.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// An mbox Dovecot wrote (From lines in bodies unquoted, told apart by its
+// Content-Length; its Status, X-Status, X-Keywords, X-UID and X-IMAPbase
+// fields) is imported
+// exactly as Dovecot serves it over IMAP, with its flags; a finished
+// import imports nothing more; a message Dovecot appends later, rewriting
+// the first message's X-IMAPbase in place, is imported at the next poll
+// and nothing twice.
+func TestImportMboxDovecot(t *testing.T) {
+	up := harness.StartDovecot(t, harness.DovecotOptions{Extra: []string{"mbox_lazy_writes = no"}})
+	home := up.AddUserMail(t, upUser, upPass, "mbox:~/mail:INBOX=~/mail/inbox")
+	appendFixtures(t, up, upUser, "INBOX", fixtures)
+	served := func() []harness.MailboxMessage {
+		c := up.IMAPClient(t, upUser, upPass)
+		defer c.Close()
+		return harness.ListMessages(t, c, "INBOX")
+	}
+	want := served()
+	if len(want) != len(fixtures) {
+		t.Fatalf("Dovecot serves %d messages", len(want))
+	}
+	// maddy reads a copy: Dovecot's own file is the mail user's.
+	dir := t.TempDir()
+	mbox := filepath.Join(dir, "inbox")
+	copyTree(t, filepath.Join(home, "mail", "inbox"), mbox)
+	if b, _ := os.ReadFile(mbox); !bytes.Contains(b, []byte("\nX-IMAPbase: ")) || !bytes.Contains(b, []byte("\n\nFrom after a blank line")) {
+		t.Fatalf("Dovecot did not write the mbox this test is about:\n%s", b)
+	}
+
+	r := startFileMaddy(t, up, fileConf("mbox", mbox, ""))
+	sameAsServed(t, r.local(t, len(fixtures)), want)
+
+	waitPollAfter(t, r)
+	if got := r.maddy.Mailbox(t, localUser, localPass, "INBOX"); len(got) != len(fixtures) {
+		t.Fatalf("an unchanged file imported again: %d messages", len(got))
+	}
+
+	later := fixture{"appended later", "New.\r\n", []imap.Flag{imap.FlagSeen}, time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)}
+	appendFixtures(t, up, upUser, "INBOX", []fixture{later})
+	copyTree(t, filepath.Join(home, "mail", "inbox"), mbox)
+	sameAsServed(t, r.local(t, len(fixtures)+1), served())
+	waitPollAfter(t, r)
+	if got := r.maddy.Mailbox(t, localUser, localPass, "INBOX"); len(got) != len(fixtures)+1 {
+		t.Fatalf("after the append: %d messages, want %d", len(got), len(fixtures)+1)
+	}
+}
+
+// A Maildir Dovecot wrote, with a Maildir++ subfolder tree, is imported
+// exactly as Dovecot serves it, flags (the ":2," info and its keyword
+// file) included, the tree mirrored.
+func TestImportMaildirDovecot(t *testing.T) {
+	up := harness.StartDovecot(t, harness.DovecotOptions{})
+	home := up.AddUserMail(t, upUser, upPass, "maildir:~/Mail")
+	appendFixtures(t, up, upUser, "INBOX", fixtures[:3])
+	appendFixtures(t, up, upUser, "Work.Clients", fixtures[3:])
+	served := func(folder string) []harness.MailboxMessage {
+		c := up.IMAPClient(t, upUser, upPass)
+		defer c.Close()
+		return harness.ListMessages(t, c, folder)
+	}
+	dir := filepath.Join(t.TempDir(), "Mail")
+	copyTree(t, filepath.Join(home, "Mail"), dir)
+
+	r := startFileMaddy(t, up, fileConf("maildir", dir, "        folders *\n        local_folders mirror\n"))
+	sameAsServed(t, r.local(t, 3), served("INBOX"))
+	sameAsServed(t, r.maddy.WaitMessages(t, localUser, localPass, "Work.Clients", 2, waitLong), served("Work.Clients"))
+	waitPollAfter(t, r)
+	if got := r.maddy.Mailbox(t, localUser, localPass, "INBOX"); len(got) != 3 {
+		t.Fatalf("an unchanged Maildir imported again: %d messages", len(got))
+	}
+}
