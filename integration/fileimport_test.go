@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -251,4 +253,144 @@ func TestImportMaildirDovecot(t *testing.T) {
 	if got := r.maddy.Mailbox(t, localUser, localPass, "INBOX"); len(got) != 3 {
 		t.Fatalf("an unchanged Maildir imported again: %d messages", len(got))
 	}
+}
+
+// pyExpected is what mkmbox.py says each file holds.
+type pyExpected struct {
+	Subject string   `json:"subject"`
+	Raw     string   `json:"raw"`
+	Flags   []string `json:"flags"`
+	Date    string   `json:"date"`
+}
+
+// mboxo and mboxrd files written by Python's mailbox module, and a file
+// shaped as Google Takeout writes Gmail, are imported exactly: the
+// original messages with CRLF line endings, their From quoting undone as
+// the variant says, the state fields (Status, X-Status, X-Gmail-Labels,
+// X-GM-THRID) left out and made flags: Takeout's Starred is \Flagged,
+// its Unread the absence of \Seen.
+func TestImportMboxPython(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("python3", "testdata/mkmbox.py", dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mkmbox.py: %v\n%s", err, out)
+	}
+	var expected map[string][]pyExpected
+	b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &expected); err != nil {
+		t.Fatal(err)
+	}
+	var conf strings.Builder
+	conf.WriteString("remote_pull {\n")
+	for name, variant := range map[string]string{"mboxo": "mboxo", "mboxrd": "auto", "takeout": "auto"} {
+		fmt.Fprintf(&conf, "    account %s {\n        mbox %s\n        mbox_variant %s\n        rcpt_to %s\n"+
+			"        poll_interval 1s\n        keep_flags yes\n        deliver_to &local_routing\n    }\n",
+			name, filepath.Join(dir, name+".mbox"), variant, localUser)
+	}
+	conf.WriteString("}\n")
+	want := map[string]pyExpected{}
+	for _, msgs := range expected {
+		for _, m := range msgs {
+			want[m.Subject] = m
+		}
+	}
+	r := startFileMaddy(t, nil, conf.String())
+	local := r.local(t, len(want))
+	got := bodies(t, local)
+	if len(local) != len(want) || len(got) != len(want) {
+		t.Fatalf("maddy holds %d messages (%d subjects), want %d", len(local), len(got), len(want))
+	}
+	for _, m := range local {
+		_, raw, _ := harness.Delivered(m.Raw)
+		subj := harness.Subject(raw)
+		w, ok := want[subj]
+		if !ok {
+			t.Errorf("unexpected message %q", subj)
+			continue
+		}
+		if crlf := strings.ReplaceAll(w.Raw, "\n", "\r\n"); string(raw) != crlf {
+			t.Errorf("%q differs:\nmaddy: %q\nwant:  %q", subj, raw, crlf)
+		}
+		if have, wantFlags := flagSet(m.Flags), flagSet(w.Flags); !slices.Equal(have, wantFlags) {
+			t.Errorf("%q flags %v, want %v", subj, have, wantFlags)
+		}
+	}
+}
+
+// writeMbox writes msgs as an mboxrd file with CRLF line endings.
+func writeMbox(t *testing.T, path string, msgs [][]byte) {
+	t.Helper()
+	var b bytes.Buffer
+	quoted := regexp.MustCompile(`(?m)^(>*From )`)
+	for _, m := range msgs {
+		b.WriteString("From bob@example.org Sun Dec  6 02:03:21 2026\r\n")
+		b.Write(quoted.ReplaceAll(m, []byte(">$1")))
+		b.WriteString("\r\n")
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// maddy is killed (SIGKILL) in the middle of an mbox import and started
+// again: every message arrives, none twice but at most the one whose
+// Commit raced the kill, and the file is untouched.
+func TestImportMboxKillResume(t *testing.T) {
+	want := map[string][]byte{}
+	var msgs [][]byte
+	for i := range 1500 {
+		m := harness.Message(i+1, 1500)
+		msgs = append(msgs, m)
+		want[harness.Subject(m)] = m
+	}
+	path := filepath.Join(t.TempDir(), "big.mbox")
+	writeMbox(t, path, msgs)
+	before, _ := os.ReadFile(path)
+
+	r := startFileMaddy(t, nil, fileConf("mbox", path, ""))
+	harness.Eventually(t, waitLong, func() bool { return r.countLog("incoming message") >= 300 }, "300 messages in flight")
+	r.maddy.Kill(t)
+	delivered := r.countLog("incoming message")
+	if delivered >= len(want) {
+		t.Fatalf("the import finished before the kill (%d); nothing was tested", delivered)
+	}
+	r.maddy.Start(t)
+	r.local(t, len(want))
+	waitPollAfter(t, r)
+	checkOnce(t, r.local(t, len(want)), want, 1)
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("the mbox file changed")
+	}
+	t.Logf("killed after %d of %d incoming messages", delivered, len(want))
+}
+
+// Broken messages are handed to maddy's pipeline as they are, never cut,
+// and the status names their position in the file: a file that does not
+// begin with a From line, a header that never ends. The message with no
+// header at all is refused, as maddy's pipeline refuses it from IMAP.
+func TestImportMboxBroken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broken.mbox")
+	file := "no header here, just text\n\n" +
+		"From a Sun Dec  6 02:03:21 2026\nSubject: fine\n\nok\n\n" +
+		"From a Sun Dec  6 02:03:22 2026\nSubject: header only\n"
+	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := startFileMaddy(t, nil, fileConf("mbox", path, ""))
+	got := bodies(t, r.local(t, 2))
+	// maddy stores a header without its end with the blank line added, as
+	// it does a message from IMAP.
+	if string(got["fine"]) != "Subject: fine\r\n\r\nok\r\n" || string(got["header only"]) != "Subject: header only\r\n\r\n" {
+		t.Fatalf("delivered %q", got)
+	}
+	r.maddy.WaitLog(t, "message refused", waitLong)
+	r.maddy.WaitLog(t, "message at byte 0 ", waitLong)
+	r.maddy.WaitLog(t, "message at byte 78 ", waitLong)
+	harness.Eventually(t, waitLong, func() bool {
+		out := r.maddy.CLI(t, "remote-pull", "status")
+		return strings.Contains(out, "1 refused")
+	}, "status shows the refusal")
 }
