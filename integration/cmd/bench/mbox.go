@@ -160,4 +160,3 @@ func (b *bench) imapMsgsAdd(m *harness.Maddy, k int) result {
 	return result{scenario: "maddy imap-msgs add, once per message", msgs: k, bytes: total, wall: wall,
 		note: "a process per message, no flags, dates or resume; maddy running"}
 }
-
