@@ -310,6 +310,8 @@ func (p *accountParser) checkProtocol() error {
 		}
 	}
 	switch {
+	case p.imap != "" && p.pop3 != "":
+		return p.errAt("", "use either imap or pop3, not both")
 	case len(given) > 1:
 		return p.errAt(given[1], "use one of imap, pop3, mbox and maildir, not %s", strings.Join(given, " and "))
 	case p.mbox != "" || p.maildir != "":
