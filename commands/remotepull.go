@@ -312,6 +312,13 @@ func progressLine(p ledger.Progress) string {
 		return s + ", starting"
 	}
 	rate := float64(p.Done) / elapsed
+	if p.BytesTotal > 0 && p.BytesDone > 0 {
+		// By bytes: a few large messages do not skew the estimate.
+		brate := float64(p.BytesDone) / elapsed
+		left := time.Duration(float64(p.BytesTotal-p.BytesDone) / brate * float64(time.Second)).Round(time.Second)
+		return fmt.Sprintf("%s, %.1f of %.1f MB, %.0f messages/s, %.2f MB/s, about %s left", s,
+			float64(p.BytesDone)/1e6, float64(p.BytesTotal)/1e6, rate, brate/1e6, left)
+	}
 	left := time.Duration(float64(p.Total-p.Done) / rate * float64(time.Second)).Round(time.Second)
 	return fmt.Sprintf("%s, %.0f messages/s, about %s left", s, rate, left)
 }

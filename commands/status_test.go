@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/remote-pull/remote_pull/internal/ledger"
 )
@@ -33,5 +34,19 @@ func TestCheckOutputCleaned(t *testing.T) {
 	fmt.Fprintf(w, "  logged in as alice\n")
 	if strings.ContainsAny(out.String(), "\x1b\x07") || strings.Count(out.String(), "\n") != 2 {
 		t.Errorf("check output: %q", out.String())
+	}
+}
+
+// The estimate goes by bytes where the sizes are known: a few large
+// messages left do not make the end look near.
+func TestProgressLineByBytes(t *testing.T) {
+	p := ledger.Progress{Done: 90, Total: 100, BytesDone: 10e6, BytesTotal: 100e6, Started: time.Now().Add(-10 * time.Second)}
+	got := progressLine(p)
+	if !strings.Contains(got, "10.0 of 100.0 MB") || !strings.Contains(got, "about 1m30s left") {
+		t.Errorf("progress %q", got)
+	}
+	p.BytesTotal, p.BytesDone = 0, 0
+	if got := progressLine(p); !strings.Contains(got, "about 1s left") {
+		t.Errorf("progress by messages %q", got)
 	}
 }

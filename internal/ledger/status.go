@@ -197,6 +197,10 @@ type Progress struct {
 	Done    int       `json:"done"`
 	Total   int       `json:"total"`
 	Started time.Time `json:"started"`
+	// BytesDone of BytesTotal: the same messages by their listed sizes,
+	// for an estimate that a few large messages do not skew.
+	BytesDone  int64 `json:"bytes_done"`
+	BytesTotal int64 `json:"bytes_total"`
 }
 
 // SaveStatus stores an account's status. Its delivered and refused totals
@@ -211,17 +215,18 @@ func (l *Ledger) SaveStatus(ctx context.Context, st AccountStatus) error {
 	}
 	_, err = l.db.ExecContext(ctx, `INSERT INTO account_status
 		(account, protocol, host, state, last_success, last_error, next_poll, updated, note,
-			progress_done, progress_total, progress_start, first_seen, connections)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			progress_done, progress_total, progress_start, first_seen, connections, progress_bytes_done, progress_bytes_total)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET first_seen = CASE first_seen WHEN 0 THEN excluded.first_seen ELSE first_seen END,
 			protocol = excluded.protocol, host = excluded.host,
 			state = excluded.state, last_success = excluded.last_success, last_error = excluded.last_error,
 			next_poll = excluded.next_poll, updated = excluded.updated, note = excluded.note,
 			progress_done = excluded.progress_done, progress_total = excluded.progress_total,
-			progress_start = excluded.progress_start, connections = excluded.connections`,
+			progress_start = excluded.progress_start, connections = excluded.connections,
+			progress_bytes_done = excluded.progress_bytes_done, progress_bytes_total = excluded.progress_bytes_total`,
 		st.Account, st.Protocol, st.Host, st.State, unix(st.LastSuccess), safetext.Line(st.LastError, safetext.MaxStored),
 		unix(st.NextPoll), now, safetext.Line(st.Note, safetext.MaxStored), st.Progress.Done, st.Progress.Total,
-		unix(st.Progress.Started), cmp.Or(unix(st.FirstSeen), now), conns)
+		unix(st.Progress.Started), cmp.Or(unix(st.FirstSeen), now), conns, st.Progress.BytesDone, st.Progress.BytesTotal)
 	if err != nil {
 		return fmt.Errorf("ledger: status of %s: %w", st.Account, err)
 	}
@@ -248,6 +253,7 @@ func (l *Ledger) statuses(ctx context.Context, account string) ([]AccountStatus,
 	rows, err := l.db.QueryContext(ctx, `SELECT s.account, s.protocol, s.host, s.state, s.last_success, s.last_error,
 			s.next_poll, s.updated, s.delivered_total, s.refused_total, s.note,
 			s.progress_done, s.progress_total, s.progress_start, s.first_seen, s.connections,
+			s.progress_bytes_done, s.progress_bytes_total,
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ?),
 			(SELECT COUNT(*) FROM messages m WHERE m.account = s.account AND m.state = ? AND m.reason = ?)
@@ -264,6 +270,7 @@ func (l *Ledger) statuses(ctx context.Context, account string) ([]AccountStatus,
 		var conns string
 		if err := rows.Scan(&st.Account, &st.Protocol, &st.Host, &st.State, &last, &st.LastError, &next, &updated,
 			&st.Delivered, &st.Refused, &st.Note, &st.Progress.Done, &st.Progress.Total, &pstart, &first, &conns,
+			&st.Progress.BytesDone, &st.Progress.BytesTotal,
 			&st.RefusedWaiting, &st.TooLargeWaiting, &st.AdoptedMaxAge); err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)
 		}

@@ -86,3 +86,16 @@ func TestStatusCarriedOverARestart(t *testing.T) {
 		t.Fatalf("Status of an unknown account: %v %v", found, err)
 	}
 }
+
+// The progress by bytes is saved and read back.
+func TestStatusProgressBytes(t *testing.T) {
+	l, _ := open(t)
+	p := Progress{Done: 3, Total: 10, BytesDone: 3000, BytesTotal: 1 << 40, Started: time.Unix(1700000000, 0)}
+	if err := l.SaveStatus(bg, AccountStatus{Account: "a", State: "polling", Progress: p}); err != nil {
+		t.Fatal(err)
+	}
+	st, ok, err := l.Status(bg, "a")
+	if err != nil || !ok || st.Progress.BytesDone != 3000 || st.Progress.BytesTotal != 1<<40 || st.Progress.Done != 3 {
+		t.Fatalf("status %+v %v %v", st.Progress, ok, err)
+	}
+}
