@@ -179,7 +179,7 @@ func (f *folderPass) dedupeByGlobalID(ctx context.Context, uids []string) ([]str
 			}
 			if dup {
 				f.states[uid] = ledger.Duplicate
-				a.fetched() // done, for the progress, without a download
+				a.fetched(m.Size) // done, for the progress, without a download
 				if a.labelled(m) {
 					f.placeMissing(ctx, m)
 				}
@@ -251,8 +251,8 @@ func (f *folderPass) fetchBatch(ctx context.Context, uids []string, place delive
 		}
 		delete(wanted, uid)
 		res.Fetched++
-		a.fetched()
 		m := f.listed[uid]
+		a.fetched(m.Size)
 		first, copies := place, []delivery.Placement(nil)
 		if a.labelled(m) {
 			first, copies = a.labelPlacements(m)

@@ -252,7 +252,11 @@ func (f *folderPass) run(ctx context.Context, budget int) error {
 		t.fetch = t.fetch[:max(budget, 0)]
 		f.res.More = true
 	}
-	f.a.planned(len(t.fetch))
+	var bytes int64
+	for _, uid := range t.fetch {
+		bytes += f.listed[uid].Size
+	}
+	f.a.planned(len(t.fetch), bytes)
 	if err := f.finishRemovals(ctx, t.remove); err != nil {
 		return err
 	}

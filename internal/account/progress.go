@@ -24,22 +24,25 @@ func init() { prometheus.MustRegister(importMessages) }
 // command: not at every message of a bulk import.
 const progressEvery = 2 * time.Second
 
-// planned adds n messages to fetch to the poll's progress.
-func (a *Account) planned(n int) {
+// planned adds n messages of the given bytes to fetch to the poll's
+// progress.
+func (a *Account) planned(n int, bytes int64) {
 	a.mu.Lock()
 	if a.progress.Started.IsZero() {
 		a.progress.Started = time.Now()
 	}
 	a.progress.Total += n
+	a.progress.BytesTotal += bytes
 	a.mu.Unlock()
 	importMessages.WithLabelValues(a.s.Name, "total").Add(float64(n))
 }
 
-// fetched counts one message of the poll done, and saves the progress now
-// and then.
-func (a *Account) fetched() {
+// fetched counts one message of the poll done, of size bytes as listed,
+// and saves the progress now and then.
+func (a *Account) fetched(size int64) {
 	a.mu.Lock()
 	a.progress.Done++
+	a.progress.BytesDone += size
 	due := time.Since(a.progressSaved) >= progressEvery
 	if due {
 		a.progressSaved = time.Now()
