@@ -92,9 +92,9 @@ func startFileMaddy(t *testing.T, up *harness.Dovecot, conf string) *rig {
 	return &rig{up: up, maddy: m, bin: bin}
 }
 
-// copyTree copies a file or directory tree to a place maddy's user reads,
+// copyReadable copies a file or directory tree, readable by all, to a place maddy's user reads,
 // keeping modification times (a Maildir's arrival dates).
-func copyTree(t *testing.T, from, to string) {
+func copyReadable(t *testing.T, from, to string) {
 	t.Helper()
 	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
@@ -207,7 +207,7 @@ func TestImportMboxDovecot(t *testing.T) {
 	// maddy reads a copy: Dovecot's own file is the mail user's.
 	dir := t.TempDir()
 	mbox := filepath.Join(dir, "inbox")
-	copyTree(t, filepath.Join(home, "mail", "inbox"), mbox)
+	copyReadable(t, filepath.Join(home, "mail", "inbox"), mbox)
 	if b, _ := os.ReadFile(mbox); !bytes.Contains(b, []byte("\nX-IMAPbase: ")) || !bytes.Contains(b, []byte("\n\nFrom after a blank line")) {
 		t.Fatalf("Dovecot did not write the mbox this test is about:\n%s", b)
 	}
@@ -222,7 +222,7 @@ func TestImportMboxDovecot(t *testing.T) {
 
 	later := fixture{"appended later", "New.\r\n", []imap.Flag{imap.FlagSeen}, time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)}
 	appendFixtures(t, up, upUser, "INBOX", []fixture{later})
-	copyTree(t, filepath.Join(home, "mail", "inbox"), mbox)
+	copyReadable(t, filepath.Join(home, "mail", "inbox"), mbox)
 	sameAsServed(t, r.local(t, len(fixtures)+1), served())
 	waitPollAfter(t, r)
 	if got := r.maddy.Mailbox(t, localUser, localPass, "INBOX"); len(got) != len(fixtures)+1 {
@@ -244,7 +244,7 @@ func TestImportMaildirDovecot(t *testing.T) {
 		return harness.ListMessages(t, c, folder)
 	}
 	dir := filepath.Join(t.TempDir(), "Mail")
-	copyTree(t, filepath.Join(home, "Mail"), dir)
+	copyReadable(t, filepath.Join(home, "Mail"), dir)
 
 	r := startFileMaddy(t, up, fileConf("maildir", dir, "        folders *\n        local_folders mirror\n"))
 	sameAsServed(t, r.local(t, 3), served("INBOX"))
