@@ -393,4 +393,9 @@ func TestImportMboxBroken(t *testing.T) {
 		out := r.maddy.CLI(t, "remote-pull", "status")
 		return strings.Contains(out, "1 refused")
 	}, "status shows the refusal")
+	// check reads the file as a poll would, and names it.
+	out, code := r.maddy.CLIStatus(t, "remote-pull", "check", "files")
+	if code != 0 || !strings.Contains(out, "account files: mbox "+path) || strings.Contains(out, "logged in") {
+		t.Errorf("check: exit %d:\n%s", code, out)
+	}
 }
