@@ -58,3 +58,48 @@ func TestMboxAccount(t *testing.T) {
 		}
 	}
 }
+
+// A Takeout import, then the same account switched to Gmail over IMAP
+// (the account keeps its name, so its ledger): what Takeout delivered is
+// recognised and only the mail that arrived since is delivered; by its
+// Gmail ID (Takeout's From line) even where the bytes differ, and by its
+// content (the same bytes, in INBOX its fingerprint under the new
+// UIDVALIDITY) where the ID is not there.
+func TestTakeoutThenIMAP(t *testing.T) {
+	for _, c := range []struct {
+		name, sender, body string
+	}{{"by Gmail ID", "%d@xxx", "a longer body as Takeout had it %d"}, {"by content", "someone@example.org", "body %d"}} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "takeout.mbox")
+			var b strings.Builder
+			for i := 1; i <= 2; i++ {
+				sender := c.sender
+				if strings.Contains(sender, "%d") {
+					sender = fmt.Sprintf(sender, 100+i)
+				}
+				fmt.Fprintf(&b, "From %s Tue Aug 13 04:44:16 +0000 2019\nX-GM-THRID: %d\nX-Gmail-Labels: Inbox,Opened\n"+
+					"Subject: m%d\nMessage-Id: <m%d@x>\n\n"+c.body+"\n\n", sender, 100+i, i, i, i)
+			}
+			if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			up := newFake(3) // m1, m2 as in the export, m3 arrived since
+			up.globalIDs = map[string]string{"INBOX/1": "gm:101", "INBOX/2": "gm:102", "INBOX/3": "gm:103",
+				"Label/1": "gm:101", "Label/2": "gm:102", "Label/3": "gm:103"}
+			r := newRig(t, up, true)
+			r.acc.s.Dedupe = true
+			r.acc.s.Upstream = filesrc.NewMbox(filesrc.MboxConfig{Path: path})
+			if n := r.mustPoll(t).Delivered; n != 2 {
+				t.Fatalf("Takeout delivered %d", n)
+			}
+			r.acc.s.Upstream = up
+			r.acc.s.Folders = []string{"INBOX", "Label"}
+			r.mustPoll(t)
+			r.mustPoll(t)
+			r.noDuplicates(t)
+			if got := keys(r.p.committed); len(got) != 3 {
+				t.Fatalf("committed %v, want m1 m2 m3 once each", got)
+			}
+		})
+	}
+}
