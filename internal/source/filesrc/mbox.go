@@ -94,8 +94,11 @@ type mboxListing struct {
 }
 
 // span is where a message is in the file: its From line's offset, and
-// how many bytes of the file it takes.
-type span struct{ off, n int64 }
+// how many bytes of the file it takes; idx is its place in the listing.
+type span struct {
+	off, n int64
+	idx    int
+}
 
 // fileID tells whether a file changed since it was read.
 type fileID struct {
@@ -202,7 +205,7 @@ func scanMbox(ctx context.Context, f io.ReaderAt, v Variant, path string) (*mbox
 		msg := describe(mr, n, hdr)
 		msg.UID = uid
 		l.msgs = append(l.msgs, msg)
-		l.where[uid] = span{off: off, n: mr.consumed}
+		l.where[uid] = span{off: off, n: mr.consumed, idx: len(l.msgs) - 1}
 		if mr.problems != 0 {
 			l.warns = append(l.warns, fmt.Sprintf("%s: message at byte %d (%s): %s",
 				path, off, uid, problemText(mr.problems)))
@@ -321,13 +324,9 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 // Fingerprints are those the listing computed.
 func (m *mboxMailbox) Fingerprints(ctx context.Context, uids []string) (map[string]string, error) {
 	out := make(map[string]string, len(uids))
-	byUID := make(map[string]string, len(m.listing.msgs))
-	for _, msg := range m.listing.msgs {
-		byUID[msg.UID] = msg.Fingerprint
-	}
 	for _, uid := range uids {
-		if p, ok := byUID[uid]; ok {
-			out[uid] = p
+		if sp, ok := m.listing.where[uid]; ok {
+			out[uid] = m.listing.msgs[sp.idx].Fingerprint
 		}
 	}
 	return out, nil
