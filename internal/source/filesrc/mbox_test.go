@@ -248,6 +248,7 @@ func writeMboxRD(msgs [][]byte) []byte {
 func FuzzMboxSplit(f *testing.F) {
 	f.Add([]byte("Subject: a\n\nFrom x\n>From y\n"), []byte("Subject: b\n\n\n\nFrom z\n"), 0)
 	f.Add([]byte("From \n\n\n"), []byte{0, '\r', '\n', '>'}, 1)
+	f.Add([]byte("From a Sun Dec  6 02:03:21 2026\nContent-Length: 7\n\nFrom x\n\nFrom b Sun Dec  6 02:03:21 2026\n"), []byte("Content-Length: 99\n\nshort\r\n"), 3)
 	f.Add([]byte("Subject: x\n\n"+strings.Repeat("y", 70000)+"\r\nFrom a Sun Dec  6 02:03:21 2026\n"), []byte("a: b\n\nc\n"), 2)
 	f.Fuzz(func(t *testing.T, a, b []byte, mode int) {
 		// Any bytes at all: no panic, nothing lost.
