@@ -57,7 +57,7 @@ func (p *accountParser) checkFile() error {
 	if p.own("keep") && !acc.Keep {
 		return p.errAt("keep", "keep no: %s accounts never change the files they read; delete or move the file yourself once the import is done", directive)
 	}
-	for _, d := range []string{"move_to", "delete_after", "mark_seen", "idle", "username", "password", "password_file",
+	for _, d := range []string{"move_to", "delete_after", "mark_seen", "idle", "username", "password", "password_file", "password_command", "max_connections",
 		"auth", "oauth2", "tls_client", "tls_pin", "insecure_plaintext", "insecure_plaintext_hosts"} {
 		if p.own(d) {
 			return p.errAt(d, "%s makes no sense for a file source (%s PATH): the files are only read, with no server to log in to", d, directive)
