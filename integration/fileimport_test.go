@@ -379,7 +379,7 @@ func TestImportMboxBroken(t *testing.T) {
 	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := startFileMaddy(t, nil, fileConf("mbox", path, ""))
+	r := startFileMaddy(t, nil, fileConf("mbox", path, "        notify off # the refusal notice would be a third message\n"))
 	got := bodies(t, r.local(t, 2))
 	// maddy stores a header without its end with the blank line added, as
 	// it does a message from IMAP.
