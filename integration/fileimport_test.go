@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/remote-pull/remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/internal/source"
+	"github.com/remote-pull/remote_pull/internal/source/filesrc"
 )
 
 // fixture is a message a real tool is given to write into a file, with
@@ -158,6 +161,40 @@ func flagSet(flags []string) []string {
 	return out
 }
 
+// listedDates checks the arrival dates the file source reads (the From
+// line's, the Maildir file's) against the dates the fixtures were
+// APPENDed with. (maddy's own arrival date for the stored copy is its
+// storage's to set; see docs/reference.md, keep_flags.)
+func listedDates(t *testing.T, up source.Upstream, folder string, fs []fixture) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := up.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	mb, err := s.Open(ctx, folder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := mb.List(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want []string
+	for _, m := range msgs {
+		got = append(got, m.Date.UTC().Format(time.RFC3339))
+	}
+	for _, f := range fs {
+		want = append(want, f.date.UTC().Format(time.RFC3339))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: listed dates %v, APPENDed with %v", folder, got, want)
+	}
+}
+
 // waitPollAfter waits until the account finished a poll that began after
 // now: its last success (the status, to the second) is 2 s later, while
 // a poll of these files takes well under a second.
@@ -212,6 +249,8 @@ func TestImportMboxDovecot(t *testing.T) {
 		t.Fatalf("Dovecot did not write the mbox this test is about:\n%s", b)
 	}
 
+	listedDates(t, filesrc.NewMbox(filesrc.MboxConfig{Path: mbox}), "INBOX", fixtures)
+
 	r := startFileMaddy(t, up, fileConf("mbox", mbox, ""))
 	sameAsServed(t, r.local(t, len(fixtures)), want)
 
@@ -245,6 +284,9 @@ func TestImportMaildirDovecot(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "Mail")
 	copyReadable(t, filepath.Join(home, "Mail"), dir)
+
+	listedDates(t, filesrc.NewMaildir(filesrc.MaildirConfig{Path: dir}), "INBOX", fixtures[:3])
+	listedDates(t, filesrc.NewMaildir(filesrc.MaildirConfig{Path: dir}), "Work.Clients", fixtures[3:])
 
 	r := startFileMaddy(t, up, fileConf("maildir", dir, "        folders *\n        local_folders mirror\n"))
 	sameAsServed(t, r.local(t, 3), served("INBOX"))
