@@ -328,9 +328,13 @@ func TestImportMboxPython(t *testing.T) {
 	var conf strings.Builder
 	conf.WriteString("remote_pull {\n")
 	for name, variant := range map[string]string{"mboxo": "mboxo", "mboxrd": "auto", "takeout": "auto"} {
+		extra := ""
+		if name == "takeout" {
+			extra = "        local_folders mirror\n" // one copy per label
+		}
 		fmt.Fprintf(&conf, "    account %s {\n        mbox %s\n        mbox_variant %s\n        rcpt_to %s\n"+
-			"        poll_interval 1s\n        keep_flags yes\n        deliver_to &local_routing\n    }\n",
-			name, filepath.Join(dir, name+".mbox"), variant, localUser)
+			"        poll_interval 1s\n        keep_flags yes\n%s        deliver_to &local_routing\n    }\n",
+			name, filepath.Join(dir, name+".mbox"), variant, localUser, extra)
 	}
 	conf.WriteString("}\n")
 	want := map[string]pyExpected{}
@@ -339,11 +343,30 @@ func TestImportMboxPython(t *testing.T) {
 			want[m.Subject] = m
 		}
 	}
+	// Takeout's labels place its messages: Inbox in INBOX, Sent and a
+	// user label in their folders, the archived one in Archive.
+	placed := map[string][]string{"Sent": {"sent"}, "Work, old": {"sent"}, "Archive": {"archived unread"}}
 	r := startFileMaddy(t, nil, conf.String())
-	local := r.local(t, len(want))
+	local := r.local(t, len(want)-2)
+	for folder, subjects := range placed {
+		got := bodies(t, r.maddy.WaitMessages(t, localUser, localPass, folder, len(subjects), waitLong))
+		for _, subj := range subjects {
+			if _, ok := want[subj]; !ok {
+				t.Fatalf("mkmbox.py wrote no %q", subj)
+			}
+			if crlf := strings.ReplaceAll(want[subj].Raw, "\n", "\r\n"); string(got[subj]) != crlf {
+				t.Errorf("%s: %q is %q, want %q", folder, subj, got[subj], crlf)
+			}
+		}
+		if len(got) != len(subjects) {
+			t.Errorf("%s holds %d messages, want %v", folder, len(got), subjects)
+		}
+	}
+	delete(want, "sent")
+	delete(want, "archived unread")
 	got := bodies(t, local)
 	if len(local) != len(want) || len(got) != len(want) {
-		t.Fatalf("maddy holds %d messages (%d subjects), want %d", len(local), len(got), len(want))
+		t.Fatalf("maddy's INBOX holds %d messages (%d subjects), want %d", len(local), len(got), len(want))
 	}
 	for _, m := range local {
 		_, raw, _ := harness.Delivered(m.Raw)

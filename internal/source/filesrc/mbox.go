@@ -231,6 +231,9 @@ func describe(mr *msgReader, n int64, hdr *headerBuf) source.Message {
 	msg.Flags = mboxFlags(mr.fields["status"], mr.fields["x-status"], mr.fields["x-keywords"])
 	if labels, ok := mr.fields["x-gmail-labels"]; ok {
 		msg.Labels, msg.Flags = takeoutLabels(labels, msg.Flags)
+		if msg.Labels == nil {
+			msg.Labels = []string{} // labelled, with none: archived
+		}
 	}
 	msg.Deleted = hasFlag(msg.Flags, `\Deleted`)
 	msg.Flags = withoutFlag(msg.Flags, `\Deleted`)
