@@ -195,6 +195,33 @@ func listedDates(t *testing.T, up source.Upstream, folder string, fs []fixture) 
 	}
 }
 
+// storedDates checks that maddy stored each message with the arrival
+// date it was APPENDed with upstream (its INTERNALDATE), by subject.
+func storedDates(t *testing.T, r *rig, fs []fixture) {
+	t.Helper()
+	c, err := r.maddy.DialIMAP(localUser, localPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{InternalDate: true, Envelope: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]time.Time{}
+	for _, m := range msgs {
+		got[m.Envelope.Subject] = m.InternalDate
+	}
+	for _, f := range fs {
+		if !got[f.subject].Equal(f.date) {
+			t.Errorf("%q stored with arrival date %v, APPENDed with %v", f.subject, got[f.subject], f.date)
+		}
+	}
+}
+
 // waitPollAfter waits until the account finished a poll that began after
 // now: its last success (the status, to the second) is 2 s later, while
 // a poll of these files takes well under a second.
@@ -253,6 +280,7 @@ func TestImportMboxDovecot(t *testing.T) {
 
 	r := startFileMaddy(t, up, fileConf("mbox", mbox, ""))
 	sameAsServed(t, r.local(t, len(fixtures)), want)
+	storedDates(t, r, fixtures)
 
 	waitPollAfter(t, r)
 	if got := r.maddy.Mailbox(t, localUser, localPass, "INBOX"); len(got) != len(fixtures) {
@@ -290,6 +318,7 @@ func TestImportMaildirDovecot(t *testing.T) {
 
 	r := startFileMaddy(t, up, fileConf("maildir", dir, "        folders *\n        local_folders mirror\n"))
 	sameAsServed(t, r.local(t, 3), served("INBOX"))
+	storedDates(t, r, fixtures[:3])
 	sameAsServed(t, r.maddy.WaitMessages(t, localUser, localPass, "Work.Clients", 2, waitLong), served("Work.Clients"))
 	waitPollAfter(t, r)
 	if got := r.maddy.Mailbox(t, localUser, localPass, "INBOX"); len(got) != 3 {
