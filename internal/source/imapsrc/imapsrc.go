@@ -176,6 +176,8 @@ func (s *Session) login(ctx context.Context, freshToken bool) error {
 	}
 	var imapErr *imap.Error
 	switch {
+	case limited(err) != err:
+		return limited(err) // over quota or throttled: not the credentials
 	case errors.As(err, &imapErr) && loginUnavailable(imapErr):
 		return &source.BusyError{Err: imapErr}
 	case imapErr != nil:
@@ -218,6 +220,9 @@ func (s *Session) loginOAuth(ctx context.Context, freshToken bool) error {
 	var bearerErr *sasl.OAuthBearerError // OAUTHBEARER's own refusal
 	if err == nil || !(errors.As(err, &imapErr) || errors.As(err, &bearerErr)) {
 		return err
+	}
+	if l := limited(err); l != err {
+		return l // over quota or throttled: not the token
 	}
 	if imapErr != nil && loginUnavailable(imapErr) {
 		return &source.BusyError{Err: imapErr}
@@ -283,6 +288,21 @@ func (s *Session) guard(ctx context.Context, fn func() error) error {
 	err := fn()
 	if !stop() {
 		return fmt.Errorf("%w (connection closed)", context.Cause(ctx))
+	}
+	return limited(err)
+}
+
+// limited makes a provider's limit, whatever command it answered
+// (greeting, login, SELECT, FETCH, ...), the typed error the account
+// acts on (source.QuotaError, source.ThrottledError); other errors are
+// returned as they are.
+func limited(err error) error {
+	var imapErr *imap.Error
+	if err == nil || source.IsLimit(err) || !errors.As(err, &imapErr) {
+		return err
+	}
+	if l := source.Limited(string(imapErr.Code), imapErr.Text, err); l != nil {
+		return l
 	}
 	return err
 }
@@ -370,7 +390,7 @@ func (s *Session) Open(ctx context.Context, name string) (source.Mailbox, error)
 		return err
 	})
 	var imapErr *imap.Error
-	if errors.As(err, &imapErr) {
+	if errors.As(err, &imapErr) && !source.IsLimit(err) {
 		// The server answered, about this folder only.
 		return nil, &source.FolderError{Err: fmt.Errorf("SELECT %q: %w", name, err)}
 	}

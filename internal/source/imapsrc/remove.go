@@ -185,7 +185,7 @@ func (m *Mailbox) toFolder(ctx context.Context, set imap.UIDSet, folder string, 
 // this folder only; a connection error stays as it is.
 func refused(err error) error {
 	var imapErr *imap.Error
-	if errors.As(err, &imapErr) {
+	if errors.As(err, &imapErr) && !source.IsLimit(err) {
 		return &source.FolderError{Err: err}
 	}
 	return err

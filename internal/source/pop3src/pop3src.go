@@ -99,7 +99,7 @@ func (u *Upstream) connect(ctx context.Context, freshToken bool) (source.Session
 	s := &Session{cfg: &u.cfg, c: c, remote: remote, freshToken: freshToken}
 	if err := s.setup(cctx, u.cfg.TLSConfig()); err != nil {
 		c.Close()
-		return nil, err
+		return nil, limited(err)
 	}
 	return s, nil
 }
@@ -168,7 +168,7 @@ func (s *Session) setup(ctx context.Context, tlsCfg *tls.Config) error {
 	}
 	if err != nil {
 		var perr *pop3.Error
-		if errors.As(err, &perr) && !perr.Temporary() {
+		if errors.As(err, &perr) && !perr.Temporary() && !source.IsLimit(limited(err)) {
 			if refused := s.cfg.PasswordRefused; refused != nil {
 				refused()
 			}
@@ -198,6 +198,9 @@ func (s *Session) loginOAuth(ctx context.Context, caps pop3.Capabilities) error 
 	if err == nil || !(errors.As(err, &perr) || errors.As(err, &bearerErr)) {
 		return err
 	}
+	if l := limited(err); l != err {
+		return l // over quota or throttled: not the token
+	}
 	if !s.freshToken {
 		return &source.TokenRefusedError{Err: err}
 	}
@@ -222,9 +225,27 @@ func isServerErr(err error) bool {
 // busy turns [IN-USE], [LOGIN-DELAY] and [SYS/TEMP] replies into a
 // source.BusyError, so that the account waits instead of hammering.
 func busy(err error) error {
+	if l := limited(err); l != err {
+		return l
+	}
 	var perr *pop3.Error
 	if errors.As(err, &perr) && perr.Temporary() {
 		return &source.BusyError{Err: err}
+	}
+	return err
+}
+
+// limited makes a provider's limit, whatever command it answered, the
+// typed error the account acts on (source.QuotaError for an [OVERQUOTA]
+// or [THROTTLED] code, source.ThrottledError for Microsoft's "Suggested
+// Backoff Time"); other errors are returned as they are.
+func limited(err error) error {
+	var perr *pop3.Error
+	if err == nil || source.IsLimit(err) || !errors.As(err, &perr) {
+		return err
+	}
+	if l := source.Limited(perr.Code, perr.Text, err); l != nil {
+		return l
 	}
 	return err
 }
@@ -292,7 +313,7 @@ func (m *Mailbox) Complete() bool      { return true }
 func (m *Mailbox) List(ctx context.Context, _ uint32) ([]source.Message, error) {
 	infos, err := m.s.c.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("LIST: %w", err)
+		return nil, fmt.Errorf("LIST: %w", limited(err))
 	}
 	m.sizes = make(map[int]int64, len(infos))
 	for _, info := range infos {
@@ -477,7 +498,7 @@ func (m *Mailbox) Fetch(ctx context.Context, uids []string, spool source.SpoolFu
 		}
 		return deliver(uidOf[num], sp)
 	})
-	return err
+	return limited(err)
 }
 
 // Fingerprints computes the fingerprint of the given messages from their
