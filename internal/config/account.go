@@ -61,6 +61,7 @@ func parseAccount(name string, n Node, defaults []Node, globals map[string]inter
 		p.checkKeepOptions,
 		p.checkProtocol,
 		p.checkConnections,
+		p.checkBudget,
 		p.readCredentials,
 		p.checkRecipients,
 		p.buildTarget,
@@ -144,6 +145,7 @@ func (p *accountParser) declare() error {
 	m.Bool("debug", true, false, &acc.Debug)
 	m.Bool("disabled", false, false, &acc.Disabled)
 	m.String("hostname", true, false, "", &acc.Hostname)
+	m.Custom("download_budget", false, false, unsetBudget, p.budget, &acc.DownloadBudget)
 	if _, err := m.Process(); err != nil {
 		return err
 	}

@@ -192,6 +192,7 @@ var accountDirectives = map[string]bool{
 	"first_sync": true, "trusted_authres": true, "quarantine_folders": true,
 	"auth": true, "tls_pin": true, "insecure_plaintext": true, "insecure_plaintext_hosts": true,
 	"oauth2": true, "max_connections": true, "mbox": true, "maildir": true, "mbox_variant": true,
+	"download_budget": true,
 }
 
 // pipelineDirectives are what an smtp endpoint block accepts as its message
@@ -461,6 +462,7 @@ func isLoopback(host string) bool {
 var volatile = map[string]bool{
 	"password": true, "password_file": true, "password_command": true, "debug": true, "poll_interval": true, "idle": true, "timeout": true,
 	"max_connections": true,
+	"download_budget": true,
 }
 
 // hashTree digests directives and their blocks, at any depth leaving out

@@ -61,4 +61,8 @@ type Policy struct {
 	Dedupe bool
 	// Notify: where notices about the account go (notice.go); empty: none.
 	Notify []string
+	// DownloadBudget: bytes the account downloads in any 24 hours at most
+	// (download_budget); the import is paced to stay under it. 0: no
+	// budget.
+	DownloadBudget int64
 }
