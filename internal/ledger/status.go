@@ -82,7 +82,7 @@ func (l *Ledger) ForgetAccount(ctx context.Context, account string, maddyRunning
 			return err
 		}
 		n, _ = res.RowsAffected()
-		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts", "placements"} {
+		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts", "placements", "account_limits", "downloads"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ?`, account); err != nil {
 				return err
 			}
@@ -178,6 +178,15 @@ type AccountStatus struct {
 	Progress Progress `json:"progress"`
 	// Connections: how the account shares out its upstream connections.
 	Connections Connections `json:"connections"`
+	// ResumeAt: the upstream imposed a pause (over quota, throttled) and
+	// the account connects again at this time; zero when none.
+	ResumeAt time.Time `json:"resume_at,omitzero"`
+	// Budget is the download budget per 24 hours (0: none), BudgetLeft
+	// what is left of it now, PendingBytes the bytes the listings showed
+	// waiting for a download (limits.go).
+	Budget       int64 `json:"download_budget,omitempty"`
+	BudgetLeft   int64 `json:"download_budget_left"`
+	PendingBytes int64 `json:"pending_bytes,omitempty"`
 }
 
 // Connections is how an account shares out its upstream connections
@@ -294,7 +303,7 @@ func (l *Ledger) statuses(ctx context.Context, account string) ([]AccountStatus,
 		}
 		out[i].LabelCopies = n
 	}
-	return out, nil
+	return out, l.limitsInto(ctx, out)
 }
 
 func unix(t time.Time) int64 {
