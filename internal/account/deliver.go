@@ -203,6 +203,9 @@ func (f *folderPass) fetchAll(ctx context.Context, uids []string) error {
 		return err
 	}
 	for batch := range slices.Chunk(uids, batchSize) {
+		// What the download budget allows now; paced ends the pass once
+		// that is done.
+		batch, paced := f.allowed(batch)
 		delivered, err := f.fetchBatch(ctx, batch, place)
 		if err != nil {
 			return err
@@ -223,6 +226,9 @@ func (f *folderPass) fetchAll(ctx context.Context, uids []string) error {
 			if err := f.onlyRefused(f.remove(ctx, delivered)); err != nil {
 				return err
 			}
+		}
+		if paced != nil {
+			return paced
 		}
 	}
 	return nil
@@ -253,6 +259,11 @@ func (f *folderPass) fetchBatch(ctx context.Context, uids []string, place delive
 		res.Fetched++
 		m := f.listed[uid]
 		a.fetched(m.Size)
+		// Downloaded, whatever becomes of it: the budget counts it.
+		a.fetchedBytes(f.name, m.Size)
+		if err := a.spent(ctx, max(m.Size, sp.(*delivery.Spooled).Size)); err != nil {
+			return err
+		}
 		first, copies := place, []delivery.Placement(nil)
 		if a.labelled(m) {
 			first, copies = a.labelPlacements(m)
@@ -458,4 +469,13 @@ func (f *folderPass) placeMissing(ctx context.Context, m source.Message) {
 	f.res.LabelCopies += len(done)
 	labelCopiesTotal.WithLabelValues(a.s.Name).Add(float64(len(done)))
 	a.s.Log.DebugMsg("label copies placed without a download", "folder", f.name, "uid", m.UID, "copies", len(done))
+}
+
+// sizeOf is the listed size of uids together.
+func (f *folderPass) sizeOf(uids []string) int64 {
+	var n int64
+	for _, uid := range uids {
+		n += f.listed[uid].Size
+	}
+	return n
 }

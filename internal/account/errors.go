@@ -19,6 +19,9 @@ const (
 	classLocal               // maddy or the ledger failed (delivery, storage, ledger)
 	classInternal            // a panic
 	classConnection          // anything else: the network or the upstream
+	classQuota               // the provider suspended the account (Gmail [OVERQUOTA]): pause (limits.go)
+	classThrottled           // the provider asked for no connection for a while: pause
+	classPaced               // the download budget is spent for now: pause, nothing failed
 )
 
 // classify reads a poll's error once.
@@ -28,12 +31,21 @@ func classify(err error) errClass {
 		busyErr    *source.BusyError
 		reconsent  *source.ReconsentError
 		onThisSide *localError
+		quota      *source.QuotaError
+		throttled  *source.ThrottledError
+		paced      *pacedError
 	)
 	switch {
 	case err == nil:
 		return classOK
 	case errors.Is(err, errInternal):
 		return classInternal
+	case errors.As(err, &quota):
+		return classQuota
+	case errors.As(err, &throttled):
+		return classThrottled
+	case errors.As(err, &paced):
+		return classPaced
 	case errors.As(err, &reconsent):
 		return classReconsent
 	case errors.As(err, &authErr):
@@ -94,7 +106,7 @@ func isDeliveryErr(err error) bool {
 // from a folder ends the poll: the connection, the ledger or maddy failed.
 func refusal(err error) error {
 	var f *source.FolderError
-	if errors.As(err, &f) {
+	if errors.As(err, &f) && !source.IsLimit(err) {
 		return err
 	}
 	return nil
@@ -114,11 +126,14 @@ const (
 	StateBusy          State = "upstream busy"
 	StateReconsent     State = "re-consent needed"
 	StateDisabled      State = "disabled" // configured with disabled yes, not polled
+	StateOverQuota     State = "over quota" // the provider suspended the account; no connection until NextPoll
+	StateThrottled     State = "throttled"  // the provider asked for no connection until NextPoll
+	StatePaced         State = "paced"      // the download budget is spent; no connection until NextPoll
 )
 
 // states lists every State, for the state metric.
 var states = []State{StateStarting, StatePolling, StateOK, StateIdle, StateFolderFailing, StateBackingOff,
-	StateAuthFailed, StateBusy, StateReconsent, StateDisabled}
+	StateAuthFailed, StateBusy, StateReconsent, StateDisabled, StateOverQuota, StateThrottled, StatePaced}
 
 // state is the State a poll's outcome puts the account in.
 func (c errClass) state() State {
@@ -133,6 +148,12 @@ func (c errClass) state() State {
 		return StateBusy
 	case classReconsent:
 		return StateReconsent
+	case classQuota:
+		return StateOverQuota
+	case classThrottled:
+		return StateThrottled
+	case classPaced:
+		return StatePaced
 	}
 	return StateBackingOff
 }
@@ -152,10 +173,21 @@ func (c errClass) metric() string {
 		return "delivery"
 	case classInternal:
 		return "internal"
+	case classQuota:
+		return "over_quota"
+	case classThrottled:
+		return "throttled"
+	case classPaced:
+		return "paced"
 	}
 	return "connection"
 }
 
 // backsOff: the account waits longer than its poll interval after this.
 // A folder that fails alone does not hold the others back.
-func (c errClass) backsOff() bool { return c != classOK && c != classFolder }
+// Paced is no failure: the poll worked, and the budget says when to go on.
+func (c errClass) backsOff() bool { return c != classOK && c != classFolder && c != classPaced }
+
+// pauses: the upstream (or the budget) set a time before which the account
+// makes no connection at all, IDLE included.
+func (c errClass) pauses() bool { return c == classQuota || c == classThrottled || c == classPaced }

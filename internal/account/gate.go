@@ -15,6 +15,10 @@ type gate struct {
 	failures int
 	until    time.Time     // no connection before this
 	changed  chan struct{} // closed and replaced when until moves earlier
+	// paused: no connection before this either, a time the upstream or
+	// the download budget set (limits.go). A reload's reset leaves it:
+	// knocking early on an over-quota Gmail prolongs the suspension.
+	paused time.Time
 }
 
 func newGate() *gate { return &gate{changed: make(chan struct{})} }
@@ -23,7 +27,7 @@ func newGate() *gate { return &gate{changed: make(chan struct{})} }
 func (g *gate) wait(ctx context.Context) bool {
 	for {
 		g.mu.Lock()
-		d, changed := time.Until(g.until), g.changed
+		d, changed := time.Until(later(g.until, g.paused)), g.changed
 		g.mu.Unlock()
 		if d <= 0 {
 			return ctx.Err() == nil
@@ -66,4 +70,36 @@ func (g *gate) reset() {
 	g.until = time.Time{}
 	close(g.changed)
 	g.changed = make(chan struct{})
+}
+
+// pause closes the gate until t, whatever the back-off says; a later
+// pause moves it later, an earlier one does not shorten it.
+func (g *gate) pause(t time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.paused = later(g.paused, t)
+}
+
+// endPause opens what pause closed (the pause has served, or the budget
+// was raised by a reload).
+func (g *gate) endPause() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.paused = time.Time{}
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// pausedUntil is the end of the pause, or zero.
+func (g *gate) pausedUntil() time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.paused
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -34,16 +34,29 @@ var (
 	}, []string{"account"})
 	accountState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "maddy", Subsystem: "remote_pull", Name: "state",
-		Help: "1 for the account's current state (starting, polling, ok, idle, folder failing, backing off, auth failed, upstream busy, re-consent needed), 0 for the others.",
+		Help: "1 for the account's current state (starting, polling, ok, idle, folder failing, backing off, auth failed, upstream busy, re-consent needed, over quota, throttled, paced), 0 for the others.",
 	}, []string{"account", "state"})
 	connections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "maddy", Subsystem: "remote_pull", Name: "connections",
 		Help: "Upstream connections open now (polls and IDLE), at most max_connections.",
 	}, []string{"account"})
+	resumeAt = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "resume_timestamp_seconds",
+		Help: "Unix time before which the account makes no connection (over quota, throttled, paced); 0 when not paused.",
+	}, []string{"account"})
+	budgetLeft = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "download_budget_left_bytes",
+		Help: "What is left of the account's download_budget in the last 24 hours (accounts with a budget only).",
+	}, []string{"account"})
+	pendingBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "maddy", Subsystem: "remote_pull", Name: "pending_bytes",
+		Help: "Bytes the upstream listings showed waiting for a download.",
+	}, []string{"account"})
 )
 
 func init() {
-	prometheus.MustRegister(messagesTotal, bytesDelivered, labelCopiesTotal, pollsTotal, pollDuration, lastSuccess, accountState, connections)
+	prometheus.MustRegister(messagesTotal, bytesDelivered, labelCopiesTotal, pollsTotal, pollDuration, lastSuccess, accountState,
+		connections, resumeAt, budgetLeft, pendingBytes)
 }
 
 func setStateMetric(account, state string) {

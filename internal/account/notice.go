@@ -29,6 +29,7 @@ const (
 	noticeReconsent = "re-consent needed"
 	noticeWaiting   = "messages waiting upstream"
 	noticeStalled   = "no successful poll"
+	noticeQuota     = "over quota"
 )
 
 const (
@@ -60,6 +61,13 @@ func (a *Account) trouble(ctx context.Context) (kind, text string, err error) {
 		return noticeReconsent, fmt.Sprintf("The provider refused remote_pull's OAuth2 grant for account %s: consent was revoked or has expired.\n\n"+
 			"Last error: %s\n\nTo fix it, run on the server:\n\n    maddy remote-pull oauth2-login %s\n\n"+
 			"then reload maddy (systemctl reload maddy, or SIGUSR2).\n", a.s.Name, st.LastError, a.s.Name), nil
+	case string(StateOverQuota):
+		return noticeQuota, fmt.Sprintf("The provider suspended account %s (%s %s) for exceeding its download or command limits.\n\n"+
+			"Last error: %s\n\nremote_pull makes no connection to it until %s, then tries again; each suspension in a row "+
+			"doubles the pause (from 1 hour to 24 hours). Nothing is lost: the messages wait upstream. To stay under the "+
+			"provider's limit, lower the account's download_budget (see docs/guides/gmail.md).\n"+
+			"This is the one notice for this suspension.\n", a.s.Name, a.s.Upstream.Protocol(), a.s.Upstream.Host(),
+			st.LastError, st.NextPoll.Format(time.RFC1123)), nil
 	case string(StateAuthFailed):
 		return noticeAuth, fmt.Sprintf("The upstream server refuses remote_pull's login for account %s (%s %s).\n\n"+
 			"Last error: %s\n\nIf the password changed, put the new one in the account's password_file, then reload maddy "+
@@ -110,7 +118,7 @@ func (a *Account) lasted(kind string, now time.Time) bool {
 // healthy: the last poll worked, so an earlier trouble is over.
 func (a *Account) healthy() bool {
 	switch State(a.Status().State) {
-	case StateOK, StateIdle, StateFolderFailing:
+	case StateOK, StateIdle, StateFolderFailing, StatePaced:
 		return true
 	}
 	return false
@@ -146,6 +154,15 @@ func (a *Account) checkNotice(ctx context.Context) {
 			// told may not be over. Say nothing until a poll works.
 			return
 		}
+		if prev.Kind == noticeQuota {
+			// One notice per suspension: its end is not told, only
+			// recorded, so that the next suspension is told again.
+			next.Kind, next.Since, next.Sent = "", time.Time{}, prev.Sent
+			if err := a.s.Ledger.SetNotice(ctx, a.s.Name, next); err != nil {
+				a.s.Log.Error("recording the notice", err)
+			}
+			return
+		}
 		subject = fmt.Sprintf("remote_pull: account %s works again", a.s.Name)
 		text = fmt.Sprintf("Account %s works again (%s since %s).\n", a.s.Name, prev.Kind, prev.Since.Format(time.RFC1123))
 		next.Kind, next.Since = "", time.Time{}
@@ -155,6 +172,8 @@ func (a *Account) checkNotice(ctx context.Context) {
 		}
 		subject = fmt.Sprintf("remote_pull: account %s: %s", a.s.Name, kind)
 		next.Kind, next.Since = kind, now
+	case kind == noticeQuota:
+		return // one notice per suspension, however long it lasts
 	case now.Sub(prev.Sent) >= noticeRemind:
 		subject = fmt.Sprintf("remote_pull: account %s: still %s", a.s.Name, kind)
 		text += fmt.Sprintf("\n(This has lasted since %s; a reminder follows daily until it is fixed.)\n", prev.Since.Format(time.RFC1123))

@@ -74,6 +74,13 @@ type poll struct {
 // Poll connects once and processes every folder of the account.
 func (a *Account) Poll(ctx context.Context) (PollResult, error) {
 	var total PollResult
+	// Not even a connection when nothing is left of the download budget.
+	if err := a.loadBudget(ctx); err != nil {
+		return total, err
+	}
+	if err := a.budgetSpent(); err != nil {
+		return total, err
+	}
 	// The connection counts until Poll returns: every path closes or
 	// aborts the session first.
 	release, err := a.conns.take(ctx)
@@ -248,6 +255,7 @@ func (f *folderPass) run(ctx context.Context, budget int) error {
 	if err := f.verifyRemovals(ctx, &t); err != nil {
 		return err
 	}
+	f.a.setPending(f.name, f.sizeOf(t.fetch))
 	if f.a.s.MaxMessagesPerPoll > 0 && len(t.fetch) > budget {
 		t.fetch = t.fetch[:max(budget, 0)]
 		f.res.More = true

@@ -37,6 +37,12 @@ type Account struct {
 	capLogged bool            // a notice was held back by the daily cap, and logged
 	ensured   map[string]bool // mirrored folders made locally (ensureFolder)
 
+	// Provider limits (limits.go, budget.go).
+	episodes   int           // over-quota pauses in a row without a good poll
+	pauseSaved bool          // the ledger holds a pause to clear at the next good poll
+	drop       chan struct{} // closed to close the IDLE connections (dropWatches)
+	budget     budgetState
+
 	progress      ledger.Progress // the poll under way (progress.go)
 	progressSaved time.Time       // when progress was last published
 
@@ -88,6 +94,7 @@ func New(s Settings) *Account {
 				a.firstSeen = saved.FirstSeen
 			}
 		}
+		a.restorePause(ctx)
 	}
 	return a
 }
@@ -127,6 +134,7 @@ func (a *Account) publish() {
 	setStateMetric(a.s.Name, st.State)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	a.publishLimits(ctx, st)
 	err := a.s.Ledger.SaveStatus(ctx, ledger.AccountStatus{
 		Account: a.s.Name, Protocol: a.s.Upstream.Protocol(), Host: a.s.Upstream.Host(),
 		State: st.State, LastSuccess: st.LastSuccess, LastError: st.LastError, NextPoll: st.NextPoll, Note: st.Note,
@@ -193,6 +201,14 @@ func (a *Account) Run(ctx context.Context) {
 		class := classify(err)
 		wait := a.s.PollInterval
 		switch {
+		case class == classPaced:
+			a.gate.succeeded()
+			a.mu.Lock()
+			a.episodes = 0 // the upstream served us: a later quota starts afresh
+			a.mu.Unlock()
+			wait = a.pause(err, class)
+		case class.pauses():
+			wait = a.pause(err, class)
 		case class.backsOff():
 			wait = a.gate.failed(func(n int) time.Duration { return a.backoff(class, n) })
 		case res.More:
@@ -201,7 +217,8 @@ func (a *Account) Run(ctx context.Context) {
 		default:
 			a.gate.succeeded()
 		}
-		if !class.backsOff() {
+		if !class.backsOff() && class != classPaced {
+			a.unpause()
 			a.goodPoll()
 		}
 		a.report(res, err, class, wait)
@@ -289,7 +306,7 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 	a.status.Refused += res.Refused
 	a.status.NextPoll = a.s.Now().Add(wait)
 	a.status.State = string(class.state())
-	if class == classOK || class == classFolder {
+	if class == classOK || class == classFolder || class == classPaced {
 		a.status.LastSuccess = a.s.Now()
 	}
 	if class.backsOff() {
@@ -297,9 +314,18 @@ func (a *Account) report(res PollResult, err error, class errClass, wait time.Du
 	} else {
 		a.failing = 0
 	}
+	if class == classPaced {
+		a.status.LastError = ""
+		if prevClass != classPaced {
+			a.s.Log.Msg("download budget spent for now: paced, no connection until it allows the next message",
+				"reason", err.Error(), "retry_in", wait.Round(time.Second).String())
+		}
+		return
+	}
 	if err == nil {
 		a.status.LastError = ""
-		if prevState != string(StateOK) && prevState != string(StatePolling) && prevState != string(StateStarting) {
+		if prevState != string(StateOK) && prevState != string(StatePolling) && prevState != string(StateStarting) &&
+			prevState != string(StatePaced) {
 			a.s.Log.Msg("account recovered")
 		}
 		return
@@ -394,9 +420,24 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 	// per watched folder.
 	var since time.Time
 	for a.waitGoodPoll(ctx, since) {
-		err := a.watchOnce(ctx, w, folder)
+		dropped, err := a.watchOnce(ctx, w, folder)
 		if ctx.Err() != nil {
 			return
+		}
+		if class := classify(err); class.pauses() && !dropped {
+			// The IDLE connection heard of the limit first: the account
+			// pauses (and this connection's siblings close) as for a poll.
+			wait := a.pause(err, class)
+			a.report(PollResult{}, err, class, wait)
+			a.checkNotice(ctx)
+			dropped = true
+		}
+		if dropped {
+			// Paused: back after the next good poll, which the pause
+			// holds back.
+			since = time.Now()
+			a.Wake()
+			continue
 		}
 		if errors.Is(err, source.ErrNoPush) {
 			a.s.Log.Msg("server offers no IDLE; polling every poll_interval", "folder", folder)
@@ -417,11 +458,11 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 }
 
 // watchOnce watches folder on one connection until it ends, within the
-// account's connection budget.
-func (a *Account) watchOnce(ctx context.Context, w source.Watcher, folder string) error {
+// account's connection budget. dropped: a pause (limits.go) closed it.
+func (a *Account) watchOnce(ctx context.Context, w source.Watcher, folder string) (dropped bool, err error) {
 	release, err := a.conns.take(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer release() // once Watch has returned, its connection is closed
 	var idling atomic.Bool
@@ -430,7 +471,17 @@ func (a *Account) watchOnce(ctx context.Context, w source.Watcher, folder string
 			a.setIdling(-1) // not at shutdown: the ledger may be closing
 		}
 	}()
-	return w.Watch(ctx, folder, source.WatchEvents{
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	drop := a.dropSignal()
+	go func() {
+		select {
+		case <-drop:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	err = w.Watch(wctx, folder, source.WatchEvents{
 		Idling: func() {
 			if !idling.Swap(true) {
 				a.setIdling(+1)
@@ -438,6 +489,7 @@ func (a *Account) watchOnce(ctx context.Context, w source.Watcher, folder string
 		},
 		NewMail: a.Wake,
 	})
+	return wctx.Err() != nil && ctx.Err() == nil, err
 }
 
 // goodPoll records a successful poll for waitGoodPoll.
