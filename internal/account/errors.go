@@ -125,7 +125,7 @@ const (
 	StateAuthFailed    State = "auth failed"
 	StateBusy          State = "upstream busy"
 	StateReconsent     State = "re-consent needed"
-	StateDisabled      State = "disabled" // configured with disabled yes, not polled
+	StateDisabled      State = "disabled"   // configured with disabled yes, not polled
 	StateOverQuota     State = "over quota" // the provider suspended the account; no connection until NextPoll
 	StateThrottled     State = "throttled"  // the provider asked for no connection until NextPoll
 	StatePaced         State = "paced"      // the download budget is spent; no connection until NextPoll

@@ -80,23 +80,6 @@ func (g *gate) pause(t time.Time) {
 	g.paused = later(g.paused, t)
 }
 
-// endPause opens what pause closed (the pause has served, or the budget
-// was raised by a reload).
-func (g *gate) endPause() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.paused = time.Time{}
-	close(g.changed)
-	g.changed = make(chan struct{})
-}
-
-// pausedUntil is the end of the pause, or zero.
-func (g *gate) pausedUntil() time.Time {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.paused
-}
-
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a

@@ -59,7 +59,9 @@ func (a *Account) restorePause(ctx context.Context) {
 	a.episodes = p.Episodes
 	a.pauseSaved = p != (ledger.Pause{})
 	left := p.Until.Sub(a.s.Now())
-	if p.State == "" || left <= 0 {
+	if p.State == "" || p.State == string(StatePaced) || left <= 0 {
+		// The budget's pause is worked out again from the downloads
+		// kept (budget.go): the budget may have changed meanwhile.
 		return
 	}
 	a.gate.pause(time.Now().Add(left))

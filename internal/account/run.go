@@ -198,31 +198,7 @@ func (a *Account) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		class := classify(err)
-		wait := a.s.PollInterval
-		switch {
-		case class == classPaced:
-			a.gate.succeeded()
-			a.mu.Lock()
-			a.episodes = 0 // the upstream served us: a later quota starts afresh
-			a.mu.Unlock()
-			wait = a.pause(err, class)
-		case class.pauses():
-			wait = a.pause(err, class)
-		case class.backsOff():
-			wait = a.gate.failed(func(n int) time.Duration { return a.backoff(class, n) })
-		case res.More:
-			a.gate.succeeded()
-			wait = 0 // max_messages_per_poll left some: go on at once
-		default:
-			a.gate.succeeded()
-		}
-		if !class.backsOff() && class != classPaced {
-			a.unpause()
-			a.goodPoll()
-		}
-		a.report(res, err, class, wait)
-		a.checkNotice(ctx)
+		wait := a.settle(ctx, res, err)
 
 		timer := time.NewTimer(wait)
 		select {
@@ -234,6 +210,37 @@ func (a *Account) Run(ctx context.Context) {
 		case <-timer.C:
 		}
 	}
+}
+
+// settle acts on a poll's outcome: the back-off, a pause, the status and
+// the notices. It returns how long to wait before the next poll.
+func (a *Account) settle(ctx context.Context, res PollResult, err error) time.Duration {
+	class := classify(err)
+	wait := a.s.PollInterval
+	switch {
+	case class == classPaced:
+		a.gate.succeeded()
+		a.mu.Lock()
+		a.episodes = 0 // the upstream served us: a later quota starts afresh
+		a.mu.Unlock()
+		wait = a.pause(err, class)
+	case class.pauses():
+		wait = a.pause(err, class)
+	case class.backsOff():
+		wait = a.gate.failed(func(n int) time.Duration { return a.backoff(class, n) })
+	case res.More:
+		a.gate.succeeded()
+		wait = 0 // max_messages_per_poll left some: go on at once
+	default:
+		a.gate.succeeded()
+	}
+	if !class.backsOff() && class != classPaced {
+		a.unpause()
+		a.goodPoll()
+	}
+	a.report(res, err, class, wait)
+	a.checkNotice(ctx)
+	return wait
 }
 
 // pollSafely runs one poll and turns a panic into an error: a bug must not
