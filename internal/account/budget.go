@@ -100,17 +100,16 @@ func (a *Account) budgetSpent() error {
 }
 
 // allowed is the longest start of uids the budget lets this poll fetch
-// now, counting listed sizes, and a pacedError if that is not all of them.
-func (f *folderPass) allowed(uids []string) ([]string, error) {
+// now, counting listed sizes.
+func (f *folderPass) allowed(uids []string) []string {
 	a := f.a
 	budget := a.s.DownloadBudget
 	if budget <= 0 {
-		return uids, nil
+		return uids
 	}
-	now := a.s.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	used := a.usedLocked(now)
+	used := a.usedLocked(a.s.Now())
 	for i, uid := range uids {
 		size := f.listed[uid].Size
 		if used+size <= budget {
@@ -121,11 +120,31 @@ func (f *folderPass) allowed(uids []string) ([]string, error) {
 			// Larger than the whole budget: alone, in an empty window.
 			a.s.Log.Msg("message larger than the whole download_budget: fetched alone; the account is paced for a day after it",
 				"folder", f.name, "uid", uid, "size", size, "download_budget", budget)
-			return uids[:1], nil
+			return uids[:1]
 		}
-		return uids[:i], &pacedError{until: a.resumeLocked(now, used+size-budget), used: used, budget: budget, next: size}
+		return uids[:i]
 	}
-	return uids, nil
+	return uids
+}
+
+// pacedFor is the pacedError of a poll that stops before a message of
+// size bytes: until enough of the window has passed for it, or, if it is
+// larger than the whole budget, until the window is empty.
+func (a *Account) pacedFor(size int64) error {
+	budget := a.s.DownloadBudget
+	now := a.s.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	used := a.usedLocked(now)
+	need := used + size - budget
+	if size > budget {
+		need = used
+	}
+	until := now
+	if need > 0 {
+		until = a.resumeLocked(now, need)
+	}
+	return &pacedError{until: until, used: used, budget: budget, next: size}
 }
 
 // spent counts n bytes downloaded now, in memory and in the ledger.

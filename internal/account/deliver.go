@@ -203,9 +203,10 @@ func (f *folderPass) fetchAll(ctx context.Context, uids []string) error {
 		return err
 	}
 	for batch := range slices.Chunk(uids, batchSize) {
-		// What the download budget allows now; paced ends the pass once
-		// that is done.
-		batch, paced := f.allowed(batch)
+		// What the download budget allows now; the pass ends once that
+		// is done if it is not the whole batch.
+		all := batch
+		batch = f.allowed(batch)
 		delivered, err := f.fetchBatch(ctx, batch, place)
 		if err != nil {
 			return err
@@ -227,8 +228,8 @@ func (f *folderPass) fetchAll(ctx context.Context, uids []string) error {
 				return err
 			}
 		}
-		if paced != nil {
-			return paced
+		if len(batch) < len(all) {
+			return a.pacedFor(f.listed[all[len(batch)]].Size)
 		}
 	}
 	return nil

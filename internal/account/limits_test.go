@@ -70,6 +70,17 @@ func (u *limitedUpstream) Watch(ctx context.Context, folder string, ev source.Wa
 	return ctx.Err()
 }
 
+// running runs a until the test ends, or stop is called.
+func running(t *testing.T, a *Account) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
 // waitFor polls cond every 10 ms for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -91,18 +102,7 @@ func TestOverQuotaPausesEverything(t *testing.T) {
 	up := &limitedUpstream{fakeUpstream: r.up}
 	r.acc.s.Upstream = up
 	r.acc.s.Idle = true
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.acc.Run(ctx); close(done) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			cancel()
-			<-done
-			stopped = true
-		}
-	}
-	defer stop()
+	stop := running(t, r.acc)
 	waitFor(t, "the IDLE connection", func() bool { _, idle := up.counts(); return idle == 1 })
 
 	up.setLimit(errOverQuota)
@@ -137,9 +137,7 @@ func TestOverQuotaPausesEverything(t *testing.T) {
 	if st := r.acc.Status(); st.State != string(StateOverQuota) {
 		t.Fatalf("after a restart: state %q", st.State)
 	}
-	ctx, cancel = context.WithCancel(context.Background())
-	done, stopped = make(chan struct{}), false
-	go func() { r.acc.Run(ctx); close(done) }()
+	running(t, r.acc)
 	r.acc.RetryNow() // a reload's retry does not end the pause either
 	time.Sleep(300 * time.Millisecond)
 	if now, _ := up.counts(); now != logins {
@@ -201,10 +199,7 @@ func TestThrottledHonoursBackoff(t *testing.T) {
 	r.acc.s.Upstream = up
 	const backoff = 1500 * time.Millisecond
 	up.setLimit(&source.ThrottledError{Backoff: backoff, Err: errors.New("NO Request is throttled.")})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.acc.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	running(t, r.acc)
 	waitFor(t, "the throttled state", func() bool { return r.acc.Status().State == string(StateThrottled) })
 	if st := r.acc.Status(); st.NextPoll.Sub(time.Now()) > backoff || st.NextPoll.Before(time.Now()) {
 		t.Fatalf("next poll %v, want within %v", st.NextPoll, backoff)
