@@ -161,6 +161,9 @@ type accountStatus struct {
 	// Running: a maddy is running remote_pull on this state directory;
 	// when false, State is what it last saw before it stopped.
 	Running bool `json:"running"`
+	// BudgetDays: at the account's download budget, about how many days
+	// the bytes waiting upstream take (limits.go); 0 without a budget.
+	BudgetDays float64 `json:"budget_days,omitempty"`
 }
 
 func statusCommand(c *cli.Context) error {
@@ -196,7 +199,7 @@ func statusCommand(c *cli.Context) error {
 			st = ledger.AccountStatus{Account: name, State: "not started"}
 		}
 		delete(byName, name)
-		sts = append(sts, accountStatus{AccountStatus: st, Configured: true, Running: running})
+		sts = append(sts, accountStatus{AccountStatus: st, Configured: true, Running: running, BudgetDays: budgetDays(st)})
 	}
 	if c.Bool("all") {
 		for _, st := range saved {
@@ -263,6 +266,7 @@ func printStatus(out io.Writer, sts []accountStatus, running bool) error {
 			plan := account.ConnPlan{Max: c.Max, Watched: c.Watched, Polled: c.Polled}
 			fmt.Fprintf(out, "connections: %s: %s\n", st.Account, safetext.Line(plan.String(), safetext.MaxStored))
 		}
+		printLimits(out, st)
 	}
 	return nil
 }

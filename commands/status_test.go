@@ -50,3 +50,22 @@ func TestProgressLineByBytes(t *testing.T) {
 		t.Errorf("progress by messages %q", got)
 	}
 }
+
+// A paused account shows when it connects again; a budget shows what is
+// left of it and the days the bytes waiting upstream take.
+func TestStatusShowsLimits(t *testing.T) {
+	resume := time.Now().Add(59 * time.Minute)
+	st := ledger.AccountStatus{Account: "gmail", State: "over quota", NextPoll: resume, ResumeAt: resume,
+		Budget: 2_400_000_000, BudgetLeft: 400_000_000, PendingBytes: 12_400_000_000}
+	sts := []accountStatus{{AccountStatus: st, Configured: true, Running: true, BudgetDays: budgetDays(st)}}
+	var out bytes.Buffer
+	if err := printStatus(&out, sts, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"paused: gmail: over quota, no connection until", "(in 5", // 58m59s or 59m0s
+		"budget: gmail: 400 MB of 2.4 GB left in the last 24 hours; 12.4 GB waiting upstream, about 6 days at this budget"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+}
