@@ -74,3 +74,9 @@ func TestStatesDocumented(t *testing.T) {
 		t.Fatal("no state table in the guides: the check reads nothing")
 	}
 }
+
+// The over-quota pause is stated in docs/reference.md and the guides.
+func TestDocumentedQuotaPause(t *testing.T) {
+	testlib.CheckDocumented(t, "../..", regexp.MustCompile(`\bfirst over-quota pause is (\d+) hour`), int(quotaPauseMin.Hours()))
+	testlib.CheckDocumented(t, "../..", regexp.MustCompile(`\bdoubling up to (\d+) hours`), int(quotaPauseMax.Hours()))
+}

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/remote-pull/remote_pull/internal/testlib"
 )
 
 // download_budget takes maddy's sizes or off; without it, a Gmail host
@@ -56,4 +59,11 @@ remote_pull {
 			t.Errorf("%q: error %v, want one at test.conf:8 naming download_budget", bad, err)
 		}
 	}
+}
+
+// The default budgets on Gmail hosts are stated in docs/reference.md and
+// the guides, in MB.
+func TestDocumentedGmailBudgets(t *testing.T) {
+	testlib.CheckDocumented(t, "../..", regexp.MustCompile(`\b(\d),(\d{3}) MB in any 24 hours`), GmailIMAPBudget/1e6)
+	testlib.CheckDocumented(t, "../..", regexp.MustCompile(`\bpop\.gmail\.com` + "`?" + ` (\d),(\d{3}) MB`), GmailPOP3Budget/1e6)
 }
