@@ -13,9 +13,11 @@ import (
 // downloaded in the last budgetWindow; the first message that does not
 // fit ends the poll there (it stays upstream, nothing is recorded of it)
 // and the account pauses until enough of the window has passed for it
-// (pacedError, limits.go). Bytes are counted as they are downloaded,
-// whatever becomes of the message, in the ledger (per minute), so that a
-// restart keeps the window. A poll starts without connecting when the
+// (pacedError, limits.go). A batch's bytes are counted before it is
+// asked for, by the listed sizes (and again for what a message brings
+// beyond its listed size), whatever becomes of its messages, in the
+// ledger (per minute), so that neither a cut download nor a crash nor a
+// restart lets the provider's count run ahead of ours. A poll starts without connecting when the
 // budget is spent already.
 //
 // A message larger than the whole budget would never fit: it is fetched

@@ -244,6 +244,12 @@ func (f *folderPass) fetchBatch(ctx context.Context, uids []string, place delive
 	if err != nil || len(uids) == 0 {
 		return nil, err
 	}
+	// The budget counts the batch before it is asked for, whatever
+	// becomes of it: a download cut short, or a crash before the count,
+	// must not let the provider's count run ahead of ours.
+	if err := a.spent(ctx, f.sizeOf(uids)); err != nil {
+		return nil, err
+	}
 	wanted := make(map[string]bool, len(uids))
 	for _, uid := range uids {
 		wanted[uid] = true
@@ -260,10 +266,12 @@ func (f *folderPass) fetchBatch(ctx context.Context, uids []string, place delive
 		res.Fetched++
 		m := f.listed[uid]
 		a.fetched(m.Size)
-		// Downloaded, whatever becomes of it: the budget counts it.
 		a.fetchedBytes(f.name, m.Size)
-		if err := a.spent(ctx, max(m.Size, sp.(*delivery.Spooled).Size)); err != nil {
-			return err
+		if more := sp.(*delivery.Spooled).Size - m.Size; more > 0 {
+			// Larger than listed: the budget counts what came.
+			if err := a.spent(ctx, more); err != nil {
+				return err
+			}
 		}
 		first, copies := place, []delivery.Placement(nil)
 		if a.labelled(m) {
