@@ -119,9 +119,12 @@ type propWorld struct {
 	lastGood time.Time              // the clock at the last successful poll (status ok or folder failing)
 	down     int                    // polls left in an outage: login refused
 	outage   time.Duration          // how far the clock moves at each poll of the outage
-	drop     []*propMsg             // POP3 maildrop, in order
-	freed    []*propMsg             // POP3: deleted at QUIT, UIDL reusable
-	nextUIDL int
+	// downloads: the bytes each asked-for message sent, when (the
+	// provider's count, for download_budget).
+	downloads []propDownload
+	drop      []*propMsg // POP3 maildrop, in order
+	freed     []*propMsg // POP3: deleted at QUIT, UIDL reusable
+	nextUIDL  int
 	// firstSync: max_age's cutoff at each folder's first sync, as the
 	// model reckons it when the loop opens a folder the ledger has not
 	// synced yet (the last such open is the sync that counts).
@@ -651,6 +654,9 @@ func (u *propUpstream) Connect(ctx context.Context) (source.Session, error) {
 	if w.down > 0 {
 		w.down--
 		w.note(nil, "login refused for now: the upstream is down (%d more polls)", w.down)
+		if w.cfg.quota {
+			return nil, &source.QuotaError{Err: errors.New("NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)")}
+		}
 		return nil, &source.AuthError{Err: errors.New("NO [UNAVAILABLE] authentication service unavailable")}
 	}
 	s := &propSession{w: w}
@@ -815,6 +821,11 @@ func (s *propSession) fetchOne(m *propMsg, uid string, seen map[*propMsg]bool, s
 		r.data = m.raw[:cut]
 		r.err = fmt.Errorf("reading message: %w after %d of %d bytes", errPropReset, cut, len(m.raw))
 		r.withLast = w.rng.IntN(2) == 0
+	}
+	if w.unasked != m {
+		// What the loop asked for; a message the server sends on its own
+		// is the server's doing (a real provider would not send it).
+		w.downloads = append(w.downloads, propDownload{at: w.clock, bytes: int64(len(r.data)), m: m})
 	}
 	sp, err := spool(r)
 	if cut >= 0 {
@@ -1741,4 +1752,32 @@ func (w *propWorld) refusedOps() string {
 	}
 	sort.Strings(ops)
 	return strings.Join(ops, ", ")
+}
+
+// propDownload is one message's bytes sent at a time, as the provider
+// counts them.
+type propDownload struct {
+	at    time.Time
+	bytes int64
+	m     *propMsg
+}
+
+// checkBudget: the downloads of the last 24 hours stay within the
+// budget, unless they are one message larger than the whole budget.
+func (w *propWorld) checkBudget() {
+	if w.cfg.budget <= 0 {
+		return
+	}
+	var sum int64
+	var in []string
+	for _, d := range w.downloads {
+		if d.at.After(w.clock.Add(-budgetWindow)) {
+			sum += d.bytes
+			in = append(in, fmt.Sprintf("%s %dB", d.m.id, d.bytes))
+		}
+	}
+	if sum > w.cfg.budget && len(in) > 1 {
+		w.violate("overspent", nil, "%d bytes downloaded in the 24 hours to %s, budget %d: %s",
+			sum, w.clock.Format(time.DateTime), w.cfg.budget, strings.Join(in, ", "))
+	}
 }

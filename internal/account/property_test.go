@@ -145,6 +145,7 @@ var propKinds = []struct{ kind, desc string }{
 	{"aged", "max_age: adopted (never delivered) mail that was not older than max_age at the last good poll"},
 	{"stalled", "liveness: mail in a polled folder never delivered while an upstream operation keeps being refused"},
 	{"placed", "local_folders: delivered to the wrong local folder"},
+	{"overspent", "download_budget: more bytes asked for in 24 hours than the budget (but for one message larger than it, alone)"},
 	{"unknown", "maddy was handed a message it must never get: none upstream has it, refused, too large, or sent unasked"},
 	{"panic", "the account loop panicked"},
 	{"test", "the test itself failed"},
@@ -195,9 +196,11 @@ type propConfig struct {
 	dedupe      string // "" (the default), "none", "message_id"
 	mirror      bool   // local_folders mirror
 	refuse      map[string]string
-	users       bool // users move, copy, flag and delete upstream
-	restore     bool // the server is restored from a backup (UIDs reused)
-	outage      bool // login refused for longer than max_age
+	users       bool  // users move, copy, flag and delete upstream
+	restore     bool  // the server is restored from a backup (UIDs reused)
+	outage      bool  // login refused for longer than max_age
+	quota       bool  // the outage is Gmail's [OVERQUOTA] instead: the account pauses
+	budget      int64 // download_budget in bytes; 0: none
 	reloads     bool
 	retries     bool
 	forgets     bool
@@ -226,6 +229,9 @@ func (c propConfig) String() string {
 	if c.maxSize > 0 {
 		fmt.Fprintf(&b, " max_message_size=%d", c.maxSize)
 	}
+	if c.budget > 0 {
+		fmt.Fprintf(&b, " download_budget=%d", c.budget)
+	}
 	if c.space {
 		fmt.Fprintf(&b, " folders:%s", strings.Join(c.folders, ","))
 		if len(c.exclude) > 0 {
@@ -250,7 +256,7 @@ func (c propConfig) String() string {
 			on   bool
 			name string
 		}{{c.move, "MOVE"}, {c.markSeen, "mark_seen"}, {c.mirror, "mirror"}, {c.users, "users"}, {c.restore, "restore"},
-			{c.outage, "outage"}, {c.reloads, "reload"}, {c.retries, "retry"}, {c.forgets, "forget"}} {
+			{c.outage, "outage"}, {c.quota, "over-quota"}, {c.reloads, "reload"}, {c.retries, "retry"}, {c.forgets, "forget"}} {
 			if f.on {
 				b.WriteString(" " + f.name)
 			}
@@ -291,7 +297,7 @@ func (w *propWorld) settings() Settings {
 			MaxMessageSize: w.cfg.maxSize, MaxMessagesPerPoll: w.cfg.maxPerPoll, FirstSyncNew: w.cfg.firstSync,
 			MarkSeen: w.cfg.markSeen, DeleteAfter: w.cfg.deleteAfter, MaxAge: w.cfg.maxAge,
 			Dedupe:        w.cfg.dedupe == "message_id" || (w.cfg.dedupe == "" && propDefaultDedupe(w.cfg)),
-			MirrorFolders: w.cfg.mirror},
+			MirrorFolders: w.cfg.mirror, DownloadBudget: w.cfg.budget},
 		Now: func() time.Time { return w.clock },
 		SyncStorage: func() error {
 			if w.fault("sync-storage") {
@@ -443,9 +449,16 @@ func (w *propWorld) poll() (err error) {
 		// (saved in the ledger, read again by New), which max_age
 		// measures from. A poll whose only errors are some folders'
 		// is a success there ("folder failing", docs/reference.md).
-		w.acc.report(res, err, class, time.Minute)
-		if class == classOK || class == classFolder {
+		// A pause (over quota, the budget paced) is waited out, as Run
+		// waits it out before the next poll.
+		wait := w.acc.settle(context.Background(), res, err)
+		if class == classOK || class == classFolder || class == classPaced {
 			w.lastGood = w.clock
+		}
+		w.checkBudget()
+		if class.pauses() {
+			w.note(nil, "paused (%s) for %v", class.state(), wait)
+			w.clock = w.clock.Add(wait)
 		}
 	}
 	w.sess = nil
@@ -494,6 +507,13 @@ func newPropWorld(seed uint64, dir string) *propWorld {
 			w.folders[name] = &propFolder{name: name, validity: uint32(100 * (i + 1)), nextUID: 1 + uint32(rng.IntN(50))}
 		}
 	}
+	// Provider limits draw from their own stream, so that the runs
+	// without them stay as they were.
+	limits := rand.New(rand.NewPCG(seed, 0xb0d6e7))
+	if limits.IntN(5) == 0 {
+		c.budget = int64(1500 + limits.IntN(6000))
+	}
+	c.quota = c.outage && limits.IntN(2) == 0
 	// Some runs are calm, some a storm; each enables a few kinds of fault.
 	intensity := 0.01 + 0.2*rng.Float64()*rng.Float64()
 	for _, k := range propFaultKinds {
@@ -561,6 +581,15 @@ func propRun(seed uint64, tmp string) *propWorld {
 	limit := 6
 	if w.cfg.maxPerPoll > 0 {
 		limit += len(w.msgs) / w.cfg.maxPerPoll
+	}
+	if w.cfg.budget > 0 {
+		// A window's worth a poll, and one more poll that finds the
+		// budget spent, per window.
+		var total int64
+		for _, m := range w.msgs {
+			total += m.size
+		}
+		limit += 2 * int(total/w.cfg.budget+2)
 	}
 	quiet := false
 	var last string

@@ -175,3 +175,17 @@ func (l *Ledger) limitsInto(ctx context.Context, sts []AccountStatus) error {
 	}
 	return rows.Err()
 }
+
+// forgetLimits drops what ForgetAccount may of an account's limits. The
+// downloads of the last day and a pause that has not ended stay: they
+// are the provider's count and the provider's suspension, which the
+// account added back under its name would meet again. They age out.
+func forgetLimits(ctx context.Context, tx *sql.Tx, account string) error {
+	now := time.Now()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM downloads WHERE account = ? AND minute <= ?`,
+		account, now.Add(-25*time.Hour).Unix()); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM account_limits WHERE account = ? AND pause_until <= ?`, account, now.Unix())
+	return err
+}

@@ -54,7 +54,7 @@ func TestDownloadsWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := l.AddDownload(bg, "b", t0, 1000); err != nil {
+	if err := l.AddDownload(bg, "b", time.Now().Add(-48*time.Hour), 1000); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
@@ -75,10 +75,16 @@ func TestDownloadsWindow(t *testing.T) {
 	if got, _ := l.Downloads(bg, "a", t0); len(got) != 1 {
 		t.Fatalf("old buckets kept: %+v", got)
 	}
+	// forget keeps the provider's count of the last day: the account,
+	// added back, would meet it again.
+	now := time.Now()
+	if err := l.AddDownload(bg, "b", now, 5); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := l.ForgetAccount(bg, "b", false); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := l.Downloads(bg, "b", t0); len(got) != 0 {
-		t.Fatalf("forgotten account's downloads kept: %+v", got)
+	if got, _ := l.Downloads(bg, "b", now.Add(-72*time.Hour)); len(got) != 1 || got[0].Bytes != 5 {
+		t.Fatalf("forgotten account's downloads %+v, want the last day's kept, the older dropped", got)
 	}
 }

@@ -82,12 +82,12 @@ func (l *Ledger) ForgetAccount(ctx context.Context, account string, maddyRunning
 			return err
 		}
 		n, _ = res.RowsAffected()
-		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts", "placements", "account_limits", "downloads"} {
+		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts", "placements"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ?`, account); err != nil {
 				return err
 			}
 		}
-		return nil
+		return forgetLimits(ctx, tx, account)
 	})
 	return n, err
 }
