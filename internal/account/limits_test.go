@@ -81,18 +81,6 @@ func running(t *testing.T, a *Account) (stop func()) {
 	return stop
 }
 
-// waitFor polls cond every 10 ms for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Over quota, the account pauses entirely: its IDLE connection closes,
 // no login follows however often it is woken, the status says "over
 // quota" with the time it tries again (an hour on), the owner gets one

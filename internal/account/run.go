@@ -427,6 +427,12 @@ func (a *Account) watch(ctx context.Context, w source.Watcher, folder string) {
 	// per watched folder.
 	var since time.Time
 	for a.waitGoodPoll(ctx, since) {
+		// A pause (limits.go) may have begun since that poll: no
+		// connection before it ends; one that begins while the
+		// connection is up closes it (watchOnce).
+		if !a.gate.wait(ctx) {
+			return
+		}
 		dropped, err := a.watchOnce(ctx, w, folder)
 		if ctx.Err() != nil {
 			return
