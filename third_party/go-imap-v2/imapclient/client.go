@@ -170,6 +170,7 @@ type Client struct {
 	caps         imap.CapSet
 	enabled      imap.CapSet
 	pendingCapCh chan struct{}
+	capsErr      error // of the last CAPABILITY sent on the client's own (CapsErr)
 	mailbox      *SelectedMailbox
 	cmdTag       uint64
 	pendingCmds  []command
@@ -356,7 +357,7 @@ func (c *Client) Caps() imap.CapSet {
 		capCmd := c.Capability()
 		capCh := make(chan struct{})
 		go func() {
-			capCmd.Wait()
+			c.recordCapsErr(capCmd.Wait())
 			close(capCh)
 		}()
 		c.mutex.Lock()
@@ -389,7 +390,7 @@ func (c *Client) setCaps(caps imap.CapSet) {
 		// We need to send the CAPABILITY command in a separate goroutine:
 		// setCaps might be called with Client.encMutex locked
 		go func() {
-			c.Capability().Wait()
+			c.recordCapsErr(c.Capability().Wait())
 			close(capCh)
 		}()
 	}
@@ -398,6 +399,23 @@ func (c *Client) setCaps(caps imap.CapSet) {
 	c.caps = caps
 	c.pendingCapCh = capCh
 	c.mutex.Unlock()
+}
+
+func (c *Client) recordCapsErr(_ imap.CapSet, err error) {
+	c.mutex.Lock()
+	c.capsErr = err
+	c.mutex.Unlock()
+}
+
+// CapsErr returns the error of the CAPABILITY command the client last
+// sent on its own (after the greeting, after STARTTLS or a login, or from
+// Caps), or nil. When Caps returns nil, it tells why: the server may have
+// answered NO with a reason the caller must act on (a provider asking to
+// come back later, for instance).
+func (c *Client) CapsErr() error {
+	c.mutex.Lock()
+	defer c.mutex.Unlock()
+	return c.capsErr
 }
 
 // Mailbox returns the state of the currently selected mailbox.
