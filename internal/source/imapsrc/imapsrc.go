@@ -159,7 +159,10 @@ func (s *Session) login(ctx context.Context, freshToken bool) error {
 	if err != nil {
 		return err
 	}
-	caps := s.c.Caps()
+	caps, err := s.capabilities()
+	if err != nil {
+		return err
+	}
 	plain, saslLogin := caps.Has(imap.Cap("AUTH=PLAIN")), caps.Has(imap.Cap("AUTH=LOGIN"))
 	// auto: SASL PLAIN, else SASL LOGIN, else the LOGIN command.
 	switch mech := s.cfg.Auth; {
@@ -189,6 +192,19 @@ func (s *Session) login(ctx context.Context, freshToken bool) error {
 	return err
 }
 
+// capabilities are the server's, before the login. A server that answered
+// CAPABILITY with NO is not one that offers nothing: its reply is the
+// error (Microsoft throttles that command too, then hangs up).
+func (s *Session) capabilities() (imap.CapSet, error) {
+	caps := s.c.Caps()
+	if caps == nil {
+		if err := s.c.CapsErr(); err != nil {
+			return nil, fmt.Errorf("CAPABILITY: %w", err)
+		}
+	}
+	return caps, nil
+}
+
 // loginUnavailable reads a login's NO by its RFC 5530 code: the server
 // could not log us in now ([UNAVAILABLE], [SERVERBUG], [LIMIT], [INUSE]),
 // to wait for. Anything else ([AUTHENTICATIONFAILED],
@@ -207,7 +223,11 @@ func loginUnavailable(e *imap.Error) bool {
 // again with a fresh one.
 func (s *Session) loginOAuth(ctx context.Context, freshToken bool) error {
 	mech := strings.ToUpper(s.cfg.Auth)
-	if !s.c.Caps().Has(imap.Cap("AUTH=" + mech)) {
+	caps, err := s.capabilities()
+	if err != nil {
+		return err
+	}
+	if !caps.Has(imap.Cap("AUTH=" + mech)) {
 		return &source.AuthError{Err: fmt.Errorf("the server does not offer AUTH=%s", mech)}
 	}
 	token, err := s.cfg.Token(ctx, freshToken)

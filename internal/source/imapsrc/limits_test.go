@@ -25,7 +25,11 @@ func limitServer(t *testing.T, failOn, reply string) string {
 			fmt.Fprintf(conn, "%s\r\n", reply)
 			return
 		}
-		fmt.Fprintf(conn, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR UIDPLUS] hi\r\n")
+		if failOn == "CAPABILITY" {
+			fmt.Fprintf(conn, "* OK hi\r\n") // the client asks for them
+		} else {
+			fmt.Fprintf(conn, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR UIDPLUS] hi\r\n")
+		}
 		br := bufio.NewReader(conn)
 		for {
 			line, err := br.ReadString('\n')
@@ -80,6 +84,8 @@ func TestProviderLimitReplies(t *testing.T) {
 			source.AuthPlain, false, source.MaxSuggestedBackoff},
 		{"microsoft zero", "UID", "NO Request is throttled. Suggested Backoff Time: 0 milliseconds",
 			source.AuthPlain, false, source.MinSuggestedBackoff},
+		{"microsoft at CAPABILITY", "CAPABILITY", msThrottle, source.AuthPlain, false, 299961 * time.Millisecond},
+		{"microsoft at CAPABILITY, xoauth2", "CAPABILITY", msThrottle, source.AuthXOAUTH2, false, 299961 * time.Millisecond},
 		{"greeting", "GREETING", "* BYE Request is throttled. Suggested Backoff Time: 5000 milliseconds",
 			source.AuthPlain, false, 5 * time.Second},
 	} {
