@@ -65,5 +65,5 @@ remote_pull {
 // the guides, in MB.
 func TestDocumentedGmailBudgets(t *testing.T) {
 	testlib.CheckDocumented(t, "../..", regexp.MustCompile(`\b(\d),(\d{3}) MB in any 24 hours`), GmailIMAPBudget/1e6)
-	testlib.CheckDocumented(t, "../..", regexp.MustCompile(`\bpop\.gmail\.com` + "`?" + ` (\d),(\d{3}) MB`), GmailPOP3Budget/1e6)
+	testlib.CheckDocumented(t, "../..", regexp.MustCompile(`\bpop\.gmail\.com`+"`?"+` (\d),(\d{3}) MB`), GmailPOP3Budget/1e6)
 }
