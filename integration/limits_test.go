@@ -86,8 +86,9 @@ func TestGmailOverQuotaPause(t *testing.T) {
 		gm.Append(harness.CRLF(harness.Message(i, 2000)), time.Now(), nil, `\Inbox`)
 	}
 	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		Extra: gmailConf(gm.Addr(), "        download_budget off"),
+		Users:   map[string]string{localUser: localPass},
+		Extra:   gmailConf(gm.Addr(), "        download_budget off"),
+		Metrics: true,
 	})
 	m.WaitMessages(t, localUser, localPass, "INBOX", 3, waitLong)
 	waitUntil(t, "the IDLE connection", func() bool { return gm.Conns() == 1 })
@@ -107,6 +108,13 @@ func TestGmailOverQuotaPause(t *testing.T) {
 	text := m.CLI(t, "remote-pull", "status")
 	if !strings.Contains(text, "paused: gmail: over quota, no connection until") {
 		t.Fatalf("status:\n%s", text)
+	}
+	metrics := scrape(t, m.MetricsAddr)
+	resume := metrics[`maddy_remote_pull_resume_timestamp_seconds{account="gmail"}`]
+	if metrics[`maddy_remote_pull_state{account="gmail",state="over quota"}`] != 1 ||
+		resume < float64(time.Now().Add(50*time.Minute).Unix()) {
+		t.Fatalf("metrics: state %v, resume %v (want an hour on)",
+			metrics[`maddy_remote_pull_state{account="gmail",state="over quota"}`], resume)
 	}
 	// The three messages and one notice.
 	msgs := m.WaitMessages(t, localUser, localPass, "INBOX", 4, waitLong)
