@@ -65,6 +65,9 @@ func CheckAccount(ctx context.Context, blocks []maddycfg.Node, globals map[strin
 	} else {
 		fmt.Fprintf(out, "account %s: %s %s:%s (%s)\n", acc.Name, acc.Protocol, acc.Host, acc.Port, tlsMode(acc))
 	}
+	if err := checkLimits(ctx, out, acc, LedgerPath()); err != nil {
+		return err
+	}
 
 	var tokens *oauth.Tokens
 	quiet := log.Logger{Name: "github.com/remote-pull/remote_pull/" + acc.Name, Out: log.FuncOutput(func(time.Time, bool, string) {}, func() error { return nil })}
