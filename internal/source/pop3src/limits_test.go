@@ -29,19 +29,24 @@ func TestPOP3LimitReplies(t *testing.T) {
 	for _, c := range []struct {
 		failOn, reply string
 		want          kind
+		oauth         bool
 	}{
-		{"PASS", "-ERR [AUTH] bad password", auth},
-		{"PASS", "-ERR bad password", auth},
-		{"PASS", "-ERR [IN-USE] another session", busy},
-		{"PASS", "-ERR [SYS/TEMP] try later", busy},
-		{"PASS", "-ERR [LOGIN-DELAY] too soon", busy},
-		{"PASS", "-ERR [OVERQUOTA] Account exceeded command or bandwidth limits.", quota},
-		{"USER", "-ERR Request is throttled. Suggested Backoff Time: 2000 milliseconds", throttled},
-		{"PASS", "-ERR [SYS/TEMP] Request is throttled. Suggested Backoff Time: 2000 milliseconds", throttled},
-		{"LIST", "-ERR Request is throttled. Suggested Backoff Time: 2000 milliseconds", throttled},
-		{"LIST", "-ERR [OVERQUOTA] exceeded", quota},
+		{"AUTH", "-ERR [SYS/TEMP] try later", busy, true},
+		{"AUTH", "-ERR [IN-USE] another session", busy, true},
+		{"AUTH", "-ERR [AUTH] token refused", auth, true},
+		{"AUTH", "-ERR [OVERQUOTA] exceeded", quota, true},
+		{"PASS", "-ERR [AUTH] bad password", auth, false},
+		{"PASS", "-ERR bad password", auth, false},
+		{"PASS", "-ERR [IN-USE] another session", busy, false},
+		{"PASS", "-ERR [SYS/TEMP] try later", busy, false},
+		{"PASS", "-ERR [LOGIN-DELAY] too soon", busy, false},
+		{"PASS", "-ERR [OVERQUOTA] Account exceeded command or bandwidth limits.", quota, false},
+		{"USER", "-ERR Request is throttled. Suggested Backoff Time: 2000 milliseconds", throttled, false},
+		{"PASS", "-ERR [SYS/TEMP] Request is throttled. Suggested Backoff Time: 2000 milliseconds", throttled, false},
+		{"LIST", "-ERR Request is throttled. Suggested Backoff Time: 2000 milliseconds", throttled, false},
+		{"LIST", "-ERR [OVERQUOTA] exceeded", quota, false},
 	} {
-		t.Run(c.failOn+" "+c.reply, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s %s oauth=%v", c.failOn, c.reply, c.oauth), func(t *testing.T) {
 			addr := testlib.Serve(t, nil, func(conn net.Conn) {
 				defer conn.Close()
 				conn.Write([]byte("+OK ready\r\n"))
@@ -57,7 +62,7 @@ func TestPOP3LimitReplies(t *testing.T) {
 						fmt.Fprintf(conn, "%s\r\n", c.reply)
 						return
 					case verb == "CAPA":
-						conn.Write([]byte("+OK\r\nUSER\r\nUIDL\r\n.\r\n"))
+						conn.Write([]byte("+OK\r\nUSER\r\nUIDL\r\nSASL XOAUTH2\r\n.\r\n"))
 					case verb == "STAT":
 						conn.Write([]byte("+OK 0 0\r\n"))
 					case verb == "LIST":
@@ -68,8 +73,13 @@ func TestPOP3LimitReplies(t *testing.T) {
 				}
 			})
 			host, port, _ := net.SplitHostPort(addr)
-			up := New(Config{Endpoint: source.Endpoint{Host: host, Port: port, Username: "bob", Timeout: 5 * time.Second,
-				Plaintext: true, Password: func() (string, error) { return "pw", nil }}})
+			ep := source.Endpoint{Host: host, Port: port, Username: "bob", Timeout: 5 * time.Second,
+				Plaintext: true, Password: func() (string, error) { return "pw", nil }}
+			if c.oauth {
+				ep.Auth = source.AuthXOAUTH2
+				ep.Token = func(context.Context, bool) (string, error) { return "tok", nil }
+			}
+			up := New(Config{Endpoint: ep})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := func() error {

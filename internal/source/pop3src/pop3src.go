@@ -201,6 +201,9 @@ func (s *Session) loginOAuth(ctx context.Context, caps pop3.Capabilities) error 
 	if l := limited(err); l != err {
 		return l // over quota or throttled: not the token
 	}
+	if perr != nil && perr.Temporary() {
+		return &source.BusyError{Err: err} // [IN-USE], [SYS/TEMP]: not the token either
+	}
 	if !s.freshToken {
 		return &source.TokenRefusedError{Err: err}
 	}
