@@ -209,13 +209,15 @@ func (s *Session) capabilities() (imap.CapSet, error) {
 // could not log us in now ([UNAVAILABLE], [SERVERBUG], [LIMIT], [INUSE]),
 // to wait for. Anything else ([AUTHENTICATIONFAILED],
 // [AUTHORIZATIONFAILED], [EXPIRED], no code) is a refusal for the owner
-// to fix.
+// to fix. Gmail answers the login past its cap of simultaneous
+// connections with [ALERT] and a text, not a temporary code; that too is a
+// wait, not a wrong password.
 func loginUnavailable(e *imap.Error) bool {
 	switch e.Code {
 	case imap.ResponseCodeUnavailable, imap.ResponseCodeServerBug, imap.ResponseCodeLimit, imap.ResponseCodeInUse:
 		return true
 	}
-	return false
+	return strings.Contains(strings.ToLower(e.Text), "too many simultaneous connections")
 }
 
 // loginOAuth authenticates with the access token. A refusal of a token

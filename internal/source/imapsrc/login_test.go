@@ -81,6 +81,9 @@ func TestLoginRefusalKinds(t *testing.T) {
 		{"[SERVERBUG] ", true},
 		{"[LIMIT] ", true},
 		{"[INUSE] ", true},
+		// Gmail, past its 15 connections an account.
+		{"[ALERT] Too many simultaneous connections. (Failure) ", true},
+		{"[ALERT] ", false},
 		{"[AUTHENTICATIONFAILED] ", false},
 		{"[AUTHORIZATIONFAILED] ", false},
 		{"[EXPIRED] ", false},
