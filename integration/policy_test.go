@@ -127,6 +127,8 @@ func TestMaxMessagesPerPoll(t *testing.T) {
 	r := startMaddy(t, up, accountConf{Addr: "tls://localhost:" + port(up.IMAPSAddr), CAFile: up.CA.CAFile,
 		Poll: "1h", Extra: "        max_messages_per_poll 10\n        idle no\n"}.String())
 	checkOnce(t, r.local(t, 35), want, 0)
+	// The last poll logs its end after its messages are in maddy.
+	r.maddy.WaitLog(t, `"delivered":5,`, waitLong)
 	if n := r.countLog(`"delivered":10`); n != 3 {
 		t.Fatalf("%d polls delivered 10, want 3 (then 5):\n%s", n, grep(r.maddy.Log(), "poll done"))
 	}
