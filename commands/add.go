@@ -130,17 +130,11 @@ func missing(what, flag string) error {
 
 func addCommand(c *cli.Context) error {
 	a := newAsker(c)
-	globals, endpoints, _, closeAll, err := LoadConfig(c)
+	globals, blocks, closeAll, err := remotePullBlocks(c)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
-	var blocks []config.Node
-	for _, e := range endpoints {
-		if e.Cfg.Name == "remote_pull" {
-			blocks = append(blocks, e.Cfg)
-		}
-	}
 	configured, err := remotepull.AccountNames(blocks, globals)
 	if err != nil {
 		return cli.Exit("Error: the configuration's remote_pull blocks have a mistake; fix it first: "+err.Error(), 1)

@@ -372,17 +372,11 @@ func checkCommand(c *cli.Context) error {
 	if name == "" {
 		return cli.Exit("Error: ACCOUNT is required", 2)
 	}
-	globals, endpoints, _, closeAll, err := LoadConfig(c)
+	globals, blocks, closeAll, err := remotePullBlocks(c)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
-	var blocks []config.Node
-	for _, e := range endpoints {
-		if e.Cfg.Name == "remote_pull" {
-			blocks = append(blocks, e.Cfg)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := remotepull.CheckAccount(ctx, blocks, globals, name, cleanWriter{os.Stdout}); err != nil {
