@@ -307,6 +307,7 @@ func (c *conn) handle(line string, lits [][]byte) bool {
 	// spent (support.google.com/a/answer/1071518). LOGOUT still ends the
 	// session cleanly.
 	if s.cfg.Kind == Gmail && name != "LOGOUT" && s.overQuota() {
+		s.overQuotas++
 		s.mu.Unlock()
 		c.reply("%s NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)", tag)
 		return true

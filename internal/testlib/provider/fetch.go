@@ -258,11 +258,7 @@ func (c *conn) fetchOne(i int, items []fetchItem) error {
 				}
 			}
 			if whole {
-				s.bytes += int64(len(body))
-				s.spent = append(s.spent, spending{s.cfg.Now(), int64(len(body))})
-				if !it.partial {
-					s.downloads++
-				}
+				s.spend(int64(len(body)), it.partial)
 			}
 			parts = append(parts, name+" \x00")
 			lits = append(lits, body)

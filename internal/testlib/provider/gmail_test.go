@@ -180,6 +180,60 @@ func TestGmailOverQuota(t *testing.T) {
 	r.ok("NOOP")
 }
 
+// The budget's accounting for benchmarks: the bytes of each window, when
+// the first body went out, the [OVERQUOTA] replies, and a budget changed
+// on the way (what was sent in the window still counts).
+func TestGmailBudgetAccounting(t *testing.T) {
+	clk := &clock{now: day}
+	s := gmail(t, provider.Config{ByteBudget: 150, BudgetWindow: time.Hour, Now: clk.Now})
+	body := msgText("window") // about 130 bytes
+	for range 3 {
+		s.Append(body, day, nil, `\Inbox`)
+	}
+	if !s.FirstDownload().IsZero() {
+		t.Errorf("FirstDownload %v before any", s.FirstDownload())
+	}
+	r := dialRaw(t, s)
+	r.ok("LOGIN %s %s", user, pass)
+	r.ok("SELECT INBOX")
+	clk.Add(time.Minute)
+	r.ok("UID FETCH 1 BODY.PEEK[HEADER]") // no body: not counted
+	r.ok("UID FETCH 1 BODY.PEEK[]")
+	first := clk.Now()
+	clk.Add(30 * time.Minute)
+	r.ok("UID FETCH 2 BODY.PEEK[]")
+	if got := s.FirstDownload(); !got.Equal(first) {
+		t.Errorf("FirstDownload %v, want %v", got, first)
+	}
+	if got, want := s.WindowBytes(first), int64(2*len(body)); got != want {
+		t.Errorf("WindowBytes from the first download %d, want %d", got, want)
+	}
+	if got, want := s.WindowBytes(first.Add(time.Minute)), int64(len(body)); got != want {
+		t.Errorf("WindowBytes from a minute later %d, want %d", got, want)
+	}
+	if got := s.OverQuotaReplies(); got != 0 {
+		t.Errorf("OverQuotaReplies %d under the budget", got)
+	}
+	if _, tagged := r.cmd("NOOP"); !strings.Contains(tagged, "[OVERQUOTA]") {
+		t.Fatalf("NOOP past the budget: %q", tagged)
+	}
+	r.cmd("NOOP")
+	if got := s.OverQuotaReplies(); got != 2 {
+		t.Errorf("OverQuotaReplies %d, want 2", got)
+	}
+	s.SetByteBudget(3*int64(len(body)) - 1)
+	r.ok("UID FETCH 3 BODY.PEEK[]") // 2 bodies in the window: room again
+	if _, tagged := r.cmd("NOOP"); !strings.Contains(tagged, "[OVERQUOTA]") {
+		t.Errorf("NOOP past the raised budget: %q", tagged)
+	}
+	if got, want := s.WindowBytes(first), int64(3*len(body)); got != want {
+		t.Errorf("WindowBytes of the first window %d, want %d", got, want)
+	}
+	if got := s.WindowBytes(first.Add(time.Hour)); got != 0 {
+		t.Errorf("WindowBytes of the next window %d, want 0", got)
+	}
+}
+
 type nop struct{}
 
 func (nop) Discard() {}

@@ -36,7 +36,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -94,6 +93,8 @@ type Server struct {
 	bytes      int64
 	downloads  int
 	spent      []spending // body bytes sent, by time, for the quota window
+	sent       []spending // every body sent, never pruned (WindowBytes)
+	overQuotas int        // [OVERQUOTA] replies sent
 	overUntil  time.Time
 	throttleTo time.Time
 	closed     bool
@@ -105,8 +106,17 @@ type spending struct {
 	n  int64
 }
 
+// T is what Start needs of a test: *testing.T and *testing.B satisfy it,
+// and so does a program's stand-in (integration/harness.Script, for the
+// benchmarks).
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Cleanup(func())
+}
+
 // Start runs a server on 127.0.0.1:0 until the end of the test.
-func Start(t testing.TB, cfg Config) *Server {
+func Start(t T, cfg Config) *Server {
 	t.Helper()
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = 15
@@ -203,6 +213,47 @@ func (s *Server) Downloads() int {
 	return s.downloads
 }
 
+// WindowBytes is the number of body bytes (as BytesDownloaded counts them)
+// sent in the budget window that begins at start: from start, for
+// Config.BudgetWindow.
+func (s *Server) WindowBytes(start time.Time) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	end := start.Add(s.cfg.BudgetWindow)
+	var n int64
+	for _, sp := range s.sent {
+		if !sp.at.Before(start) && sp.at.Before(end) {
+			n += sp.n
+		}
+	}
+	return n
+}
+
+// FirstDownload is when the first body was sent; zero before.
+func (s *Server) FirstDownload() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sent) == 0 {
+		return time.Time{}
+	}
+	return s.sent[0].at
+}
+
+// OverQuotaReplies is the number of commands answered [OVERQUOTA].
+func (s *Server) OverQuotaReplies() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.overQuotas
+}
+
+// SetByteBudget changes Config.ByteBudget from now on; what was sent in
+// the window still counts.
+func (s *Server) SetByteBudget(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.ByteBudget = n
+}
+
 // PeakConns is the most connections open at once.
 func (s *Server) PeakConns() int {
 	s.mu.Lock()
@@ -263,11 +314,16 @@ func (s *Server) overQuota() bool {
 	return used > s.cfg.ByteBudget
 }
 
-// spend records n body bytes sent; s.mu held.
-func (s *Server) spend(n int64) {
+// spend records n body bytes sent, a whole message's unless partial;
+// s.mu held.
+func (s *Server) spend(n int64, partial bool) {
+	sp := spending{s.cfg.Now(), n}
 	s.bytes += n
-	s.downloads++
-	s.spent = append(s.spent, spending{s.cfg.Now(), n})
+	if !partial {
+		s.downloads++
+	}
+	s.spent = append(s.spent, sp)
+	s.sent = append(s.sent, sp)
 }
 
 var errClosed = errors.New("connection closed")
