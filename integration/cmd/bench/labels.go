@@ -216,7 +216,7 @@ func (b *bench) labels() {
 			target: "downloads = messages, bytes = mailbox",
 			note:   fmt.Sprintf("mailbox %s (%d bytes); status: %d delivered + %d label copies", mib(total), total, st.Delivered, st.LabelCopies)},
 		figure{scenario: name + ": budget window use",
-			value:  fmt.Sprintf("%.1f%% (%d of %d bytes in the first 24 h)", 100*float64(window)/float64(budget1), window, budget1),
+			value:  fmt.Sprintf("%.2f%% (%d of %d bytes in the first 24 h)", 100*float64(window)/float64(budget1), window, budget1),
 			target: "≥ 95% of download_budget",
 			note:   fmt.Sprintf("download_budget %dK, the double's limit %d bytes; first window only (24 h windows)", budget1>>10, gmailCap(budget1))},
 		figure{scenario: name + ": provider limit",
