@@ -53,6 +53,12 @@ type fakeUpstream struct {
 	removed      []string
 	removes      int // Remove calls that reached the server
 	connects     int
+	// onFetch, if set, is called before each message handed over, with
+	// the number handed over so far; forgetFetched leaves fetched empty
+	// (memory benchmarks).
+	onFetch       func(n int)
+	forgetFetched bool
+	handedOver    int
 }
 
 func newFake(n int) *fakeUpstream {
@@ -146,7 +152,13 @@ func (s *fakeSession) Fetch(_ context.Context, uids []string, spool source.Spool
 			s.f.cutAfter = 0 // one cut per injection
 			return errors.New("connection reset by peer")
 		}
-		s.f.fetched = append(s.f.fetched, u)
+		if s.f.onFetch != nil {
+			s.f.onFetch(s.f.handedOver)
+		}
+		s.f.handedOver++
+		if !s.f.forgetFetched {
+			s.f.fetched = append(s.f.fetched, u)
+		}
 		sp, err := spool(bytes.NewReader(raw))
 		if err != nil {
 			return err
