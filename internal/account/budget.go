@@ -113,7 +113,7 @@ func (f *folderPass) allowed(uids []string) []string {
 	defer a.mu.Unlock()
 	used := a.usedLocked(a.s.Now())
 	for i, uid := range uids {
-		size := f.listed[uid].Size
+		size := f.listedSize(uid)
 		if used+size <= budget {
 			used += size
 			continue

@@ -170,7 +170,7 @@ func (f *folderPass) dedupeByGlobalID(ctx context.Context, uids []string) ([]str
 	a := f.a
 	rest := uids[:0:0]
 	for _, uid := range uids {
-		m := f.listed[uid]
+		m, _ := f.listed(uid)
 		if m.GlobalID != "" && (a.s.Dedupe || a.labelled(m)) {
 			dup, err := a.recordIfDuplicate(ctx, f.key, ledger.Entry{UID: uid, Size: m.Size, GlobalID: m.GlobalID},
 				ledger.Identity{GlobalID: m.GlobalID})
@@ -178,7 +178,7 @@ func (f *folderPass) dedupeByGlobalID(ctx context.Context, uids []string) ([]str
 				return nil, err
 			}
 			if dup {
-				f.states[uid] = ledger.Duplicate
+				f.setState(uid, ledger.Duplicate)
 				a.fetched(m.Size) // done, for the progress, without a download
 				if a.labelled(m) {
 					f.placeMissing(ctx, m)
@@ -229,7 +229,7 @@ func (f *folderPass) fetchAll(ctx context.Context, uids []string) error {
 			}
 		}
 		if len(batch) < len(all) {
-			return a.pacedFor(f.listed[all[len(batch)]].Size)
+			return a.pacedFor(f.listedSize(all[len(batch)]))
 		}
 	}
 	return nil
@@ -264,7 +264,7 @@ func (f *folderPass) fetchBatch(ctx context.Context, uids []string, place delive
 		}
 		delete(wanted, uid)
 		res.Fetched++
-		m := f.listed[uid]
+		m, _ := f.listed(uid)
 		a.fetched(m.Size)
 		a.fetchedBytes(f.name, m.Size)
 		if more := sp.(*delivery.Spooled).Size - m.Size; more > 0 {
@@ -283,7 +283,7 @@ func (f *folderPass) fetchBatch(ctx context.Context, uids []string, place delive
 		if err != nil {
 			return err
 		}
-		f.states[uid] = state
+		f.setState(uid, state)
 		switch state {
 		case ledger.Delivered:
 			res.Delivered++
@@ -484,7 +484,7 @@ func (f *folderPass) placeMissing(ctx context.Context, m source.Message) {
 func (f *folderPass) sizeOf(uids []string) int64 {
 	var n int64
 	for _, uid := range uids {
-		n += f.listed[uid].Size
+		n += f.listedSize(uid)
 	}
 	return n
 }

@@ -33,14 +33,15 @@ func floorFilter(mb source.Mailbox, floor uint32) uint32 {
 
 // nextFloor is the smallest UID that still needs work, or one past the
 // highest UID seen when none does. Messages flagged \Deleted by someone else
-// hold the floor down, in case they are undeleted.
-func nextFloor(mb source.Mailbox, floor uint32, msgs []source.Message, states map[string]ledger.State, keep bool) uint32 {
+// hold the floor down, in case they are undeleted. states are msgs' states,
+// by position.
+func nextFloor(mb source.Mailbox, floor uint32, msgs []source.Message, states []ledger.State, keep bool) uint32 {
 	if mb.Complete() {
 		return 0
 	}
 	next := floor
 	pending := uint32(0)
-	for _, m := range msgs {
+	for i, m := range msgs {
 		n64, err := strconv.ParseUint(m.UID, 10, 32)
 		if err != nil {
 			continue
@@ -49,7 +50,7 @@ func nextFloor(mb source.Mailbox, floor uint32, msgs []source.Message, states ma
 		if n >= next {
 			next = n + 1
 		}
-		if st := states[m.UID]; !st.Final(keep) && (pending == 0 || n < pending) {
+		if st := states[i]; !st.Final(keep) && (pending == 0 || n < pending) {
 			pending = n
 		}
 	}

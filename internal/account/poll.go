@@ -197,11 +197,12 @@ type folderPass struct {
 	from    uint32
 	highest uint32
 	msgs    []source.Message
-	// listed are msgs by identity; known is what the ledger recorded under
-	// them; states is where each message stands as the pass goes on.
-	listed map[string]source.Message
+	// index finds a message of msgs by identity (listing.go); known is
+	// what the ledger recorded under the listed identities; states is
+	// where each message of msgs stands as the pass goes on, by position.
+	index  map[string]int32
 	known  map[string]ledger.Entry
-	states map[string]ledger.State
+	states []ledger.State
 	rules  Rules
 	res    PollResult
 	// refused: the server refused a removal or \Seen here. The folder's
@@ -262,7 +263,8 @@ func (f *folderPass) run(ctx context.Context, budget int) error {
 	}
 	var bytes int64
 	for _, uid := range t.fetch {
-		bytes += f.listed[uid].Size
+		m, _ := f.listed(uid)
+		bytes += m.Size
 	}
 	f.a.planned(len(t.fetch), bytes)
 	if err := f.finishRemovals(ctx, t.remove); err != nil {
@@ -294,7 +296,7 @@ func (f *folderPass) plan(ctx context.Context) (todo, error) {
 		f.rules.OlderThan = FirstSyncCutoff(f.a.s.MaxAge, f.a.s.Now(), f.a.Status().LastSuccess)
 	}
 	var t todo
-	for _, m := range f.msgs {
+	for i, m := range f.msgs {
 		switch Decide(m, f.known[m.UID], f.rules) {
 		case AdoptOld:
 			t.adopt = append(t.adopt, m)
@@ -304,7 +306,7 @@ func (f *folderPass) plan(ctx context.Context) (todo, error) {
 			t.fetch = append(t.fetch, m.UID)
 			// Whatever the ledger held under this identity was another
 			// message; until this one is recorded, it has no state.
-			delete(f.states, m.UID)
+			f.states[i] = ""
 		case RecordTooLarge:
 			t.tooLarge = append(t.tooLarge, m)
 		}
@@ -323,7 +325,7 @@ func (f *folderPass) recordPlanned(ctx context.Context, t todo) error {
 		if err := a.s.Ledger.Record(ctx, f.key, ledger.Entry{UID: m.UID, State: ledger.TooLarge, Size: m.Size, Reason: reason}); err != nil {
 			return local(err)
 		}
-		f.states[m.UID] = ledger.TooLarge
+		f.setState(m.UID, ledger.TooLarge)
 		f.res.TooLarge++
 		messagesTotal.WithLabelValues(a.s.Name, string(ledger.TooLarge)).Inc()
 		a.s.Log.Msg("message too large, left upstream", "folder", f.name,
@@ -331,7 +333,7 @@ func (f *folderPass) recordPlanned(ctx context.Context, t todo) error {
 	}
 	if len(t.adopt) > 0 {
 		for _, m := range t.adopt {
-			f.states[m.UID] = ledger.Adopted
+			f.setState(m.UID, ledger.Adopted)
 		}
 		if err := f.record(ctx, t.adopt, ledger.Adopted, ledger.ReasonMaxAge); err != nil {
 			return err

@@ -171,13 +171,10 @@ func (f *folderPass) reconcile(ctx context.Context) error {
 	}
 	f.a.warnAmbiguous(f.name, f.msgs)
 
-	f.states = make(map[string]ledger.State, len(f.known))
-	for uid, e := range f.known {
-		f.states[uid] = e.State
-	}
-	f.listed = make(map[string]source.Message, len(f.msgs))
-	for _, m := range f.msgs {
-		f.listed[m.UID] = m
+	f.indexListing()
+	f.states = make([]ledger.State, len(f.msgs))
+	for i, m := range f.msgs {
+		f.states[i] = f.known[m.UID].State
 	}
 	return nil
 }
@@ -257,9 +254,9 @@ func (f *folderPass) adoptAll(ctx context.Context) error {
 	if err := f.record(ctx, f.msgs, ledger.Adopted, ""); err != nil {
 		return err
 	}
-	f.states = make(map[string]ledger.State, len(f.msgs))
-	for _, m := range f.msgs {
-		f.states[m.UID] = ledger.Adopted
+	f.states = make([]ledger.State, len(f.msgs))
+	for i := range f.states {
+		f.states[i] = ledger.Adopted
 	}
 	if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, f.name, ledger.MailboxState{
 		UIDValidity: f.key.UIDValidity,

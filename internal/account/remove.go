@@ -34,7 +34,7 @@ func (f *folderPass) expire(ctx context.Context) error {
 // recorded; what differs stays upstream, and what is gone is recorded as
 // removed.
 func (f *folderPass) deleteExpired(ctx context.Context) error {
-	a, mb, folder, listed := f.a, f.mb, f.name, f.listed
+	a, mb, folder := f.a, f.mb, f.name
 	expired, err := a.s.Ledger.DeliveredBefore(ctx, f.key, a.s.Now().Add(-a.s.DeleteAfter))
 	if err != nil || len(expired) == 0 {
 		return local(err)
@@ -42,7 +42,7 @@ func (f *folderPass) deleteExpired(ctx context.Context) error {
 	recorded := make(map[string]ledger.Entry, len(expired))
 	var ask []string
 	for _, e := range expired {
-		m, isListed := listed[e.UID]
+		m, isListed := f.listed(e.UID)
 		switch {
 		case isListed && (m.Ambiguous || m.Size != e.Size):
 			// Another message under the identity, or one that cannot tell.
@@ -66,7 +66,7 @@ func (f *folderPass) deleteExpired(ctx context.Context) error {
 	var confirmed, gone []string
 	for _, uid := range ask {
 		got, answered := prints[uid]
-		_, isListed := listed[uid]
+		_, isListed := f.listed(uid)
 		switch {
 		case got == recorded[uid].Fingerprint:
 			confirmed = append(confirmed, uid)
@@ -142,7 +142,7 @@ func (f *folderPass) verifyRemovals(ctx context.Context, t *todo) error {
 	}
 	for _, uid := range others {
 		// Another message under a recorded identity: new mail.
-		delete(f.states, uid)
+		f.setState(uid, "")
 	}
 	t.fetch = append(others, t.fetch...)
 	t.remove = verified
@@ -176,7 +176,7 @@ func (f *folderPass) remove(ctx context.Context, uids []string) error {
 	f.res.Removed += len(removed)
 	for _, uid := range removed {
 		// Gone upstream (or going, at QUIT): nothing is left to do for it.
-		f.states[uid] = ledger.Removed
+		f.setState(uid, ledger.Removed)
 	}
 	if len(removed) > 0 {
 		if _, deferred := p.sess.(source.DeferredRemover); deferred {
