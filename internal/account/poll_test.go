@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,6 +60,9 @@ type fakeUpstream struct {
 	onFetch       func(n int)
 	forgetFetched bool
 	handedOver    int
+	// descending: List gives the highest UID first (a server that lists
+	// out of UID order).
+	descending bool
 }
 
 func newFake(n int) *fakeUpstream {
@@ -137,6 +141,9 @@ func (s *fakeSession) List(_ context.Context, floor uint32) ([]source.Message, e
 				GlobalID: s.f.globalIDs[s.folder+"/"+ledger.FormatUID(uid)], Date: s.f.dates[uid],
 				Labels: s.f.labels[s.folder+"/"+ledger.FormatUID(uid)]})
 		}
+	}
+	if s.f.descending {
+		slices.Reverse(out)
 	}
 	return out, nil
 }
