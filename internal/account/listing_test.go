@@ -96,3 +96,44 @@ func TestCmpUIDOrdersAsNumbers(t *testing.T) {
 		t.Error("ascendingUIDs")
 	}
 }
+
+// first_sync new records a whole folder as adopted a batch at a time, so
+// that the fingerprints held at once do not grow with the folder; a cut
+// between two batches leaves the folder in its first sync, and the next
+// poll adopts the rest: nothing fetched, nothing left unrecorded.
+func TestFirstSyncNewRecordsInBatches(t *testing.T) {
+	n := 2*batchSize + 7
+	up := newFake(n)
+	r := newRig(t, up, true)
+	r.acc.s.FirstSyncNew = true
+	up.printsErrAt = 2
+	if _, err := r.poll(t); err == nil {
+		t.Fatal("the cut between two batches was not an error")
+	}
+	if _, seen, _ := r.l.Mailbox(context.Background(), "acct", "INBOX"); seen {
+		t.Fatal("the folder left its first sync with part of it recorded")
+	}
+	if st := r.state(t, "1"); st != ledger.Adopted {
+		t.Fatalf("first batch: %q, want adopted", st)
+	}
+	up.add(uint32(n + 1)) // arrived before the folder's first sync ended: adopted too
+	res := r.mustPoll(t)
+	if res.Fetched != 0 || res.Adopted != n+1 {
+		t.Fatalf("second poll: %+v", res)
+	}
+	for uid := 1; uid <= n+1; uid++ {
+		if st := r.state(t, ledger.FormatUID(uint32(uid))); st != ledger.Adopted {
+			t.Fatalf("UID %d: %q, want adopted", uid, st)
+		}
+	}
+	for _, asked := range up.printsAsked {
+		if asked > batchSize {
+			t.Fatalf("a Fingerprints request of %d UIDs (batch %d): %v", asked, batchSize, up.printsAsked)
+		}
+	}
+	up.add(uint32(n + 2))
+	if res := r.mustPoll(t); res.Fetched != 1 {
+		t.Fatalf("new mail after the first sync: %+v", res)
+	}
+	r.noDuplicates(t)
+}

@@ -63,6 +63,10 @@ type fakeUpstream struct {
 	// descending: List gives the highest UID first (a server that lists
 	// out of UID order).
 	descending bool
+	// printsAsked are the sizes of the Fingerprints requests; printsErrAt
+	// fails the request of that number (1: the first), once.
+	printsAsked []int
+	printsErrAt int
 }
 
 func newFake(n int) *fakeUpstream {
@@ -181,6 +185,11 @@ func (s *fakeSession) Fingerprints(_ context.Context, uids []string) (map[string
 	if err := s.f.printsErr; err != nil {
 		s.f.printsErr = nil
 		return nil, err
+	}
+	s.f.printsAsked = append(s.f.printsAsked, len(uids))
+	if len(s.f.printsAsked) == s.f.printsErrAt {
+		s.f.printsErrAt = 0
+		return nil, errors.New("connection reset by peer")
 	}
 	out := map[string]string{}
 	for _, u := range uids {

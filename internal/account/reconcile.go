@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/remote-pull/remote_pull/internal/ledger"
@@ -190,25 +191,31 @@ func uidsOf(msgs []source.Message) []string {
 
 // record records msgs in state, with their fingerprints so that a
 // renumbering recognises them (adopted entries are never fetched again).
+// It goes a batch at a time, so that the fingerprints and entries held
+// at once do not grow with the folder (first_sync new adopts a whole
+// folder); a pass cut between two batches leaves the first recorded and
+// the folder still in its first sync, and the next pass records the rest
+// (entries are replaced, not duplicated).
 func (f *folderPass) record(ctx context.Context, msgs []source.Message, state ledger.State, reason string) error {
 	a := f.a
-	uids := uidsOf(msgs)
-	prints, err := f.mb.Fingerprints(ctx, uids)
-	if err != nil {
-		return err
-	}
-	entries := make([]ledger.Entry, len(msgs))
-	for i, m := range msgs {
-		entries[i] = ledger.Entry{UID: m.UID, State: state, Size: m.Size, Fingerprint: prints[m.UID], Reason: reason}
-	}
-	if err := a.s.Ledger.RecordMany(ctx, f.key, entries); err != nil {
-		return local(err)
-	}
 	outcome := string(state)
 	if reason == ledger.ReasonMaxAge {
 		outcome = "adopted_max_age"
 	}
-	messagesTotal.WithLabelValues(a.s.Name, outcome).Add(float64(len(msgs)))
+	for batch := range slices.Chunk(msgs, batchSize) {
+		prints, err := f.mb.Fingerprints(ctx, uidsOf(batch))
+		if err != nil {
+			return err
+		}
+		entries := make([]ledger.Entry, len(batch))
+		for i, m := range batch {
+			entries[i] = ledger.Entry{UID: m.UID, State: state, Size: m.Size, Fingerprint: prints[m.UID], Reason: reason}
+		}
+		if err := a.s.Ledger.RecordMany(ctx, f.key, entries); err != nil {
+			return local(err)
+		}
+		messagesTotal.WithLabelValues(a.s.Name, outcome).Add(float64(len(batch)))
+	}
 	return nil
 }
 
