@@ -53,12 +53,23 @@ const (
 	// sweepWorkers cases run at once, over all groups: most of a case is
 	// waiting (Dovecot, a stall, a drip), not computing.
 	sweepWorkers = 8
-	// sweepTimeout is the upstream's command and progress timeout: a stall
-	// is noticed after it.
+	// sweepTimeout is the upstream's command and progress timeout under
+	// a stall or a drip: a stall is noticed after it.
 	sweepTimeout = time.Second
-	// sweepFaultedPoll bounds the faulted poll: a drip makes progress, so
-	// only a deadline (as at shutdown) ends a POP3 poll under one.
+	// sweepFaultedPoll bounds the faulted poll under a stall or a drip: a
+	// drip makes progress, so only a deadline (as at shutdown) ends a
+	// POP3 poll under one.
 	sweepFaultedPoll = 3 * time.Second
+	// sweepCutTimeout and sweepCutPoll are the same for the endings a
+	// client sees at once (RST, FIN, close_notify). The clock tests
+	// nothing there; a short one only let a slow login on a busy machine
+	// end the session before its fault (CI, 2026-12-06: four FINRecord
+	// cases, three times each).
+	sweepCutTimeout = 15 * time.Second
+	sweepCutPoll    = 30 * time.Second
+	// sweepAttempts is how often a case whose session ended before its
+	// fault is run, a pause longer each time, before it fails.
+	sweepAttempts = 5
 	// sweepCleanPolls bounds the clean polls after the fault until one
 	// succeeds.
 	sweepCleanPolls = 5
@@ -110,6 +121,9 @@ func (g sweepGroup) mode() faultproxy.Mode {
 // terminating: CloseNotify needs the proxy to hold the TLS session; every
 // other ending cuts the real TLS stream between client and Dovecot.
 func terminating(e faultproxy.Ending) bool { return e == faultproxy.CloseNotify }
+
+// timed reports whether the client notices an ending only by its clock.
+func timed(e faultproxy.Ending) bool { return e == faultproxy.Stall || e == faultproxy.Drip }
 
 // sweepEnv is what every case shares.
 type sweepEnv struct {
@@ -306,13 +320,17 @@ func (env *sweepEnv) group(t *testing.T, g sweepGroup) {
 								if _, retry := env.run(t, g, c, terminating(c.ending), f); !retry {
 									break
 								}
-								if attempt == 3 {
-									t.Errorf("inconclusive three times: the session ended before its fault each time")
+								if attempt == sweepAttempts {
+									t.Errorf("inconclusive %d times: the session ended before its fault each time", attempt)
 									break
 								}
 								env.mu.Lock()
 								env.retries++
 								env.mu.Unlock()
+								// What ended it early (Dovecot's auth
+								// process, the machine) is usually
+								// busy for a few seconds.
+								time.Sleep(time.Duration(attempt) * time.Second)
 								c.user = env.newUsers(t, g, 1)[0]
 							}
 							if t.Failed() {
@@ -549,14 +567,19 @@ func (env *sweepEnv) run(t *testing.T, g sweepGroup, c sweepCase, term bool, fau
 	t.Cleanup(func() { led.Close() })
 	rec := &testlib.Pipeline{}
 	logs := &logBuffer{}
-	// The faulted poll runs with the short timeout that ends stalls; the
-	// clean polls after it with a long one, so that a slow login on this
+	// A faulted poll under a stall or a drip runs with the short timeout
+	// that ends it, one under a cut with a longer one; the clean polls
+	// after it with a long one, so that a slow login on this
 	// busy machine is not taken for a failure: they are there to finish
 	// the work, not to be tested against the clock.
-	acct := account.New(env.settings(t, g, px, c, led, rec, logs, sweepTimeout))
+	timeout, limit := sweepCutTimeout, sweepCutPoll
+	if fault != nil && timed(fault.End) {
+		timeout, limit = sweepTimeout, sweepFaultedPoll
+	}
+	acct := account.New(env.settings(t, g, px, c, led, rec, logs, timeout))
 	cleanAcct := account.New(env.settings(t, g, px, c, led, rec, logs, waitLong))
 	if fault == nil {
-		acct = cleanAcct
+		acct, limit = cleanAcct, waitLong
 	}
 	defer func() {
 		if t.Failed() {
@@ -564,10 +587,6 @@ func (env *sweepEnv) run(t *testing.T, g sweepGroup, c sweepCase, term bool, fau
 		}
 	}()
 
-	limit := sweepFaultedPoll
-	if fault == nil {
-		limit = waitLong
-	}
 	res, firstErr := poll(t, acct, limit)
 	if !px.WaitIdle(10 * time.Second) {
 		t.Errorf("the connection is still open 10 s after the poll returned: the client never closed it")
@@ -582,12 +601,12 @@ func (env *sweepEnv) run(t *testing.T, g sweepGroup, c sweepCase, term bool, fau
 		t.Fatalf("clean poll failed: %v", firstErr)
 	case fault != nil && !first.Cut && !t.Failed():
 		// Something else ended the session first (a login slower than
-		// the short timeout, on a busy machine), or it ended cleanly
+		// the timeout, on a busy machine), or it ended cleanly
 		// short of a cut in its last bytes, whose count varies from
 		// session to session (the server's close_notify may or may not
 		// go out before the client closes): this attempt tested
 		// nothing; the caller runs the case again on a fresh mailbox,
-		// and fails it if that happens three times.
+		// and fails it if that happens sweepAttempts times.
 		t.Logf("inconclusive: the session ended after %d server bytes, before its fault %v (poll: %+v, %v)",
 			first.ServerBytes, *fault, res, firstErr)
 		return first, true
