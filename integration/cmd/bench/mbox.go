@@ -36,10 +36,14 @@ func (b *bench) mboxImport() {
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "big.mbox")
+	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: mbox: "+format+"\n", args...) }
+	say("writing a %d MiB mbox", *mboxMB)
 	n, total := b.writeMbox(path, int64(*mboxMB)<<20)
+	say("%d messages written; importing", n)
 
 	m := b.startMbox(path)
 	cpu0 := cpuTime(m.PID())
+	followLog(m).countUntil(s, "incoming message", "poll done", n, 2*time.Hour, "mbox import")
 	delivered, wall := b.waitPoll(m, 1, 2*time.Hour)
 	cpu := cpuTime(m.PID()) - cpu0
 	peak := procStatus(m.PID(), "VmHWM")
@@ -50,6 +54,7 @@ func (b *bench) mboxImport() {
 		s.Fatalf("bench: maddy holds %d messages, want %d", got, n)
 	}
 	m.Stop(s)
+	say("imported in %v; again, killed halfway", wall.Round(time.Second))
 	size := fmt.Sprintf("%.0f MiB", float64(total)/(1<<20))
 	b.rows = append(b.rows, result{scenario: "remote_pull, mbox file (" + size + ")", msgs: n, bytes: total, wall: wall, cpu: cpu,
 		note: "one poll: the file scanned and hashed, then every message delivered; poll duration from remote_pull's log"})
@@ -58,14 +63,18 @@ func (b *bench) mboxImport() {
 
 	// Killed halfway, started again: nothing twice, nothing missed.
 	m = b.startMbox(path)
-	harness.Eventually(s, 2*time.Hour, func() bool { return strings.Count(m.Log(), "incoming message") >= n/2 }, "half the mbox delivered")
+	log := followLog(m)
+	before := log.countUntil(s, "incoming message", "poll done", n/2, 2*time.Hour, "mbox import to be killed")
 	m.Kill(s)
-	before := strings.Count(m.Log(), "incoming message")
+	before += log.countUntil(s, "incoming message", "", 0, time.Minute, "mbox import killed")
+	say("killed after %d messages; restarting", before)
 	start := time.Now()
 	m.Start(s)
+	log.countUntil(s, "incoming message", "poll done", n-before, 2*time.Hour, "mbox import after the restart")
 	got := 0
-	harness.Eventually(s, 2*time.Hour, func() bool { got = inboxCount(s, m); return got >= n }, "the whole mbox after the restart")
+	harness.Eventually(s, 10*time.Minute, func() bool { got = inboxCount(s, m); return got >= n }, "the whole mbox after the restart")
 	resume := time.Since(start)
+	say("resumed in %v; 'imap-msgs add' on a sample", resume.Round(time.Second))
 	time.Sleep(3 * time.Second) // a message in flight at the check would show as one more
 	got = inboxCount(s, m)
 	add := b.imapMsgsAdd(m, min(*mboxSample, len(b.corpus)))
