@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/remote-pull/remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/internal/testlib/idp"
 )
 
 // 'remote-pull add' with flags, as a script runs it, from a maddy without
@@ -112,7 +113,7 @@ func TestAddAndRemoveWithFlags(t *testing.T) {
 // double and go-imap's server (Dovecot does not check OAuth2 tokens).
 func TestAddOAuth2(t *testing.T) {
 	ca := harness.NewCA(t)
-	ts := newTokenServer(t, "refresh-0")
+	ts := idp.StartPlain(t)
 	up := newOAuthUpstream(t, ca, ts)
 	up.add(t, harness.Message(1, 800))
 	_, upPort, _ := net.SplitHostPort(up.addr)
@@ -120,9 +121,9 @@ func TestAddOAuth2(t *testing.T) {
 		Users: map[string]string{localUser: localPass},
 		SMTP:  true,
 	})
-	out, code := m.CLIInput(t, "consent-code\n", "remote-pull", "add", "--yes", "--name", "oa", "--user", "alice@provider.example",
+	out, code := m.CLIInput(t, idp.ConsentCode+"\n", "remote-pull", "add", "--yes", "--name", "oa", "--user", "alice@provider.example",
 		"--host", "localhost", "--port", upPort, "--root-ca", ca.CAFile, "--rcpt", localUser, "--client-id", "test-client",
-		"--oauth-token-url", ts.srv.URL+"/token", "--oauth-auth-url", ts.srv.URL+"/auth")
+		"--oauth-token-url", ts.URL+"/token", "--oauth-auth-url", ts.URL+"/auth")
 	if code != 0 || !strings.Contains(out, "Open this URL in a browser") || !strings.Contains(out, "import remote_pull.d/accounts.conf") {
 		t.Fatalf("add: exit %d\n%s", code, out)
 	}

@@ -3,11 +3,8 @@ package integration
 import (
 	"bytes"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,144 +19,12 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/remote-pull/remote_pull/integration/harness"
+	"github.com/remote-pull/remote_pull/internal/testlib/idp"
 	"github.com/remote-pull/remote_pull/internal/testlib/provider"
 )
 
-// tokenServer is an OAuth2 token endpoint that rotates refresh tokens and
-// can revoke them. Upstreams ask it whether an access token is valid:
-// go-imap's in-memory server directly (oauthUpstream), Dovecot through the
-// introspection endpoint /introspect (newOAuthDovecot). It also grants app-only tokens (client credentials, to client secret
-// appSecret) and device codes (RFC 8628: /devicecode, then one
-// authorization_pending before the token).
-type tokenServer struct {
-	mu          sync.Mutex
-	refresh     string // the one valid refresh token
-	access      string // the one valid access token
-	n           int
-	refreshes   int
-	appRequests int
-	devicePolls int
-	revoked     bool
-	srv         *httptest.Server
-}
-
-const appSecret = "app-secret-value"
-
-func newTokenServer(t *testing.T, refresh string) *tokenServer {
-	ts := &tokenServer{refresh: refresh}
-	ts.srv = httptest.NewServer(http.HandlerFunc(ts.serve))
-	t.Cleanup(ts.srv.Close)
-	return ts
-}
-
-func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
-	r.ParseForm()
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	fail := func() {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`)
-	}
-	if r.URL.Path == "/introspect" {
-		// RFC 7662, as Dovecot's oauth2 passdb asks (introspection_mode
-		// post): is this token valid, and for whom.
-		w.Header().Set("Content-Type", "application/json")
-		if !ts.revoked && r.Form.Get("token") == ts.access {
-			json.NewEncoder(w).Encode(map[string]any{"active": true, "username": upUser})
-		} else {
-			json.NewEncoder(w).Encode(map[string]any{"active": false})
-		}
-		return
-	}
-	if r.URL.Path == "/devicecode" {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"device_code": "dev-code", "user_code": "QWER-TYUI",
-			"verification_uri": "https://provider.example/device", "expires_in": 600, "interval": 1,
-			"message": "\x1b]0;hostile\x07"})
-		return
-	}
-	switch r.Form.Get("grant_type") {
-	case "client_credentials":
-		ts.appRequests++
-		if ts.revoked || r.Form.Get("client_secret") != appSecret || r.Form.Get("scope") != "https://outlook.office365.com/.default" {
-			fail()
-			return
-		}
-	case "urn:ietf:params:oauth:grant-type:device_code":
-		ts.devicePolls++
-		if r.Form.Get("device_code") != "dev-code" {
-			fail()
-			return
-		}
-		if ts.devicePolls == 1 {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprint(w, `{"error":"authorization_pending"}`)
-			return
-		}
-		ts.revoked = false
-	case "refresh_token":
-		ts.refreshes++
-		if ts.revoked || r.Form.Get("refresh_token") != ts.refresh {
-			fail()
-			return
-		}
-	case "authorization_code":
-		if r.Form.Get("code") != "consent-code" || r.Form.Get("code_verifier") == "" {
-			fail()
-			return
-		}
-		ts.revoked = false
-	default:
-		fail()
-		return
-	}
-	ts.n++
-	ts.access = fmt.Sprintf("access-%d", ts.n)
-	ts.refresh = fmt.Sprintf("refresh-%d", ts.n)
-	w.Header().Set("Content-Type", "application/json")
-	answer := map[string]any{"access_token": ts.access, "refresh_token": ts.refresh, "token_type": "Bearer", "expires_in": 3600}
-	if r.Form.Get("grant_type") == "client_credentials" {
-		delete(answer, "refresh_token") // RFC 6749 4.4.3
-	}
-	json.NewEncoder(w).Encode(answer)
-}
-
-func (ts *tokenServer) appRequestCount() int {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return ts.appRequests
-}
-
-func (ts *tokenServer) valid(token string) bool {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return !ts.revoked && token == ts.access
-}
-
-// invalidate makes the server refuse the current access token, as a
-// provider does when it rotates keys early.
-func (ts *tokenServer) invalidate() {
-	ts.mu.Lock()
-	ts.access = "nobody-has-this"
-	ts.mu.Unlock()
-}
-
-func (ts *tokenServer) revoke() {
-	ts.mu.Lock()
-	ts.revoked = true
-	ts.mu.Unlock()
-}
-
-func (ts *tokenServer) refreshCount() int {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return ts.refreshes
-}
-
 // oauthUpstream is an IMAPS server that accepts XOAUTH2 and OAUTHBEARER
-// with the token server's current access token, and no password.
+// with the identity provider's current access token, and no password.
 type oauthUpstream struct {
 	addr   string
 	user   *imapmemserver.User
@@ -167,7 +32,7 @@ type oauthUpstream struct {
 	mu     sync.Mutex
 }
 
-func newOAuthUpstream(t *testing.T, ca *harness.CA, ts *tokenServer) *oauthUpstream {
+func newOAuthUpstream(t *testing.T, ca *harness.CA, ts *idp.Provider) *oauthUpstream {
 	t.Helper()
 	cert, err := tls.LoadX509KeyPair(ca.CertFile, ca.KeyFile)
 	if err != nil {
@@ -210,7 +75,7 @@ func (l literal) Size() int64 { return l.n }
 type oauthSession struct {
 	*imapmemserver.UserSession
 	up *oauthUpstream
-	ts *tokenServer
+	ts *idp.Provider
 }
 
 func (s *oauthSession) Close() error {
@@ -226,7 +91,7 @@ func (s *oauthSession) AuthenticateMechanisms() []string { return []string{"XOAU
 
 func (s *oauthSession) Authenticate(mech string) (sasl.Server, error) {
 	accept := func(user, token string) error {
-		if user != "alice@provider.example" || !s.ts.valid(token) {
+		if user != "alice@provider.example" || !s.ts.Valid(token) {
 			return imapserver.ErrAuthFailed
 		}
 		s.up.mu.Lock()
@@ -284,7 +149,8 @@ func TestOAuth2(t *testing.T) {
 
 func testOAuth2(t *testing.T, mech string) {
 	ca := harness.NewCA(t)
-	ts := newTokenServer(t, "refresh-0")
+	ts := idp.StartPlain(t)
+	ts.Refresh = "refresh-0"
 	up := newOAuthUpstream(t, ca, ts)
 	up.add(t, harness.Message(1, 800))
 	_, upPort, _ := net.SplitHostPort(up.addr)
@@ -309,7 +175,7 @@ func testOAuth2(t *testing.T, mech string) {
         deliver_to &local_routing
     }
 }
-`, upPort, mech, ts.srv.URL, ts.srv.URL, localUser, ca.CAFile)
+`, upPort, mech, ts.URL, ts.URL, localUser, ca.CAFile)
 	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
 		Users: map[string]string{localUser: localPass},
 		Extra: conf,
@@ -329,7 +195,7 @@ func testOAuth2(t *testing.T, mech string) {
 	}
 
 	// 2. The server refuses the current access token: one refresh, and on.
-	ts.invalidate()
+	ts.Invalidate()
 	up.add(t, harness.Message(2, 800))
 	m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong)
 	if b, _ := os.ReadFile(tokenFile); !strings.Contains(string(b), `"refresh_token": "refresh-2"`) {
@@ -337,12 +203,12 @@ func testOAuth2(t *testing.T, mech string) {
 	}
 
 	// 3. Consent revoked: re-consent needed, visible, and no storm.
-	ts.revoke()
-	ts.invalidate()
+	ts.Revoke()
+	ts.Invalidate()
 	m.WaitLog(t, "re-consent needed", waitLong)
-	refreshes := ts.refreshCount()
+	refreshes := ts.RefreshCount()
 	time.Sleep(3 * time.Second) // poll_interval is 1s: a storm would show
-	if n := ts.refreshCount(); n != refreshes {
+	if n := ts.RefreshCount(); n != refreshes {
 		t.Fatalf("%d more refresh attempts after a refused refresh", n-refreshes)
 	}
 	out := m.CLI(t, "remote-pull", "status", "--json")
@@ -351,7 +217,7 @@ func testOAuth2(t *testing.T, mech string) {
 	}
 
 	// 4. A new consent (the code pasted) and a reload: fetching resumes.
-	cmdOut, code := m.CLIInput(t, "consent-code\n", "remote-pull", "oauth2-login", "oa")
+	cmdOut, code := m.CLIInput(t, idp.ConsentCode+"\n", "remote-pull", "oauth2-login", "oa")
 	if code != 0 || !strings.Contains(cmdOut, "Token saved to "+tokenFile) {
 		t.Fatalf("oauth2-login:\n%s", cmdOut)
 	}
@@ -377,7 +243,7 @@ func testOAuth2(t *testing.T, mech string) {
 // the admin fixed it, a reload resumes fetching.
 func TestOAuth2AppOnly(t *testing.T) {
 	ca := harness.NewCA(t)
-	ts := newTokenServer(t, "unused")
+	ts := idp.StartPlain(t)
 	up := newOAuthUpstream(t, ca, ts)
 	up.add(t, harness.Message(1, 800))
 	_, upPort, _ := net.SplitHostPort(up.addr)
@@ -388,7 +254,7 @@ func TestOAuth2AppOnly(t *testing.T) {
         auth xoauth2
         oauth2 {
             token_endpoint %s/token
-            client_id app-client
+            client_id cid
             client_secret_file app.secret
             scopes https://outlook.office365.com/.default
             client_credentials
@@ -403,17 +269,17 @@ func TestOAuth2AppOnly(t *testing.T) {
         deliver_to &local_routing
     }
 }
-`, upPort, ts.srv.URL, localUser, ca.CAFile)
+`, upPort, ts.URL, localUser, ca.CAFile)
 	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
 		Users: map[string]string{localUser: localPass},
 		Extra: conf,
-		Files: map[string]string{"app.secret": appSecret + "\n"},
+		Files: map[string]string{"app.secret": ts.Secret + "\n"},
 	})
 
 	// 1. The token is asked for and used; polls every second reuse it.
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 	time.Sleep(3 * time.Second)
-	if n := ts.appRequestCount(); n != 1 {
+	if n := ts.RequestCount(); n != 1 {
 		t.Fatalf("%d token requests for %d logins, want 1 (the token is kept)", n, up.loginCount())
 	}
 	if up.loginCount() < 2 {
@@ -421,21 +287,21 @@ func TestOAuth2AppOnly(t *testing.T) {
 	}
 
 	// 2. The server refuses the token: a new one, and on.
-	ts.invalidate()
+	ts.Invalidate()
 	up.add(t, harness.Message(2, 800))
 	m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong)
-	if n := ts.appRequestCount(); n != 2 {
+	if n := ts.RequestCount(); n != 2 {
 		t.Fatalf("%d token requests after one refusal, want 2", n)
 	}
 
 	// 3. The grant refused (the secret revoked in the tenant): the admin's
 	// state, said as such, and no storm of token requests.
-	ts.revoke()
-	ts.invalidate()
+	ts.Revoke()
+	ts.Invalidate()
 	m.WaitLog(t, "client credentials refused", waitLong)
-	requests := ts.appRequestCount()
+	requests := ts.RequestCount()
 	time.Sleep(3 * time.Second)
-	if n := ts.appRequestCount(); n != requests {
+	if n := ts.RequestCount(); n != requests {
 		t.Fatalf("%d more token requests after a refused grant", n-requests)
 	}
 	out := m.CLI(t, "remote-pull", "status", "--json")
@@ -447,16 +313,16 @@ func TestOAuth2AppOnly(t *testing.T) {
 	}
 
 	// 4. Fixed at the provider, and a reload: fetching resumes.
-	ts.mu.Lock()
-	ts.revoked = false
-	ts.mu.Unlock()
+	ts.Lock()
+	ts.Revoked = false
+	ts.Unlock()
 	up.add(t, harness.Message(3, 800))
 	m.Signal(t, syscall.SIGUSR2)
 	m.WaitMessages(t, localUser, localPass, "INBOX", 3, waitLong)
-	if strings.Contains(m.Log(), appSecret) || strings.Contains(out, appSecret) {
+	if strings.Contains(m.Log(), ts.Secret) || strings.Contains(out, ts.Secret) {
 		t.Fatal("the client secret is in the log or status")
 	}
-	for _, tok := range []string{"access-1", "access-2", "access-3"} {
+	for _, tok := range []string{"app-1", "app-2", "app-3"} {
 		if strings.Contains(m.Log(), tok) || strings.Contains(out, tok) {
 			t.Fatalf("token %q in the log or status", tok)
 		}
@@ -468,8 +334,10 @@ func TestOAuth2AppOnly(t *testing.T) {
 // authorization_pending, writes the token file 0600; a reload fetches.
 func TestOAuth2Device(t *testing.T) {
 	ca := harness.NewCA(t)
-	ts := newTokenServer(t, "none-yet")
-	ts.revoke()
+	ts := idp.StartPlain(t)
+	ts.Revoke()
+	ts.Script = []string{"authorization_pending", ""} // one wait, then the consent
+	ts.DeviceCode["interval"] = 1
 	up := newOAuthUpstream(t, ca, ts)
 	up.add(t, harness.Message(1, 800))
 	_, upPort, _ := net.SplitHostPort(up.addr)
@@ -481,7 +349,7 @@ func TestOAuth2Device(t *testing.T) {
         oauth2 {
             token_endpoint %s/token
             device_endpoint %s/devicecode
-            client_id test-client
+            client_id cid
         }
         rcpt_to %s
         poll_interval 1s
@@ -492,7 +360,7 @@ func TestOAuth2Device(t *testing.T) {
         deliver_to &local_routing
     }
 }
-`, upPort, ts.srv.URL, ts.srv.URL, localUser, ca.CAFile)
+`, upPort, ts.URL, ts.URL, localUser, ca.CAFile)
 	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
 		Users: map[string]string{localUser: localPass},
 		Extra: conf,
@@ -501,11 +369,11 @@ func TestOAuth2Device(t *testing.T) {
 
 	cmdOut, code := m.CLIInput(t, "", "remote-pull", "oauth2-login", "dev", "--device")
 	tokenFile := filepath.Join(m.StateDir, "remote_pull", "dev.token")
-	if code != 0 || !strings.Contains(cmdOut, "https://provider.example/device") || !strings.Contains(cmdOut, "QWER-TYUI") ||
+	if code != 0 || !strings.Contains(cmdOut, "https://microsoft.com/devicelogin") || !strings.Contains(cmdOut, "ABCD-EFGH") ||
 		!strings.Contains(cmdOut, "Token saved to "+tokenFile) {
 		t.Fatalf("oauth2-login --device (exit %d):\n%s", code, cmdOut)
 	}
-	if strings.ContainsAny(cmdOut, "\x1b\x07") || strings.Contains(cmdOut, "hostile") {
+	if strings.ContainsAny(cmdOut, "\x1b\x07") || strings.Contains(cmdOut, "pwned") {
 		t.Fatalf("the provider's text printed:\n%q", cmdOut)
 	}
 	if fi, err := os.Stat(tokenFile); err != nil || fi.Mode().Perm() != 0o600 {
@@ -518,13 +386,16 @@ func TestOAuth2Device(t *testing.T) {
 // newOAuthDovecot is Dovecot taking XOAUTH2 and OAUTHBEARER for upUser: its
 // oauth2 passdb asks the token server's introspection endpoint whether a
 // token is valid, so that a real server checks what remote_pull sends.
-func newOAuthDovecot(t *testing.T, ts *tokenServer) *harness.Dovecot {
+func newOAuthDovecot(t *testing.T, ts *idp.Provider) *harness.Dovecot {
 	t.Helper()
+	ts.Lock()
+	ts.Username = upUser
+	ts.Unlock()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755) // read by Dovecot's auth process
 	conf := filepath.Join(dir, "dovecot-oauth2.conf.ext")
 	err := os.WriteFile(conf, []byte("introspection_mode = post\n"+
-		"introspection_url = "+ts.srv.URL+"/introspect\n"+
+		"introspection_url = "+ts.URL+"/introspect\n"+
 		"force_introspection = yes\n"+
 		"username_attribute = username\n"+
 		"active_attribute = active\n"+
@@ -554,7 +425,7 @@ func TestOAuth2AppOnlyDovecot(t *testing.T) {
 }
 
 func testOAuth2AppOnlyDovecot(t *testing.T, proto string) {
-	ts := newTokenServer(t, "unused")
+	ts := idp.StartPlain(t)
 	up := newOAuthDovecot(t, ts)
 	up.Seed(t, upUser, "INBOX", harness.Message(1, 800))
 	addr := up.IMAPSAddr
@@ -568,7 +439,7 @@ func testOAuth2AppOnlyDovecot(t *testing.T, proto string) {
         auth xoauth2
         oauth2 {
             token_endpoint %s/token
-            client_id app-client
+            client_id cid
             client_secret_file app.secret
             scopes https://outlook.office365.com/.default
             client_credentials
@@ -582,11 +453,11 @@ func testOAuth2AppOnlyDovecot(t *testing.T, proto string) {
         deliver_to &local_routing
     }
 }
-`, proto, port(addr), upUser, ts.srv.URL, localUser, up.CA.CAFile)
+`, proto, port(addr), upUser, ts.URL, localUser, up.CA.CAFile)
 	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
 		Users: map[string]string{localUser: localPass},
 		Extra: conf,
-		Files: map[string]string{"app.secret": appSecret + "\n"},
+		Files: map[string]string{"app.secret": ts.Secret + "\n"},
 	})
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 	up.Seed(t, upUser, "INBOX", harness.Message(2, 800))
@@ -594,7 +465,7 @@ func testOAuth2AppOnlyDovecot(t *testing.T, proto string) {
 	if n := up.LoginCount(upUser); n < 2 {
 		t.Fatalf("%d logins at Dovecot", n)
 	}
-	if n := ts.appRequestCount(); n != 1 {
+	if n := ts.RequestCount(); n != 1 {
 		t.Fatalf("%d token requests, want 1 (the token is kept)", n)
 	}
 	if !strings.Contains(up.Log(), "method=XOAUTH2") {
@@ -603,10 +474,10 @@ func testOAuth2AppOnlyDovecot(t *testing.T, proto string) {
 
 	// Dovecot refuses the token it took before (XOAUTH2's failure is a
 	// challenge, not a NO): a new token, and on; not "auth failed".
-	ts.invalidate()
+	ts.Invalidate()
 	up.Seed(t, upUser, "INBOX", harness.Message(3, 800))
 	m.WaitMessages(t, localUser, localPass, "INBOX", 3, waitLong)
-	if n := ts.appRequestCount(); n != 2 {
+	if n := ts.RequestCount(); n != 2 {
 		t.Fatalf("%d token requests after Dovecot refused the token, want 2", n)
 	}
 	if strings.Contains(m.Log(), "auth failed") {
@@ -620,8 +491,8 @@ func testOAuth2AppOnlyDovecot(t *testing.T, proto string) {
 // the first login is refused and maddy asks for a new token, once.
 func TestOAuth2AppOnlyMicrosoftDouble(t *testing.T) {
 	const mailbox = "shared@contoso.example"
-	ts := newTokenServer(t, "unused")
-	up := provider.Start(t, provider.Config{Kind: provider.Microsoft, User: mailbox, Token: "access-2"})
+	ts := idp.StartPlain(t)
+	up := provider.Start(t, provider.Config{Kind: provider.Microsoft, User: mailbox, Token: "app-2"})
 	up.Append(harness.Message(1, 800), time.Date(2024, 1, 2, 10, 0, 0, 0, time.UTC), nil)
 	conf := fmt.Sprintf(`remote_pull {
     account shared {
@@ -631,7 +502,7 @@ func TestOAuth2AppOnlyMicrosoftDouble(t *testing.T) {
         auth xoauth2
         oauth2 {
             token_endpoint %s/token
-            client_id app-client
+            client_id cid
             client_secret_file app.secret
             scopes https://outlook.office365.com/.default
             client_credentials
@@ -642,14 +513,14 @@ func TestOAuth2AppOnlyMicrosoftDouble(t *testing.T) {
         deliver_to &local_routing
     }
 }
-`, port(up.Addr()), mailbox, ts.srv.URL, localUser)
+`, port(up.Addr()), mailbox, ts.URL, localUser)
 	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
 		Users: map[string]string{localUser: localPass},
 		Extra: conf,
-		Files: map[string]string{"app.secret": appSecret + "\n"},
+		Files: map[string]string{"app.secret": ts.Secret + "\n"},
 	})
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
-	if n := ts.appRequestCount(); n != 2 {
+	if n := ts.RequestCount(); n != 2 {
 		t.Fatalf("%d token requests, want 2 (one after the double refused the first)", n)
 	}
 	if strings.Contains(m.Log(), "auth failed") {
