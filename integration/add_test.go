@@ -11,6 +11,21 @@ import (
 	"github.com/remote-pull/remote_pull/internal/testlib/idp"
 )
 
+// importAdded does what 'remote-pull add' asks of the admin after the
+// first account: the import line at the end of maddy.conf, and a restart.
+func importAdded(t *testing.T, m *harness.Maddy) {
+	t.Helper()
+	conf, err := os.ReadFile(m.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.ConfigPath, append(conf, "\nimport remote_pull.d/accounts.conf\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop(t)
+	m.Start(t)
+}
+
 // 'remote-pull add' with flags, as a script runs it, from a maddy without
 // any remote_pull block: a wrong password fails check and writes nothing;
 // the first good add prints the one import line (and maddy, restarted
@@ -66,15 +81,7 @@ func TestAddAndRemoveWithFlags(t *testing.T) {
 		!strings.Contains(out, "already exists") {
 		t.Errorf("a second alice: exit %d\n%s", code, out)
 	}
-	conf, err := os.ReadFile(m.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(m.ConfigPath, append(conf, "\nimport remote_pull.d/accounts.conf\n"...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m.Stop(t)
-	m.Start(t)
+	importAdded(t, m)
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 
 	// With the import in place, add reloads the running maddy.
@@ -138,14 +145,6 @@ func TestAddOAuth2(t *testing.T) {
 	if !strings.Contains(string(conf), "auth xoauth2") || strings.Contains(string(conf), "password") {
 		t.Errorf("oa.conf:\n%s", conf)
 	}
-	main, err := os.ReadFile(m.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(m.ConfigPath, append(main, "\nimport remote_pull.d/accounts.conf\n"...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m.Stop(t)
-	m.Start(t)
+	importAdded(t, m)
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 }

@@ -124,15 +124,7 @@ func TestAddInteractive(t *testing.T) {
 		t.Errorf("alice.password: %q, %v", pw, err)
 	}
 
-	main, err := os.ReadFile(m.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(m.ConfigPath, append(main, "\nimport remote_pull.d/accounts.conf\n"...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m.Stop(t)
-	m.Start(t)
+	importAdded(t, m)
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 }
 

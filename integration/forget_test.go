@@ -9,21 +9,31 @@ import (
 	"github.com/remote-pull/remote_pull/integration/harness"
 )
 
-// forget asks the running maddy, not the file: an account removed from
-// maddy.conf but still polled (no reload yet, or a reload that failed)
-// keeps its ledger; once the reload stopped it, forget works.
-func TestForgetWaitsForTheRunningMaddy(t *testing.T) {
+// startOneAndTwo starts maddy with accounts "one" and "two" (keep yes,
+// polled hourly) on the same upstream mailbox, which holds one message,
+// and waits until both delivered it. two is the block of account two as
+// it stands in maddy.conf, for a test that removes it.
+func startOneAndTwo(t *testing.T) (m *harness.Maddy, two string) {
+	t.Helper()
 	up := newUpstream(t)
 	up.Seed(t, upUser, "INBOX", harness.Message(1, 500))
 	addr := "tls://localhost:" + port(up.IMAPSAddr)
 	one := accountConf{Name: "one", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true, Poll: "1h"}.String()
-	two := accountConf{Name: "two", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true, Poll: "1h"}.String()
-	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+	two = accountConf{Name: "two", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true, Poll: "1h"}.String()
+	m = harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
 		Users: map[string]string{localUser: localPass},
 		Extra: "remote_pull {\n" + one + two + "}\n",
 		Files: map[string]string{"upstream-password": upPass + "\n"},
 	})
 	m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong)
+	return m, two
+}
+
+// forget asks the running maddy, not the file: an account removed from
+// maddy.conf but still polled (no reload yet, or a reload that failed)
+// keeps its ledger; once the reload stopped it, forget works.
+func TestForgetWaitsForTheRunningMaddy(t *testing.T) {
+	m, two := startOneAndTwo(t)
 	conf, err := os.ReadFile(m.ConfigPath)
 	if err != nil {
 		t.Fatal(err)

@@ -137,6 +137,58 @@ func (up *oauthUpstream) loginCount() int {
 	return up.logins
 }
 
+// oauthConf is the remote_pull block of an OAuth2 test: one account that
+// fetches from Upstream ("imap tls://localhost:PORT") as User, logs in with
+// Auth and the OAuth2 block's directives, delivers to localUser and polls
+// every second without IDLE. Extra are more account directives; CAFile is
+// the upstream's CA (none: no tls_client).
+type oauthConf struct {
+	Name, Upstream, User, Auth string
+	OAuth2, Extra              []string
+	CAFile                     string
+}
+
+func (c oauthConf) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "remote_pull {\n    account %s {\n        %s\n", c.Name, c.Upstream)
+	fmt.Fprintf(&b, "        username %s\n        auth %s\n        oauth2 {\n", c.User, c.Auth)
+	for _, d := range c.OAuth2 {
+		fmt.Fprintf(&b, "            %s\n", d)
+	}
+	fmt.Fprintf(&b, "        }\n        rcpt_to %s\n", localUser)
+	for _, d := range c.Extra {
+		fmt.Fprintf(&b, "        %s\n", d)
+	}
+	b.WriteString("        poll_interval 1s\n        idle no\n")
+	if c.CAFile != "" {
+		fmt.Fprintf(&b, "        tls_client {\n            root_ca %s\n        }\n", c.CAFile)
+	}
+	b.WriteString("        deliver_to &local_routing\n    }\n}\n")
+	return b.String()
+}
+
+// appOnlyOAuth2 is the oauth2 block of an app-only account (client
+// credentials) at ts, its client secret in the file appOnlyFiles writes.
+func appOnlyOAuth2(ts *idp.Provider) []string {
+	return []string{"token_endpoint " + ts.URL + "/token", "client_id " + ts.ClientID,
+		"client_secret_file app.secret", "scopes " + idp.AppScope, "client_credentials"}
+}
+
+func appOnlyFiles(ts *idp.Provider) map[string]string {
+	return map[string]string{"app.secret": ts.Secret + "\n"}
+}
+
+// startOAuth starts maddy with conf's account and files in its state
+// directory.
+func startOAuth(t *testing.T, conf oauthConf, files map[string]string) *harness.Maddy {
+	t.Helper()
+	return harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
+		Users: map[string]string{localUser: localPass},
+		Extra: conf.String(),
+		Files: files,
+	})
+}
+
 // OAuth2 end to end: refresh at start with rotation saved to disk, refresh
 // after the server refuses the token, revocation leading to the visible
 // "re-consent needed" state without a retry storm, and a new consent with
@@ -154,33 +206,10 @@ func testOAuth2(t *testing.T, mech string) {
 	up := newOAuthUpstream(t, ca, ts)
 	up.add(t, harness.Message(1, 800))
 	_, upPort, _ := net.SplitHostPort(up.addr)
-	conf := fmt.Sprintf(`remote_pull {
-    account oa {
-        imap tls://localhost:%s
-        username alice@provider.example
-        auth %s
-        oauth2 {
-            token_endpoint %s/token
-            auth_endpoint %s/auth
-            client_id test-client
-            token_file oa.token
-        }
-        rcpt_to %s
-        keep yes
-        poll_interval 1s
-        idle no
-        tls_client {
-            root_ca %s
-        }
-        deliver_to &local_routing
-    }
-}
-`, upPort, mech, ts.URL, ts.URL, localUser, ca.CAFile)
-	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		Extra: conf,
-		Files: map[string]string{"oa.token": `{"access_token":"stale","refresh_token":"refresh-0","expiry":"2000-01-01T00:00:00Z"}`},
-	})
+	m := startOAuth(t, oauthConf{Name: "oa", Upstream: "imap tls://localhost:" + upPort, User: "alice@provider.example", Auth: mech,
+		OAuth2: []string{"token_endpoint " + ts.URL + "/token", "auth_endpoint " + ts.URL + "/auth", "client_id test-client", "token_file oa.token"},
+		Extra:  []string{"keep yes"}, CAFile: ca.CAFile},
+		map[string]string{"oa.token": `{"access_token":"stale","refresh_token":"refresh-0","expiry":"2000-01-01T00:00:00Z"}`})
 	tokenFile := filepath.Join(m.StateDir, "oa.token")
 
 	// 1. The stale access token is refreshed; the rotated refresh token is
@@ -247,34 +276,8 @@ func TestOAuth2AppOnly(t *testing.T) {
 	up := newOAuthUpstream(t, ca, ts)
 	up.add(t, harness.Message(1, 800))
 	_, upPort, _ := net.SplitHostPort(up.addr)
-	conf := fmt.Sprintf(`remote_pull {
-    account shared {
-        imap tls://localhost:%s
-        username alice@provider.example
-        auth xoauth2
-        oauth2 {
-            token_endpoint %s/token
-            client_id cid
-            client_secret_file app.secret
-            scopes https://outlook.office365.com/.default
-            client_credentials
-        }
-        rcpt_to %s
-        keep yes
-        poll_interval 1s
-        idle no
-        tls_client {
-            root_ca %s
-        }
-        deliver_to &local_routing
-    }
-}
-`, upPort, ts.URL, localUser, ca.CAFile)
-	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		Extra: conf,
-		Files: map[string]string{"app.secret": ts.Secret + "\n"},
-	})
+	m := startOAuth(t, oauthConf{Name: "shared", Upstream: "imap tls://localhost:" + upPort, User: "alice@provider.example", Auth: "xoauth2",
+		OAuth2: appOnlyOAuth2(ts), Extra: []string{"keep yes"}, CAFile: ca.CAFile}, appOnlyFiles(ts))
 
 	// 1. The token is asked for and used; polls every second reuse it.
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
@@ -341,30 +344,9 @@ func TestOAuth2Device(t *testing.T) {
 	up := newOAuthUpstream(t, ca, ts)
 	up.add(t, harness.Message(1, 800))
 	_, upPort, _ := net.SplitHostPort(up.addr)
-	conf := fmt.Sprintf(`remote_pull {
-    account dev {
-        imap tls://localhost:%s
-        username alice@provider.example
-        auth xoauth2
-        oauth2 {
-            token_endpoint %s/token
-            device_endpoint %s/devicecode
-            client_id cid
-        }
-        rcpt_to %s
-        poll_interval 1s
-        idle no
-        tls_client {
-            root_ca %s
-        }
-        deliver_to &local_routing
-    }
-}
-`, upPort, ts.URL, ts.URL, localUser, ca.CAFile)
-	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		Extra: conf,
-	})
+	m := startOAuth(t, oauthConf{Name: "dev", Upstream: "imap tls://localhost:" + upPort, User: "alice@provider.example", Auth: "xoauth2",
+		OAuth2: []string{"token_endpoint " + ts.URL + "/token", "device_endpoint " + ts.URL + "/devicecode", "client_id cid"},
+		CAFile: ca.CAFile}, nil)
 	m.WaitLog(t, "re-consent needed", waitLong)
 
 	cmdOut, code := m.CLIInput(t, "", "remote-pull", "oauth2-login", "dev", "--device")
@@ -432,33 +414,8 @@ func testOAuth2AppOnlyDovecot(t *testing.T, proto string) {
 	if proto == "pop3" {
 		addr = up.POP3SAddr
 	}
-	conf := fmt.Sprintf(`remote_pull {
-    account shared {
-        %s tls://localhost:%s
-        username %s
-        auth xoauth2
-        oauth2 {
-            token_endpoint %s/token
-            client_id cid
-            client_secret_file app.secret
-            scopes https://outlook.office365.com/.default
-            client_credentials
-        }
-        rcpt_to %s
-        poll_interval 1s
-        idle no
-        tls_client {
-            root_ca %s
-        }
-        deliver_to &local_routing
-    }
-}
-`, proto, port(addr), upUser, ts.URL, localUser, up.CA.CAFile)
-	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		Extra: conf,
-		Files: map[string]string{"app.secret": ts.Secret + "\n"},
-	})
+	m := startOAuth(t, oauthConf{Name: "shared", Upstream: proto + " tls://localhost:" + port(addr), User: upUser, Auth: "xoauth2",
+		OAuth2: appOnlyOAuth2(ts), CAFile: up.CA.CAFile}, appOnlyFiles(ts))
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 	up.Seed(t, upUser, "INBOX", harness.Message(2, 800))
 	m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong)
@@ -494,31 +451,8 @@ func TestOAuth2AppOnlyMicrosoftDouble(t *testing.T) {
 	ts := idp.StartPlain(t)
 	up := provider.Start(t, provider.Config{Kind: provider.Microsoft, User: mailbox, Token: "app-2"})
 	up.Append(harness.Message(1, 800), time.Date(2024, 1, 2, 10, 0, 0, 0, time.UTC), nil)
-	conf := fmt.Sprintf(`remote_pull {
-    account shared {
-        imap tcp://127.0.0.1:%s
-        insecure_plaintext yes
-        username %s
-        auth xoauth2
-        oauth2 {
-            token_endpoint %s/token
-            client_id cid
-            client_secret_file app.secret
-            scopes https://outlook.office365.com/.default
-            client_credentials
-        }
-        rcpt_to %s
-        poll_interval 1s
-        idle no
-        deliver_to &local_routing
-    }
-}
-`, port(up.Addr()), mailbox, ts.URL, localUser)
-	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		Extra: conf,
-		Files: map[string]string{"app.secret": ts.Secret + "\n"},
-	})
+	m := startOAuth(t, oauthConf{Name: "shared", Upstream: "imap tcp://127.0.0.1:" + port(up.Addr()), User: mailbox, Auth: "xoauth2",
+		OAuth2: appOnlyOAuth2(ts), Extra: []string{"insecure_plaintext yes"}}, appOnlyFiles(ts))
 	m.WaitMessages(t, localUser, localPass, "INBOX", 1, waitLong)
 	if n := ts.RequestCount(); n != 2 {
 		t.Fatalf("%d token requests, want 2 (one after the double refused the first)", n)

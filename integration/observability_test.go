@@ -187,17 +187,7 @@ func TestRetry(t *testing.T) {
 // state and a next poll; a removed account shows with --all until
 // forgotten; retry of an unknown account fails.
 func TestStatusWhenStoppedAndRemoved(t *testing.T) {
-	up := newUpstream(t)
-	up.Seed(t, upUser, "INBOX", harness.Message(1, 500))
-	addr := "tls://localhost:" + port(up.IMAPSAddr)
-	one := accountConf{Name: "one", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true, Poll: "1h"}.String()
-	two := accountConf{Name: "two", Addr: addr, Keep: true, CAFile: up.CA.CAFile, NoBlock: true, Poll: "1h"}.String()
-	m := harness.StartMaddy(t, harness.BuildMaddy(t), harness.MaddyOptions{
-		Users: map[string]string{localUser: localPass},
-		Extra: "remote_pull {\n" + one + two + "}\n",
-		Files: map[string]string{"upstream-password": upPass + "\n"},
-	})
-	m.WaitMessages(t, localUser, localPass, "INBOX", 2, waitLong)
+	m, two := startOneAndTwo(t)
 	harness.Eventually(t, waitLong, func() bool {
 		return strings.Count(m.CLI(t, "remote-pull", "status"), "idle") == 2
 	}, "both accounts idle")
