@@ -209,14 +209,33 @@ func statusCommand(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if sts == nil {
-			sts = []accountStatus{}
-		}
-		return enc.Encode(sts)
+		return writeStatusJSON(os.Stdout, sts)
 	}
 	return printStatus(os.Stdout, sts, running)
+}
+
+// writeStatusJSON writes status --json. A list is [] when empty, never
+// null, so that a script's `.connections.watched | length` works on an
+// account that watches nothing or was never started.
+func writeStatusJSON(out io.Writer, sts []accountStatus) error {
+	sts = slices.Clone(sts)
+	if sts == nil {
+		sts = []accountStatus{}
+	}
+	for i := range sts {
+		c := &sts[i].Connections
+		c.Watched, c.Polled = listOrEmpty(c.Watched), listOrEmpty(c.Polled)
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(sts)
+}
+
+func listOrEmpty(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 // printStatus writes the status table. What may quote the upstream (the

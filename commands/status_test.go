@@ -2,6 +2,8 @@ package commands
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -68,4 +70,62 @@ func TestStatusShowsLimits(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// status --json has no null: a list is [] when empty, so that a script's
+// `.connections.watched | length` works on an account that was never
+// started, one that watches nothing, and a status the ledger stored with
+// no lists. No account at all is [] too.
+func TestStatusJSONHasNoNull(t *testing.T) {
+	var stored ledger.Connections
+	if err := json.Unmarshal([]byte(`{"max":1,"watched":null,"polled":null}`), &stored); err != nil {
+		t.Fatal(err)
+	}
+	for _, sts := range [][]accountStatus{nil, {
+		{AccountStatus: ledger.AccountStatus{Account: "new", State: "not started"}, Configured: true},
+		{AccountStatus: ledger.AccountStatus{Account: "stored", State: "idle", Connections: stored}, Configured: true, Running: true},
+		{AccountStatus: ledger.AccountStatus{Account: "watching", State: "idle",
+			Connections: ledger.Connections{Max: 2, Watched: []string{"INBOX"}}}, Configured: true, Running: true},
+	}} {
+		var out bytes.Buffer
+		if err := writeStatusJSON(&out, sts); err != nil {
+			t.Fatal(err)
+		}
+		var got []map[string]any
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil || got == nil || len(got) != len(sts) {
+			t.Fatalf("status --json of %d accounts: %v\n%s", len(sts), err, out.String())
+		}
+		for _, st := range got {
+			if path := nullIn(st, ""); path != "" {
+				t.Errorf("%s: %s is null:\n%s", st["account"], path, out.String())
+			}
+			conns, _ := st["connections"].(map[string]any)
+			for _, list := range []string{"watched", "polled"} {
+				if _, ok := conns[list].([]any); !ok {
+					t.Errorf("%s: connections.%s is %v, not a list", st["account"], list, conns[list])
+				}
+			}
+		}
+	}
+}
+
+// nullIn returns the path of a null in a decoded JSON value, or "".
+func nullIn(v any, path string) string {
+	switch v := v.(type) {
+	case nil:
+		return cmp.Or(path, ".")
+	case map[string]any:
+		for k, e := range v {
+			if p := nullIn(e, path+"."+k); p != "" {
+				return p
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if p := nullIn(e, fmt.Sprintf("%s[%d]", path, i)); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
