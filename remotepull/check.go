@@ -164,10 +164,6 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 	if err != nil {
 		return err
 	}
-	msgs, err := mb.List(ctx, 1)
-	if err != nil {
-		return err
-	}
 	adopt := acc.FirstSyncNew // until the ledger shows the folder was seen
 	firstSync := true
 	var lastSuccess time.Time
@@ -198,31 +194,45 @@ func checkFolder(ctx context.Context, out io.Writer, acc *config.Account, sess s
 	if firstSync {
 		rules.OlderThan = account.FirstSyncCutoff(acc.MaxAge, time.Now(), lastSuccess)
 	}
-	var fetch, handled, large, foreign, remove, old int
-	for _, m := range msgs {
-		switch account.Decide(m, known[m.UID], rules) {
-		case account.Fetch:
-			fetch++
-		case account.RecordTooLarge:
-			large++
-		case account.FinishRemoval:
-			remove++
-		case account.AdoptOld:
-			old++
-		case account.Leave:
-			if known[m.UID].State == "" && m.Deleted {
-				foreign++
-			} else {
-				handled++
+	var listed, fetch, handled, large, foreign, remove, old int
+	for {
+		msgs, err := mb.List(ctx, 1)
+		if err != nil {
+			return err
+		}
+		listed += len(msgs)
+		for _, m := range msgs {
+			switch account.Decide(m, known[m.UID], rules) {
+			case account.Fetch:
+				fetch++
+			case account.RecordTooLarge:
+				large++
+			case account.FinishRemoval:
+				remove++
+			case account.AdoptOld:
+				old++
+			case account.Leave:
+				if known[m.UID].State == "" && m.Deleted {
+					foreign++
+				} else {
+					handled++
+				}
 			}
 		}
+		// A file is listed a page at a time; this check's own reader
+		// goes through them all.
+		pg, paged := mb.(source.Paged)
+		if !paged || !pg.PagesLeft() {
+			break
+		}
+		pg.Advance()
 	}
 	if adopt {
-		fmt.Fprintf(out, "  %s: %d messages; 0 would be fetched: the first poll adopts them all (first_sync new)\n", folder, len(msgs))
+		fmt.Fprintf(out, "  %s: %d messages; 0 would be fetched: the first poll adopts them all (first_sync new)\n", folder, listed)
 		return nil
 	}
 	fmt.Fprintf(out, "  %s: %d messages; %d would be fetched, %d already handled, %d too large, %d flagged \\Deleted by others",
-		folder, len(msgs), fetch, handled, large, foreign)
+		folder, listed, fetch, handled, large, foreign)
 	if remove > 0 {
 		fmt.Fprintf(out, ", %d delivered and still to be removed upstream", remove)
 	}

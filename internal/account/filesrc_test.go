@@ -1,12 +1,14 @@
 package account
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/remote-pull/remote_pull/internal/ledger"
 	"github.com/remote-pull/remote_pull/internal/source/filesrc"
 )
 
@@ -57,6 +59,100 @@ func TestMboxAccount(t *testing.T) {
 			t.Errorf("%q not delivered", s)
 		}
 	}
+}
+
+// An mbox listed a page at a time, against the options that act on a
+// folder's first sync or on part of a listing, and a retry of a message
+// on a page already passed: each message is delivered once or adopted,
+// none is skipped, and the first sync lasts until the last page.
+func TestMboxPagesAccount(t *testing.T) {
+	subjects := make([]string, 10)
+	for i := range subjects {
+		subjects[i] = fmt.Sprintf("m%d", i)
+	}
+	setup := func(t *testing.T) (*rig, func(string)) {
+		path := filepath.Join(t.TempDir(), "mbox")
+		write := func(s string) {
+			t.Helper()
+			if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(mboxOf(subjects...))
+		r := newRig(t, newFake(0), true)
+		r.acc.s.Upstream = filesrc.NewMbox(filesrc.MboxConfig{Path: path, PageMessages: 3})
+		return r, write
+	}
+	// untilIdle polls while the account asks for more at once, as Run does.
+	untilIdle := func(t *testing.T, r *rig) PollResult {
+		t.Helper()
+		var total PollResult
+		for range 20 {
+			res := r.mustPoll(t)
+			total.Delivered += res.Delivered
+			total.Adopted += res.Adopted
+			if !res.More {
+				return total
+			}
+		}
+		t.Fatal("still more after 20 polls")
+		return total
+	}
+	t.Run("all", func(t *testing.T) {
+		r, _ := setup(t)
+		first := r.mustPoll(t)
+		// The progress goes on over the pages, by the whole file.
+		if p := r.acc.Status().Progress; !first.More || p.Done != 3 || p.BytesTotal < 3*p.BytesDone {
+			t.Errorf("after the first page: %+v, progress %+v", first, p)
+		}
+		if got := untilIdle(t, r); got.Delivered != 7 {
+			t.Fatalf("delivered %d of 7 after the first page", got.Delivered)
+		}
+		if p := r.acc.Status().Progress; p.Total != 0 {
+			t.Errorf("progress left after the import: %+v", p)
+		}
+		r.noDuplicates(t)
+	})
+	t.Run("max_messages_per_poll", func(t *testing.T) {
+		r, _ := setup(t)
+		r.acc.s.MaxMessagesPerPoll = 2 // less than a page
+		if got := untilIdle(t, r); got.Delivered != 10 {
+			t.Fatalf("delivered %d of 10", got.Delivered)
+		}
+		r.noDuplicates(t)
+	})
+	t.Run("first_sync new", func(t *testing.T) {
+		r, write := setup(t)
+		r.acc.s.FirstSyncNew = true
+		if got := untilIdle(t, r); got.Adopted != 10 || got.Delivered != 0 {
+			t.Fatalf("first sync over pages: %+v, want all 10 adopted", got)
+		}
+		write(mboxOf(append(subjects, "new")...))
+		if got := untilIdle(t, r); got.Delivered != 1 {
+			t.Fatalf("after the first sync: %d delivered, want the new one", got.Delivered)
+		}
+		if _, ok := r.p.committed["new"]; !ok {
+			t.Error("the appended message was not delivered")
+		}
+	})
+	t.Run("retry on a passed page", func(t *testing.T) {
+		r, _ := setup(t)
+		r.p.refuse = "m1"
+		if got := untilIdle(t, r); got.Delivered != 9 {
+			t.Fatalf("delivered %d of 9", got.Delivered)
+		}
+		r.p.refuse = ""
+		if _, err := r.l.Retry(context.Background(), "acct", []ledger.State{ledger.Refused}, "", nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := untilIdle(t, r); got.Delivered != 1 {
+			t.Fatalf("after retry: %d delivered, want m1", got.Delivered)
+		}
+		if _, ok := r.p.committed["m1"]; !ok {
+			t.Error("m1 not delivered after retry")
+		}
+		r.noDuplicates(t)
+	})
 }
 
 // A Takeout import, then the same account switched to Gmail over IMAP

@@ -276,9 +276,12 @@ func (f *folderPass) run(ctx context.Context, budget int) error {
 	if err := f.expire(ctx); err != nil {
 		return err
 	}
-	if err := f.saveFloor(ctx); err != nil {
-		return err
+	if !f.firstSyncGoesOn() {
+		if err := f.saveFloor(ctx); err != nil {
+			return err
+		}
 	}
+	f.pageDone()
 	return f.refused
 }
 
@@ -342,7 +345,7 @@ func (f *folderPass) recordPlanned(ctx context.Context, t todo) error {
 		a.s.Log.Msg("older than max_age at the folder's first sync: recorded, not fetched", "folder", f.name,
 			"messages", len(t.adopt), "cutoff", f.rules.OlderThan.UTC().Format(time.RFC3339))
 	}
-	if !f.seen {
+	if !f.seen && !f.firstSyncGoesOn() {
 		return f.saveMailbox(ctx, f.floor)
 	}
 	return nil

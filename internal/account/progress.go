@@ -54,10 +54,22 @@ func (a *Account) fetched(size int64) {
 	}
 }
 
-// progressDone clears the progress at the end of a poll.
+// unlisted records how much of a mailbox listed a page at a time lies
+// past the page under way, so that the progress of a file import is by
+// the whole file's bytes.
+func (a *Account) unlisted(bytes int64) {
+	a.mu.Lock()
+	a.progressUnlisted = bytes
+	a.mu.Unlock()
+}
+
+// progressDone clears the progress at the end of a poll that leaves
+// nothing for the next one; one that does (More: a page of a file,
+// max_messages_per_poll) goes on with the same progress.
 func (a *Account) progressDone() {
 	a.mu.Lock()
 	a.progress = ledger.Progress{}
+	a.progressUnlisted = 0
 	a.mu.Unlock()
 	importMessages.WithLabelValues(a.s.Name, "done").Set(0)
 	importMessages.WithLabelValues(a.s.Name, "total").Set(0)

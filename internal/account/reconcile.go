@@ -27,6 +27,7 @@ func (f *folderPass) open(ctx context.Context) error {
 	if f.prev, f.seen, err = a.s.Ledger.Mailbox(ctx, a.s.Name, f.name); err != nil {
 		return local(err)
 	}
+	f.rewindAfterRetry()
 	renumbered, err := f.renumbering(ctx)
 	if err != nil {
 		return err
@@ -147,7 +148,13 @@ func (f *folderPass) reused(ctx context.Context) (bool, error) {
 // readKnown reads what the ledger recorded under the UIDs this pass lists
 // (IMAP: from f.from up; POP3: everything).
 func (f *folderPass) readKnown(ctx context.Context) error {
-	known, err := f.a.s.Ledger.States(ctx, f.key, floorFilter(f.mb, f.from))
+	var known map[string]ledger.Entry
+	var err error
+	if _, paged := f.mb.(source.Paged); paged {
+		known, err = f.a.s.Ledger.StatesOf(ctx, f.key, uidsOf(f.msgs))
+	} else {
+		known, err = f.a.s.Ledger.States(ctx, f.key, floorFilter(f.mb, f.from))
+	}
 	if err != nil {
 		return local(err)
 	}
@@ -265,15 +272,18 @@ func (f *folderPass) adoptAll(ctx context.Context) error {
 	for i := range f.states {
 		f.states[i] = ledger.Adopted
 	}
-	if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, f.name, ledger.MailboxState{
-		UIDValidity: f.key.UIDValidity,
-		UIDFloor:    nextFloor(f.mb, 1, f.msgs, f.states, true),
-	}); err != nil {
-		return local(err)
+	if !f.firstSyncGoesOn() {
+		if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, f.name, ledger.MailboxState{
+			UIDValidity: f.key.UIDValidity,
+			UIDFloor:    nextFloor(f.mb, 1, f.msgs, f.states, true),
+		}); err != nil {
+			return local(err)
+		}
 	}
 	a.s.Log.Msg("first sync: adopted what is upstream without fetching it (first_sync new)",
 		"folder", f.name, "messages", len(f.msgs))
 	f.res.Adopted = len(f.msgs)
+	f.pageDone()
 	return nil
 }
 

@@ -45,6 +45,12 @@ type Account struct {
 
 	progress      ledger.Progress // the poll under way (progress.go)
 	progressSaved time.Time       // when progress was last published
+	// progressUnlisted: bytes of a paged mailbox after the page under
+	// way, counted into the progress's total (progress.go).
+	progressUnlisted int64
+	// pageGeneration is each paged folder's ledger generation at its
+	// last pass (pages.go).
+	pageGeneration map[string]int64
 
 	okMu sync.Mutex
 	okAt time.Time     // when the last successful poll ended
@@ -114,6 +120,7 @@ func (a *Account) Status() Status {
 func (a *Account) statusLocked() Status {
 	st := a.status
 	st.Progress = a.progress
+	st.Progress.BytesTotal += a.progressUnlisted
 	if st.State == string(StateOK) && a.idleNow > 0 {
 		st.State = string(StateIdle)
 	}
@@ -253,7 +260,9 @@ func (a *Account) pollSafely(ctx context.Context) (res PollResult, err error) {
 			a.s.Log.Printf("panic during poll of account %s: %v\n%s", a.s.Name, p, debug.Stack())
 			err = fmt.Errorf("%w: %v", errInternal, p)
 		}
-		a.progressDone()
+		if err != nil || !res.More {
+			a.progressDone()
+		}
 		pollDuration.WithLabelValues(a.s.Name).Observe(time.Since(start).Seconds())
 		pollsTotal.WithLabelValues(a.s.Name, classify(err).metric()).Inc()
 		if err == nil {

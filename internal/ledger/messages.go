@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -206,22 +207,50 @@ func (l *Ledger) States(ctx context.Context, key MailboxKey, minUID uint32) (map
 		query += ` AND ` + uidNumber + ` >= ?`
 		args = append(args, minUID)
 	}
+	states := make(map[string]Entry)
+	if err := l.readStates(ctx, key, states, query, args); err != nil {
+		return nil, err
+	}
+	return states, nil
+}
+
+// StatesOf is States for the given UIDs only: a mailbox listed a page at
+// a time (source.Paged) looks up its page, not every entry it ever had.
+func (l *Ledger) StatesOf(ctx context.Context, key MailboxKey, uids []string) (map[string]Entry, error) {
+	states := make(map[string]Entry, len(uids))
+	for chunk := range slices.Chunk(uids, 500) {
+		query := `SELECT uid, state, size, fingerprint FROM messages WHERE account = ? AND mailbox = ? AND uidvalidity = ?
+			AND uid IN (?` + strings.Repeat(", ?", len(chunk)-1) + `)`
+		args := []any{key.Account, key.Mailbox, key.UIDValidity}
+		for _, uid := range chunk {
+			args = append(args, uid)
+		}
+		if err := l.readStates(ctx, key, states, query, args); err != nil {
+			return nil, err
+		}
+	}
+	return states, nil
+}
+
+func (l *Ledger) readStates(ctx context.Context, key MailboxKey, states map[string]Entry, query string, args []any) error {
 	rows, err := l.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+		return fmt.Errorf("ledger: read %s: %w", key, err)
 	}
 	defer rows.Close()
-	states := make(map[string]Entry)
 	for rows.Next() {
 		var e Entry
 		var state string
 		if err := rows.Scan(&e.UID, &state, &e.Size, &e.Fingerprint); err != nil {
-			return nil, fmt.Errorf("ledger: read %s: %w", key, err)
+			return fmt.Errorf("ledger: read %s: %w", key, err)
 		}
 		e.State = State(state)
 		states[e.UID] = e
 	}
-	return states, rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ledger: read %s: %w", key, err)
+	}
+	return nil
 }
 
 // uidNumber is an IMAP UID as a number, as the messages_uid_number

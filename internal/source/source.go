@@ -132,6 +132,22 @@ type StableIdentities interface {
 	StableIdentities()
 }
 
+// Paged is a mailbox listed a page at a time, so that a listing is never
+// held whole (a file source: an mbox of millions of messages). List
+// returns the page after the last one the account finished with; Advance,
+// called once a pass has done all it decided for its page, moves on;
+// Rewind starts again from the beginning (after 'remote-pull retry');
+// PagesLeft reports that the listing stopped short of the end, and
+// BytesLeft how much of the mailbox lies after this page (for progress).
+// Its identities are stable (StableIdentities): an entry not on this page
+// is not gone.
+type Paged interface {
+	PagesLeft() bool
+	BytesLeft() int64
+	Advance()
+	Rewind()
+}
+
 // DeferredRemover is a session whose removals take effect only when Close
 // succeeds (POP3 applies DELE at QUIT; a session that ends any other way
 // rolls them back).

@@ -13,8 +13,6 @@ import (
 	"os"
 	"regexp"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -27,24 +25,49 @@ import (
 type MboxConfig struct {
 	Path    string
 	Variant Variant
+	// PageMessages is how many messages a listing holds at most (0: 4096).
+	PageMessages int
 	// Warn reports a suspect message (with its position) or file; called
 	// once per distinct text per listing.
 	Warn func(msg string)
 }
 
-// Mbox is an mbox file as an upstream with one folder, INBOX.
+// Mbox is an mbox file as an upstream with one folder, INBOX. It is
+// listed a page at a time (source.Paged): a listing entry per message of
+// a 50 GB file would not fit in memory.
 type Mbox struct {
 	cfg MboxConfig
 	mu  sync.Mutex
-	// last is the latest listing, reused while the file is unchanged, so
-	// that a finished import costs a stat per poll, not a read.
-	last *mboxListing
+	// next is where the next listing starts: the end of the last page
+	// the account finished with (Advance), so that a finished import
+	// costs a stat per poll, not a read, and appended mail is read from
+	// where the file ended.
+	next cursor
+}
+
+// pageMessages is how many messages a listing holds at most unless
+// MboxConfig says otherwise: about 4 MiB of listing.
+const pageMessages = 4096
+
+// cursor is a place in the file between two messages, and how to tell
+// that the file still holds, before it, what was read there.
+type cursor struct {
+	id  fileID // the file when the page ending here was listed
+	off int64  // where the next message starts
+	// prevOff and prevID are the place and identity of the message that
+	// ends at off: checked before reading on from off in a file that
+	// changed (an mbox appended to keeps them; one rewritten does not).
+	prevOff int64
+	prevID  string
 }
 
 // NewMbox returns the mbox upstream.
 func NewMbox(cfg MboxConfig) *Mbox {
 	if cfg.Warn == nil {
 		cfg.Warn = func(string) {}
+	}
+	if cfg.PageMessages <= 0 {
+		cfg.PageMessages = pageMessages
 	}
 	return &Mbox{cfg: cfg}
 }
@@ -87,10 +110,12 @@ func (s *mboxSession) Open(ctx context.Context, name string) (source.Mailbox, er
 
 // mboxListing is what a scan of the file found.
 type mboxListing struct {
-	id    fileID
 	msgs  []source.Message
 	where map[string]span // by UID
 	warns []string
+	// end is where the page ends; left: how much of the file follows.
+	end  cursor
+	left int64
 }
 
 // span is where a message is in the file: its From line's offset, and
@@ -142,7 +167,10 @@ func (m *mboxMailbox) Identity() string {
 	return "a hash of each message's content (its position in the file checked at every read)"
 }
 
-// List scans the file, unless it is unchanged since the last scan.
+// List reads the next page of the file: from where the last page the
+// account finished ended, if the file still holds what was read before
+// that point, else from the start (identities are the content: what was
+// delivered is known again wherever it now is).
 func (m *mboxMailbox) List(ctx context.Context, _ uint32) ([]source.Message, error) {
 	fi, err := m.s.f.Stat()
 	if err != nil {
@@ -151,23 +179,22 @@ func (m *mboxMailbox) List(ctx context.Context, _ uint32) ([]source.Message, err
 	id := idOf(fi)
 	u := m.s.u
 	u.mu.Lock()
-	last := u.last
+	c := u.next
 	u.mu.Unlock()
-	if last != nil && last.id == id {
-		m.listing = last
-		return last.msgs, nil
+	if c.id != id {
+		c = m.continued(c, id)
 	}
-	l, err := scanMbox(ctx, m.s.f, u.cfg.Variant, u.cfg.Path)
+	if c.off >= id.size {
+		m.listing = &mboxListing{end: c}
+		m.listing.end.id = id
+		return nil, nil
+	}
+	l, err := scanMbox(ctx, m.s.f, u.cfg.Variant, u.cfg.Path, c, u.cfg.PageMessages)
 	if err != nil {
 		return nil, err
 	}
-	// Changed while read: not cached, read again at the next poll.
-	if fi2, err := m.s.f.Stat(); err == nil && idOf(fi2) == id {
-		l.id = id
-		u.mu.Lock()
-		u.last = l
-		u.mu.Unlock()
-	}
+	l.end.id = id
+	l.left = max(id.size-l.end.off, 0)
 	for _, w := range l.warns {
 		u.cfg.Warn(w)
 	}
@@ -175,15 +202,61 @@ func (m *mboxMailbox) List(ctx context.Context, _ uint32) ([]source.Message, err
 	return l.msgs, nil
 }
 
-// scanMbox reads the whole file once: each message's identity, size,
-// fingerprint, date and flags, and where it is.
-func scanMbox(ctx context.Context, f io.ReaderAt, v Variant, path string) (*mboxListing, error) {
-	l := &mboxListing{where: map[string]span{}}
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), readBuffer)
-	var off int64
-	count := map[string]int{}
+// continued is where to read on in the file, changed since the page
+// ending at c was read: after that page's last message if the file still
+// holds it where it was (mail was appended; the message now also takes
+// the blank line before the next From line), else at the start (the
+// file was rewritten).
+func (m *mboxMailbox) continued(c cursor, id fileID) cursor {
+	if c.off == 0 || c.id.valid == 0 || c.id.dev != id.dev || c.id.ino != id.ino || id.size < c.off {
+		return cursor{}
+	}
+	l, err := scanMbox(context.Background(), m.s.f, m.s.u.cfg.Variant, m.s.u.cfg.Path, cursor{off: c.prevOff}, 1)
+	if err != nil || len(l.msgs) != 1 || l.msgs[0].UID != c.prevID || l.end.off < c.off {
+		return cursor{}
+	}
+	return l.end
+}
+
+// PagesLeft: the listing stopped before the end of the file.
+func (m *mboxMailbox) PagesLeft() bool { return m.BytesLeft() > 0 }
+
+// BytesLeft is how much of the file follows the listing.
+func (m *mboxMailbox) BytesLeft() int64 {
+	if m.listing == nil {
+		return 0
+	}
+	return m.listing.left
+}
+
+// Advance: the next listing starts after this one.
+func (m *mboxMailbox) Advance() {
+	if m.listing == nil {
+		return
+	}
+	m.s.u.mu.Lock()
+	m.s.u.next = m.listing.end
+	m.s.u.mu.Unlock()
+}
+
+// Rewind: the next listing starts at the beginning of the file.
+func (m *mboxMailbox) Rewind() {
+	m.s.u.mu.Lock()
+	m.s.u.next = cursor{}
+	m.s.u.mu.Unlock()
+}
+
+// scanMbox reads up to limit messages from where c says: each message's
+// identity, size, fingerprint, date and flags, and where it is. The same
+// message twice (the same bytes as delivered, state fields aside) is one
+// message: it is listed where it is first seen in the page, and a later
+// page lists it under the same identity, which the ledger then knows.
+func scanMbox(ctx context.Context, f io.ReaderAt, v Variant, path string, c cursor, limit int) (*mboxListing, error) {
+	l := &mboxListing{where: map[string]span{}, end: c}
+	off := c.off
+	br := bufio.NewReaderSize(io.NewSectionReader(f, off, 1<<62), readBuffer)
 	hdr := &headerBuf{}
-	for i := 0; ; i++ {
+	for i := 0; i < limit; i++ {
 		if _, err := br.Peek(1); err == io.EOF {
 			break
 		}
@@ -198,19 +271,22 @@ func scanMbox(ctx context.Context, f io.ReaderAt, v Variant, path string) (*mbox
 			return nil, fmt.Errorf("reading %s at byte %d: %w", path, off, err)
 		}
 		uid := hex.EncodeToString(sum.Sum(nil)[:16])
-		count[uid]++
-		if c := count[uid]; c > 1 {
-			uid += " #" + strconv.Itoa(c) // the same bytes more than once
+		if first, seen := l.where[uid]; seen {
+			l.warns = append(l.warns, fmt.Sprintf("%s: message at byte %d (%s) is the message at byte %d again: imported once",
+				path, off, uid, first.off))
+		} else {
+			msg := describe(mr, n, hdr)
+			msg.UID = uid
+			l.msgs = append(l.msgs, msg)
+			l.where[uid] = span{off: off, n: mr.consumed, idx: len(l.msgs) - 1}
+			if mr.problems != 0 {
+				l.warns = append(l.warns, fmt.Sprintf("%s: message at byte %d (%s): %s",
+					path, off, uid, problemText(mr.problems)))
+			}
 		}
-		msg := describe(mr, n, hdr)
-		msg.UID = uid
-		l.msgs = append(l.msgs, msg)
-		l.where[uid] = span{off: off, n: mr.consumed, idx: len(l.msgs) - 1}
-		if mr.problems != 0 {
-			l.warns = append(l.warns, fmt.Sprintf("%s: message at byte %d (%s): %s",
-				path, off, uid, problemText(mr.problems)))
-		}
+		l.end.prevOff, l.end.prevID = off, uid
 		off += mr.consumed
+		l.end.off = off
 	}
 	return l, nil
 }
@@ -303,8 +379,7 @@ func (m *mboxMailbox) known(uids []string) []string {
 // listed.
 func (m *mboxMailbox) openAt(f io.ReaderAt, uid string, sp span) io.Reader {
 	br := bufio.NewReaderSize(io.NewSectionReader(f, sp.off, sp.n), readBuffer)
-	want, _, _ := strings.Cut(uid, " ")
-	return &checkedReader{r: newMsgReader(br, m.s.u.cfg.Variant, f, sp.off), sum: sha256.New(), want: want}
+	return &checkedReader{r: newMsgReader(br, m.s.u.cfg.Variant, f, sp.off), sum: sha256.New(), want: uid}
 }
 
 // checkedReader ends with errChanged instead of io.EOF when what it read
