@@ -113,6 +113,21 @@ func TestMboxPagesAccount(t *testing.T) {
 		}
 		r.noDuplicates(t)
 	})
+	t.Run("restart", func(t *testing.T) {
+		r, _ := setup(t)
+		r.mustPoll(t)
+		// A restart: a new upstream, the same ledger. It resumes at the
+		// second page, not by reading the first again.
+		path := r.acc.s.Upstream.(*filesrc.Mbox).Path()
+		r.acc.s.Upstream = filesrc.NewMbox(filesrc.MboxConfig{Path: path, PageMessages: 3})
+		if got := r.mustPoll(t); got.Delivered != 3 {
+			t.Fatalf("first poll after the restart delivered %d, want the second page's 3", got.Delivered)
+		}
+		if got := untilIdle(t, r); got.Delivered != 4 {
+			t.Fatalf("delivered %d of the last 4", got.Delivered)
+		}
+		r.noDuplicates(t)
+	})
 	t.Run("max_messages_per_poll", func(t *testing.T) {
 		r, _ := setup(t)
 		r.acc.s.MaxMessagesPerPoll = 2 // less than a page

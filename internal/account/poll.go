@@ -203,8 +203,11 @@ type folderPass struct {
 	index  map[string]int32
 	known  map[string]ledger.Entry
 	states []ledger.State
-	rules  Rules
-	res    PollResult
+	// pageCursor is where a paged folder's page started, as the ledger
+	// kept it (pages.go).
+	pageCursor string
+	rules      Rules
+	res        PollResult
 	// refused: the server refused a removal or \Seen here. The folder's
 	// new mail is fetched all the same, nothing more is asked of the
 	// server for it this pass, and the refusal is the folder's error.
@@ -281,7 +284,9 @@ func (f *folderPass) run(ctx context.Context, budget int) error {
 			return err
 		}
 	}
-	f.pageDone()
+	if err := f.pageDone(ctx); err != nil {
+		return err
+	}
 	return f.refused
 }
 

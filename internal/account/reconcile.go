@@ -27,7 +27,9 @@ func (f *folderPass) open(ctx context.Context) error {
 	if f.prev, f.seen, err = a.s.Ledger.Mailbox(ctx, a.s.Name, f.name); err != nil {
 		return local(err)
 	}
-	f.rewindAfterRetry()
+	if err := f.resumePages(ctx); err != nil {
+		return err
+	}
 	renumbered, err := f.renumbering(ctx)
 	if err != nil {
 		return err
@@ -283,8 +285,7 @@ func (f *folderPass) adoptAll(ctx context.Context) error {
 	a.s.Log.Msg("first sync: adopted what is upstream without fetching it (first_sync new)",
 		"folder", f.name, "messages", len(f.msgs))
 	f.res.Adopted = len(f.msgs)
-	f.pageDone()
-	return nil
+	return f.pageDone(ctx)
 }
 
 // followIdentities moves ledger entries to where their messages are now

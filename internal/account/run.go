@@ -48,9 +48,6 @@ type Account struct {
 	// progressUnlisted: bytes of a paged mailbox after the page under
 	// way, counted into the progress's total (progress.go).
 	progressUnlisted int64
-	// pageGeneration is each paged folder's ledger generation at its
-	// last pass (pages.go).
-	pageGeneration map[string]int64
 
 	okMu sync.Mutex
 	okAt time.Time     // when the last successful poll ended

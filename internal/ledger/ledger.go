@@ -109,7 +109,7 @@ func Open(path string) (*Ledger, error) {
 	// One connection: writes are serialised anyway, and it keeps the
 	// per-connection pragmas in force for every statement.
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(schema + placementsSchema + limitsSchema); err != nil {
+	if _, err := db.Exec(schema + placementsSchema + limitsSchema + pageCursorsSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger: init %s: %w", path, err)
 	}

@@ -593,8 +593,10 @@ func (l *Ledger) Retry(ctx context.Context, account string, states []State, mail
 		}
 		// A new generation: a poll under way, which read the old floor,
 		// cannot write its floor over this one (SetMailbox).
-		_, err := tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1, generation = generation + 1 WHERE account = ?`, account)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1, generation = generation + 1 WHERE account = ?`, account); err != nil {
+			return err
+		}
+		return dropPageCursors(ctx, tx, account)
 	})
 	return n, err
 }

@@ -71,9 +71,11 @@ func (l *Ledger) Refetch(ctx context.Context, key MailboxKey, uids []string) (in
 			changed, _ := res.RowsAffected()
 			n += changed
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1, generation = generation + 1
-			WHERE account = ? AND mailbox = ?`, key.Account, key.Mailbox)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE mailboxes SET uid_floor = 1, generation = generation + 1
+			WHERE account = ? AND mailbox = ?`, key.Account, key.Mailbox); err != nil {
+			return err
+		}
+		return dropPageCursors(ctx, tx, key.Account)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("ledger: refetch in %s: %w", key, err)

@@ -82,7 +82,7 @@ func (l *Ledger) ForgetAccount(ctx context.Context, account string, maddyRunning
 			return err
 		}
 		n, _ = res.RowsAffected()
-		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts", "placements"} {
+		for _, table := range []string{"mailboxes", "accounts", "account_status", "running_accounts", "placements", "page_cursors"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ?`, account); err != nil {
 				return err
 			}

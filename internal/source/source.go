@@ -134,18 +134,20 @@ type StableIdentities interface {
 
 // Paged is a mailbox listed a page at a time, so that a listing is never
 // held whole (a file source: an mbox of millions of messages). List
-// returns the page after the last one the account finished with; Advance,
-// called once a pass has done all it decided for its page, moves on;
-// Rewind starts again from the beginning (after 'remote-pull retry');
-// PagesLeft reports that the listing stopped short of the end, and
-// BytesLeft how much of the mailbox lies after this page (for progress).
-// Its identities are stable (StableIdentities): an entry not on this page
-// is not gone.
+// returns the page that starts at the cursor; Advance, called once a pass
+// has done all it decided for its page, moves the cursor past it. Cursor
+// is the cursor as text for the ledger to keep; SetCursor puts such a
+// text back ("": the beginning), and the mailbox checks it against what
+// it reads before trusting it. PagesLeft reports that the listing stopped
+// short of the end, BytesLeft how much lies after it (for progress). Its
+// identities are stable (StableIdentities): an entry not on this page is
+// not gone.
 type Paged interface {
 	PagesLeft() bool
 	BytesLeft() int64
 	Advance()
-	Rewind()
+	Cursor() string
+	SetCursor(string)
 }
 
 // DeferredRemover is a session whose removals take effect only when Close

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/remote-pull/remote_pull/integration/harness"
@@ -72,5 +74,42 @@ func (f *logFollower) countUntil(s *harness.Script, substr, stop string, k int, 
 			lastSaid = time.Now()
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// importDone matches the summary of a poll that left nothing for the
+// next one.
+var importDone = regexp.MustCompile(`poll done.*"more":false`)
+
+// waitImport waits for an import that takes several polls back to back
+// (a file, a page a poll) and returns the messages they delivered and the
+// sum of their durations, from their summaries in maddy's log.
+func (b *bench) waitImport(m *harness.Maddy, timeout time.Duration) (int, time.Duration) {
+	deadline := time.Now().Add(timeout)
+	log := followLog(m)
+	delivered, polls := 0, 0
+	var took time.Duration
+	for {
+		done := false
+		log.each(func(line []byte) {
+			sub := pollDone.FindSubmatch(line)
+			if sub == nil || done {
+				return
+			}
+			n, _ := strconv.Atoi(string(sub[1]))
+			d, err := time.ParseDuration(string(sub[2]))
+			if err != nil {
+				b.s.Fatalf("bench: poll summary %q: %v", sub[0], err)
+			}
+			delivered, took, polls = delivered+n, took+d, polls+1
+			done = importDone.Match(line)
+		})
+		if done {
+			return delivered, took
+		}
+		if time.Now().After(deadline) {
+			b.s.Fatalf("bench: the import not done after %v (%d polls, %d delivered)", timeout, polls, delivered)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -60,6 +61,9 @@ type cursor struct {
 	prevOff int64
 	prevID  string
 }
+
+// Path is the file read.
+func (u *Mbox) Path() string { return u.cfg.Path }
 
 // NewMbox returns the mbox upstream.
 func NewMbox(cfg MboxConfig) *Mbox {
@@ -239,11 +243,44 @@ func (m *mboxMailbox) Advance() {
 	m.s.u.mu.Unlock()
 }
 
-// Rewind: the next listing starts at the beginning of the file.
-func (m *mboxMailbox) Rewind() {
+// Cursor is where the next listing starts, for the ledger.
+func (m *mboxMailbox) Cursor() string {
 	m.s.u.mu.Lock()
-	m.s.u.next = cursor{}
+	c := m.s.u.next
 	m.s.u.mu.Unlock()
+	if c.off == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(savedCursor{Dev: c.id.dev, Ino: c.id.ino, Size: c.id.size, Mtime: c.id.mtime, Ctime: c.id.ctime,
+		Off: c.off, PrevOff: c.prevOff, PrevID: c.prevID})
+	return string(b)
+}
+
+// SetCursor puts back a cursor the ledger kept; List checks it against
+// the file (continued) unless the file is exactly as it was then. One
+// that does not parse is the beginning.
+func (m *mboxMailbox) SetCursor(text string) {
+	var c cursor
+	var sc savedCursor
+	if text != "" && json.Unmarshal([]byte(text), &sc) == nil && sc.Off > 0 {
+		c = cursor{id: fileID{dev: sc.Dev, ino: sc.Ino, size: sc.Size, mtime: sc.Mtime, ctime: sc.Ctime, valid: 1},
+			off: sc.Off, prevOff: sc.PrevOff, prevID: sc.PrevID}
+	}
+	m.s.u.mu.Lock()
+	m.s.u.next = c
+	m.s.u.mu.Unlock()
+}
+
+// savedCursor is a cursor as the ledger keeps it.
+type savedCursor struct {
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+	Size    int64  `json:"size"`
+	Mtime   int64  `json:"mtime"`
+	Ctime   int64  `json:"ctime"`
+	Off     int64  `json:"off"`
+	PrevOff int64  `json:"prev_off"`
+	PrevID  string `json:"prev_id"`
 }
 
 // scanMbox reads up to limit messages from where c says: each message's

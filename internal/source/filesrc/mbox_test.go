@@ -263,8 +263,9 @@ func TestMboxAppendRelist(t *testing.T) {
 }
 
 // A large file is listed a page at a time: a page is listed again until
-// the account advances; Rewind starts over; a message seen on an earlier
-// page has the same identity on a later one.
+// the account advances; an empty cursor starts over; a message seen on
+// an earlier page has the same identity on a later one; a cursor kept
+// across a restart is checked against the file.
 func TestMboxPages(t *testing.T) {
 	var b strings.Builder
 	for i := range 10 {
@@ -299,9 +300,32 @@ func TestMboxPages(t *testing.T) {
 	if pages[1][1] != p1[1].UID {
 		t.Errorf("the repeated message has another identity on a later page: %s, %s", pages[1][1], p1[1].UID)
 	}
-	openMbox(t, u).Rewind()
+	openMbox(t, u).SetCursor("")
 	if msgs, _ := listPage(t, u); !slices.Equal(uidsOfMsgs(msgs), uidsOfMsgs(p1)) {
-		t.Errorf("after Rewind: %v, want %v", uidsOfMsgs(msgs), uidsOfMsgs(p1))
+		t.Errorf("after SetCursor(\"\"): %v, want %v", uidsOfMsgs(msgs), uidsOfMsgs(p1))
+	}
+
+	// A cursor kept across a restart (a new Mbox) resumes where it was,
+	// unless the file no longer holds what was read before it.
+	saved := openMbox(t, u).Cursor()
+	restarted := NewMbox(MboxConfig{Path: path, PageMessages: 3})
+	openMbox(t, restarted).SetCursor(saved)
+	if msgs, _ := listPage(t, restarted); !slices.Equal(uidsOfMsgs(msgs), pages[0]) {
+		t.Errorf("resumed at %v, want the second page %v", uidsOfMsgs(msgs), pages[0])
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(b.String(), "Subject: 2", "Subject: two", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tick := time.Now().Add(time.Second)
+	os.Chtimes(path, tick, tick)
+	restarted = NewMbox(MboxConfig{Path: path, PageMessages: 3})
+	openMbox(t, restarted).SetCursor(saved)
+	if msgs, _ := listPage(t, restarted); len(msgs) != 3 || msgs[0].UID != p1[0].UID || msgs[2].UID == p1[2].UID {
+		t.Errorf("a kept cursor into a rewritten file: %v, want the file from its start", uidsOfMsgs(msgs))
+	}
+	openMbox(t, restarted).SetCursor("{not json")
+	if msgs, _ := listPage(t, restarted); len(msgs) != 3 || msgs[0].UID != p1[0].UID {
+		t.Errorf("a cursor that does not parse: %v, want the file from its start", uidsOfMsgs(msgs))
 	}
 }
 
