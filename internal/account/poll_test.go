@@ -60,6 +60,9 @@ type fakeUpstream struct {
 	onFetch       func(n int)
 	forgetFetched bool
 	handedOver    int
+	// onListed, if set, is called as List returns, its listing still
+	// held (memory benchmarks).
+	onListed func()
 	// descending: List gives the highest UID first (a server that lists
 	// out of UID order).
 	descending bool
@@ -148,6 +151,9 @@ func (s *fakeSession) List(_ context.Context, floor uint32) ([]source.Message, e
 	}
 	if s.f.descending {
 		slices.Reverse(out)
+	}
+	if s.f.onListed != nil {
+		s.f.onListed()
 	}
 	return out, nil
 }
