@@ -171,9 +171,9 @@ func (f *folderPass) dedupeByGlobalID(ctx context.Context, uids []string) ([]str
 	rest := uids[:0:0]
 	for _, uid := range uids {
 		m, _ := f.listed(uid)
-		if m.GlobalID != "" && (a.s.Dedupe || a.labelled(m)) {
-			dup, err := a.recordIfDuplicate(ctx, f.key, ledger.Entry{UID: uid, Size: m.Size, GlobalID: m.GlobalID},
-				ledger.Identity{GlobalID: m.GlobalID})
+		if m.GlobalID() != "" && (a.s.Dedupe || a.labelled(m)) {
+			dup, err := a.recordIfDuplicate(ctx, f.key, ledger.Entry{UID: uid, Size: m.Size, GlobalID: m.GlobalID()},
+				ledger.Identity{GlobalID: m.GlobalID()})
 			if err != nil {
 				return nil, err
 			}
@@ -325,7 +325,7 @@ func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place del
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DeliveryTimeout)
 	defer cancel()
 
-	entry := ledger.Entry{UID: uid, Size: m.Size, Fingerprint: source.Fingerprint(sp.Header, m.Size), GlobalID: m.GlobalID,
+	entry := ledger.Entry{UID: uid, Size: m.Size, Fingerprint: source.Fingerprint(sp.Header, m.Size), GlobalID: m.GlobalID(),
 		Digest: sp.Digest, At: a.s.Now()} // delete_after counts from At
 	if a.s.Dedupe {
 		// A global ID was looked up before the download (dedupeByGlobalID);
@@ -333,7 +333,7 @@ func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place del
 		// message has a Message-ID (without one, the few fields are too
 		// weak). Entries that have a global ID are not matched by content
 		// with a message that has one (DeliveredElsewhere).
-		id := ledger.Identity{GlobalID: m.GlobalID, Digest: sp.Digest}
+		id := ledger.Identity{GlobalID: m.GlobalID(), Digest: sp.Digest}
 		if strings.TrimSpace(sp.Header.Get("Message-Id")) != "" {
 			id.Fingerprint = entry.Fingerprint
 		}
@@ -382,7 +382,7 @@ func (f *folderPass) deliverOne(ctx context.Context, m source.Message, place del
 // labelled: the message's local placement follows its Gmail labels
 // (local_folders mirror, and the upstream listed labels).
 func (a *Account) labelled(m source.Message) bool {
-	return a.s.MirrorFolders && m.Labels != nil && m.GlobalID != ""
+	return a.s.MirrorFolders && m.Labels() != nil && m.GlobalID() != ""
 }
 
 // labelPlacements are the local folders of a labelled message, each with
@@ -390,7 +390,7 @@ func (a *Account) labelled(m source.Message) bool {
 // copy's flags with keep_flags): the first is where it is delivered, the
 // others get copies.
 func (a *Account) labelPlacements(m source.Message) (first delivery.Placement, copies []delivery.Placement) {
-	places, flags := delivery.GmailPlacements(m.Labels)
+	places, flags := delivery.GmailPlacements(m.Labels())
 	if a.s.KeepFlags {
 		for _, fl := range m.Flags {
 			if !slices.Contains(flags, fl) {
@@ -413,7 +413,7 @@ func (f *folderPass) recordPlaced(ctx context.Context, m source.Message, origin 
 	for i, p := range places {
 		keys[i] = p.Key()
 	}
-	if err := a.s.Ledger.RecordPlaced(ctx, a.s.Name, m.GlobalID, origin, accounts, keys); err != nil {
+	if err := a.s.Ledger.RecordPlaced(ctx, a.s.Name, m.GlobalID(), origin, accounts, keys); err != nil {
 		a.s.Log.Error("recording label copies", err, "folder", f.name, "uid", m.UID)
 		return
 	}
@@ -432,7 +432,7 @@ func (f *folderPass) recordPlaced(ctx context.Context, m source.Message, origin 
 // is tried at the next sighting; the poll goes on.
 func (f *folderPass) placeMissing(ctx context.Context, m source.Message) {
 	a := f.a
-	placed, ok, err := a.s.Ledger.PlacedOf(ctx, a.s.Name, m.GlobalID)
+	placed, ok, err := a.s.Ledger.PlacedOf(ctx, a.s.Name, m.GlobalID())
 	if err != nil || !ok {
 		if err != nil {
 			a.s.Log.Error("reading label copies", err, "folder", f.name, "uid", m.UID)
@@ -471,7 +471,7 @@ func (f *folderPass) placeMissing(ctx context.Context, m source.Message) {
 	for i, p := range done {
 		keys[i] = p.Key()
 	}
-	if err := a.s.Ledger.RecordPlaced(dctx, a.s.Name, m.GlobalID, placed.Origin, placed.Accounts, keys); err != nil {
+	if err := a.s.Ledger.RecordPlaced(dctx, a.s.Name, m.GlobalID(), placed.Origin, placed.Accounts, keys); err != nil {
 		a.s.Log.Error("recording label copies", err, "folder", f.name, "uid", m.UID)
 		return
 	}

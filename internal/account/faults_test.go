@@ -414,7 +414,7 @@ func TestDedupeByGlobalID(t *testing.T) {
 	}
 	// A duplicate stays upstream, with keep no too.
 	for _, keep := range []bool{true, false} {
-		if got := Decide(source.Message{UID: "1", Size: st["1"].Size, GlobalID: "gm:100"}, st["1"], Rules{Keep: keep}); got != Leave {
+		if got := Decide(source.Message{UID: "1", Size: st["1"].Size, Extra: &source.MessageExtra{GlobalID: "gm:100"}}, st["1"], Rules{Keep: keep}); got != Leave {
 			t.Errorf("a duplicate with keep %v: action %v, want Leave", keep, got)
 		}
 	}

@@ -144,9 +144,12 @@ func (s *fakeSession) List(_ context.Context, floor uint32) ([]source.Message, e
 	var out []source.Message
 	for _, uid := range s.uids() {
 		if uid >= floor {
-			out = append(out, source.Message{UID: ledger.FormatUID(uid), Size: int64(len(s.f.msgs[uid])), Deleted: s.f.deleted[uid],
-				GlobalID: s.f.globalIDs[s.folder+"/"+ledger.FormatUID(uid)], Date: s.f.dates[uid],
-				Labels: s.f.labels[s.folder+"/"+ledger.FormatUID(uid)]})
+			m := source.Message{UID: ledger.FormatUID(uid), Size: int64(len(s.f.msgs[uid])), Deleted: s.f.deleted[uid], Date: s.f.dates[uid]}
+			id, labels := s.f.globalIDs[s.folder+"/"+m.UID], s.f.labels[s.folder+"/"+m.UID]
+			if id != "" || labels != nil {
+				m.Extra = &source.MessageExtra{GlobalID: id, Labels: labels}
+			}
+			out = append(out, m)
 		}
 	}
 	if s.f.descending {

@@ -326,7 +326,7 @@ func popListing(drop []*propMsg) []source.Message {
 		ids[i] = m.uidl
 		out[i] = source.Message{Size: m.size, Ambiguous: count[m.uidl] > 1}
 		if count[m.uidl] > 1 && !m.malformed {
-			out[i].Base, out[i].Fingerprint = m.uidl, m.fp
+			out[i].Extra = &source.MessageExtra{Base: m.uidl, Fingerprint: m.fp}
 			ids[i] += " " + m.fp
 		}
 		listed[ids[i]]++

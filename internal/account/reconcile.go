@@ -307,9 +307,9 @@ func (f *folderPass) followIdentities(ctx context.Context) error {
 		if _, ok := known[m.UID]; ok {
 			continue
 		}
-		if e, ok := known[m.Base]; ok && m.Base != "" && e.Fingerprint != "" && e.Fingerprint == m.Fingerprint {
-			renames[m.Base] = m.UID
-		} else if m.Base == "" && split[m.UID] {
+		if e, ok := known[m.Base()]; ok && m.Base() != "" && e.Fingerprint != "" && e.Fingerprint == m.Fingerprint() {
+			renames[m.Base()] = m.UID
+		} else if m.Base() == "" && split[m.UID] {
 			alone = append(alone, m.UID)
 		}
 	}

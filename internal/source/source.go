@@ -58,20 +58,30 @@ type Session interface {
 	Abort()
 }
 
-// Message is one upstream message as listed.
+// Message is one upstream message as listed. A folder pass holds one for
+// every message of its folder until it ends, so it is kept small: what
+// only some upstreams list is in Extra, nil where none of it is set.
 type Message struct {
-	UID     string // IMAP UID in decimal, or POP3 UIDL
-	Size    int64  // as the server reports it: RFC822.SIZE or LIST
-	Deleted bool   // flagged \Deleted by some client: not ours to fetch
+	UID  string // IMAP UID in decimal, or POP3 UIDL
+	Size int64  // as the server reports it: RFC822.SIZE or LIST
 	// Date is the server's arrival time (IMAP INTERNALDATE); zero if the
 	// protocol has none (POP3).
 	Date time.Time
 	// Flags are the message's flags and keywords upstream as listed (IMAP;
-	// \Recent and \Deleted left out), for keep_flags.
+	// \Recent and \Deleted left out), for keep_flags. Read only: a source
+	// may give messages with the same flags one shared slice.
 	Flags []string
+	// Extra holds what only some upstreams list; read it through
+	// GlobalID, Labels, Base and Fingerprint.
+	Extra   *MessageExtra
+	Deleted bool // flagged \Deleted by some client: not ours to fetch
 	// Ambiguous: a ledger entry under UID cannot prove it was this message
 	// (a POP3 UIDL the server gave several messages; no UIDL at all).
 	Ambiguous bool
+}
+
+// MessageExtra is what only some upstreams list about a message.
+type MessageExtra struct {
 	// Base is the identity the server gave, when UID was made from it and
 	// Fingerprint because other messages share it (POP3: "UIDL FP"). The
 	// ledger may hold this message under Base, recorded while it was alone.
@@ -88,6 +98,38 @@ type Message struct {
 	// With local_folders mirror, a message with labels is downloaded once
 	// and stored in each label's local folder (delivery.GmailPlacements).
 	Labels []string
+}
+
+// Base is MessageExtra.Base, or "".
+func (m Message) Base() string {
+	if m.Extra == nil {
+		return ""
+	}
+	return m.Extra.Base
+}
+
+// Fingerprint is MessageExtra.Fingerprint, or "".
+func (m Message) Fingerprint() string {
+	if m.Extra == nil {
+		return ""
+	}
+	return m.Extra.Fingerprint
+}
+
+// GlobalID is MessageExtra.GlobalID, or "".
+func (m Message) GlobalID() string {
+	if m.Extra == nil {
+		return ""
+	}
+	return m.Extra.GlobalID
+}
+
+// Labels are MessageExtra.Labels, or nil.
+func (m Message) Labels() []string {
+	if m.Extra == nil {
+		return nil
+	}
+	return m.Extra.Labels
 }
 
 // Mailbox is an opened upstream mailbox.

@@ -332,21 +332,25 @@ func scanMbox(ctx context.Context, f io.ReaderAt, v Variant, path string, c curs
 // delivered, whose header is in hdr.
 func describe(mr *msgReader, n int64, hdr *headerBuf) source.Message {
 	msg := source.Message{Size: n}
+	var extra source.MessageExtra
 	if h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(hdr.b))); err == nil {
-		msg.Fingerprint = source.Fingerprint(h, n)
+		extra.Fingerprint = source.Fingerprint(h, n)
 	}
 	if t, ok := fromLineDate(mr.fromLine); ok {
 		msg.Date = t
 	}
 	if m := takeoutID.FindStringSubmatch(mr.fromLine); m != nil {
-		msg.GlobalID = "gm:" + m[1]
+		extra.GlobalID = "gm:" + m[1]
 	}
 	msg.Flags = mboxFlags(mr.fields["status"], mr.fields["x-status"], mr.fields["x-keywords"])
 	if labels, ok := mr.fields["x-gmail-labels"]; ok {
-		msg.Labels, msg.Flags = takeoutLabels(labels, msg.Flags)
-		if msg.Labels == nil {
-			msg.Labels = []string{} // labelled, with none: archived
+		extra.Labels, msg.Flags = takeoutLabels(labels, msg.Flags)
+		if extra.Labels == nil {
+			extra.Labels = []string{} // labelled, with none: archived
 		}
+	}
+	if extra.Fingerprint != "" || extra.GlobalID != "" || extra.Labels != nil {
+		msg.Extra = &extra
 	}
 	msg.Deleted = hasFlag(msg.Flags, `\Deleted`)
 	msg.Flags = withoutFlag(msg.Flags, `\Deleted`)
@@ -441,7 +445,7 @@ func (m *mboxMailbox) Fingerprints(ctx context.Context, uids []string) (map[stri
 	out := make(map[string]string, len(uids))
 	for _, uid := range uids {
 		if sp, ok := m.listing.where[uid]; ok {
-			out[uid] = m.listing.msgs[sp.idx].Fingerprint
+			out[uid] = m.listing.msgs[sp.idx].Fingerprint()
 		}
 	}
 	return out, nil

@@ -126,17 +126,17 @@ func TestTakeoutLabels(t *testing.T) {
 	if string(got[0]) != "Subject: s\r\n\r\nb\r\n" {
 		t.Errorf("delivered %q", got[0])
 	}
-	if want := []string{`\Inbox`, `\Important`, `\Starred`, "Work, old", "Prüfung"}; !slices.Equal(msgs[0].Labels, want) {
-		t.Errorf("labels %q, want %q", msgs[0].Labels, want)
+	if want := []string{`\Inbox`, `\Important`, `\Starred`, "Work, old", "Prüfung"}; !slices.Equal(msgs[0].Labels(), want) {
+		t.Errorf("labels %q, want %q", msgs[0].Labels(), want)
 	}
 	if want := []string{`\Flagged`, "$Forwarded", `\Seen`}; !slices.Equal(msgs[0].Flags, want) {
 		t.Errorf("flags %q, want %q", msgs[0].Flags, want)
 	}
-	if msgs[0].GlobalID != "gm:1650281542658391234" {
-		t.Errorf("GlobalID %q", msgs[0].GlobalID)
+	if msgs[0].GlobalID() != "gm:1650281542658391234" {
+		t.Errorf("GlobalID %q", msgs[0].GlobalID())
 	}
-	if want := []string{`\Sent`, `\Trash`}; !slices.Equal(msgs[1].Labels, want) || hasFlag(msgs[1].Flags, `\Seen`) {
-		t.Errorf("second: labels %q flags %q", msgs[1].Labels, msgs[1].Flags)
+	if want := []string{`\Sent`, `\Trash`}; !slices.Equal(msgs[1].Labels(), want) || hasFlag(msgs[1].Flags, `\Seen`) {
+		t.Errorf("second: labels %q flags %q", msgs[1].Labels(), msgs[1].Flags)
 	}
 	if d := msgs[0].Date; !d.Equal(time.Date(2019, 8, 13, 4, 44, 16, 0, time.UTC)) {
 		t.Errorf("date %v", d)

@@ -40,8 +40,8 @@ func TestListGmailMsgID(t *testing.T) {
 				t.Fatalf("listed %d messages, want 2", len(msgs))
 			}
 			for i, m := range msgs {
-				if m.GlobalID != c.want[i] {
-					t.Errorf("UID %s: GlobalID %q, want %q", m.UID, m.GlobalID, c.want[i])
+				if m.GlobalID() != c.want[i] {
+					t.Errorf("UID %s: GlobalID %q, want %q", m.UID, m.GlobalID(), c.want[i])
 				}
 			}
 			if asked := strings.Contains(sc.commands(), "X-GM-MSGID"); asked != (c.want[0] != "") {
@@ -73,11 +73,11 @@ func TestListGmailLabels(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("listed %d messages, want 2", len(msgs))
 	}
-	if want := []string{`\Inbox`, `\Starred`, "Work/Clients"}; !slices.Equal(msgs[0].Labels, want) {
-		t.Errorf("labels %q, want %q", msgs[0].Labels, want)
+	if want := []string{`\Inbox`, `\Starred`, "Work/Clients"}; !slices.Equal(msgs[0].Labels(), want) {
+		t.Errorf("labels %q, want %q", msgs[0].Labels(), want)
 	}
-	if want := []string{`\Inbox`}; !slices.Equal(msgs[1].Labels, want) {
-		t.Errorf("labels %#v of a message listed in INBOX without labels, want %q", msgs[1].Labels, want)
+	if want := []string{`\Inbox`}; !slices.Equal(msgs[1].Labels(), want) {
+		t.Errorf("labels %#v of a message listed in INBOX without labels, want %q", msgs[1].Labels(), want)
 	}
 	if !strings.Contains(sc.commands(), "X-GM-LABELS") {
 		t.Errorf("X-GM-LABELS not asked for; commands:\n%s", sc.commands())

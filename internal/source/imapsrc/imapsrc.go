@@ -465,19 +465,23 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 			if uint32(buf.UID) < floor {
 				continue
 			}
-			msgs = append(msgs, source.Message{
+			listed := source.Message{
 				UID:     strconv.FormatUint(uint64(buf.UID), 10),
 				Size:    buf.RFC822Size,
 				Deleted: slices.Contains(buf.Flags, imap.FlagDeleted),
 				Date:    buf.InternalDate,
 				Flags:   keptFlags(buf.Flags),
-			})
+			}
+			if buf.GmailMsgID != 0 || buf.GmailLabels != nil {
+				listed.Extra = &source.MessageExtra{}
+			}
 			if buf.GmailMsgID != 0 {
-				msgs[len(msgs)-1].GlobalID = "gm:" + strconv.FormatUint(buf.GmailMsgID, 10)
+				listed.Extra.GlobalID = "gm:" + strconv.FormatUint(buf.GmailMsgID, 10)
 			}
 			if buf.GmailLabels != nil {
-				msgs[len(msgs)-1].Labels = keptLabels(buf.GmailLabels, own)
+				listed.Extra.Labels = keptLabels(buf.GmailLabels, own)
 			}
+			msgs = append(msgs, listed)
 		}
 		return cmd.Close()
 	})

@@ -374,8 +374,11 @@ func (m *Mailbox) List(ctx context.Context, _ uint32) ([]source.Message, error) 
 			}
 		}
 		m.byUID[uid] = info.Num
-		msgs = append(msgs, source.Message{UID: uid, Size: info.Size, Ambiguous: ambiguous,
-			Base: m.base[info.Num], Fingerprint: m.print[info.Num]})
+		msg := source.Message{UID: uid, Size: info.Size, Ambiguous: ambiguous}
+		if base, print := m.base[info.Num], m.print[info.Num]; base != "" || print != "" {
+			msg.Extra = &source.MessageExtra{Base: base, Fingerprint: print}
+		}
+		msgs = append(msgs, msg)
 	}
 	return msgs, nil
 }

@@ -117,7 +117,7 @@ func TestGmailLabelsAreFolders(t *testing.T) {
 			}
 			list = list[:1]
 		}
-		if len(list) != 1 || list[0].GlobalID != wantID || list[0].Size != int64(len(body)) || !list[0].Date.Equal(day) {
+		if len(list) != 1 || list[0].GlobalID() != wantID || list[0].Size != int64(len(body)) || !list[0].Date.Equal(day) {
 			t.Errorf("%s: %+v, want one message %s", f, list, wantID)
 		}
 	}

@@ -53,7 +53,7 @@ func TestMicrosoftXOAUTH2Only(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, err := mb.List(context.Background(), 1)
-	if err != nil || len(list) != 1 || list[0].GlobalID != "" {
+	if err != nil || len(list) != 1 || list[0].GlobalID() != "" {
 		t.Fatalf("List: %+v %v", list, err)
 	}
 	var got []byte
