@@ -430,7 +430,9 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 	if m.sel.NumMessages == 0 || (m.sel.UIDNext != 0 && uint32(m.sel.UIDNext) <= floor) {
 		return nil, nil
 	}
-	var msgs []source.Message
+	msgs := make([]source.Message, 0, m.listCapacity(floor))
+	var flags flagSets
+	dates := zones{}
 	gmail := m.s.c.Caps().Has(capGmail)
 	var own string // the folder's own label, which Gmail may leave out
 	if gmail {
@@ -469,8 +471,8 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 				UID:     strconv.FormatUint(uint64(buf.UID), 10),
 				Size:    buf.RFC822Size,
 				Deleted: slices.Contains(buf.Flags, imap.FlagDeleted),
-				Date:    buf.InternalDate,
-				Flags:   keptFlags(buf.Flags),
+				Date:    dates.shared(buf.InternalDate),
+				Flags:   flags.kept(buf.Flags),
 			}
 			if buf.GmailMsgID != 0 || buf.GmailLabels != nil {
 				listed.Extra = &source.MessageExtra{}
@@ -488,7 +490,7 @@ func (m *Mailbox) List(ctx context.Context, floor uint32) ([]source.Message, err
 	if err != nil {
 		return nil, fmt.Errorf("listing %q: %w", m.name, err)
 	}
-	return msgs, nil
+	return trimListing(msgs), nil
 }
 
 // exists is the number of messages in the folder: EXISTS at SELECT, or
@@ -736,16 +738,4 @@ func uidSet(uids []string) (imap.UIDSet, error) {
 		set.AddNum(imap.UID(n))
 	}
 	return set, nil
-}
-
-// keptFlags are the flags worth carrying to the delivered copy: all but
-// \Recent (session state) and \Deleted (another client's intent here).
-func keptFlags(flags []imap.Flag) []string {
-	var out []string
-	for _, f := range flags {
-		if f != imap.FlagDeleted && f != "\\Recent" {
-			out = append(out, string(f))
-		}
-	}
-	return out
 }

@@ -34,7 +34,7 @@ import (
 func BenchmarkListHeap(b *testing.B) {
 	for _, n := range []int{1000, 50000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			addr := listingServer(b, n)
+			addr := listingServer(b, n, n+1, benchListing(n))
 			for range b.N {
 				up := testUpstream(addr, nil)
 				ctx := context.Background()
@@ -69,9 +69,8 @@ func BenchmarkListHeap(b *testing.B) {
 	}
 }
 
-// listingServer is a server with one folder of n messages, which it lists
-// from a buffer made here.
-func listingServer(b *testing.B, n int) string {
+// benchListing is the FETCH responses of a folder of n messages.
+func benchListing(n int) []byte {
 	var listing bytes.Buffer
 	for i := 1; i <= n; i++ {
 		flags := `\Seen`
@@ -86,7 +85,14 @@ func listingServer(b *testing.B, n int) string {
 		fmt.Fprintf(&listing, "* %d FETCH (UID %d RFC822.SIZE %d FLAGS (%s) INTERNALDATE \"02-Jan-2024 03:04:05 +0000\")\r\n",
 			i, i, 2000+i%30000, flags)
 	}
-	return testlib.Serve(b, nil, func(c net.Conn) {
+	return listing.Bytes()
+}
+
+// listingServer is a server with one folder, which it says holds exists
+// messages up to UIDNEXT uidNext, and lists with the FETCH responses in
+// listing, written as they are.
+func listingServer(t testlib.T, exists, uidNext int, listing []byte) string {
+	return testlib.Serve(t, nil, func(c net.Conn) {
 		fmt.Fprint(c, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN UIDPLUS] bench\r\n")
 		br := bufio.NewReader(c)
 		for {
@@ -99,9 +105,9 @@ func listingServer(b *testing.B, n int) string {
 			case strings.HasPrefix(cmd, "AUTHENTICATE"), strings.HasPrefix(cmd, "LOGIN"):
 				fmt.Fprintf(c, "%s OK logged in\r\n", tag)
 			case strings.HasPrefix(cmd, "SELECT"), strings.HasPrefix(cmd, "EXAMINE"):
-				fmt.Fprintf(c, "* %d EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT %d] x\r\n%s OK [READ-WRITE] done\r\n", n, n+1, tag)
+				fmt.Fprintf(c, "* %d EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT %d] x\r\n%s OK [READ-WRITE] done\r\n", exists, uidNext, tag)
 			case strings.HasPrefix(cmd, "UID FETCH"):
-				c.Write(listing.Bytes())
+				c.Write(listing)
 				fmt.Fprintf(c, "%s OK done\r\n", tag)
 			case strings.HasPrefix(cmd, "LOGOUT"):
 				fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
