@@ -31,11 +31,36 @@ func floorFilter(mb source.Mailbox, floor uint32) uint32 {
 	return floor
 }
 
+// progress is where a listed message stands as far as the floor is
+// concerned: all that nextFloor asks of its ledger.State, in one byte
+// instead of a string's sixteen (a pass holds one for every message of
+// its folder).
+type progress uint8
+
+const (
+	needsWork  progress = iota // no state yet, or Retry
+	doneIfKept                 // Delivered: its upstream copy may still need removing
+	done                       // every other state
+)
+
+func progressOf(st ledger.State) progress {
+	switch {
+	case st.Final(false):
+		return done
+	case st.Final(true):
+		return doneIfKept
+	}
+	return needsWork
+}
+
+// final is ledger.State.Final of the state p was made of.
+func (p progress) final(keep bool) bool { return p == done || (p == doneIfKept && keep) }
+
 // nextFloor is the smallest UID that still needs work, or one past the
 // highest UID seen when none does. Messages flagged \Deleted by someone else
 // hold the floor down, in case they are undeleted. states are msgs' states,
 // by position.
-func nextFloor(mb source.Mailbox, floor uint32, msgs []source.Message, states []ledger.State, keep bool) uint32 {
+func nextFloor(mb source.Mailbox, floor uint32, msgs []source.Message, states []progress, keep bool) uint32 {
 	if mb.Complete() {
 		return 0
 	}
@@ -50,7 +75,7 @@ func nextFloor(mb source.Mailbox, floor uint32, msgs []source.Message, states []
 		if n >= next {
 			next = n + 1
 		}
-		if st := states[i]; !st.Final(keep) && (pending == 0 || n < pending) {
+		if st := states[i]; !st.final(keep) && (pending == 0 || n < pending) {
 			pending = n
 		}
 	}

@@ -48,7 +48,7 @@ func (f *folderPass) listed(uid string) (source.Message, bool) {
 // left out.
 func (f *folderPass) setState(uid string, st ledger.State) {
 	if i, ok := f.position(uid); ok {
-		f.states[i] = st
+		f.states[i] = progressOf(st)
 	}
 }
 

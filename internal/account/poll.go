@@ -199,10 +199,11 @@ type folderPass struct {
 	msgs    []source.Message
 	// index finds a message of msgs by identity (listing.go); known is
 	// what the ledger recorded under the listed identities; states is
-	// where each message of msgs stands as the pass goes on, by position.
+	// where each message of msgs stands as the pass goes on, by position
+	// (as much of its ledger.State as the floor needs).
 	index  map[string]int32
 	known  map[string]ledger.Entry
-	states []ledger.State
+	states []progress
 	// pageCursor is where a paged folder's page started, as the ledger
 	// kept it (pages.go).
 	pageCursor string
@@ -314,7 +315,7 @@ func (f *folderPass) plan(ctx context.Context) (todo, error) {
 			t.fetch = append(t.fetch, m.UID)
 			// Whatever the ledger held under this identity was another
 			// message; until this one is recorded, it has no state.
-			f.states[i] = ""
+			f.states[i] = progressOf("")
 		case RecordTooLarge:
 			t.tooLarge = append(t.tooLarge, m)
 		}

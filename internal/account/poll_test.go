@@ -141,8 +141,9 @@ func (s *fakeSession) uids() []uint32 {
 }
 
 func (s *fakeSession) List(_ context.Context, floor uint32) ([]source.Message, error) {
-	var out []source.Message
-	for _, uid := range s.uids() {
+	uids := s.uids()
+	out := make([]source.Message, 0, len(uids)) // as imapsrc: room made once
+	for _, uid := range uids {
 		if uid >= floor {
 			m := source.Message{UID: ledger.FormatUID(uid), Size: int64(len(s.f.msgs[uid])), Deleted: s.f.deleted[uid], Date: s.f.dates[uid]}
 			id, labels := s.f.globalIDs[s.folder+"/"+m.UID], s.f.labels[s.folder+"/"+m.UID]

@@ -182,9 +182,9 @@ func (f *folderPass) reconcile(ctx context.Context) error {
 	f.a.warnAmbiguous(f.name, f.msgs)
 
 	f.indexListing()
-	f.states = make([]ledger.State, len(f.msgs))
+	f.states = make([]progress, len(f.msgs))
 	for i, m := range f.msgs {
-		f.states[i] = f.known[m.UID].State
+		f.states[i] = progressOf(f.known[m.UID].State)
 	}
 	return nil
 }
@@ -270,9 +270,9 @@ func (f *folderPass) adoptAll(ctx context.Context) error {
 	if err := f.record(ctx, f.msgs, ledger.Adopted, ""); err != nil {
 		return err
 	}
-	f.states = make([]ledger.State, len(f.msgs))
+	f.states = make([]progress, len(f.msgs))
 	for i := range f.states {
-		f.states[i] = ledger.Adopted
+		f.states[i] = progressOf(ledger.Adopted)
 	}
 	if !f.firstSyncGoesOn() {
 		if err := a.s.Ledger.SetMailbox(ctx, a.s.Name, f.name, ledger.MailboxState{
