@@ -1,7 +1,6 @@
 package imapsrc
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -27,23 +26,14 @@ type recorder struct {
 func newRecorder(t *testing.T) *recorder {
 	r := &recorder{}
 	r.addr = testlib.Serve(t, nil, func(c net.Conn) {
-		c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n"))
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			r.mu.Lock()
-			r.got.WriteString(line)
-			r.mu.Unlock()
-			if err != nil {
-				return
-			}
-			tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
-			if strings.EqualFold(rest, "CAPABILITY") {
+		runScript(recordedConn{c, r}, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready", func(c *scriptConn, tag, cmd string) bool {
+			if strings.EqualFold(cmd, "CAPABILITY") {
 				c.Write([]byte("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + " OK done\r\n"))
 			} else {
 				c.Write([]byte(tag + " BAD no such command here\r\n"))
 			}
-		}
+			return true
+		})
 	})
 	return r
 }
@@ -52,6 +42,21 @@ func (r *recorder) received() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.got.String()
+}
+
+// recordedConn is a connection whose reads r records, a line cut short
+// by the client's hang-up included.
+type recordedConn struct {
+	net.Conn
+	r *recorder
+}
+
+func (c recordedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.r.mu.Lock()
+	c.r.got.Write(p[:n])
+	c.r.mu.Unlock()
+	return n, err
 }
 
 // On tcp:// a server without STARTTLS never sees the password, in any form.

@@ -1,7 +1,6 @@
 package imapsrc
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,39 +18,29 @@ import (
 // which it answers with reply and then drops the connection, as Gmail and
 // Microsoft do. failOn "GREETING": reply is the greeting.
 func limitServer(t *testing.T, failOn, reply string) string {
-	return testlib.Serve(t, nil, func(conn net.Conn) {
-		defer conn.Close()
-		if failOn == "GREETING" {
-			fmt.Fprintf(conn, "%s\r\n", reply)
-			return
+	if failOn == "GREETING" {
+		return testlib.Serve(t, nil, func(conn net.Conn) { fmt.Fprintf(conn, "%s\r\n", reply) })
+	}
+	greeting := "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR UIDPLUS] hi"
+	if failOn == "CAPABILITY" {
+		greeting = "* OK hi" // the client asks for them
+	}
+	return serveScript(t, nil, greeting, func(conn *scriptConn, tag, cmd string) bool {
+		verb, _, _ := strings.Cut(strings.ToUpper(cmd), " ")
+		if verb == failOn {
+			fmt.Fprintf(conn, "%s %s\r\n", tag, reply)
+			return false
 		}
-		if failOn == "CAPABILITY" {
-			fmt.Fprintf(conn, "* OK hi\r\n") // the client asks for them
-		} else {
-			fmt.Fprintf(conn, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR UIDPLUS] hi\r\n")
+		switch verb {
+		case "SELECT", "EXAMINE":
+			fmt.Fprintf(conn, "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 2] n\r\n%s OK [READ-WRITE] done\r\n", tag)
+		case "LOGOUT":
+			fmt.Fprintf(conn, "* BYE bye\r\n%s OK done\r\n", tag)
+			return false
+		default:
+			fmt.Fprintf(conn, "%s OK done\r\n", tag)
 		}
-		br := bufio.NewReader(conn)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
-			verb, _, _ := strings.Cut(strings.ToUpper(rest), " ")
-			if verb == failOn {
-				fmt.Fprintf(conn, "%s %s\r\n", tag, reply)
-				return
-			}
-			switch verb {
-			case "SELECT", "EXAMINE":
-				fmt.Fprintf(conn, "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 2] n\r\n%s OK [READ-WRITE] done\r\n", tag)
-			case "LOGOUT":
-				fmt.Fprintf(conn, "* BYE bye\r\n%s OK done\r\n", tag)
-				return
-			default:
-				fmt.Fprintf(conn, "%s OK done\r\n", tag)
-			}
-		}
+		return true
 	})
 }
 

@@ -1,11 +1,9 @@
 package imapsrc
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -92,29 +90,21 @@ func benchListing(n int) []byte {
 // messages up to UIDNEXT uidNext, and lists with the FETCH responses in
 // listing, written as they are.
 func listingServer(t testlib.T, exists, uidNext int, listing []byte) string {
-	return testlib.Serve(t, nil, func(c net.Conn) {
-		fmt.Fprint(c, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN UIDPLUS] bench\r\n")
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
-			switch cmd := strings.ToUpper(rest); {
-			case strings.HasPrefix(cmd, "AUTHENTICATE"), strings.HasPrefix(cmd, "LOGIN"):
-				fmt.Fprintf(c, "%s OK logged in\r\n", tag)
-			case strings.HasPrefix(cmd, "SELECT"), strings.HasPrefix(cmd, "EXAMINE"):
-				fmt.Fprintf(c, "* %d EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT %d] x\r\n%s OK [READ-WRITE] done\r\n", exists, uidNext, tag)
-			case strings.HasPrefix(cmd, "UID FETCH"):
-				c.Write(listing)
-				fmt.Fprintf(c, "%s OK done\r\n", tag)
-			case strings.HasPrefix(cmd, "LOGOUT"):
-				fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
-				return
-			default:
-				fmt.Fprintf(c, "%s BAD unknown\r\n", tag)
-			}
+	return serveScript(t, nil, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN UIDPLUS] bench", func(c *scriptConn, tag, rest string) bool {
+		switch cmd := strings.ToUpper(rest); {
+		case strings.HasPrefix(cmd, "AUTHENTICATE"), strings.HasPrefix(cmd, "LOGIN"):
+			fmt.Fprintf(c, "%s OK logged in\r\n", tag)
+		case strings.HasPrefix(cmd, "SELECT"), strings.HasPrefix(cmd, "EXAMINE"):
+			fmt.Fprintf(c, "* %d EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT %d] x\r\n%s OK [READ-WRITE] done\r\n", exists, uidNext, tag)
+		case strings.HasPrefix(cmd, "UID FETCH"):
+			c.Write(listing)
+			fmt.Fprintf(c, "%s OK done\r\n", tag)
+		case strings.HasPrefix(cmd, "LOGOUT"):
+			fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
+			return false
+		default:
+			fmt.Fprintf(c, "%s BAD unknown\r\n", tag)
 		}
+		return true
 	})
 }

@@ -91,13 +91,10 @@ func TestLoginRefusalKinds(t *testing.T) {
 	} {
 		for _, mech := range []string{source.AuthLogin, source.AuthPlain} {
 			t.Run(c.code+mech, func(t *testing.T) {
-				addr := testlib.Serve(t, nil, func(conn net.Conn) {
-					fmt.Fprintf(conn, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n")
-					br := bufio.NewReader(conn)
-					line, _ := br.ReadString('\n')
-					tag, _, _ := strings.Cut(line, " ")
+				addr := serveScript(t, nil, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi", func(conn *scriptConn, tag, _ string) bool {
 					fmt.Fprintf(conn, "%s NO %snot now\r\n", tag, c.code)
-					br.ReadString('\n')
+					conn.r.ReadString('\n') // the client's next line, then hang up
+					return false
 				})
 				refused := 0
 				up := testUpstream(addr, nil, func(cfg *Config) { cfg.Auth, cfg.PasswordRefused = mech, func() { refused++ } })

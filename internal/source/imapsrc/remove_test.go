@@ -1,12 +1,10 @@
 package imapsrc
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/remote-pull/remote_pull/internal/source"
-	"github.com/remote-pull/remote_pull/internal/testlib"
 )
 
 // scripted is an IMAP server that logs anyone in and answers by command
@@ -33,30 +30,22 @@ func (sc *scripted) commands() string {
 func serveScripted(t *testing.T, caps string, replies map[string]string) (*scripted, string) {
 	t.Helper()
 	sc := &scripted{}
-	addr := testlib.Serve(t, nil, func(c net.Conn) {
-		fmt.Fprintf(c, "* OK [CAPABILITY %s] hi\r\n", caps)
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
+	addr := serveScript(t, nil, "* OK [CAPABILITY "+caps+"] hi", func(c *scriptConn, tag, cmd string) bool {
+		sc.mu.Lock()
+		sc.cmds = append(sc.cmds, cmd)
+		sc.mu.Unlock()
+		reply := ""
+		for prefix, r := range replies {
+			if strings.HasPrefix(strings.ToUpper(cmd), prefix) {
+				reply = r
 			}
-			tag, cmd, _ := strings.Cut(strings.TrimSpace(line), " ")
-			sc.mu.Lock()
-			sc.cmds = append(sc.cmds, cmd)
-			sc.mu.Unlock()
-			reply := ""
-			for prefix, r := range replies {
-				if strings.HasPrefix(strings.ToUpper(cmd), prefix) {
-					reply = r
-				}
-			}
-			if strings.Contains(reply, "{tag}") { // the reply's own tagged status
-				io.WriteString(c, strings.ReplaceAll(reply, "{tag}", tag))
-				continue
-			}
-			fmt.Fprintf(c, "%s%s OK done\r\n", reply, tag)
 		}
+		if strings.Contains(reply, "{tag}") { // the reply's own tagged status
+			io.WriteString(c, strings.ReplaceAll(reply, "{tag}", tag))
+			return true
+		}
+		fmt.Fprintf(c, "%s%s OK done\r\n", reply, tag)
+		return true
 	})
 	return sc, addr
 }

@@ -1,7 +1,6 @@
 package imapsrc
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/remote-pull/remote_pull/internal/source"
-	"github.com/remote-pull/remote_pull/internal/testlib"
 )
 
 // literalServer is a scripted IMAP server that logs anyone in, selects any
@@ -54,30 +52,19 @@ func scriptedServer(t *testing.T, useTLS bool, exists int, answer func(c net.Con
 	if useTLS {
 		srvTLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
-	addr = testlib.Serve(t, srvTLS, func(c net.Conn) {
-		fmt.Fprint(c, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN UIDPLUS] fake\r\n")
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
-			cmd := strings.ToUpper(rest)
-			switch {
-			case strings.HasPrefix(cmd, "AUTHENTICATE"), strings.HasPrefix(cmd, "LOGIN"):
-				fmt.Fprintf(c, "%s OK logged in\r\n", tag)
-			case strings.HasPrefix(cmd, "SELECT"), strings.HasPrefix(cmd, "EXAMINE"):
-				fmt.Fprintf(c, "* %d EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 6] x\r\n%s OK [READ-WRITE] done\r\n", exists, tag)
-			case strings.HasPrefix(cmd, "LOGOUT"):
-				fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
-				return
-			default:
-				if !answer(c, tag, cmd) {
-					return
-				}
-			}
+	addr = serveScript(t, srvTLS, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN UIDPLUS] fake", func(c *scriptConn, tag, rest string) bool {
+		switch cmd := strings.ToUpper(rest); {
+		case strings.HasPrefix(cmd, "AUTHENTICATE"), strings.HasPrefix(cmd, "LOGIN"):
+			fmt.Fprintf(c, "%s OK logged in\r\n", tag)
+		case strings.HasPrefix(cmd, "SELECT"), strings.HasPrefix(cmd, "EXAMINE"):
+			fmt.Fprintf(c, "* %d EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 6] x\r\n%s OK [READ-WRITE] done\r\n", exists, tag)
+		case strings.HasPrefix(cmd, "LOGOUT"):
+			fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
+			return false
+		default:
+			return answer(c.Conn, tag, cmd)
 		}
+		return true
 	})
 	return addr, &tls.Config{RootCAs: pool}
 }

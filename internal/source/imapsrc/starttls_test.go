@@ -38,19 +38,14 @@ func startTLSServer(t *testing.T, delay time.Duration, reply string) (addr strin
 		if tc.Handshake() != nil {
 			return
 		}
-		tb := bufio.NewReader(tc)
-		for {
-			line, err := tb.ReadString('\n')
-			if err != nil {
-				return
-			}
-			tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
-			if strings.EqualFold(rest, "CAPABILITY") {
+		runScript(tc, "", func(tc *scriptConn, tag, cmd string) bool {
+			if strings.EqualFold(cmd, "CAPABILITY") {
 				io.WriteString(tc, "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n"+tag+" OK\r\n")
 			} else {
 				io.WriteString(tc, tag+" OK\r\n")
 			}
-		}
+			return true
+		})
 	})
 	return addr, &tls.Config{RootCAs: pool}, early
 }
