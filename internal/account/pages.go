@@ -50,8 +50,11 @@ func (f *folderPass) pageDone(ctx context.Context) error {
 		return nil
 	}
 	pg.Advance()
-	if _, err := f.a.s.Ledger.SwapPageCursor(ctx, f.a.s.Name, f.name, f.pageCursor, pg.Cursor()); err != nil {
-		return local(err)
+	// A finished file's cursor stays put: no ledger write at every poll.
+	if next := pg.Cursor(); next != f.pageCursor {
+		if _, err := f.a.s.Ledger.SwapPageCursor(ctx, f.a.s.Name, f.name, f.pageCursor, next); err != nil {
+			return local(err)
+		}
 	}
 	f.res.More = pg.PagesLeft()
 	f.a.unlisted(pg.BytesLeft())

@@ -186,7 +186,7 @@ func (m *mboxMailbox) List(ctx context.Context, _ uint32) ([]source.Message, err
 	c := u.next
 	u.mu.Unlock()
 	if c.id != id {
-		c = m.continued(c, id)
+		c = m.continued(ctx, c, id)
 	}
 	if c.off >= id.size {
 		m.listing = &mboxListing{end: c}
@@ -211,11 +211,11 @@ func (m *mboxMailbox) List(ctx context.Context, _ uint32) ([]source.Message, err
 // holds it where it was (mail was appended; the message now also takes
 // the blank line before the next From line), else at the start (the
 // file was rewritten).
-func (m *mboxMailbox) continued(c cursor, id fileID) cursor {
+func (m *mboxMailbox) continued(ctx context.Context, c cursor, id fileID) cursor {
 	if c.off == 0 || c.id.valid == 0 || c.id.dev != id.dev || c.id.ino != id.ino || id.size < c.off {
 		return cursor{}
 	}
-	l, err := scanMbox(context.Background(), m.s.f, m.s.u.cfg.Variant, m.s.u.cfg.Path, cursor{off: c.prevOff}, 1)
+	l, err := scanMbox(ctx, m.s.f, m.s.u.cfg.Variant, m.s.u.cfg.Path, cursor{off: c.prevOff}, 1)
 	if err != nil || len(l.msgs) != 1 || l.msgs[0].UID != c.prevID || l.end.off < c.off {
 		return cursor{}
 	}
