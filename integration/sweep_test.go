@@ -23,6 +23,7 @@ package integration
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -588,8 +589,18 @@ func (env *sweepEnv) run(t *testing.T, g sweepGroup, c sweepCase, term bool, fau
 	}()
 
 	res, firstErr := poll(t, acct, limit)
-	if !px.WaitIdle(10 * time.Second) {
-		t.Errorf("the connection is still open 10 s after the poll returned: the client never closed it")
+	idle := px.WaitIdle(10 * time.Second)
+	if !idle && fault != nil && len(px.Sessions()) == 0 && errors.Is(firstErr, context.DeadlineExceeded) {
+		// The faulted poll's short timeout ran out while it connected
+		// (a TLS handshake slower than 1 s on a busy machine: CI,
+		// 2026-12-06, a POP3/implicit Drip case). The client closed its
+		// side; the proxy holds the connection until the server, as busy,
+		// notices. A client that leaked it would hold it for good: the
+		// bound is longer here, not gone.
+		idle = px.WaitIdle(60 * time.Second)
+	}
+	if !idle {
+		t.Errorf("the connection is still open after the poll returned: the client never closed it")
 	}
 	sessions := px.Sessions()
 	if len(sessions) == 0 {
